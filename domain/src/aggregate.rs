@@ -1,0 +1,49 @@
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::DomainError;
+
+/// An event a domain aggregate emits.
+///
+/// Events serialise adjacently tagged (`{"type": ..., "data": ...}`): the store keeps
+/// the type and the data apart, and the codec in `application` puts them back together.
+/// A top-level `personal` object in `data` holds personal data; the codec encrypts it
+/// under the key of [`DomainEvent::personal_subject`] so that erasing that key shreds it.
+pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync {
+    /// The stable name stored with the event.
+    fn event_type(&self) -> &'static str;
+
+    /// The schema version this code writes for the event's type.
+    fn schema_version(&self) -> u32 {
+        1
+    }
+
+    /// Whose key encrypts the event's `personal` object, if it has one.
+    fn personal_subject(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The cqrs-es shape: a command is decided against the current state into events,
+/// and the state is a left fold of `apply` over the stream's events.
+pub trait Aggregate: Default + Send + Sync {
+    type Command;
+    type Event: DomainEvent;
+
+    /// The stream category, e.g. `user` for streams `user-42`.
+    const CATEGORY: &'static str;
+
+    fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, DomainError>;
+
+    fn apply(&mut self, event: &Self::Event);
+
+    fn from_events<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self
+    where
+        Self::Event: 'a,
+    {
+        let mut state = Self::default();
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+}

@@ -1,0 +1,83 @@
+//! Audit entries that clients post explicitly (002 `POST /api/audit-logs/`).
+//! Everything else in the audit log is derived from the history itself.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::values::BoundedText;
+use crate::{DomainError, DomainEvent};
+
+pub fn stream_id(entry_id: Uuid) -> String {
+    format!("audit-{entry_id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum AuditEvent {
+    AuditEntryRecorded {
+        action: String,
+        resource_type: String,
+        resource_id: String,
+        details: serde_json::Value,
+    },
+}
+
+impl DomainEvent for AuditEvent {
+    fn event_type(&self) -> &'static str {
+        "AuditEntryRecorded"
+    }
+}
+
+/// A client-supplied audit entry, checked against the 002 model's field sizes.
+pub fn record_entry(
+    action: &str,
+    resource_type: &str,
+    resource_id: &str,
+    details: serde_json::Value,
+) -> Result<AuditEvent, DomainError> {
+    let mut errors = std::collections::BTreeMap::new();
+    let mut check = |field: &'static str, value: &str, max: usize, required: bool| {
+        if required && value.trim().is_empty() {
+            errors.insert(field.to_string(), vec!["This field is required".to_string()]);
+        } else if let Err(e) = BoundedText::parse(value, field, max) {
+            let DomainError::InvalidValue { message, .. } = e else { return };
+            errors.insert(field.to_string(), vec![message]);
+        }
+    };
+    check("action", action, 50, true);
+    check("resource_type", resource_type, 50, true);
+    check("resource_id", resource_id, 100, false);
+    if !details.is_object() {
+        errors.insert("details".to_string(), vec!["Expected a JSON object".to_string()]);
+    }
+    if !errors.is_empty() {
+        return Err(DomainError::InvalidFields(errors));
+    }
+    Ok(AuditEvent::AuditEntryRecorded {
+        action: action.trim().to_string(),
+        resource_type: resource_type.trim().to_string(),
+        resource_id: resource_id.trim().to_string(),
+        details,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn valid_entry_is_trimmed() {
+        let e = record_entry(" upload_created ", "upload", "u1", json!({"a": 1})).unwrap();
+        assert!(matches!(e, AuditEvent::AuditEntryRecorded { ref action, .. } if action == "upload_created"));
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let Err(DomainError::InvalidFields(errors)) = record_entry("", &"x".repeat(51), "", json!([1])) else {
+            panic!("accepted")
+        };
+        let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
+        assert_eq!(fields, ["action", "details", "resource_type"]);
+    }
+}

@@ -1,0 +1,15 @@
+//! The medledger domain: aggregates, commands, events, invariants and value types.
+//!
+//! Everything here is pure — no IO, no async, no clocks. Time and randomness come in
+//! as command fields so that every decision can be tested with given/when/then.
+
+mod aggregate;
+mod error;
+pub mod audit;
+pub mod role;
+pub mod session;
+pub mod user;
+pub mod values;
+
+pub use aggregate::{Aggregate, DomainEvent};
+pub use error::DomainError;

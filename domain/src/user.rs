@@ -1,0 +1,459 @@
+//! The one `User` aggregate behind all five contracts (API-MAP.md §2).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::role::{Role, Roles};
+use crate::values::{BoundedText, Email, PasswordHash, Username};
+use crate::{Aggregate, DomainError, DomainEvent};
+
+pub type UserId = i64;
+
+pub const NAME_MAX: usize = 30;
+pub const CLINIC_MAX: usize = 100;
+
+pub fn stream_id(id: UserId) -> String {
+    format!("user-{id}")
+}
+
+/// Who the person is. Encrypted under the user's own key in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPersonal {
+    pub email: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub clinic_name: String,
+}
+
+/// Profile fields a user (or an admin) may change. Encrypted like [`UserPersonal`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProfilePersonal {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clinic_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum UserEvent {
+    UserRegistered {
+        user_id: UserId,
+        roles: Roles,
+        password_hash: PasswordHash,
+        personal: UserPersonal,
+        registered_at: DateTime<Utc>,
+    },
+    ProfileUpdated {
+        user_id: UserId,
+        personal: ProfilePersonal,
+    },
+    RolesChanged {
+        user_id: UserId,
+        roles: Roles,
+    },
+    AccountActivationChanged {
+        user_id: UserId,
+        active: bool,
+    },
+    PasswordChanged {
+        user_id: UserId,
+        password_hash: PasswordHash,
+    },
+    PasswordResetRequested {
+        user_id: UserId,
+        /// SHA-256 of the token mailed to the user; the token itself is never stored.
+        token_hash: String,
+        expires_at: DateTime<Utc>,
+        personal: ResetMail,
+    },
+    PasswordResetCompleted {
+        user_id: UserId,
+        token_hash: String,
+        password_hash: PasswordHash,
+    },
+    UserLoggedIn {
+        user_id: UserId,
+        at: DateTime<Utc>,
+    },
+}
+
+/// What the mailer saga needs to send the reset mail: the address and the token.
+/// Encrypted under the user's key, so shredding the user also shreds pending mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetMail {
+    pub email: String,
+    pub token: String,
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            UserEvent::UserRegistered { .. } => "UserRegistered",
+            UserEvent::ProfileUpdated { .. } => "ProfileUpdated",
+            UserEvent::RolesChanged { .. } => "RolesChanged",
+            UserEvent::AccountActivationChanged { .. } => "AccountActivationChanged",
+            UserEvent::PasswordChanged { .. } => "PasswordChanged",
+            UserEvent::PasswordResetRequested { .. } => "PasswordResetRequested",
+            UserEvent::PasswordResetCompleted { .. } => "PasswordResetCompleted",
+            UserEvent::UserLoggedIn { .. } => "UserLoggedIn",
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        match self {
+            // v1 stored one `full_name`; v2 splits it (see the upcaster in application).
+            UserEvent::UserRegistered { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    fn personal_subject(&self) -> Option<String> {
+        match self {
+            UserEvent::UserRegistered { user_id, .. }
+            | UserEvent::ProfileUpdated { user_id, .. }
+            | UserEvent::PasswordResetRequested { user_id, .. } => Some(stream_id(*user_id)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum UserCommand {
+    Register {
+        user_id: UserId,
+        email: Email,
+        username: Option<Username>,
+        password_hash: PasswordHash,
+        first_name: BoundedText,
+        last_name: BoundedText,
+        clinic_name: BoundedText,
+        roles: Roles,
+        now: DateTime<Utc>,
+    },
+    UpdateProfile {
+        first_name: Option<BoundedText>,
+        last_name: Option<BoundedText>,
+        clinic_name: Option<BoundedText>,
+    },
+    ChangeRoles {
+        roles: Roles,
+    },
+    SetActive {
+        active: bool,
+    },
+    /// The caller has already verified the old password against [`User::password_hash`].
+    ChangePassword {
+        password_hash: PasswordHash,
+    },
+    RequestPasswordReset {
+        token: String,
+        token_hash: String,
+        expires_at: DateTime<Utc>,
+    },
+    CompletePasswordReset {
+        token_hash: String,
+        password_hash: PasswordHash,
+        now: DateTime<Utc>,
+    },
+    RecordLogin {
+        now: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct PendingReset {
+    token_hash: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+pub struct User {
+    id: Option<UserId>,
+    email: String,
+    roles: Roles,
+    active: bool,
+    password_hash: Option<PasswordHash>,
+    pending_resets: Vec<PendingReset>,
+}
+
+impl User {
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    pub fn id(&self) -> Option<UserId> {
+        self.id
+    }
+
+    pub fn roles(&self) -> &Roles {
+        &self.roles
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    pub fn password_hash(&self) -> Option<&PasswordHash> {
+        self.password_hash.as_ref()
+    }
+
+    fn require(&self) -> Result<UserId, DomainError> {
+        self.id.ok_or(DomainError::NotFound("user"))
+    }
+}
+
+impl Aggregate for User {
+    type Command = UserCommand;
+    type Event = UserEvent;
+    const CATEGORY: &'static str = "user";
+
+    fn handle(&self, command: UserCommand) -> Result<Vec<UserEvent>, DomainError> {
+        match command {
+            UserCommand::Register { user_id, email, username, password_hash, first_name, last_name, clinic_name, roles, now } => {
+                if self.exists() {
+                    return Err(DomainError::AlreadyExists("user"));
+                }
+                if roles.is_empty() {
+                    return Err(DomainError::invalid("role", "a user needs at least one role"));
+                }
+                Ok(vec![UserEvent::UserRegistered {
+                    user_id,
+                    roles,
+                    password_hash,
+                    personal: UserPersonal {
+                        email: email.as_str().to_string(),
+                        username: username.map(|u| u.as_str().to_string()),
+                        first_name: first_name.as_str().to_string(),
+                        last_name: last_name.as_str().to_string(),
+                        clinic_name: clinic_name.as_str().to_string(),
+                    },
+                    registered_at: now,
+                }])
+            }
+            UserCommand::UpdateProfile { first_name, last_name, clinic_name } => {
+                let user_id = self.require()?;
+                let personal = ProfilePersonal {
+                    first_name: first_name.map(|v| v.as_str().to_string()),
+                    last_name: last_name.map(|v| v.as_str().to_string()),
+                    clinic_name: clinic_name.map(|v| v.as_str().to_string()),
+                };
+                if personal == ProfilePersonal::default() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::ProfileUpdated { user_id, personal }])
+            }
+            UserCommand::ChangeRoles { roles } => {
+                let user_id = self.require()?;
+                if roles.is_empty() {
+                    return Err(DomainError::invalid("role", "a user needs at least one role"));
+                }
+                if roles == self.roles {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::RolesChanged { user_id, roles }])
+            }
+            UserCommand::SetActive { active } => {
+                let user_id = self.require()?;
+                if active == self.active {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::AccountActivationChanged { user_id, active }])
+            }
+            UserCommand::ChangePassword { password_hash } => {
+                let user_id = self.require()?;
+                if !self.active {
+                    return Err(DomainError::AccountInactive);
+                }
+                Ok(vec![UserEvent::PasswordChanged { user_id, password_hash }])
+            }
+            UserCommand::RequestPasswordReset { token, token_hash, expires_at } => {
+                let user_id = self.require()?;
+                if !self.active {
+                    return Err(DomainError::AccountInactive);
+                }
+                Ok(vec![UserEvent::PasswordResetRequested {
+                    user_id,
+                    token_hash,
+                    expires_at,
+                    personal: ResetMail { email: self.email.clone(), token },
+                }])
+            }
+            UserCommand::CompletePasswordReset { token_hash, password_hash, now } => {
+                let user_id = self.require()?;
+                let valid = self
+                    .pending_resets
+                    .iter()
+                    .any(|r| r.token_hash == token_hash && r.expires_at > now);
+                if !valid || !self.active {
+                    return Err(DomainError::InvalidResetToken);
+                }
+                Ok(vec![UserEvent::PasswordResetCompleted { user_id, token_hash, password_hash }])
+            }
+            UserCommand::RecordLogin { now } => {
+                let user_id = self.require()?;
+                if !self.active {
+                    return Err(DomainError::AccountInactive);
+                }
+                Ok(vec![UserEvent::UserLoggedIn { user_id, at: now }])
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &UserEvent) {
+        match event {
+            UserEvent::UserRegistered { user_id, roles, password_hash, personal, .. } => {
+                self.id = Some(*user_id);
+                self.email = personal.email.clone();
+                self.roles = roles.clone();
+                self.active = true;
+                self.password_hash = Some(password_hash.clone());
+            }
+            UserEvent::ProfileUpdated { .. } | UserEvent::UserLoggedIn { .. } => {}
+            UserEvent::RolesChanged { roles, .. } => self.roles = roles.clone(),
+            UserEvent::AccountActivationChanged { active, .. } => self.active = *active,
+            UserEvent::PasswordChanged { password_hash, .. } => {
+                self.password_hash = Some(password_hash.clone());
+                // A new password voids every reset link mailed before it.
+                self.pending_resets.clear();
+            }
+            UserEvent::PasswordResetRequested { token_hash, expires_at, .. } => {
+                self.pending_resets.push(PendingReset { token_hash: token_hash.clone(), expires_at: *expires_at });
+            }
+            UserEvent::PasswordResetCompleted { password_hash, .. } => {
+                self.password_hash = Some(password_hash.clone());
+                self.pending_resets.clear();
+            }
+        }
+    }
+}
+
+/// Roles a self-registered (002) account gets.
+pub fn self_registration_roles() -> Roles {
+    Roles::new([Role::Doctor])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+    }
+
+    fn register() -> UserCommand {
+        UserCommand::Register {
+            user_id: 7,
+            email: Email::parse("Ann@Example.org").unwrap(),
+            username: Some(Username::parse("ann").unwrap()),
+            password_hash: PasswordHash::new("$argon2id$x".into()),
+            first_name: BoundedText::parse("Ann", "firstName", NAME_MAX).unwrap(),
+            last_name: BoundedText::parse("Lee", "lastName", NAME_MAX).unwrap(),
+            clinic_name: BoundedText::default(),
+            roles: self_registration_roles(),
+            now: now(),
+        }
+    }
+
+    /// given `events`, when `command`, then the result.
+    fn given_when(events: &[UserEvent], command: UserCommand) -> Result<Vec<UserEvent>, DomainError> {
+        User::from_events(events).handle(command)
+    }
+
+    fn registered() -> Vec<UserEvent> {
+        User::default().handle(register()).unwrap()
+    }
+
+    #[test]
+    fn registration_emits_normalised_personal_data() {
+        let events = registered();
+        let [UserEvent::UserRegistered { user_id, personal, roles, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(*user_id, 7);
+        assert_eq!(personal.email, "ann@example.org");
+        assert!(roles.contains(Role::Doctor));
+        assert_eq!(events[0].personal_subject().as_deref(), Some("user-7"));
+    }
+
+    #[test]
+    fn registering_twice_is_refused() {
+        assert_eq!(given_when(&registered(), register()), Err(DomainError::AlreadyExists("user")));
+    }
+
+    #[test]
+    fn commands_on_a_missing_user_are_not_found() {
+        let err = given_when(&[], UserCommand::RecordLogin { now: now() });
+        assert_eq!(err, Err(DomainError::NotFound("user")));
+    }
+
+    #[test]
+    fn empty_profile_update_emits_nothing() {
+        let cmd = UserCommand::UpdateProfile { first_name: None, last_name: None, clinic_name: None };
+        assert_eq!(given_when(&registered(), cmd), Ok(vec![]));
+    }
+
+    #[test]
+    fn reset_token_works_once_and_only_before_expiry() {
+        let mut history = registered();
+        history.extend(
+            given_when(&history, UserCommand::RequestPasswordReset {
+                token: "t".into(),
+                token_hash: "h".into(),
+                expires_at: now() + Duration::hours(1),
+            })
+            .unwrap(),
+        );
+        let complete = |at| UserCommand::CompletePasswordReset {
+            token_hash: "h".into(),
+            password_hash: PasswordHash::new("new".into()),
+            now: at,
+        };
+        assert_eq!(given_when(&history, complete(now() + Duration::hours(2))), Err(DomainError::InvalidResetToken));
+        let done = given_when(&history, complete(now())).unwrap();
+        history.extend(done);
+        assert_eq!(given_when(&history, complete(now())), Err(DomainError::InvalidResetToken));
+    }
+
+    #[test]
+    fn wrong_reset_token_is_refused() {
+        let cmd = UserCommand::CompletePasswordReset {
+            token_hash: "nope".into(),
+            password_hash: PasswordHash::new("new".into()),
+            now: now(),
+        };
+        assert_eq!(given_when(&registered(), cmd), Err(DomainError::InvalidResetToken));
+    }
+
+    #[test]
+    fn inactive_accounts_cannot_log_in_or_change_password() {
+        let mut history = registered();
+        history.extend(given_when(&history, UserCommand::SetActive { active: false }).unwrap());
+        assert_eq!(given_when(&history, UserCommand::RecordLogin { now: now() }), Err(DomainError::AccountInactive));
+        let cmd = UserCommand::ChangePassword { password_hash: PasswordHash::new("x".into()) };
+        assert_eq!(given_when(&history, cmd), Err(DomainError::AccountInactive));
+    }
+
+    #[test]
+    fn changing_roles_to_the_same_set_is_a_no_op_and_empty_is_refused() {
+        let same = UserCommand::ChangeRoles { roles: self_registration_roles() };
+        assert_eq!(given_when(&registered(), same), Ok(vec![]));
+        let empty = UserCommand::ChangeRoles { roles: Roles::default() };
+        assert!(given_when(&registered(), empty).is_err());
+    }
+
+    #[test]
+    fn events_serialise_adjacently_tagged() {
+        let json = serde_json::to_value(&registered()[0]).unwrap();
+        assert_eq!(json["type"], "UserRegistered");
+        assert_eq!(json["data"]["personal"]["email"], "ann@example.org");
+    }
+}
