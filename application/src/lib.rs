@@ -1,1 +1,16 @@
+//! Use cases of medledger: command handlers, sagas, and the ports they run against.
+//!
+//! Nothing here knows which database, hash function for passwords, or mail transport
+//! is in use; `infrastructure` implements the ports and `api` wires them together.
 
+pub mod accounts;
+pub mod audit;
+pub mod chain;
+pub mod codec;
+mod error;
+pub mod ledger;
+pub mod metadata;
+pub mod ports;
+pub mod sagas;
+
+pub use error::AppError;

@@ -13,3 +13,10 @@ pub mod values;
 
 pub use aggregate::{Aggregate, DomainEvent};
 pub use error::DomainError;
+
+/// What personal fields read as once their owner's key has been erased.
+pub const ERASED: &str = "[erased]";
+
+fn erased() -> String {
+    ERASED.to_string()
+}

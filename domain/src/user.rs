@@ -19,6 +19,7 @@ pub fn stream_id(id: UserId) -> String {
 /// Who the person is. Encrypted under the user's own key in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserPersonal {
+    #[serde(default = "crate::erased")]
     pub email: String,
     #[serde(default)]
     pub username: Option<String>,
@@ -89,7 +90,9 @@ pub enum UserEvent {
 /// Encrypted under the user's key, so shredding the user also shreds pending mail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResetMail {
+    #[serde(default = "crate::erased")]
     pub email: String,
+    #[serde(default = "crate::erased")]
     pub token: String,
 }
 
@@ -332,6 +335,28 @@ impl Aggregate for User {
                 self.pending_resets.clear();
             }
         }
+    }
+}
+
+/// Claims on a unique login identifier (email or username). The stream id is
+/// `email-<sha256>` / `username-<sha256>`; appending with "no stream" makes the
+/// claim atomic with the registration that carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum ClaimEvent {
+    LoginIdentifierClaimed { user_id: UserId, kind: IdentifierKind },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifierKind {
+    Email,
+    Username,
+}
+
+impl DomainEvent for ClaimEvent {
+    fn event_type(&self) -> &'static str {
+        "LoginIdentifierClaimed"
     }
 }
 

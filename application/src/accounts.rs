@@ -1,0 +1,458 @@
+//! Identity use cases shared by every contract: registration, login, sessions,
+//! profile, passwords, and admin user management.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Duration;
+use medledger_domain::role::Roles;
+use medledger_domain::session::{self, Session, SessionCommand};
+use medledger_domain::user::{self, ClaimEvent, IdentifierKind, User, UserCommand, UserEvent, UserId};
+use medledger_domain::values::{BoundedText, Email, NewPassword, PasswordHash, Username};
+use medledger_domain::{Aggregate, DomainError};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::AppError;
+use crate::ledger::Ledger;
+use crate::metadata::CommandContext;
+use crate::ports::{
+    AccessClaims, Clock, ExpectedVersion, IdGenerator, PasswordHasher, Position, RefreshClaims, StoreError,
+    TokenError, TokenService, UserDirectory,
+};
+
+pub const RESET_TOKEN_TTL_HOURS: i64 = 1;
+
+/// A registration form in the domain's words; strings are parsed here.
+#[derive(Debug, Default, Clone)]
+pub struct Registration {
+    pub email: String,
+    pub username: Option<String>,
+    pub password: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub clinic_name: String,
+    pub roles: Roles,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub user_id: UserId,
+    pub roles: Roles,
+    pub tokens: Tokens,
+    pub position: Position,
+}
+
+/// Which profile fields to change; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct ProfileChange {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub clinic_name: Option<String>,
+    pub roles: Option<Roles>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    ledger: Ledger,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenService>,
+    ids: Arc<dyn IdGenerator>,
+    directory: Arc<dyn UserDirectory>,
+    clock: Arc<dyn Clock>,
+}
+
+fn identifier_stream(kind: IdentifierKind, value: &str) -> String {
+    let prefix = match kind {
+        IdentifierKind::Email => "email",
+        IdentifierKind::Username => "username",
+    };
+    format!("{prefix}-{}", hex::encode(Sha256::digest(value.to_lowercase().as_bytes())))
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Collects per-field errors so that a form reports all of them at once.
+#[derive(Default)]
+struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    fn take<T>(&mut self, r: Result<T, DomainError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(DomainError::InvalidValue { field, message }) => {
+                self.0.entry(field.to_string()).or_default().push(message);
+                None
+            }
+            Err(other) => {
+                self.0.entry("non_field_errors".into()).or_default().push(other.to_string());
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), AppError> {
+        if self.0.is_empty() { Ok(()) } else { Err(DomainError::InvalidFields(self.0).into()) }
+    }
+}
+
+impl Accounts {
+    pub fn new(
+        ledger: Ledger,
+        hasher: Arc<dyn PasswordHasher>,
+        tokens: Arc<dyn TokenService>,
+        ids: Arc<dyn IdGenerator>,
+        directory: Arc<dyn UserDirectory>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { ledger, hasher, tokens, ids, directory, clock }
+    }
+
+    pub fn tokens(&self) -> &Arc<dyn TokenService> {
+        &self.tokens
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    async fn hash_password(&self, password: NewPassword) -> Result<PasswordHash, AppError> {
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || hasher.hash(password.expose()))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(AppError::Internal)
+    }
+
+    async fn verify_password(&self, password: &str, hash: Option<PasswordHash>) -> bool {
+        let hasher = self.hasher.clone();
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => hasher.verify(&password, &hash),
+            None => {
+                // Spend the same time as a real check so that timing does not reveal
+                // which accounts exist.
+                let _ = hasher.hash(&password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Registers a user; the email (and username) claims are appended atomically with
+    /// the registration, so two concurrent sign-ups with one email cannot both win.
+    pub async fn register(&self, form: Registration, ctx: &CommandContext) -> Result<(UserId, Position), AppError> {
+        let mut errors = FieldErrors::default();
+        let email = errors.take(Email::parse(&form.email));
+        let username = match form.username.as_deref() {
+            Some(u) => errors.take(Username::parse(u)).map(Some),
+            None => Some(None),
+        };
+        let password = errors.take(NewPassword::parse(&form.password, "password"));
+        let first_name = errors.take(BoundedText::parse(&form.first_name, "firstName", user::NAME_MAX));
+        let last_name = errors.take(BoundedText::parse(&form.last_name, "lastName", user::NAME_MAX));
+        let clinic_name = errors.take(BoundedText::parse(&form.clinic_name, "clinicName", user::CLINIC_MAX));
+        errors.finish()?;
+        let (Some(email), Some(username), Some(password), Some(first_name), Some(last_name), Some(clinic_name)) =
+            (email, username, password, first_name, last_name, clinic_name)
+        else {
+            return Err(AppError::internal("field errors were not reported"));
+        };
+        if self.directory.find_by_login(email.as_str()).await?.is_some() {
+            return Err(email_taken());
+        }
+        let password_hash = self.hash_password(password).await?;
+        let user_id = self.ids.next_id("user").await?;
+        let registered = User::default().handle(UserCommand::Register {
+            user_id,
+            email: email.clone(),
+            username: username.clone(),
+            password_hash,
+            first_name,
+            last_name,
+            clinic_name,
+            roles: form.roles,
+            now: self.clock.now(),
+        })?;
+        let claim = |kind| [ClaimEvent::LoginIdentifierClaimed { user_id, kind }];
+        let email_stream = identifier_stream(IdentifierKind::Email, email.as_str());
+        let mut parts = vec![
+            self.ledger.prepare(&email_stream, ExpectedVersion::NoStream, &claim(IdentifierKind::Email), ctx).await?,
+        ];
+        if let Some(u) = &username {
+            let stream = identifier_stream(IdentifierKind::Username, u.as_str());
+            parts.push(self.ledger.prepare(&stream, ExpectedVersion::NoStream, &claim(IdentifierKind::Username), ctx).await?);
+        }
+        parts.push(self.ledger.prepare(&user::stream_id(user_id), ExpectedVersion::NoStream, &registered, ctx).await?);
+        match self.ledger.commit(parts).await {
+            Ok(appended) => Ok((user_id, appended.last_position)),
+            Err(AppError::Store(StoreError::Conflict { stream_id, .. })) if stream_id == email_stream => Err(email_taken()),
+            Err(AppError::Store(StoreError::Conflict { .. })) => Err(DomainError::InvalidFields(BTreeMap::from([(
+                "username".to_string(),
+                vec!["A user with that username already exists.".to_string()],
+            )]))
+            .into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks credentials, records the login and starts a session.
+    pub async fn login(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
+        let user_id = self.directory.find_by_login(identifier.trim()).await?;
+        let (user, version) = match user_id {
+            Some(id) => self.ledger.load::<User>(&user::stream_id(id)).await?,
+            None => (User::default(), 0),
+        };
+        let ok = self.verify_password(password, user.password_hash().cloned()).await;
+        let Some(user_id) = user.id().filter(|_| ok && user.is_active()) else {
+            return Err(AppError::InvalidCredentials);
+        };
+        let ctx = ctx.clone().with_actor(user_id);
+        let now = self.clock.now();
+        let logged_in = user.handle(UserCommand::RecordLogin { now })?;
+        let session_id = Uuid::new_v4();
+        let token_id = Uuid::new_v4();
+        let expires_at = now + self.tokens.refresh_ttl();
+        let started = Session::default().handle(SessionCommand::Start { session_id, user_id, token_id, expires_at })?;
+        let parts = vec![
+            self.ledger.prepare(&user::stream_id(user_id), ExpectedVersion::Exact(version), &logged_in, &ctx).await?,
+            self.ledger.prepare(&session::stream_id(session_id), ExpectedVersion::NoStream, &started, &ctx).await?,
+        ];
+        let appended = match self.ledger.commit(parts).await {
+            // A concurrent change to the user (another login): the credentials were
+            // still right, so record this login on top of it.
+            Err(AppError::Store(StoreError::Conflict { .. })) => {
+                return Box::pin(self.login(identifier, password, &ctx)).await;
+            }
+            other => other?,
+        };
+        let roles = user.roles().clone();
+        let access = self.issue_access(user_id, &roles, session_id)?;
+        let refresh = self
+            .tokens
+            .issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at)
+            .map_err(AppError::Internal)?;
+        Ok(LoggedIn { user_id, roles, tokens: Tokens { access, refresh }, position: appended.last_position })
+    }
+
+    fn issue_access(&self, user_id: UserId, roles: &Roles, session_id: Uuid) -> Result<String, AppError> {
+        self.tokens
+            .issue_access(&AccessClaims { user_id, roles: roles.clone(), session_id })
+            .map_err(AppError::Internal)
+    }
+
+    fn refresh_claims(&self, token: &str) -> Result<RefreshClaims, AppError> {
+        self.tokens.verify_refresh(token).map_err(|e| match e {
+            TokenError::Expired => AppError::Unauthorized("Token is invalid or expired".into()),
+            TokenError::Invalid => AppError::Unauthorized("Token is invalid or expired".into()),
+        })
+    }
+
+    /// Rotates a refresh token. Presenting an already-rotated token revokes the session
+    /// and is recorded (the reuse shows in the audit log).
+    pub async fn refresh(&self, refresh_token: &str, ctx: &CommandContext) -> Result<Tokens, AppError> {
+        let claims = self.refresh_claims(refresh_token)?;
+        let ctx = ctx.clone().with_actor(claims.user_id);
+        let new_token_id = Uuid::new_v4();
+        let now = self.clock.now();
+        let expires_at = now + self.tokens.refresh_ttl();
+        let (events, _) = self
+            .ledger
+            .execute::<Session>(&session::stream_id(claims.session_id), &ctx, |s| {
+                s.handle(SessionCommand::Rotate { presented: claims.token_id, new_token_id, expires_at, now })
+            })
+            .await
+            .map_err(session_error)?;
+        if session::is_reuse(&events) {
+            return Err(AppError::TokenReuse);
+        }
+        let (user, _) = self.ledger.load::<User>(&user::stream_id(claims.user_id)).await?;
+        if !user.is_active() {
+            return Err(AppError::Unauthorized("User is inactive".into()));
+        }
+        let access = self.issue_access(claims.user_id, user.roles(), claims.session_id)?;
+        let refresh = self
+            .tokens
+            .issue_refresh(&RefreshClaims { token_id: new_token_id, ..claims }, expires_at)
+            .map_err(AppError::Internal)?;
+        Ok(Tokens { access, refresh })
+    }
+
+    /// Ends the session the refresh token belongs to.
+    pub async fn logout(&self, refresh_token: &str, caller: UserId, ctx: &CommandContext) -> Result<(), AppError> {
+        let claims = self.refresh_claims(refresh_token)?;
+        if claims.user_id != caller {
+            return Err(AppError::Unauthorized("Token is invalid or expired".into()));
+        }
+        let (events, _) = self
+            .ledger
+            .execute::<Session>(&session::stream_id(claims.session_id), &ctx.clone().with_actor(caller), |s| {
+                s.handle(SessionCommand::End { presented: claims.token_id })
+            })
+            .await
+            .map_err(session_error)?;
+        if session::is_reuse(&events) {
+            return Err(AppError::TokenReuse);
+        }
+        Ok(())
+    }
+
+    pub async fn change_password(
+        &self,
+        user_id: UserId,
+        old_password: &str,
+        new_password: &str,
+        ctx: &CommandContext,
+    ) -> Result<Position, AppError> {
+        let new_password = NewPassword::parse(new_password, "new_password")?;
+        let (user, _) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
+        if !self.verify_password(old_password, user.password_hash().cloned()).await {
+            return Err(DomainError::invalid("old_password", "Old password is incorrect").into());
+        }
+        let password_hash = self.hash_password(new_password).await?;
+        let ctx = ctx.clone().with_actor(user_id);
+        let (_, position) = self
+            .ledger
+            .execute::<User>(&user::stream_id(user_id), &ctx, |u| {
+                u.handle(UserCommand::ChangePassword { password_hash: password_hash.clone() })
+            })
+            .await?;
+        position.ok_or_else(|| AppError::internal("password change wrote nothing"))
+    }
+
+    /// Starts a password reset. Unknown addresses succeed silently so that the endpoint
+    /// does not reveal who has an account. The mail is sent by the reset-mail saga.
+    pub async fn request_password_reset(&self, email: &str, ctx: &CommandContext) -> Result<(), AppError> {
+        let email = Email::parse(email)?;
+        let Some(user_id) = self.directory.find_by_login(email.as_str()).await? else {
+            return Ok(());
+        };
+        let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let token = format!("{user_id}.{secret}");
+        let token_hash = hash_token(&token);
+        let expires_at = self.clock.now() + Duration::hours(RESET_TOKEN_TTL_HOURS);
+        let result = self
+            .ledger
+            .execute::<User>(&user::stream_id(user_id), ctx, |u| {
+                u.handle(UserCommand::RequestPasswordReset {
+                    token: token.clone(),
+                    token_hash: token_hash.clone(),
+                    expires_at,
+                })
+            })
+            .await;
+        match result {
+            Ok(_) | Err(AppError::Domain(DomainError::AccountInactive)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn confirm_password_reset(&self, token: &str, new_password: &str, ctx: &CommandContext) -> Result<(), AppError> {
+        let new_password = NewPassword::parse(new_password, "new_password")?;
+        let user_id: UserId = token
+            .split_once('.')
+            .and_then(|(id, _)| id.parse().ok())
+            .ok_or(DomainError::InvalidResetToken)?;
+        let token_hash = hash_token(token);
+        let password_hash = self.hash_password(new_password).await?;
+        let now = self.clock.now();
+        self.ledger
+            .execute::<User>(&user::stream_id(user_id), &ctx.clone().with_actor(user_id), |u| {
+                if !u.exists() {
+                    return Err(DomainError::InvalidResetToken);
+                }
+                u.handle(UserCommand::CompletePasswordReset {
+                    token_hash: token_hash.clone(),
+                    password_hash: password_hash.clone(),
+                    now,
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a profile change. Roles and activation are for admins only: the API
+    /// checks that before it builds a change with them.
+    pub async fn update_user(
+        &self,
+        user_id: UserId,
+        change: ProfileChange,
+        ctx: &CommandContext,
+    ) -> Result<Option<Position>, AppError> {
+        let mut errors = FieldErrors::default();
+        let mut parse = |v: Option<String>, field, max| match v {
+            Some(v) => errors.take(BoundedText::parse(&v, field, max)).map(Some),
+            None => Some(None),
+        };
+        let first_name = parse(change.first_name, "firstName", user::NAME_MAX);
+        let last_name = parse(change.last_name, "lastName", user::NAME_MAX);
+        let clinic_name = parse(change.clinic_name, "clinicName", user::CLINIC_MAX);
+        errors.finish()?;
+        let (first_name, last_name, clinic_name) = (first_name.flatten(), last_name.flatten(), clinic_name.flatten());
+        let (_, position) = self
+            .ledger
+            .execute::<User>(&user::stream_id(user_id), ctx, |u| {
+                let mut events: Vec<UserEvent> = u.handle(UserCommand::UpdateProfile {
+                    first_name: first_name.clone(),
+                    last_name: last_name.clone(),
+                    clinic_name: clinic_name.clone(),
+                })?;
+                if let Some(roles) = &change.roles {
+                    events.extend(u.handle(UserCommand::ChangeRoles { roles: roles.clone() })?);
+                }
+                if let Some(active) = change.active {
+                    events.extend(u.handle(UserCommand::SetActive { active })?);
+                }
+                Ok(events)
+            })
+            .await?;
+        Ok(position)
+    }
+
+    pub async fn user(&self, user_id: UserId) -> Result<User, AppError> {
+        let (user, _) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
+        if !user.exists() {
+            return Err(AppError::NotFound("user"));
+        }
+        Ok(user)
+    }
+}
+
+fn email_taken() -> AppError {
+    DomainError::InvalidFields(BTreeMap::from([(
+        "email".to_string(),
+        vec!["A user with this email already exists.".to_string()],
+    )]))
+    .into()
+}
+
+fn session_error(e: AppError) -> AppError {
+    match e {
+        AppError::Domain(DomainError::SessionEnded | DomainError::NotFound(_)) => {
+            AppError::Unauthorized("Token is invalid or expired".into())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifier_streams_ignore_case_and_hide_the_address() {
+        let a = identifier_stream(IdentifierKind::Email, "Ann@Example.org");
+        assert_eq!(a, identifier_stream(IdentifierKind::Email, "ann@example.org"));
+        assert!(a.starts_with("email-") && !a.contains("example"));
+    }
+}

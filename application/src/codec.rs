@@ -1,0 +1,183 @@
+//! Domain events ⇄ stored events: serialisation, sealing personal data, upcasting.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use medledger_domain::DomainEvent;
+use serde_json::{Map, Value, json};
+
+use crate::AppError;
+use crate::metadata::EventMetadata;
+use crate::ports::{NewEvent, PersonalDataVault, RecordedEvent, StoreError};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// A stored event with its payload opened (personal data decrypted, or `{}` once
+/// erased) and upcast to the schema this code reads.
+#[derive(Debug, Clone)]
+pub struct DecodedEvent {
+    pub recorded: RecordedEvent,
+    pub data: Value,
+    pub metadata: EventMetadata,
+    /// True when personal data in this event could not be opened (its key is erased).
+    pub erased: bool,
+}
+
+impl DecodedEvent {
+    pub fn event_type(&self) -> &str {
+        &self.recorded.event_type
+    }
+
+    /// Deserialises into the domain enum; `None` if the type belongs to another enum.
+    pub fn to_domain<E: DomainEvent>(&self) -> Option<E> {
+        serde_json::from_value(json!({"type": self.recorded.event_type, "data": self.data})).ok()
+    }
+}
+
+#[derive(Clone)]
+pub struct EventCodec {
+    vault: Arc<dyn PersonalDataVault>,
+}
+
+impl EventCodec {
+    pub fn new(vault: Arc<dyn PersonalDataVault>) -> Self {
+        Self { vault }
+    }
+
+    pub fn vault(&self) -> &Arc<dyn PersonalDataVault> {
+        &self.vault
+    }
+
+    pub async fn encode<E: DomainEvent>(
+        &self,
+        event: &E,
+        event_id: uuid::Uuid,
+        metadata: &EventMetadata,
+    ) -> Result<NewEvent, AppError> {
+        let tagged = serde_json::to_value(event).map_err(AppError::internal)?;
+        let mut data = match tagged.get("data") {
+            Some(Value::Object(map)) => map.clone(),
+            _ => Map::new(),
+        };
+        let subject = event.personal_subject();
+        if let (Some(subject), Some(personal)) = (&subject, data.remove("personal")) {
+            data.insert("personal".into(), self.seal(subject, &personal).await?);
+        }
+        let metadata_subject = metadata
+            .actor_user_id
+            .map(medledger_domain::user::stream_id)
+            .or(subject);
+        Ok(NewEvent {
+            event_id,
+            event_type: event.event_type().to_string(),
+            schema_version: event.schema_version() as i32,
+            payload: Value::Object(data).to_string(),
+            metadata: self.encode_metadata(metadata, metadata_subject.as_deref()).await?,
+        })
+    }
+
+    async fn seal(&self, subject: &str, value: &Value) -> Result<Value, AppError> {
+        let sealed = self.vault.seal(subject, value.to_string().as_bytes()).await?;
+        Ok(json!({"subject": subject, "sealed": B64.encode(sealed)}))
+    }
+
+    /// Opens a sealed object; `Ok(None)` when the key is gone.
+    async fn open(&self, sealed: &Value) -> Result<Option<Value>, AppError> {
+        let (Some(subject), Some(blob)) = (sealed["subject"].as_str(), sealed["sealed"].as_str()) else {
+            // Not sealed (written before sealing, or plain by design): use as is.
+            return Ok(Some(sealed.clone()));
+        };
+        let bytes = B64
+            .decode(blob)
+            .map_err(|e| StoreError::Corrupt(format!("sealed personal data is not base64: {e}")))?;
+        match self.vault.open(subject, &bytes).await? {
+            Some(plain) => Ok(Some(
+                serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(format!("sealed personal data: {e}")))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn encode_metadata(&self, m: &EventMetadata, subject: Option<&str>) -> Result<String, AppError> {
+        let mut public = m.clone();
+        let personal = json!({"client_ip": public.client_ip.take(), "user_agent": public.user_agent.take()});
+        let mut value = serde_json::to_value(&public).map_err(AppError::internal)?;
+        let has_personal = m.client_ip.is_some() || m.user_agent.is_some();
+        if let (true, Some(obj)) = (has_personal, value.as_object_mut()) {
+            let stored = match subject {
+                Some(subject) => self.seal(subject, &personal).await?,
+                None => personal,
+            };
+            obj.insert("personal".into(), stored);
+        }
+        Ok(value.to_string())
+    }
+
+    pub async fn decode(&self, recorded: RecordedEvent) -> Result<DecodedEvent, AppError> {
+        let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("{what} of event {}: {e}", recorded.position));
+        let mut data: Value = serde_json::from_str(&recorded.payload).map_err(|e| corrupt("payload", e))?;
+        let mut erased = false;
+        if let Some(sealed) = data.get("personal").cloned() {
+            let opened = self.open(&sealed).await?;
+            erased |= opened.is_none();
+            data["personal"] = opened.unwrap_or_else(|| json!({}));
+        }
+        let data = upcast(&recorded.event_type, recorded.schema_version, data);
+
+        let mut meta_value: Value = serde_json::from_str(&recorded.metadata).map_err(|e| corrupt("metadata", e))?;
+        let personal = match meta_value.as_object_mut().and_then(|o| o.remove("personal")) {
+            Some(sealed) => {
+                let opened = self.open(&sealed).await?;
+                erased |= opened.is_none();
+                opened
+            }
+            None => None,
+        };
+        let mut metadata: EventMetadata = serde_json::from_value(meta_value).map_err(|e| corrupt("metadata", e))?;
+        if let Some(p) = personal {
+            metadata.client_ip = p["client_ip"].as_str().map(str::to_string);
+            metadata.user_agent = p["user_agent"].as_str().map(str::to_string);
+        } else if erased {
+            metadata.client_ip = Some(medledger_domain::ERASED.into());
+            metadata.user_agent = Some(medledger_domain::ERASED.into());
+        }
+        Ok(DecodedEvent { recorded, data, metadata, erased })
+    }
+}
+
+/// Brings an old event schema up to the one the domain reads.
+///
+/// `UserRegistered` v1 kept one `full_name`; v2 has `first_name` and `last_name`.
+pub fn upcast(event_type: &str, schema_version: i32, mut data: Value) -> Value {
+    if event_type == "UserRegistered" && schema_version < 2 {
+        if let Some(personal) = data.get_mut("personal").and_then(Value::as_object_mut) {
+            if let Some(full) = personal.remove("full_name") {
+                let full = full.as_str().unwrap_or_default().trim().to_string();
+                let (first, last) = full.split_once(' ').unwrap_or((&full, ""));
+                personal.insert("first_name".into(), json!(first));
+                personal.insert("last_name".into(), json!(last.trim()));
+            }
+        }
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_user_registered_splits_full_name() {
+        let v1 = json!({"user_id": 1, "personal": {"email": "a@b.org", "full_name": "Ada King Lovelace"}});
+        let v2 = upcast("UserRegistered", 1, v1);
+        assert_eq!(v2["personal"]["first_name"], "Ada");
+        assert_eq!(v2["personal"]["last_name"], "King Lovelace");
+        assert!(v2["personal"].get("full_name").is_none());
+    }
+
+    #[test]
+    fn current_schema_is_left_alone() {
+        let v2 = json!({"personal": {"first_name": "A", "full_name": "x"}});
+        assert_eq!(upcast("UserRegistered", 2, v2.clone()), v2);
+    }
+}

@@ -1,0 +1,105 @@
+//! Loading aggregates from their streams and appending what commands decide.
+
+use std::sync::Arc;
+
+use medledger_domain::{Aggregate, DomainEvent};
+
+use crate::AppError;
+use crate::codec::{DecodedEvent, EventCodec};
+use crate::metadata::CommandContext;
+use crate::ports::{Appended, EventStore, ExpectedVersion, Position, StoreError, StreamWrite};
+
+/// How many times a command is re-decided after losing an optimistic-concurrency race.
+const CONFLICT_RETRIES: usize = 5;
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<dyn EventStore>,
+    codec: EventCodec,
+}
+
+/// One stream's share of an atomic multi-stream append.
+pub struct Pending {
+    write: StreamWrite,
+}
+
+impl Ledger {
+    pub fn new(store: Arc<dyn EventStore>, codec: EventCodec) -> Self {
+        Self { store, codec }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub fn codec(&self) -> &EventCodec {
+        &self.codec
+    }
+
+    /// Rebuilds an aggregate and returns it with its stream version.
+    pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<(A, i64), AppError> {
+        let recorded = self.store.read_stream(stream_id).await?;
+        let version = recorded.last().map_or(0, |e| e.version);
+        let mut state = A::default();
+        for r in recorded {
+            let decoded = self.codec.decode(r).await?;
+            let event: A::Event = decoded.to_domain().ok_or_else(|| {
+                StoreError::Corrupt(format!("event {} does not belong to {}", decoded.recorded.position, A::CATEGORY))
+            })?;
+            state.apply(&event);
+        }
+        Ok((state, version))
+    }
+
+    /// Encodes `events` as one stream's part of an append.
+    pub async fn prepare<E: DomainEvent>(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        events: &[E],
+        ctx: &CommandContext,
+    ) -> Result<Pending, AppError> {
+        let mut encoded = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            encoded.push(self.codec.encode(e, ctx.event_id(stream_id, i), &ctx.metadata).await?);
+        }
+        Ok(Pending { write: StreamWrite { stream_id: stream_id.to_string(), expected, events: encoded } })
+    }
+
+    pub async fn commit(&self, parts: Vec<Pending>) -> Result<Appended, AppError> {
+        let writes: Vec<StreamWrite> = parts.into_iter().map(|p| p.write).filter(|w| !w.events.is_empty()).collect();
+        if writes.is_empty() {
+            return Err(StoreError::Empty.into());
+        }
+        Ok(self.store.append(writes).await?)
+    }
+
+    /// Loads the aggregate, decides, appends; re-decides on a concurrency conflict.
+    /// Returns the events written and the position of the last one (None: no change).
+    pub async fn execute<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        ctx: &CommandContext,
+        decide: impl Fn(&A) -> Result<Vec<A::Event>, medledger_domain::DomainError>,
+    ) -> Result<(Vec<A::Event>, Option<Position>), AppError> {
+        let mut attempt = 0;
+        loop {
+            let (state, version) = self.load::<A>(stream_id).await?;
+            let events = decide(&state)?;
+            if events.is_empty() {
+                return Ok((events, None));
+            }
+            let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+            let part = self.prepare(stream_id, expected, &events, ctx).await?;
+            match self.commit(vec![part]).await {
+                Ok(appended) => return Ok((events, Some(appended.last_position))),
+                Err(AppError::Store(StoreError::Conflict { .. })) if attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub async fn decode(&self, recorded: crate::ports::RecordedEvent) -> Result<DecodedEvent, AppError> {
+        self.codec.decode(recorded).await
+    }
+}

@@ -1,0 +1,212 @@
+//! The ports: what the use cases need from the outside world.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use medledger_domain::role::Roles;
+use medledger_domain::user::UserId;
+use medledger_domain::values::PasswordHash;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// A global position in the history: 1 for the first event, gapless.
+pub type Position = i64;
+
+/// What the writer expects a stream's version to be (the number of its events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    Any,
+    NoStream,
+    Exact(i64),
+}
+
+impl ExpectedVersion {
+    pub fn admits(self, actual: i64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => v == actual,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    /// The exact bytes that are stored and hashed (JSON text).
+    pub payload: String,
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamWrite {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream_id: String,
+    pub version: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: String,
+    pub metadata: String,
+    /// Microseconds since the Unix epoch; an integer so that it hashes exactly.
+    pub recorded_at_us: i64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+impl RecordedEvent {
+    pub fn recorded_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.recorded_at_us).unwrap_or_default()
+    }
+}
+
+/// The end of the hash chain as sealed by the last committed append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    pub position: Position,
+    pub hash: [u8; 32],
+}
+
+impl ChainHead {
+    pub const GENESIS: ChainHead = ChainHead { position: 0, hash: [0; 32] };
+
+    /// `POSITION:HEX`, what `medledger verify --digest` prints.
+    pub fn digest(&self) -> String {
+        format!("{}:{}", self.position, hex::encode(self.hash))
+    }
+}
+
+/// The outcome of an append: the positions its events hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first_position: Position,
+    pub last_position: Position,
+    /// True when every event id was already stored: a retried command, nothing written.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream_id} is at version {actual}, expected {expected:?}")]
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    #[error("event {0} is already stored with different content or stream")]
+    DuplicateEvent(Uuid),
+    #[error("nothing to append")]
+    Empty,
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("event store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The event store: one port, a PostgreSQL and a SQLite adapter, one conformance suite.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends every write atomically (all streams or none).
+    async fn append(&self, writes: Vec<StreamWrite>) -> Result<Appended, StoreError>;
+
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Events with a position greater than `after`, in global order. Never skips: a
+    /// position is readable only once every smaller position is committed.
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    async fn head(&self) -> Result<ChainHead, StoreError>;
+
+    /// The highest position known committed; changes wake subscribers (who re-query).
+    fn watch(&self) -> watch::Receiver<Position>;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Per-subject keys for personal data (crypto-shredding).
+#[async_trait]
+pub trait PersonalDataVault: Send + Sync {
+    async fn seal(&self, subject: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// `None` once the subject's key has been erased.
+    async fn open(&self, subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn erase(&self, subject: &str) -> Result<(), StoreError>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Integer ids for the contracts that expose them (users, scans, tasks...).
+#[async_trait]
+pub trait IdGenerator: Send + Sync {
+    async fn next_id(&self, sequence: &str) -> Result<i64, StoreError>;
+}
+
+pub trait PasswordHasher: Send + Sync {
+    fn hash(&self, password: &str) -> Result<PasswordHash, String>;
+    fn verify(&self, password: &str, hash: &PasswordHash) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// Stable per message so that a redelivered saga event sends it once.
+    pub message_id: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, mail: &Mail) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub user_id: UserId,
+    pub roles: Roles,
+    pub session_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshClaims {
+    pub user_id: UserId,
+    pub session_id: Uuid,
+    pub token_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token invalid")]
+    Invalid,
+}
+
+/// Issues and checks signed tokens (JWT HS256 in production).
+pub trait TokenService: Send + Sync {
+    fn issue_access(&self, claims: &AccessClaims) -> Result<String, String>;
+    fn issue_refresh(&self, claims: &RefreshClaims, expires_at: DateTime<Utc>) -> Result<String, String>;
+    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError>;
+    fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError>;
+    fn refresh_ttl(&self) -> chrono::Duration;
+}
+
+/// The query side that command handlers need: login identifier → user id.
+#[async_trait]
+pub trait UserDirectory: Send + Sync {
+    async fn find_by_login(&self, identifier: &str) -> Result<Option<UserId>, StoreError>;
+}
