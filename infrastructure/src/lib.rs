@@ -1,1 +1,12 @@
+//! Adapters behind the application's ports.
 
+pub mod aux;
+pub mod crypto;
+pub mod jwt;
+pub mod mail;
+mod migrate;
+pub mod password;
+pub mod secret;
+pub mod store;
+
+pub use migrate::{MigrationError, Migrations};

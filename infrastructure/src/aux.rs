@@ -1,0 +1,182 @@
+//! Small tables beside the event store: personal-data keys, integer id sequences and
+//! idempotency records. Portable SQL over `AnyPool`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use medledger_application::ports::{IdGenerator, PersonalDataVault, StoreError};
+use sqlx::AnyPool;
+
+use crate::crypto::SecretKey;
+use crate::store::unavailable_pub as unavailable;
+
+/// Per-subject keys, each wrapped under a key derived from the server secret, so a
+/// copy of the database alone does not open personal data.
+pub struct SqlVault {
+    pool: AnyPool,
+    kek: SecretKey,
+    cache: Mutex<HashMap<String, SecretKey>>,
+}
+
+impl SqlVault {
+    pub fn new(pool: AnyPool, server_secret: &[u8]) -> Self {
+        Self { pool, kek: SecretKey::derive(server_secret, "subject-key-wrap"), cache: Mutex::new(HashMap::new()) }
+    }
+
+    fn cached(&self, subject: &str) -> Option<SecretKey> {
+        self.cache.lock().ok()?.get(subject).cloned()
+    }
+
+    fn remember(&self, subject: &str, key: &SecretKey) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(subject.to_string(), key.clone());
+        }
+    }
+
+    /// The subject's key; `Ok(None)` if it has been erased or never existed.
+    async fn key(&self, subject: &str) -> Result<Option<SecretKey>, StoreError> {
+        if let Some(k) = self.cached(subject) {
+            return Ok(Some(k));
+        }
+        let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as("SELECT wrapped_key FROM subject_keys WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some((Some(wrapped),)) = row else { return Ok(None) };
+        let key = self
+            .kek
+            .open(&wrapped, subject.as_bytes())
+            .and_then(|raw| SecretKey::from_bytes(&raw))
+            .ok_or_else(|| StoreError::Corrupt(format!("the key of {subject} does not open with this server's secret")))?;
+        self.remember(subject, &key);
+        Ok(Some(key))
+    }
+}
+
+#[async_trait]
+impl PersonalDataVault for SqlVault {
+    async fn seal(&self, subject: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if let Some(key) = self.key(subject).await? {
+            return Ok(key.seal(plaintext, subject.as_bytes()));
+        }
+        let fresh = SecretKey::random();
+        let wrapped = self.kek.seal(fresh.as_bytes(), subject.as_bytes());
+        // Concurrent first seals for one subject: one insert wins, both use its key.
+        sqlx::query("INSERT INTO subject_keys (subject, wrapped_key, created_at_us) VALUES ($1, $2, $3) ON CONFLICT (subject) DO NOTHING")
+            .bind(subject)
+            .bind(wrapped)
+            .bind(chrono::Utc::now().timestamp_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        match self.key(subject).await? {
+            Some(key) => Ok(key.seal(plaintext, subject.as_bytes())),
+            None => Err(StoreError::Conflict {
+                stream_id: subject.to_string(),
+                expected: medledger_application::ports::ExpectedVersion::Any,
+                actual: -1,
+            }),
+        }
+    }
+
+    async fn open(&self, subject: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(key) = self.key(subject).await? else { return Ok(None) };
+        key.open(sealed, subject.as_bytes())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("personal data of {subject} does not open with its key")))
+    }
+
+    async fn erase(&self, subject: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE subject_keys SET wrapped_key = NULL, erased_at_us = $2 WHERE subject = $1")
+            .bind(subject)
+            .bind(chrono::Utc::now().timestamp_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(subject);
+        }
+        Ok(())
+    }
+}
+
+pub struct SqlIdGenerator {
+    pool: AnyPool,
+}
+
+impl SqlIdGenerator {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl IdGenerator for SqlIdGenerator {
+    async fn next_id(&self, sequence: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO id_sequences (name, value) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = id_sequences.value + 1 RETURNING value",
+        )
+        .bind(sequence)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)
+    }
+}
+
+/// A stored response to a command that carried an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedResponse {
+    pub request_hash: String,
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+pub struct IdempotencyRecords {
+    pool: AnyPool,
+}
+
+impl IdempotencyRecords {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn find(&self, scope: &str, key: &str) -> Result<Option<SavedResponse>, StoreError> {
+        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT request_hash, status, content_type, body FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(row.map(|(request_hash, status, content_type, body)| SavedResponse {
+            request_hash,
+            status: status as u16,
+            content_type,
+            body,
+        }))
+    }
+
+    /// Saves the first response for a key; a concurrent duplicate keeps the first.
+    pub async fn save(&self, scope: &str, key: &str, r: &SavedResponse) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status, content_type, body, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(&r.request_hash)
+        .bind(r.status as i64)
+        .bind(&r.content_type)
+        .bind(&r.body)
+        .bind(chrono::Utc::now().timestamp_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! The event store adapters and how they are opened.
+
+mod plan;
+mod postgres;
+mod sqlite;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use medledger_application::ports::{EventStore, StoreError};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+pub use postgres::PostgresEventStore;
+pub use sqlite::SqliteEventStore;
+
+use crate::Migrations;
+
+pub(crate) fn hash32(bytes: Vec<u8>, what: &str, position: i64) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} of event {position} is not 32 bytes")))
+}
+
+pub fn unavailable_pub(e: sqlx::Error) -> StoreError {
+    unavailable(e)
+}
+
+pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Where the data lives: PostgreSQL when a `postgres://` URL is given, otherwise SQLite
+/// files in the data directory.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Postgres { url: String },
+    Sqlite { store: PathBuf, read: PathBuf },
+}
+
+impl Backend {
+    pub fn select(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        match database_url.filter(|u| !u.is_empty()) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Backend::Postgres { url: url.to_string() })
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = PathBuf::from(url.trim_start_matches("sqlite://").trim_start_matches("sqlite:"));
+                let read = path.with_extension("read.db");
+                Ok(Backend::Sqlite { store: path, read })
+            }
+            Some(other) => Err(StoreError::Unavailable(format!(
+                "unsupported database URL '{other}': use postgres://... or sqlite:PATH (or none for the data dir)"
+            ))),
+            None => Ok(Backend::Sqlite { store: data_dir.join("events.db"), read: data_dir.join("read.db") }),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres { .. })
+    }
+}
+
+/// Everything persistent the server talks to.
+#[derive(Clone)]
+pub struct Databases {
+    pub store: Arc<dyn EventStore>,
+    /// The store's database, for keys, id sequences and idempotency records.
+    pub aux: AnyPool,
+    /// The read models' database (the same database on PostgreSQL).
+    pub read: AnyPool,
+    pub postgres: bool,
+}
+
+async fn any_pool(url: &str, sqlite: bool, max: u32) -> Result<AnyPool, StoreError> {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(Duration::from_secs(60))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::raw_sql("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(unavailable)
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+impl Databases {
+    /// Opens (creating SQLite files as needed) and migrates.
+    pub async fn open(backend: &Backend) -> Result<Self, StoreError> {
+        match backend {
+            Backend::Postgres { url } => {
+                let aux = any_pool(url, false, 4).await?;
+                let read = any_pool(url, false, 6).await?;
+                Self::migrate_with(&aux, &read, true).await?;
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(unavailable)?;
+                let store = PostgresEventStore::start(pool).await?;
+                Ok(Self { store: Arc::new(store), aux, read, postgres: true })
+            }
+            Backend::Sqlite { store, read } => {
+                if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+                }
+                let aux = any_pool(&sqlite_url(store), true, 2).await?;
+                let read_pool = any_pool(&sqlite_url(read), true, 4).await?;
+                Self::migrate_with(&aux, &read_pool, false).await?;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&sqlite_url(store))
+                    .map_err(unavailable)?
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(unavailable)?;
+                let store = SqliteEventStore::start(pool).await?;
+                Ok(Self { store: Arc::new(store), aux, read: read_pool, postgres: false })
+            }
+        }
+    }
+
+    async fn migrate_with(aux: &AnyPool, read: &AnyPool, postgres: bool) -> Result<(), StoreError> {
+        let store = if postgres { Migrations::POSTGRES_STORE } else { Migrations::SQLITE_STORE };
+        store.run(aux, postgres).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Migrations::READ_MODELS.run(read, postgres).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! Deciding a batch of appends, shared by both adapters: expected versions, idempotent
+//! retries, positions and the hash chain. Pure, so the adapters only do the IO.
+
+use std::collections::HashMap;
+
+use medledger_application::chain::{HashInput, event_hash};
+use medledger_application::ports::{Appended, ChainHead, Position, StoreError, StreamWrite};
+use uuid::Uuid;
+
+/// One row to insert.
+pub struct Row {
+    pub position: Position,
+    pub stream_id: String,
+    pub version: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at_us: i64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+pub struct Plan {
+    pub rows: Vec<Row>,
+    /// One result per request, in order.
+    pub results: Vec<Result<Appended, StoreError>>,
+    pub head: ChainHead,
+}
+
+/// What the adapter read inside its transaction, under the head lock.
+pub struct Snapshot {
+    pub head: ChainHead,
+    /// Current version of every stream the batch touches (absent: 0).
+    pub versions: HashMap<String, i64>,
+    /// Already-stored events among the batch's event ids: id → position.
+    pub existing: HashMap<Uuid, Position>,
+}
+
+/// Plans `requests` in order. Each request (a set of stream writes) is all-or-nothing;
+/// a refused request does not affect the others.
+pub fn plan(mut snap: Snapshot, requests: &[Vec<StreamWrite>], recorded_at_us: i64) -> Plan {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        let result = plan_one(&mut snap, request, recorded_at_us, &mut rows);
+        results.push(result);
+    }
+    Plan { rows, results, head: snap.head }
+}
+
+fn plan_one(
+    snap: &mut Snapshot,
+    request: &[StreamWrite],
+    recorded_at_us: i64,
+    rows: &mut Vec<Row>,
+) -> Result<Appended, StoreError> {
+    let ids: Vec<Uuid> = request.iter().flat_map(|w| w.events.iter().map(|e| e.event_id)).collect();
+    if ids.is_empty() {
+        return Err(StoreError::Empty);
+    }
+    let known: Vec<Position> = ids.iter().filter_map(|id| snap.existing.get(id).copied()).collect();
+    if known.len() == ids.len() {
+        // A retry of a command that was already stored: report where it went.
+        let (first, last) = (known.iter().min().copied(), known.iter().max().copied());
+        return Ok(Appended { first_position: first.unwrap_or(0), last_position: last.unwrap_or(0), duplicate: true });
+    }
+    if let Some(id) = ids.iter().find(|id| snap.existing.contains_key(id)) {
+        return Err(StoreError::DuplicateEvent(*id));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    if let Some(id) = ids.iter().find(|id| !seen.insert(**id)) {
+        return Err(StoreError::DuplicateEvent(*id));
+    }
+    // Check every stream before writing any, so a refused request leaves no rows.
+    let mut next_versions: HashMap<&str, i64> = HashMap::new();
+    for w in request {
+        let current = next_versions
+            .get(w.stream_id.as_str())
+            .copied()
+            .unwrap_or_else(|| snap.versions.get(&w.stream_id).copied().unwrap_or(0));
+        if !w.expected.admits(current) {
+            return Err(StoreError::Conflict { stream_id: w.stream_id.clone(), expected: w.expected, actual: current });
+        }
+        next_versions.insert(&w.stream_id, current + w.events.len() as i64);
+    }
+    let first_position = snap.head.position + 1;
+    for w in request {
+        let mut version = snap.versions.get(&w.stream_id).copied().unwrap_or(0);
+        for e in &w.events {
+            version += 1;
+            let position = snap.head.position + 1;
+            let prev_hash = snap.head.hash;
+            let hash = event_hash(&prev_hash, &HashInput {
+                position,
+                stream_id: &w.stream_id,
+                version,
+                event_id: e.event_id,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                payload: &e.payload,
+                metadata: &e.metadata,
+                recorded_at_us,
+            });
+            rows.push(Row {
+                position,
+                stream_id: w.stream_id.clone(),
+                version,
+                event_id: e.event_id,
+                event_type: e.event_type.clone(),
+                schema_version: e.schema_version,
+                payload: e.payload.clone(),
+                metadata: e.metadata.clone(),
+                recorded_at_us,
+                prev_hash,
+                hash,
+            });
+            snap.existing.insert(e.event_id, position);
+            snap.head = ChainHead { position, hash };
+        }
+        snap.versions.insert(w.stream_id.clone(), version);
+    }
+    Ok(Appended { first_position, last_position: snap.head.position, duplicate: false })
+}
+
+/// Streams and event ids a batch touches, for the adapter's two look-ups.
+pub fn keys(requests: &[Vec<StreamWrite>]) -> (Vec<String>, Vec<Uuid>) {
+    let mut streams: Vec<String> = requests.iter().flatten().map(|w| w.stream_id.clone()).collect();
+    streams.sort();
+    streams.dedup();
+    let ids = requests.iter().flatten().flat_map(|w| w.events.iter().map(|e| e.event_id)).collect();
+    (streams, ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medledger_application::ports::{ExpectedVersion, NewEvent};
+
+    fn ev(n: u128) -> NewEvent {
+        NewEvent {
+            event_id: Uuid::from_u128(n),
+            event_type: "T".into(),
+            schema_version: 1,
+            payload: "{}".into(),
+            metadata: "{}".into(),
+        }
+    }
+
+    fn write(stream: &str, expected: ExpectedVersion, ids: &[u128]) -> StreamWrite {
+        StreamWrite { stream_id: stream.into(), expected, events: ids.iter().map(|&n| ev(n)).collect() }
+    }
+
+    fn empty() -> Snapshot {
+        Snapshot { head: ChainHead::GENESIS, versions: HashMap::new(), existing: HashMap::new() }
+    }
+
+    #[test]
+    fn a_refused_request_in_a_batch_leaves_the_others_alone() {
+        let requests = vec![
+            vec![write("a", ExpectedVersion::NoStream, &[1])],
+            vec![write("a", ExpectedVersion::NoStream, &[2])],
+            vec![write("b", ExpectedVersion::Any, &[3]), write("a", ExpectedVersion::Exact(1), &[4])],
+        ];
+        let p = plan(empty(), &requests, 0);
+        assert!(p.results[0].is_ok());
+        assert!(matches!(p.results[1], Err(StoreError::Conflict { actual: 1, .. })));
+        assert_eq!(p.results[2].as_ref().unwrap().last_position, 3);
+        let versions: Vec<(String, i64)> = p.rows.iter().map(|r| (r.stream_id.clone(), r.version)).collect();
+        assert_eq!(versions, [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]);
+    }
+
+    #[test]
+    fn a_multi_stream_request_is_all_or_nothing() {
+        let requests = vec![vec![write("x", ExpectedVersion::Any, &[1]), write("y", ExpectedVersion::Exact(5), &[2])]];
+        let p = plan(empty(), &requests, 0);
+        assert!(p.results[0].is_err());
+        assert!(p.rows.is_empty());
+        assert_eq!(p.head, ChainHead::GENESIS);
+    }
+
+    #[test]
+    fn a_retried_request_reports_the_original_positions() {
+        let requests = vec![vec![write("a", ExpectedVersion::NoStream, &[1, 2])], vec![write("a", ExpectedVersion::NoStream, &[1, 2])]];
+        let p = plan(empty(), &requests, 0);
+        assert_eq!(p.results[1], Ok(Appended { first_position: 1, last_position: 2, duplicate: true }));
+        assert_eq!(p.rows.len(), 2);
+    }
+
+    #[test]
+    fn partly_known_ids_are_refused() {
+        let mut snap = empty();
+        snap.existing.insert(Uuid::from_u128(1), 1);
+        let p = plan(snap, &[vec![write("a", ExpectedVersion::Any, &[1, 2])]], 0);
+        assert_eq!(p.results[0], Err(StoreError::DuplicateEvent(Uuid::from_u128(1))));
+    }
+}

@@ -1,0 +1,241 @@
+//! The PostgreSQL event store.
+//!
+//! Ordering: every append transaction locks the single `chain_head` row first, assigns
+//! positions after the head, and releases the lock only at commit. Appends are thus
+//! serialised across all processes, positions are gapless, and a transaction holding
+//! position p+1 cannot start before p is visible. A reader that asks for
+//! `position > checkpoint` can therefore never skip an event. Throughput comes from
+//! group commit in each process's writer, not from concurrent transactions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use medledger_application::ports::{
+    Appended, ChainHead, EventStore, Position, RecordedEvent, StoreError, StreamWrite,
+};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::plan::{self, Snapshot};
+use super::writer::{Backend, GroupCommitWriter, advance};
+use super::{hash32, unavailable};
+
+pub const NOTIFY_CHANNEL: &str = "medledger_events";
+
+/// The event columns in `Row` order, followed by the rest of a literal query.
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, stream_id, version, event_id, event_type, schema_version, payload, metadata, ",
+            "recorded_at_us, prev_hash, hash FROM events ",
+            $rest
+        )
+    };
+}
+
+type Row = (i64, String, i64, Uuid, String, i32, String, String, i64, Vec<u8>, Vec<u8>);
+
+fn to_recorded(r: Row) -> Result<RecordedEvent, StoreError> {
+    let (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at_us, prev, hash) = r;
+    Ok(RecordedEvent {
+        position,
+        stream_id,
+        version,
+        event_id,
+        event_type,
+        schema_version,
+        payload,
+        metadata,
+        recorded_at_us,
+        prev_hash: hash32(prev, "prev_hash", position)?,
+        hash: hash32(hash, "hash", position)?,
+    })
+}
+
+pub struct PostgresEventStore {
+    pool: PgPool,
+    writer: GroupCommitWriter,
+    committed: watch::Receiver<Position>,
+}
+
+struct PgBackend {
+    pool: PgPool,
+}
+
+impl PostgresEventStore {
+    pub async fn start(pool: PgPool) -> Result<Self, StoreError> {
+        let head = read_head(&pool).await?;
+        let (tx, committed) = watch::channel(head.position);
+        let tx = Arc::new(tx);
+        // The listener holds a weak handle: it stops once the store and its writer are gone.
+        tokio::spawn(listen(pool.clone(), Arc::downgrade(&tx)));
+        let writer = GroupCommitWriter::spawn(Arc::new(PgBackend { pool: pool.clone() }), tx);
+        Ok(Self { pool, writer, committed })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Wakes local subscribers when another process appends. Notifications only wake:
+/// subscribers always re-query the table.
+async fn listen(pool: PgPool, committed: std::sync::Weak<watch::Sender<Position>>) {
+    loop {
+        let Some(tx) = committed.upgrade() else { return };
+        if tx.is_closed() {
+            return;
+        }
+        drop(tx);
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if listener.listen(NOTIFY_CHANNEL).await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await {
+                Ok(Ok(Some(n))) => {
+                    let Some(tx) = committed.upgrade() else { return };
+                    if let Ok(p) = n.payload().parse::<Position>() {
+                        advance(&tx, p);
+                    }
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => break,
+                Err(_) => {
+                    let Some(tx) = committed.upgrade() else { return };
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn read_head(pool: &PgPool) -> Result<ChainHead, StoreError> {
+    let (position, hash): (i64, Vec<u8>) = sqlx::query_as("SELECT position, hash FROM chain_head WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)?;
+    Ok(ChainHead { position, hash: hash32(hash, "chain head", position)? })
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<(Vec<Result<Appended, StoreError>>, ChainHead), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let (position, hash): (i64, Vec<u8>) =
+            sqlx::query_as("SELECT position, hash FROM chain_head WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let head = ChainHead { position, hash: hash32(hash, "chain head", position)? };
+        let (streams, ids) = plan::keys(requests);
+        let versions: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+            "SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+        )
+        .bind(&streams)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .collect();
+        let existing: HashMap<Uuid, Position> =
+            sqlx::query_as::<_, (Uuid, i64)>("SELECT event_id, position FROM events WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .collect();
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let planned = plan::plan(Snapshot { head, versions, existing }, requests, now_us);
+        if planned.rows.is_empty() {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok((planned.results, head));
+        }
+        let rows = &planned.rows;
+        sqlx::query(
+            "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, \
+             recorded_at_us, prev_hash, hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], \
+             $8::text[], $9::bigint[], $10::bytea[], $11::bytea[])",
+        )
+        .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.recorded_at_us).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.prev_hash.to_vec()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("UPDATE chain_head SET position = $1, hash = $2 WHERE id = 1")
+            .bind(planned.head.position)
+            .bind(planned.head.hash.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(planned.head.position.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok((planned.results, planned.head))
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(&self, writes: Vec<StreamWrite>) -> Result<Appended, StoreError> {
+        self.writer.append(writes).await
+    }
+
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(select_events!("WHERE stream_id = $1 ORDER BY version"))
+            .bind(stream_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter().map(to_recorded).collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(select_events!("WHERE position > $1 ORDER BY position LIMIT $2"))
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter().map(to_recorded).collect()
+    }
+
+    async fn head(&self) -> Result<ChainHead, StoreError> {
+        read_head(&self.pool).await
+    }
+
+    fn watch(&self) -> watch::Receiver<Position> {
+        self.committed.clone()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+}

@@ -1,0 +1,104 @@
+//! Group commit: one task per process drains whatever appends are waiting and commits
+//! them in one transaction. Each caller is answered only after that commit, so
+//! per-command durability holds while many commands share one fsync.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use medledger_application::ports::{Appended, ChainHead, Position, StoreError, StreamWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Upper bound of events per transaction: large enough to amortise the commit, small
+/// enough to keep the head lock short for writers in other processes.
+const MAX_BATCH_EVENTS: usize = 2_000;
+const QUEUE_DEPTH: usize = 4_096;
+
+type Reply = oneshot::Sender<Result<Appended, StoreError>>;
+
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Plans and commits `requests` in one transaction; per-request results plus the
+    /// new head. An `Err` means nothing was committed.
+    async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<(Vec<Result<Appended, StoreError>>, ChainHead), StoreError>;
+}
+
+pub(crate) struct GroupCommitWriter {
+    queue: mpsc::Sender<(Vec<StreamWrite>, Reply)>,
+}
+
+impl GroupCommitWriter {
+    pub fn spawn(backend: Arc<dyn Backend>, committed: Arc<watch::Sender<Position>>) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run(backend, rx, committed));
+        Self { queue }
+    }
+
+    pub async fn append(&self, writes: Vec<StreamWrite>) -> Result<Appended, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((writes, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+pub(crate) fn advance(watch: &watch::Sender<Position>, position: Position) {
+    watch.send_if_modified(|current| {
+        if position > *current {
+            *current = position;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+async fn run(
+    backend: Arc<dyn Backend>,
+    mut rx: mpsc::Receiver<(Vec<StreamWrite>, Reply)>,
+    committed: Arc<watch::Sender<Position>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut events = count(&first.0);
+        let mut requests = vec![first.0];
+        let mut replies = vec![first.1];
+        while events < MAX_BATCH_EVENTS {
+            let Ok((writes, reply)) = rx.try_recv() else { break };
+            events += count(&writes);
+            requests.push(writes);
+            replies.push(reply);
+        }
+        match backend.commit(&requests).await {
+            Ok((results, head)) => {
+                advance(&committed, head.position);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(_) if requests.len() > 1 => {
+                // Something in the batch made the transaction fail: commit each request
+                // on its own so one bad request cannot fail its neighbours.
+                for (request, reply) in requests.into_iter().zip(replies) {
+                    let result = match backend.commit(std::slice::from_ref(&request)).await {
+                        Ok((mut results, head)) => {
+                            advance(&committed, head.position);
+                            results.pop().unwrap_or(Err(StoreError::Empty))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn count(writes: &[StreamWrite]) -> usize {
+    writes.iter().map(|w| w.events.len()).sum::<usize>().max(1)
+}
