@@ -1,1 +1,40 @@
+//! Read models and the runner that keeps them current.
+//!
+//! Each projection owns some tables in the read database and a checkpoint row; it
+//! applies a page of events and moves its checkpoint in one transaction, so a crash
+//! never applies an event twice or skips one. Sagas run on the same runner with
+//! at-least-once delivery and idempotent effects.
 
+mod audit_log;
+mod error;
+pub mod queries;
+mod runner;
+mod users;
+
+use async_trait::async_trait;
+use medledger_application::codec::DecodedEvent;
+use sqlx::AnyConnection;
+
+pub use audit_log::AuditLogProjection;
+pub use error::ProjectionError;
+pub use runner::{Progress, Runner, RunnerHandle, rebuild, table_snapshot};
+pub use users::{SqlUserDirectory, UsersProjection};
+
+#[async_trait]
+pub trait Projection: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The tables this projection owns: cleared by a rebuild, compared by the tests.
+    fn tables(&self) -> &'static [&'static str];
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError>;
+}
+
+/// Every read model the server keeps.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![std::sync::Arc::new(UsersProjection), std::sync::Arc::new(AuditLogProjection)]
+}
+
+pub(crate) fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,83 @@
+//! The audit log (002 `/api/audit-logs/`): one row per event in the history, the
+//! explicit entries clients post included. Its id is the event's global position.
+
+use async_trait::async_trait;
+use medledger_application::codec::DecodedEvent;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use crate::{Projection, ProjectionError, timestamp};
+
+pub struct AuditLogProjection;
+
+/// Payload fields never copied into the audit log's details.
+const HIDDEN: [&str; 4] = ["personal", "password_hash", "token_hash", "token"];
+
+fn snake_case(event_type: &str) -> String {
+    let mut out = String::with_capacity(event_type.len() + 4);
+    for (i, c) in event_type.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Projection for AuditLogProjection {
+    fn name(&self) -> &'static str {
+        "audit_log"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["audit_log"]
+    }
+
+    async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
+        let r = &event.recorded;
+        let (category, suffix) = r.stream_id.split_once('-').unwrap_or((&r.stream_id, ""));
+        let (action, resource_type, resource_id, details) = if r.event_type == "AuditEntryRecorded" {
+            let text = |k: &str| event.data[k].as_str().unwrap_or_default().to_string();
+            (text("action"), text("resource_type"), text("resource_id"), event.data["details"].clone())
+        } else {
+            let mut details = event.data.clone();
+            if let Value::Object(map) = &mut details {
+                for k in HIDDEN {
+                    map.remove(k);
+                }
+            }
+            (snake_case(&r.event_type), category.to_string(), suffix.to_string(), details)
+        };
+        let user_id = event.metadata.actor_user_id.or_else(|| event.data["user_id"].as_i64());
+        sqlx::query(
+            "INSERT INTO audit_log (id, user_id, action, resource_type, resource_id, timestamp, ip_address, user_agent, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(r.position)
+        .bind(user_id)
+        .bind(action)
+        .bind(resource_type)
+        .bind(resource_id)
+        .bind(timestamp(r.recorded_at()))
+        .bind(event.metadata.client_ip.clone())
+        .bind(event.metadata.user_agent.clone())
+        .bind(details.to_string())
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_types_become_snake_case_actions() {
+        assert_eq!(super::snake_case("UserRegistered"), "user_registered");
+        assert_eq!(super::snake_case("RefreshTokenReuseDetected"), "refresh_token_reuse_detected");
+    }
+}

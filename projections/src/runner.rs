@@ -1,0 +1,297 @@
+//! Feeds projections and sagas from their checkpoints: catch up, then follow live
+//! appends (woken by the store's watch, re-querying the table each time).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use medledger_application::codec::EventCodec;
+use medledger_application::ports::{EventStore, Position};
+use medledger_application::sagas::Saga;
+use sqlx::{AnyPool, Column as _, Row as _};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{Projection, ProjectionError};
+
+const PAGE: usize = 1_000;
+/// Upper bound on how long a follower sleeps when no wake-up arrives (appends by
+/// another process on SQLite, a lost notification on PostgreSQL).
+const POLL: Duration = Duration::from_millis(250);
+
+/// How far each projection and saga has got.
+#[derive(Clone)]
+pub struct Progress {
+    positions: Arc<BTreeMap<String, watch::Receiver<Position>>>,
+}
+
+impl Progress {
+    /// Read-your-writes: waits until every read model has applied `position`.
+    /// Returns false if that took longer than `timeout`.
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (name, rx) in self.positions.iter() {
+            if name.starts_with("saga:") {
+                continue;
+            }
+            let mut rx = rx.clone();
+            let reached = tokio::time::timeout_at(deadline, rx.wait_for(|p| *p >= position)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn positions(&self) -> Vec<(String, Position)> {
+        self.positions.iter().map(|(n, rx)| (n.clone(), *rx.borrow())).collect()
+    }
+}
+
+pub struct RunnerHandle {
+    progress: Progress,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunnerHandle {
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    /// Stops after the page in hand is committed.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+pub struct Runner {
+    store: Arc<dyn EventStore>,
+    codec: EventCodec,
+    read: AnyPool,
+    projections: Vec<Arc<dyn Projection>>,
+    sagas: Vec<Arc<dyn Saga>>,
+}
+
+enum Subscriber {
+    Projection(Arc<dyn Projection>),
+    Saga(Arc<dyn Saga>),
+}
+
+impl Subscriber {
+    fn checkpoint_name(&self) -> String {
+        match self {
+            Subscriber::Projection(p) => p.name().to_string(),
+            Subscriber::Saga(s) => format!("saga:{}", s.name()),
+        }
+    }
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn EventStore>, codec: EventCodec, read: AnyPool) -> Self {
+        Self { store, codec, read, projections: Vec::new(), sagas: Vec::new() }
+    }
+
+    pub fn projection(mut self, p: Arc<dyn Projection>) -> Self {
+        self.projections.push(p);
+        self
+    }
+
+    pub fn saga(mut self, s: Arc<dyn Saga>) -> Self {
+        self.sagas.push(s);
+        self
+    }
+
+    pub fn spawn(self) -> RunnerHandle {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut positions = BTreeMap::new();
+        let mut tasks = Vec::new();
+        let subscribers = self
+            .projections
+            .into_iter()
+            .map(Subscriber::Projection)
+            .chain(self.sagas.into_iter().map(Subscriber::Saga));
+        for sub in subscribers {
+            let (tx, rx) = watch::channel(-1);
+            positions.insert(sub.checkpoint_name(), rx);
+            let worker = Worker {
+                sub,
+                store: self.store.clone(),
+                codec: self.codec.clone(),
+                read: self.read.clone(),
+            };
+            tasks.push(tokio::spawn(worker.follow(tx, shutdown_rx.clone())));
+        }
+        RunnerHandle { progress: Progress { positions: Arc::new(positions) }, shutdown, tasks }
+    }
+}
+
+struct Worker {
+    sub: Subscriber,
+    store: Arc<dyn EventStore>,
+    codec: EventCodec,
+    read: AnyPool,
+}
+
+impl Worker {
+    async fn follow(self, progress: watch::Sender<Position>, mut shutdown: watch::Receiver<bool>) {
+        let name = self.sub.checkpoint_name();
+        let mut wake = self.store.watch();
+        let mut checkpoint = loop {
+            match load_checkpoint(&self.read, &name).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::error!(subscriber = %name, error = %e, "cannot read checkpoint; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        };
+        let _ = progress.send(checkpoint);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match step(&self.sub, &*self.store, &self.codec, &self.read, checkpoint).await {
+                Ok(Some(next)) => {
+                    checkpoint = next;
+                    let _ = progress.send(checkpoint);
+                    metrics::gauge!("medledger_projection_position", "projection" => name.clone()).set(checkpoint as f64);
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                Err(e) => {
+                    // Never skip: retry the same page until it applies.
+                    tracing::error!(subscriber = %name, checkpoint, error = %e, "projection step failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn load_checkpoint(read: &AnyPool, name: &str) -> Result<Position, sqlx::Error> {
+    let p: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(read)
+        .await?;
+    Ok(p.unwrap_or(0))
+}
+
+async fn save_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    e: E,
+    name: &str,
+    position: Position,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )
+    .bind(name)
+    .bind(position)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Applies one page after `checkpoint`; `None` when there was nothing new.
+async fn step(
+    sub: &Subscriber,
+    store: &dyn EventStore,
+    codec: &EventCodec,
+    read: &AnyPool,
+    checkpoint: Position,
+) -> Result<Option<Position>, ProjectionError> {
+    let events = store.read_all(checkpoint, PAGE).await?;
+    let Some(last) = events.last().map(|e| e.position) else { return Ok(None) };
+    let name = sub.checkpoint_name();
+    match sub {
+        Subscriber::Projection(p) => {
+            // Rows and checkpoint in one transaction: exactly-once effect.
+            let mut tx = read.begin().await?;
+            for recorded in events {
+                let decoded = codec.decode(recorded).await?;
+                p.apply(&mut tx, &decoded).await?;
+            }
+            save_checkpoint(&mut *tx, &name, last).await?;
+            tx.commit().await?;
+        }
+        Subscriber::Saga(s) => {
+            // At-least-once: the checkpoint moves after each handled event, and
+            // each saga's effects are idempotent for a redelivered event.
+            for recorded in events {
+                let position = recorded.position;
+                let decoded = codec.decode(recorded).await?;
+                s.handle(&decoded).await?;
+                save_checkpoint(read, &name, position).await?;
+            }
+        }
+    }
+    Ok(Some(last))
+}
+
+/// Clears a projection's tables and checkpoint and replays the whole history into it.
+/// `on_page` gets (position reached, head) after each page.
+pub async fn rebuild(
+    projection: Arc<dyn Projection>,
+    store: &dyn EventStore,
+    codec: &EventCodec,
+    read: &AnyPool,
+    mut on_page: impl FnMut(Position, Position),
+) -> Result<Position, ProjectionError> {
+    let mut tx = read.begin().await?;
+    for table in projection.tables() {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}"))).execute(&mut *tx).await?;
+    }
+    sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1")
+        .bind(projection.name())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let head = store.head().await?.position;
+    let sub = Subscriber::Projection(projection);
+    let mut checkpoint = 0;
+    while let Some(next) = step(&sub, store, codec, read, checkpoint).await? {
+        checkpoint = next;
+        on_page(checkpoint, head.max(checkpoint));
+    }
+    Ok(checkpoint)
+}
+
+/// Every row of `table`, ordered by its first column, as JSON text: for comparing a
+/// rebuilt read model with the live one row for row.
+pub async fn table_snapshot(read: &AnyPool, table: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY 1"))).fetch_all(read).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mut obj = serde_json::Map::new();
+            for (i, col) in row.columns().iter().enumerate() {
+                let value = if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                    serde_json::json!(v)
+                } else if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+                    serde_json::json!(v)
+                } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+                    serde_json::json!(v)
+                } else {
+                    serde_json::Value::String("<unreadable>".into())
+                };
+                obj.insert(col.name().to_string(), value);
+            }
+            serde_json::Value::Object(obj).to_string()
+        })
+        .collect())
+}
