@@ -1,1 +1,16 @@
+//! The HTTP face of medledger: one router per contract, mounted side by side
+//! (../shared/API-MAP.md), plus the `medledger` binary's building blocks.
 
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::{App, build, core};

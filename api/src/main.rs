@@ -1,1 +1,224 @@
-fn main(){}
+//! `medledger`: serve, migrate, replay, verify, user admin.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use medledger_api::Config;
+use medledger_application::accounts::Registration;
+use medledger_application::chain::{VerifyError, verify_store};
+use medledger_application::metadata::CommandContext;
+use medledger_domain::role::{Role, Roles};
+
+#[derive(Parser)]
+#[command(name = "medledger", version, about = "Event-sourced backend for medical-imaging data work")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Where the SQLite files, blobs, outbox and secret live.
+    #[arg(long, global = true, env = "MEDLEDGER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// postgres://... for PostgreSQL; unset for SQLite in the data dir.
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every contract on one port (the default command).
+    Serve {
+        #[arg(long, env = "PORT")]
+        port: Option<u16>,
+    },
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Rebuild read models from zero by replaying the history.
+    Replay {
+        /// Only this read model (default: all).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Check the hash chain; exit 1 naming the first bad position.
+    Verify {
+        /// Print the sealed head digest (POSITION:HASH) to keep outside the database.
+        #[arg(long)]
+        digest: bool,
+        /// Also check that the history still contains this earlier digest.
+        #[arg(long, value_name = "POSITION:HASH")]
+        expect: Option<String>,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (use --admin for the first administrator).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        username: Option<String>,
+        /// A role; repeat for several (admin, doctor, technician, annotator, student_dev,
+        /// standard, demo, customer, labeler, universal).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn config(global: &Global) -> Config {
+    let mut config = Config::from_env();
+    if let Some(dir) = &global.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(url) = &global.database_url {
+        config.database_url = Some(url.clone()).filter(|u| !u.is_empty());
+    }
+    config
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    medledger_api::telemetry::init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = config(&cli.global);
+    match cli.command.unwrap_or(Command::Serve { port: None }) {
+        Command::Serve { port } => {
+            if let Some(port) = port {
+                config.port = port;
+            }
+            serve(config).await?;
+        }
+        Command::Migrate => {
+            medledger_api::core(&config).await?;
+            println!("schema is up to date");
+        }
+        Command::Replay { projection } => replay(&config, projection).await?,
+        Command::Verify { digest, expect } => return verify(&config, digest, expect).await,
+        Command::User { command: UserCommand::Create { email, password, username, roles, admin } } => {
+            let mut parsed = roles.iter().map(|r| r.parse::<Role>()).collect::<Result<Vec<_>, _>>()?;
+            if admin {
+                parsed.push(Role::Admin);
+            }
+            if parsed.is_empty() {
+                parsed.push(Role::Doctor);
+            }
+            let core = medledger_api::core(&config).await?;
+            let form = Registration { email, username, password, roles: Roles::new(parsed), ..Default::default() };
+            let (id, _) = core.accounts.register(form, &CommandContext::system()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created user {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let addr = format!("{}:{}", config.bind, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let app = medledger_api::build(config).await?;
+    tracing::info!(%addr, ready_in_ms = started.elapsed().as_millis() as u64, "medledger is serving");
+    app.serve(listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!("{what:>12} [{{bar:40}}] {{pos}}/{{len}} events ({{per_sec}})")) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
+    let core = medledger_api::core(config).await?;
+    let projections = medledger_projections::all();
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    if let Some(name) = &only {
+        anyhow::ensure!(names.contains(&name.as_str()), "unknown projection '{name}'; known: {}", names.join(", "));
+    }
+    for p in projections.into_iter().filter(|p| only.as_deref().is_none_or(|n| n == p.name())) {
+        let name = p.name();
+        let head = core.dbs.store.head().await?.position;
+        let progress = bar(head as u64, name);
+        let started = std::time::Instant::now();
+        let reached = medledger_projections::rebuild(p, &*core.dbs.store, &core.codec, &core.dbs.read, |pos, _| {
+            progress.set_position(pos as u64)
+        })
+        .await?;
+        progress.finish();
+        println!("{name}: rebuilt from {reached} events in {:.2?}", started.elapsed());
+    }
+    Ok(())
+}
+
+async fn verify(config: &Config, print_digest: bool, expect: Option<String>) -> anyhow::Result<ExitCode> {
+    let core = medledger_api::core(config).await?;
+    let head = core.dbs.store.head().await?.position;
+    let progress = bar(head as u64, "verify");
+    let result = verify_store(&*core.dbs.store, |p| progress.set_position(p as u64)).await;
+    progress.finish_and_clear();
+    match result {
+        Ok(report) => {
+            if let Some(expect) = expect {
+                let (pos, hash) = expect.split_once(':').context("--expect takes POSITION:HASH")?;
+                let pos: i64 = pos.parse().context("--expect position")?;
+                let found = core.dbs.store.read_all(pos - 1, 1).await?;
+                let matches = found.first().is_some_and(|e| e.position == pos && hex::encode(e.hash) == hash);
+                if !matches {
+                    println!("FAILED: the history no longer contains digest {expect}: it was rewritten");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            println!("ok: {} events verified, head {}", report.events, report.head.digest());
+            if print_digest {
+                println!("{}", report.head.digest());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyError::Broken(b)) => {
+            println!("FAILED at position {}: {}", b.position, b.reason);
+            Ok(ExitCode::from(1))
+        }
+        Err(VerifyError::Store(e)) => Err(e.into()),
+    }
+}

@@ -125,6 +125,38 @@ impl ChainVerifier {
     }
 }
 
+/// Why verification could not say yes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Broken(#[from] ChainBreak),
+    #[error(transparent)]
+    Store(#[from] crate::ports::StoreError),
+}
+
+/// Verifies the whole history in the store against its sealed head, page by page.
+/// `on_page` sees the position reached (for progress output).
+pub async fn verify_store(
+    store: &dyn crate::ports::EventStore,
+    mut on_page: impl FnMut(Position),
+) -> Result<VerifyReport, VerifyError> {
+    // Read the head first: events appended while we verify lie beyond it and are
+    // checked next time; everything up to it must be there.
+    let sealed = store.head().await?;
+    let mut verifier = ChainVerifier::default();
+    let mut after = 0;
+    while after < sealed.position {
+        let page = store.read_all(after, 1_000).await?;
+        let Some(last) = page.last().map(|e| e.position) else { break };
+        for e in page.iter().take_while(|e| e.position <= sealed.position) {
+            verifier.push(e)?;
+        }
+        after = last;
+        on_page(after.min(sealed.position));
+    }
+    Ok(verifier.finish(&sealed)?)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     pub events: u64,

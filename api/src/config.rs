@@ -1,0 +1,62 @@
+//! Server configuration. Every setting has a default, so `medledger` with no
+//! arguments serves on port 8000 with everything under `./data`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub bind: String,
+    pub data_dir: PathBuf,
+    /// `postgres://...` selects PostgreSQL; none selects SQLite files in `data_dir`.
+    pub database_url: Option<String>,
+    /// `MEDLEDGER_SECRET_KEY`; when unset a random one is generated into `data_dir`.
+    pub secret_key: Option<String>,
+    pub access_ttl: chrono::Duration,
+    pub refresh_ttl: chrono::Duration,
+    /// Requests per minute per client on auth endpoints; 0 turns the limit off.
+    pub auth_rate_limit: u32,
+    /// Requests per minute per user on the 002 API; 0 turns the limit off.
+    pub api_rate_limit: u32,
+    /// Cheap password hashing for tests and benchmarks only.
+    pub fast_password_hash: bool,
+    pub max_json_bytes: usize,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    pub reset_link_base: String,
+}
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Defaults overridden by environment variables.
+    pub fn from_env() -> Self {
+        Self {
+            port: env_u32("PORT", 8000) as u16,
+            bind: env_opt("MEDLEDGER_BIND").unwrap_or_else(|| "0.0.0.0".into()),
+            data_dir: env_opt("MEDLEDGER_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
+            database_url: env_opt("DATABASE_URL"),
+            secret_key: env_opt("MEDLEDGER_SECRET_KEY"),
+            access_ttl: chrono::Duration::minutes(env_u32("MEDLEDGER_ACCESS_TTL_MINUTES", 15) as i64),
+            refresh_ttl: chrono::Duration::days(env_u32("MEDLEDGER_REFRESH_TTL_DAYS", 7) as i64),
+            auth_rate_limit: env_u32("MEDLEDGER_AUTH_RATE_LIMIT", 5),
+            api_rate_limit: env_u32("MEDLEDGER_API_RATE_LIMIT", 100),
+            fast_password_hash: env_opt("MEDLEDGER_FAST_PASSWORD_HASH").is_some_and(|v| v == "1" || v == "true"),
+            max_json_bytes: env_u32("MEDLEDGER_MAX_JSON_BYTES", 1024 * 1024) as usize,
+            admin_email: env_opt("MEDLEDGER_ADMIN_EMAIL"),
+            admin_password: env_opt("MEDLEDGER_ADMIN_PASSWORD"),
+            reset_link_base: env_opt("MEDLEDGER_RESET_LINK_BASE")
+                .unwrap_or_else(|| "http://localhost:3000/reset-password".into()),
+        }
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP routes, one module per contract plus medledger's own operations endpoints.
+
+pub mod logins;
+pub mod myo;
+pub mod ops;

@@ -1,0 +1,154 @@
+//! medledger's own endpoints: health, readiness, metrics, the auditor's event stream,
+//! chain verification, and the API documents.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use medledger_application::chain::{VerifyError, verify_store};
+use medledger_application::codec::DecodedEvent;
+use medledger_application::ports::Position;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult, Detail};
+use crate::extract::Admin;
+use crate::openapi::{Api, Op};
+use crate::state::AppState;
+
+pub fn routes(api: Api) -> Api {
+    api.get("/healthz", healthz, Op::public("medledger", "Liveness"))
+        .get("/readyz", readyz, Op::public("medledger", "Readiness: 503 while the event store is unreachable"))
+        .get("/metrics", metrics, Op::public("medledger", "Prometheus metrics"))
+        .get("/api/events", events, Op::admin("medledger", "The raw history as NDJSON (from, stream, type, until)"))
+        .get("/api/verify", verify, Op::admin("medledger", "Verify the hash chain of the whole history"))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.dbs.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "detail": e.to_string()}))),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let head = *state.dbs.store.watch().borrow();
+    for (name, position) in state.progress.positions() {
+        metrics::gauge!("medledger_projection_lag_events", "projection" => name).set((head - position.max(0)) as f64);
+    }
+    metrics::gauge!("medledger_head_position").set(head as f64);
+    let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    from: Option<String>,
+    stream: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    until: Option<String>,
+}
+
+fn parse_until(raw: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Some(t.timestamp_micros());
+    }
+    let day = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()?;
+    // A bare date means the whole of that day.
+    Some(day.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros() - 1)
+}
+
+pub fn event_line(e: &DecodedEvent) -> Value {
+    let r = &e.recorded;
+    json!({
+        "position": r.position,
+        "stream": r.stream_id,
+        "version": r.version,
+        "event_id": r.event_id,
+        "type": r.event_type,
+        "schema_version": r.schema_version,
+        "recorded_at": r.recorded_at().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "payload": e.data,
+        "metadata": e.metadata,
+        "prev_hash": hex::encode(r.prev_hash),
+        "hash": hex::encode(r.hash),
+    })
+}
+
+/// NDJSON, in global order, streamed page by page so a long history never sits in
+/// memory. Personal data is shown opened (admins only), `[erased]` once shredded.
+async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): Query<EventsQuery>) -> ApiResult<Response, Detail> {
+    let from: Position = match q.from.as_deref().filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(s) => s.parse().ok().filter(|p: &i64| *p >= 0).ok_or_else(|| ApiError::bad_request("from must be a position (a whole number >= 0)"))?,
+    };
+    let until = match q.until.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(parse_until(s).ok_or_else(|| ApiError::bad_request("until must be an RFC 3339 time or YYYY-MM-DD"))?),
+    };
+    let stream_filter = q.stream.filter(|s| !s.is_empty());
+    let type_filter = q.event_type.filter(|s| !s.is_empty());
+    struct Cursor {
+        after: Position,
+        done: bool,
+    }
+    let body = futures::stream::unfold(Cursor { after: from, done: false }, move |mut cursor| {
+        let state = state.clone();
+        let (stream_filter, type_filter) = (stream_filter.clone(), type_filter.clone());
+        async move {
+            if cursor.done {
+                return None;
+            }
+            let page = match state.dbs.store.read_all(cursor.after, 500).await {
+                Ok(page) => page,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Cursor { done: true, ..cursor })),
+            };
+            let Some(last) = page.last().map(|e| e.position) else { return None };
+            let mut chunk = String::new();
+            for recorded in page {
+                if until.is_some_and(|u| recorded.recorded_at_us > u) {
+                    cursor.done = true;
+                    break;
+                }
+                if stream_filter.as_deref().is_some_and(|s| s != recorded.stream_id)
+                    || type_filter.as_deref().is_some_and(|t| t != recorded.event_type)
+                {
+                    continue;
+                }
+                match state.ledger.decode(recorded).await {
+                    Ok(decoded) => {
+                        chunk.push_str(&event_line(&decoded).to_string());
+                        chunk.push('\n');
+                    }
+                    Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Cursor { done: true, ..cursor })),
+                }
+            }
+            cursor.after = last;
+            Some((Ok::<_, std::io::Error>(chunk), cursor))
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response())
+}
+
+async fn verify(State(state): State<AppState>, _admin: Admin<Detail>) -> ApiResult<Json<Value>, Detail> {
+    match verify_store(&*state.dbs.store, |_| {}).await {
+        Ok(report) => Ok(Json(json!({
+            "valid": true,
+            "events": report.events,
+            "head": {"position": report.head.position, "hash": hex::encode(report.head.hash)},
+            "digest": report.head.digest(),
+        }))),
+        Err(VerifyError::Broken(b)) => Ok(Json(json!({"valid": false, "position": b.position, "reason": b.reason}))),
+        Err(VerifyError::Store(e)) => Err(medledger_application::AppError::from(e).into()),
+    }
+}
+
+pub async fn docs() -> Html<&'static str> {
+    Html(crate::openapi::DOCS_PAGE)
+}

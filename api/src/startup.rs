@@ -1,0 +1,181 @@
+//! Building the server from a [`Config`]: stores, ports, read models, router.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{from_fn, from_fn_with_state};
+use medledger_application::accounts::{Accounts, Registration};
+use medledger_application::codec::EventCodec;
+use medledger_application::ledger::Ledger;
+use medledger_application::metadata::CommandContext;
+use medledger_application::ports::{PasswordHasher, SystemClock, UserDirectory};
+use medledger_application::sagas::ResetMailSaga;
+use medledger_domain::role::{Role, Roles};
+use medledger_infrastructure::aux::{IdempotencyRecords, SqlIdGenerator, SqlVault};
+use medledger_infrastructure::crypto::SecretKey;
+use medledger_infrastructure::jwt::JwtService;
+use medledger_infrastructure::mail::OutboxMailer;
+use medledger_infrastructure::password::Argon2Hasher;
+use medledger_infrastructure::secret;
+use medledger_infrastructure::store::{Backend, Databases};
+use medledger_projections::{Runner, RunnerHandle, SqlUserDirectory};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::Layer as _;
+use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::extract::REQUEST_ID;
+use crate::middleware;
+use crate::openapi::{Api, Op};
+use crate::ratelimit::RateLimiter;
+use crate::routes;
+use crate::state::AppState;
+
+/// Everything the CLI and the server share: stores and use cases, no HTTP.
+pub struct Core {
+    pub dbs: Databases,
+    pub ledger: Ledger,
+    pub accounts: Accounts,
+    pub codec: EventCodec,
+    pub secret: Vec<u8>,
+}
+
+pub async fn core(config: &Config) -> anyhow::Result<Core> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let secret = secret::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
+    let backend = Backend::select(config.database_url.as_deref(), &config.data_dir)?;
+    let dbs = Databases::open(&backend).await?;
+    let codec = EventCodec::new(Arc::new(SqlVault::new(dbs.aux.clone(), &secret)));
+    let ledger = Ledger::new(dbs.store.clone(), codec.clone());
+    let hasher: Arc<dyn PasswordHasher> = if config.fast_password_hash {
+        Arc::new(Argon2Hasher::fast_for_tests())
+    } else {
+        Arc::new(Argon2Hasher::recommended())
+    };
+    let jwt_key = SecretKey::derive(&secret, "jwt-hs256");
+    let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
+    let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
+    let accounts = Accounts::new(
+        ledger.clone(),
+        hasher,
+        tokens,
+        Arc::new(SqlIdGenerator::new(dbs.aux.clone())),
+        directory,
+        Arc::new(SystemClock),
+    );
+    Ok(Core { dbs, ledger, accounts, codec, secret })
+}
+
+fn prometheus() -> Option<PrometheusHandle> {
+    // One recorder per process; tests start many servers in one process.
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
+}
+
+pub struct App {
+    pub router: Router,
+    pub state: AppState,
+    pub runner: RunnerHandle,
+}
+
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    let core = core(&config).await?;
+    let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone());
+    let runner = medledger_projections::all().into_iter().fold(runner, |r, p| r.projection(p));
+    let mailer = Arc::new(OutboxMailer::new(config.outbox_dir(), "medledger <noreply@medledger.local>"));
+    let runner = runner.saga(Arc::new(ResetMailSaga::new(mailer, config.reset_link_base.clone()))).spawn();
+
+    let api = [routes::logins::routes, routes::myo::routes, routes::ops::routes]
+        .into_iter()
+        .fold(Api::default(), |api, mount| mount(api))
+        .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)"))
+        .get("/docs", routes::ops::docs, Op::public("medledger", "Interactive API documentation"));
+    let document = Arc::new(api.document());
+
+    let state = AppState {
+        config: Arc::new(config.clone()),
+        dbs: core.dbs.clone(),
+        ledger: core.ledger,
+        accounts: core.accounts,
+        progress: runner.progress(),
+        idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
+        auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),
+        api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit, Duration::from_secs(60))),
+        metrics: prometheus(),
+        csrf_key: Arc::new(SecretKey::derive(&core.secret, "csrf").as_bytes().to_vec()),
+        openapi: document,
+    };
+    bootstrap_admin(&state).await?;
+
+    let limited = api.limited.route_layer(from_fn_with_state(state.clone(), middleware::auth_rate_limit));
+    let router = api
+        .router
+        .merge(limited)
+        .fallback(middleware::fallback)
+        .layer(from_fn_with_state(state.clone(), middleware::idempotency))
+        .layer(from_fn_with_state(state.clone(), middleware::api_rate_limit))
+        .layer(from_fn(middleware::shape_errors))
+        .layer(from_fn(middleware::http_metrics))
+        .layer(DefaultBodyLimit::max(config.max_json_bytes))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.parse()?))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.parse()?, MakeRequestUuid))
+        .with_state(state.clone());
+    Ok(App { router, state, runner })
+}
+
+async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json((*state.openapi).clone())
+}
+
+/// The first admin from `MEDLEDGER_ADMIN_EMAIL` / `MEDLEDGER_ADMIN_PASSWORD`, once.
+async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
+        return Ok(());
+    };
+    let form = Registration {
+        email: email.clone(),
+        password: password.clone(),
+        roles: Roles::new([Role::Admin]),
+        ..Default::default()
+    };
+    match state.accounts.register(form, &CommandContext::system()).await {
+        Ok((id, position)) => {
+            tracing::info!(user_id = id, "created the first admin from MEDLEDGER_ADMIN_EMAIL");
+            state.caught_up(position).await;
+            Ok(())
+        }
+        // Already there from an earlier start.
+        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f)))
+            if f.contains_key("email") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot create the admin from MEDLEDGER_ADMIN_EMAIL: {e}")),
+    }
+}
+
+impl App {
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and stops the
+    /// projection runner after its current page.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        // Trailing slashes are trimmed before routing so both forms of every path answer.
+        let service = NormalizePathLayer::trim_trailing_slash().layer(self.router);
+        let service = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
+        axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+        self.runner.stop().await;
+        Ok(())
+    }
+}

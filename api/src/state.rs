@@ -1,0 +1,44 @@
+//! What every handler can reach, built once at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use medledger_application::accounts::Accounts;
+use medledger_application::ledger::Ledger;
+use medledger_application::ports::Position;
+use medledger_infrastructure::aux::IdempotencyRecords;
+use medledger_infrastructure::store::Databases;
+use medledger_projections::Progress;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+
+/// How long a response waits for the read models to reflect the command it ran.
+pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub dbs: Databases,
+    pub ledger: Ledger,
+    pub accounts: Accounts,
+    pub progress: Progress,
+    pub idempotency: Arc<IdempotencyRecords>,
+    pub auth_limiter: Arc<RateLimiter>,
+    pub api_limiter: Arc<RateLimiter>,
+    pub metrics: Option<PrometheusHandle>,
+    /// Signs CSRF tokens for the 001 cookie session.
+    pub csrf_key: Arc<Vec<u8>>,
+    /// The OpenAPI document, built from the routes as they were mounted.
+    pub openapi: Arc<serde_json::Value>,
+}
+
+impl AppState {
+    /// Read-your-writes: wait until every read model has applied `position`.
+    pub async fn caught_up(&self, position: Position) {
+        if !self.progress.wait_for(position, READ_YOUR_WRITES).await {
+            tracing::warn!(position, "read models did not reach the command's position in time");
+        }
+    }
+}
