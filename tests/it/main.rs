@@ -1,1 +1,4 @@
+//! The one integration-test binary: HTTP contracts end to end, and the event store
+//! conformance suite against both adapters.
 
+mod api;

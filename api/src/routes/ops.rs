@@ -64,8 +64,14 @@ fn parse_until(raw: &str) -> Option<i64> {
     Some(day.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros() - 1)
 }
 
+/// One NDJSON line. Password hashes are redacted: an auditor needs to see that a
+/// password changed, never the hash (the line's `hash` still covers the stored bytes).
 pub fn event_line(e: &DecodedEvent) -> Value {
     let r = &e.recorded;
+    let mut payload = e.data.clone();
+    if let Some(h) = payload.get_mut("password_hash") {
+        *h = json!("[redacted]");
+    }
     json!({
         "position": r.position,
         "stream": r.stream_id,
@@ -74,7 +80,7 @@ pub fn event_line(e: &DecodedEvent) -> Value {
         "type": r.event_type,
         "schema_version": r.schema_version,
         "recorded_at": r.recorded_at().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "payload": e.data,
+        "payload": payload,
         "metadata": e.metadata,
         "prev_hash": hex::encode(r.prev_hash),
         "hash": hex::encode(r.hash),

@@ -72,6 +72,7 @@ async fn run(
         match backend.commit(&requests).await {
             Ok((results, head)) => {
                 advance(&committed, head.position);
+                record_appended(&results);
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
@@ -83,6 +84,7 @@ async fn run(
                     let result = match backend.commit(std::slice::from_ref(&request)).await {
                         Ok((mut results, head)) => {
                             advance(&committed, head.position);
+                            record_appended(&results);
                             results.pop().unwrap_or(Err(StoreError::Empty))
                         }
                         Err(e) => Err(e),
@@ -97,6 +99,17 @@ async fn run(
             }
         }
     }
+}
+
+fn record_appended(results: &[Result<Appended, StoreError>]) {
+    let events: i64 = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|a| !a.duplicate)
+        .map(|a| a.last_position - a.first_position + 1)
+        .sum();
+    metrics::counter!("medledger_events_appended_total").increment(events as u64);
+    metrics::counter!("medledger_append_batches_total").increment(1);
 }
 
 fn count(writes: &[StreamWrite]) -> usize {

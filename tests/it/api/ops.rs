@@ -1,0 +1,100 @@
+//! Health, readiness, metrics, verification, documents, trailing slashes.
+
+use medledger_tests::Kind;
+use medledger_tests::app::spawn_app;
+use serde_json::Value;
+
+use super::expect;
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    assert_eq!(expect(app.get("/healthz", None).await, 200).await["status"], "ok");
+    assert_eq!(expect(app.get("/readyz", None).await, 200).await["status"], "ready");
+    let h = expect(app.get("/api/health/", None).await, 200).await;
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["services"]["database"], "up");
+    assert!(h["last_check"].is_string());
+    app.register("m@example.org").await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(text.contains("medledger_http_requests_total"), "{text}");
+    assert!(text.contains("medledger_projection_lag_events{projection=\"users\"}"), "{text}");
+    assert!(text.contains("medledger_events_appended_total"), "{text}");
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_store_is_unreachable() {
+    let Some(app) = spawn_app(Kind::Postgres).await else { return };
+    let url = app.config.database_url.clone().unwrap();
+    let name = url.rsplit('/').next().unwrap().to_string();
+    // Cut the server off its database.
+    let mut admin = sqlx::PgConnection::connect(medledger_tests::ADMIN_URL).await.unwrap();
+    use sqlx::Connection as _;
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"))).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1").bind(&name).execute(&mut admin).await.unwrap();
+    let r = app.get("/readyz", None).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(expect(app.get("/healthz", None).await, 200).await["status"], "ok");
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"))).execute(&mut admin).await.unwrap();
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz", None).await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "readiness recovers with the database");
+}
+
+#[tokio::test]
+async fn verify_endpoint_reports_the_sealed_head() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    app.register("v@example.org").await;
+    let admin = app.admin().await;
+    let b = expect(app.get("/api/verify", Some(&admin)).await, 200).await;
+    assert_eq!(b["valid"], true);
+    assert_eq!(b["events"].as_i64(), Some(app.head().await));
+    assert!(b["digest"].as_str().unwrap().starts_with(&format!("{}:", app.head().await)));
+    expect(app.get("/api/verify", Some(&app.login("v@example.org").await)).await, 403).await;
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route_and_docs_render_it() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let doc = expect(app.get("/openapi.json", None).await, 200).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for p in ["/api/auth/login", "/api/v1/auth/login", "/auth/login", "/oauth/login", "/login", "/api/audit-logs", "/api/events", "/api/verify", "/openapi.json", "/docs"] {
+        assert!(paths.contains_key(p), "{p} undocumented");
+    }
+    // Every documented operation is routed (not the 404 fallback, not 405).
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "1");
+            let r = app.client.request(method.to_uppercase().parse().unwrap(), app.url(&concrete)).send().await.unwrap();
+            assert!(![404, 405].contains(&r.status().as_u16()) || concrete.contains("/1"), "{method} {path} → {}", r.status());
+        }
+    }
+    let html = app.get("/docs", None).await.text().await.unwrap();
+    assert!(html.contains("/openapi.json") && !html.contains("http://") && !html.contains("https://"), "docs load nothing remote");
+}
+
+#[tokio::test]
+async fn paths_answer_with_and_without_trailing_slash() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, access, _) = app.register("slash@example.org").await;
+    let a: Value = expect(app.get("/api/auth/user/", Some(&access)).await, 200).await;
+    let b: Value = expect(app.get("/api/auth/user", Some(&access)).await, 200).await;
+    assert_eq!(a, b);
+    expect(app.get("/healthz/", None).await, 200).await;
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let r = app.get("/healthz", None).await;
+    assert!(r.headers().get("x-request-id").is_some());
+    let r = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+}
