@@ -140,24 +140,27 @@ impl Backend for PgBackend {
                 .await
                 .map_err(unavailable)?;
         let head = ChainHead { position, hash: hash32(hash, "chain head", position)? };
+        // One round trip for both look-ups; it runs after the lock above, so its
+        // snapshot sees every append committed before ours.
         let (streams, ids) = plan::keys(requests);
-        let versions: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-            "SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+        let mut versions = HashMap::new();
+        let mut existing: HashMap<Uuid, Position> = HashMap::new();
+        let found: Vec<(bool, String, i64)> = sqlx::query_as(
+            "SELECT true, stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id \
+             UNION ALL SELECT false, event_id::text, position FROM events WHERE event_id = ANY($2)",
         )
         .bind(&streams)
+        .bind(&ids)
         .fetch_all(&mut *tx)
         .await
-        .map_err(unavailable)?
-        .into_iter()
-        .collect();
-        let existing: HashMap<Uuid, Position> =
-            sqlx::query_as::<_, (Uuid, i64)>("SELECT event_id, position FROM events WHERE event_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?
-                .into_iter()
-                .collect();
+        .map_err(unavailable)?;
+        for (is_version, key, n) in found {
+            if is_version {
+                versions.insert(key, n);
+            } else if let Ok(id) = Uuid::parse_str(&key) {
+                existing.insert(id, n);
+            }
+        }
         let now_us = chrono::Utc::now().timestamp_micros();
         let planned = plan::plan(Snapshot { head, versions, existing }, requests, now_us);
         if planned.rows.is_empty() {
@@ -165,11 +168,15 @@ impl Backend for PgBackend {
             return Ok((planned.results, head));
         }
         let rows = &planned.rows;
+        // Insert, move the head and notify in one statement: one round trip while the
+        // head lock is held.
         sqlx::query(
-            "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, \
-             recorded_at_us, prev_hash, hash) \
+            "WITH inserted AS (INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, \
+             payload, metadata, recorded_at_us, prev_hash, hash) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], \
-             $8::text[], $9::bigint[], $10::bytea[], $11::bytea[])",
+             $8::text[], $9::bigint[], $10::bytea[], $11::bytea[]) RETURNING 1), \
+             head AS (UPDATE chain_head SET position = $12, hash = $13 WHERE id = 1 RETURNING position) \
+             SELECT pg_notify($14, (SELECT position FROM head)::text), (SELECT count(*) FROM inserted)",
         )
         .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
@@ -182,21 +189,12 @@ impl Backend for PgBackend {
         .bind(rows.iter().map(|r| r.recorded_at_us).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.prev_hash.to_vec()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+        .bind(planned.head.position)
+        .bind(planned.head.hash.to_vec())
+        .bind(NOTIFY_CHANNEL)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        sqlx::query("UPDATE chain_head SET position = $1, hash = $2 WHERE id = 1")
-            .bind(planned.head.position)
-            .bind(planned.head.hash.to_vec())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(planned.head.position.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok((planned.results, planned.head))
     }
