@@ -161,6 +161,11 @@ impl<S: Shape> From<AppError> for ApiError<S> {
                 "conflict",
                 "The resource was changed by another request; retry",
             ),
+            AppError::Store(StoreError::DuplicateEvent(_)) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "This request was already applied with different content",
+            ),
             AppError::Store(StoreError::Unavailable(m)) => {
                 tracing::error!(error = %m, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")

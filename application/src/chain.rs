@@ -136,25 +136,45 @@ pub enum VerifyError {
 
 /// Verifies the whole history in the store against its sealed head, page by page.
 /// `on_page` sees the position reached (for progress output).
+///
+/// Every stored event is checked, including any beyond the sealed head: events and
+/// head commit together, so an event past the head can only have been forged. Appends
+/// that land while this runs are verified too.
 pub async fn verify_store(
     store: &dyn crate::ports::EventStore,
     mut on_page: impl FnMut(Position),
 ) -> Result<VerifyReport, VerifyError> {
-    // Read the head first: events appended while we verify lie beyond it and are
-    // checked next time; everything up to it must be there.
-    let sealed = store.head().await?;
     let mut verifier = ChainVerifier::default();
-    let mut after = 0;
-    while after < sealed.position {
-        let page = store.read_all(after, 1_000).await?;
-        let Some(last) = page.last().map(|e| e.position) else { break };
-        for e in page.iter().take_while(|e| e.position <= sealed.position) {
-            verifier.push(e)?;
+    loop {
+        loop {
+            let page = store.read_all(verifier.current().position, 1_000).await?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                verifier.push(e)?;
+            }
+            on_page(verifier.current().position);
         }
-        after = last;
-        on_page(after.min(sealed.position));
+        let sealed = store.head().await?;
+        let reached = verifier.current().position;
+        if reached > sealed.position {
+            return Err(ChainBreak {
+                position: sealed.position + 1,
+                reason: format!("events exist beyond the sealed head {}: they were inserted behind the store's back", sealed.digest()),
+            }
+            .into());
+        }
+        if reached == sealed.position {
+            return Ok(verifier.finish(&sealed)?);
+        }
+        // The head moved while we read: new appends, read on. If the events under the
+        // head are missing, the next page is empty and `finish` reports the tail.
+        let next = store.read_all(reached, 1).await?;
+        if next.is_empty() {
+            return Ok(verifier.finish(&sealed)?);
+        }
     }
-    Ok(verifier.finish(&sealed)?)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

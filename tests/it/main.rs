@@ -2,3 +2,4 @@
 //! conformance suite against both adapters.
 
 mod api;
+mod store;

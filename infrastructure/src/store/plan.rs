@@ -22,6 +22,15 @@ pub struct Row {
     pub hash: [u8; 32],
 }
 
+/// An already-stored event, as far as a retry must match it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub position: Position,
+    pub stream_id: String,
+    pub event_type: String,
+    pub payload: String,
+}
+
 pub struct Plan {
     pub rows: Vec<Row>,
     /// One result per request, in order.
@@ -34,8 +43,8 @@ pub struct Snapshot {
     pub head: ChainHead,
     /// Current version of every stream the batch touches (absent: 0).
     pub versions: HashMap<String, i64>,
-    /// Already-stored events among the batch's event ids: id → position.
-    pub existing: HashMap<Uuid, Position>,
+    /// Already-stored events among the batch's event ids.
+    pub existing: HashMap<Uuid, Existing>,
 }
 
 /// Plans `requests` in order. Each request (a set of stream writes) is all-or-nothing;
@@ -60,7 +69,16 @@ fn plan_one(
     if ids.is_empty() {
         return Err(StoreError::Empty);
     }
-    let known: Vec<Position> = ids.iter().filter_map(|id| snap.existing.get(id).copied()).collect();
+    let same = |w: &StreamWrite, e: &medledger_application::ports::NewEvent| {
+        snap.existing.get(&e.event_id).is_some_and(|x| {
+            x.stream_id == w.stream_id && x.event_type == e.event_type && x.payload == e.payload
+        })
+    };
+    if let Some(e) = request.iter().flat_map(|w| w.events.iter().filter(|e| snap.existing.contains_key(&e.event_id) && !same(w, e))).next() {
+        // The id is taken by another event: this is not a retry.
+        return Err(StoreError::DuplicateEvent(e.event_id));
+    }
+    let known: Vec<Position> = ids.iter().filter_map(|id| snap.existing.get(id).map(|x| x.position)).collect();
     if known.len() == ids.len() {
         // A retry of a command that was already stored: report where it went.
         let (first, last) = (known.iter().min().copied(), known.iter().max().copied());
@@ -116,7 +134,12 @@ fn plan_one(
                 prev_hash,
                 hash,
             });
-            snap.existing.insert(e.event_id, position);
+            snap.existing.insert(e.event_id, Existing {
+                position,
+                stream_id: w.stream_id.clone(),
+                event_type: e.event_type.clone(),
+                payload: e.payload.clone(),
+            });
             snap.head = ChainHead { position, hash };
         }
         snap.versions.insert(w.stream_id.clone(), version);
@@ -191,8 +214,18 @@ mod tests {
     #[test]
     fn partly_known_ids_are_refused() {
         let mut snap = empty();
-        snap.existing.insert(Uuid::from_u128(1), 1);
+        let stored = Existing { position: 1, stream_id: "a".into(), event_type: "T".into(), payload: "{}".into() };
+        snap.existing.insert(Uuid::from_u128(1), stored);
         let p = plan(snap, &[vec![write("a", ExpectedVersion::Any, &[1, 2])]], 0);
+        assert_eq!(p.results[0], Err(StoreError::DuplicateEvent(Uuid::from_u128(1))));
+    }
+
+    #[test]
+    fn a_reused_id_on_another_stream_is_not_a_retry() {
+        let mut snap = empty();
+        let stored = Existing { position: 1, stream_id: "a".into(), event_type: "T".into(), payload: "{}".into() };
+        snap.existing.insert(Uuid::from_u128(1), stored);
+        let p = plan(snap, &[vec![write("b", ExpectedVersion::Any, &[1])]], 0);
         assert_eq!(p.results[0], Err(StoreError::DuplicateEvent(Uuid::from_u128(1))));
     }
 }

@@ -20,7 +20,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::plan::{self, Snapshot};
+use super::plan::{self, Existing, Snapshot};
 use super::writer::{Backend, GroupCommitWriter, advance};
 use super::{hash32, unavailable};
 
@@ -64,6 +64,8 @@ pub struct PostgresEventStore {
 
 struct PgBackend {
     pool: PgPool,
+    /// Positions committed by this process, for `announce`.
+    local_commits: watch::Sender<Position>,
 }
 
 impl PostgresEventStore {
@@ -73,7 +75,9 @@ impl PostgresEventStore {
         let tx = Arc::new(tx);
         // The listener holds a weak handle: it stops once the store and its writer are gone.
         tokio::spawn(listen(pool.clone(), Arc::downgrade(&tx)));
-        let writer = GroupCommitWriter::spawn(Arc::new(PgBackend { pool: pool.clone() }), tx);
+        let (local_commits, local) = watch::channel(head.position);
+        tokio::spawn(announce(pool.clone(), local));
+        let writer = GroupCommitWriter::spawn(Arc::new(PgBackend { pool: pool.clone(), local_commits }), tx);
         Ok(Self { pool, writer, committed })
     }
 
@@ -102,6 +106,11 @@ async fn listen(pool: PgPool, committed: std::sync::Weak<watch::Sender<Position>
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
+        // Appends notified before LISTEN took effect were not heard: catch up once
+        // now that nothing more can be missed.
+        if let (Some(tx), Ok(head)) = (committed.upgrade(), read_head(&pool).await) {
+            advance(&tx, head.position);
+        }
         loop {
             match tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await {
                 Ok(Ok(Some(n))) => {
@@ -118,6 +127,23 @@ async fn listen(pool: PgPool, committed: std::sync::Weak<watch::Sender<Position>
                     }
                 }
             }
+        }
+    }
+}
+
+/// Tells other processes about this process's appends. NOTIFY inside the append
+/// transaction would serialise every commit on the notification queue lock while the
+/// head lock is held; here it runs after commit, coalesced to the latest position.
+async fn announce(pool: PgPool, mut local: watch::Receiver<Position>) {
+    while local.changed().await.is_ok() {
+        let position = *local.borrow_and_update();
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(position.to_string())
+            .execute(&pool)
+            .await;
+        if sent.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -144,21 +170,26 @@ impl Backend for PgBackend {
         // snapshot sees every append committed before ours.
         let (streams, ids) = plan::keys(requests);
         let mut versions = HashMap::new();
-        let mut existing: HashMap<Uuid, Position> = HashMap::new();
-        let found: Vec<(bool, String, i64)> = sqlx::query_as(
-            "SELECT true, stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id \
-             UNION ALL SELECT false, event_id::text, position FROM events WHERE event_id = ANY($2)",
+        let mut existing: HashMap<Uuid, Existing> = HashMap::new();
+        type Found = (bool, String, i64, Option<String>, Option<String>, Option<String>);
+        let found: Vec<Found> = sqlx::query_as(
+            "SELECT true, stream_id, MAX(version), NULL::text, NULL::text, NULL::text FROM events \
+             WHERE stream_id = ANY($1) GROUP BY stream_id \
+             UNION ALL SELECT false, event_id::text, position, stream_id, event_type, payload FROM events \
+             WHERE event_id = ANY($2)",
         )
         .bind(&streams)
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        for (is_version, key, n) in found {
+        for (is_version, key, n, stream_id, event_type, payload) in found {
             if is_version {
                 versions.insert(key, n);
             } else if let Ok(id) = Uuid::parse_str(&key) {
-                existing.insert(id, n);
+                let (stream_id, event_type, payload) =
+                    (stream_id.unwrap_or_default(), event_type.unwrap_or_default(), payload.unwrap_or_default());
+                existing.insert(id, Existing { position: n, stream_id, event_type, payload });
             }
         }
         let now_us = chrono::Utc::now().timestamp_micros();
@@ -168,15 +199,15 @@ impl Backend for PgBackend {
             return Ok((planned.results, head));
         }
         let rows = &planned.rows;
-        // Insert, move the head and notify in one statement: one round trip while the
-        // head lock is held.
+        // Insert and move the head in one statement: one round trip while the head lock
+        // is held. NOTIFY happens after commit, off the lock (see `announce`).
         sqlx::query(
             "WITH inserted AS (INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, \
              payload, metadata, recorded_at_us, prev_hash, hash) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], \
              $8::text[], $9::bigint[], $10::bytea[], $11::bytea[]) RETURNING 1), \
              head AS (UPDATE chain_head SET position = $12, hash = $13 WHERE id = 1 RETURNING position) \
-             SELECT pg_notify($14, (SELECT position FROM head)::text), (SELECT count(*) FROM inserted)",
+             SELECT (SELECT position FROM head), (SELECT count(*) FROM inserted)",
         )
         .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
@@ -191,12 +222,16 @@ impl Backend for PgBackend {
         .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
         .bind(planned.head.position)
         .bind(planned.head.hash.to_vec())
-        .bind(NOTIFY_CHANNEL)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
+        advance(&self.local_commits, planned.head.position);
         Ok((planned.results, planned.head))
+    }
+
+    fn pipeline_depth(&self) -> usize {
+        2
     }
 }
 

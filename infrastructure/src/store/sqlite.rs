@@ -16,7 +16,7 @@ use sqlx::{Connection as _, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::plan::{self, Snapshot};
+use super::plan::{self, Existing, Snapshot};
 use super::writer::{Backend, GroupCommitWriter, advance};
 use super::{hash32, unavailable};
 
@@ -114,13 +114,14 @@ impl Backend for SqliteBackend {
         }
         let mut existing = HashMap::new();
         for id in ids {
-            let p: Option<i64> = sqlx::query_scalar("SELECT position FROM events WHERE event_id = ?1")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            if let Some(p) = p {
-                existing.insert(id, p);
+            let found: Option<(i64, String, String, String)> =
+                sqlx::query_as("SELECT position, stream_id, event_type, payload FROM events WHERE event_id = ?1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            if let Some((position, stream_id, event_type, payload)) = found {
+                existing.insert(id, Existing { position, stream_id, event_type, payload });
             }
         }
         let now_us = chrono::Utc::now().timestamp_micros();

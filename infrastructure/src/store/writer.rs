@@ -20,6 +20,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Plans and commits `requests` in one transaction; per-request results plus the
     /// new head. An `Err` means nothing was committed.
     async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<(Vec<Result<Appended, StoreError>>, ChainHead), StoreError>;
+
+    /// How many batches may be in flight at once. They still commit one after the
+    /// other (the head lock sees to that), but the next one's round trips overlap the
+    /// current one's commit.
+    fn pipeline_depth(&self) -> usize {
+        1
+    }
 }
 
 pub(crate) struct GroupCommitWriter {
@@ -59,7 +66,11 @@ async fn run(
     mut rx: mpsc::Receiver<(Vec<StreamWrite>, Reply)>,
     committed: Arc<watch::Sender<Position>>,
 ) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(backend.pipeline_depth().max(1)));
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        // Collect after the permit: whatever queued while the last batch was in flight
+        // joins this one.
         let mut events = count(&first.0);
         let mut requests = vec![first.0];
         let mut replies = vec![first.1];
@@ -69,33 +80,48 @@ async fn run(
             requests.push(writes);
             replies.push(reply);
         }
-        match backend.commit(&requests).await {
-            Ok((results, head)) => {
-                advance(&committed, head.position);
-                record_appended(&results);
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+        let (backend, committed) = (backend.clone(), committed.clone());
+        tokio::spawn(async move {
+            commit_batch(&*backend, &committed, requests, replies).await;
+            drop(permit);
+        });
+    }
+    // Wait for the batches in flight before the channel's senders learn we stopped.
+    let _ = in_flight.acquire_many(backend.pipeline_depth().max(1) as u32).await;
+}
+
+async fn commit_batch(
+    backend: &dyn Backend,
+    committed: &watch::Sender<Position>,
+    requests: Vec<Vec<StreamWrite>>,
+    replies: Vec<Reply>,
+) {
+    match backend.commit(&requests).await {
+        Ok((results, head)) => {
+            advance(committed, head.position);
+            record_appended(&results);
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
-            Err(_) if requests.len() > 1 => {
-                // Something in the batch made the transaction fail: commit each request
-                // on its own so one bad request cannot fail its neighbours.
-                for (request, reply) in requests.into_iter().zip(replies) {
-                    let result = match backend.commit(std::slice::from_ref(&request)).await {
-                        Ok((mut results, head)) => {
-                            advance(&committed, head.position);
-                            record_appended(&results);
-                            results.pop().unwrap_or(Err(StoreError::Empty))
-                        }
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(result);
-                }
+        }
+        Err(_) if requests.len() > 1 => {
+            // Something in the batch made the transaction fail: commit each request
+            // on its own so one bad request cannot fail its neighbours.
+            for (request, reply) in requests.into_iter().zip(replies) {
+                let result = match backend.commit(std::slice::from_ref(&request)).await {
+                    Ok((mut results, head)) => {
+                        advance(committed, head.position);
+                        record_appended(&results);
+                        results.pop().unwrap_or(Err(StoreError::Empty))
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
             }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }
