@@ -111,6 +111,18 @@ impl Databases {
                 Self::migrate_with(&aux, &read, true).await?;
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(8)
+                    // A ping per acquire would add a round trip to every append batch;
+                    // a dead connection fails the batch, which the caller sees as 503.
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Every store query has an index made for it. Without this a
+                            // plan cached while the table was small keeps scanning it whole
+                            // as it grows, and appends slow down with the history's size.
+                            sqlx::raw_sql("SET enable_seqscan = off").execute(conn).await?;
+                            Ok(())
+                        })
+                    })
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await

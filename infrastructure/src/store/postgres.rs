@@ -166,23 +166,25 @@ impl Backend for PgBackend {
                 .await
                 .map_err(unavailable)?;
         let head = ChainHead { position, hash: hash32(hash, "chain head", position)? };
-        // One round trip for both look-ups; it runs after the lock above, so its
-        // snapshot sees every append committed before ours.
+        // A separate statement, so its snapshot is taken after the lock was granted and
+        // sees every append committed before ours. One index probe per stream and per
+        // id, whatever the planner believes about the table's size.
         let (streams, ids) = plan::keys(requests);
-        let mut versions = HashMap::new();
-        let mut existing: HashMap<Uuid, Existing> = HashMap::new();
         type Found = (bool, String, i64, Option<String>, Option<String>, Option<String>);
         let found: Vec<Found> = sqlx::query_as(
-            "SELECT true, stream_id, MAX(version), NULL::text, NULL::text, NULL::text FROM events \
-             WHERE stream_id = ANY($1) GROUP BY stream_id \
-             UNION ALL SELECT false, event_id::text, position, stream_id, event_type, payload FROM events \
-             WHERE event_id = ANY($2)",
+            "SELECT true, s.stream, v.version, NULL::text, NULL::text, NULL::text \
+             FROM unnest($1::text[]) AS s(stream) CROSS JOIN LATERAL \
+             (SELECT e.version FROM events e WHERE e.stream_id = s.stream ORDER BY e.version DESC LIMIT 1) v \
+             UNION ALL SELECT false, e.event_id::text, e.position, e.stream_id, e.event_type, e.payload \
+             FROM unnest($2::uuid[]) AS i(id) JOIN events e ON e.event_id = i.id",
         )
         .bind(&streams)
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        let mut versions = HashMap::new();
+        let mut existing: HashMap<Uuid, Existing> = HashMap::new();
         for (is_version, key, n, stream_id, event_type, payload) in found {
             if is_version {
                 versions.insert(key, n);
@@ -230,9 +232,6 @@ impl Backend for PgBackend {
         Ok((planned.results, planned.head))
     }
 
-    fn pipeline_depth(&self) -> usize {
-        2
-    }
 }
 
 #[async_trait]

@@ -103,9 +103,10 @@ impl Backend for SqliteBackend {
         let (streams, ids) = plan::keys(requests);
         let mut versions = HashMap::new();
         for stream in streams {
-            let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_id = ?1")
+            let v: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM events WHERE stream_id = ?1 ORDER BY version DESC LIMIT 1")
                 .bind(&stream)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(unavailable)?;
             if let Some(v) = v {
