@@ -4,23 +4,8 @@
 use std::collections::HashMap;
 
 use medledger_application::chain::{HashInput, event_hash};
-use medledger_application::ports::{Appended, ChainHead, Position, StoreError, StreamWrite};
+use medledger_application::ports::{Appended, ChainHead, Position, RecordedEvent, StoreError, StreamWrite};
 use uuid::Uuid;
-
-/// One row to insert.
-pub struct Row {
-    pub position: Position,
-    pub stream_id: String,
-    pub version: i64,
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub schema_version: i32,
-    pub payload: String,
-    pub metadata: String,
-    pub recorded_at_us: i64,
-    pub prev_hash: [u8; 32],
-    pub hash: [u8; 32],
-}
 
 /// An already-stored event, as far as a retry must match it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +17,8 @@ pub struct Existing {
 }
 
 pub struct Plan {
-    pub rows: Vec<Row>,
+    /// The events to insert, exactly as they will be stored.
+    pub rows: Vec<RecordedEvent>,
     /// One result per request, in order.
     pub results: Vec<Result<Appended, StoreError>>,
     pub head: ChainHead,
@@ -50,7 +36,7 @@ pub struct Snapshot {
 /// Plans `requests` in order. Each request (a set of stream writes) is all-or-nothing;
 /// a refused request does not affect the others.
 pub fn plan(mut snap: Snapshot, requests: &[Vec<StreamWrite>], recorded_at_us: i64) -> Plan {
-    let mut rows: Vec<Row> = Vec::new();
+    let mut rows: Vec<RecordedEvent> = Vec::new();
     let mut results = Vec::with_capacity(requests.len());
     for request in requests {
         let result = plan_one(&mut snap, request, recorded_at_us, &mut rows);
@@ -63,7 +49,7 @@ fn plan_one(
     snap: &mut Snapshot,
     request: &[StreamWrite],
     recorded_at_us: i64,
-    rows: &mut Vec<Row>,
+    rows: &mut Vec<RecordedEvent>,
 ) -> Result<Appended, StoreError> {
     let ids: Vec<Uuid> = request.iter().flat_map(|w| w.events.iter().map(|e| e.event_id)).collect();
     if ids.is_empty() {
@@ -121,7 +107,7 @@ fn plan_one(
                 metadata: &e.metadata,
                 recorded_at_us,
             });
-            rows.push(Row {
+            rows.push(RecordedEvent {
                 position,
                 stream_id: w.stream_id.clone(),
                 version,
