@@ -6,6 +6,7 @@
 mod aggregate;
 mod error;
 pub mod audit;
+pub mod catalog;
 pub mod role;
 pub mod session;
 pub mod user;
