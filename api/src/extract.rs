@@ -144,6 +144,11 @@ impl<S: Shape> FromRequestParts<AppState> for Admin<S> {
     }
 }
 
+/// A client-chosen request id is kept only as far as it looks like one.
+pub fn sanitize_request_id(raw: &str) -> String {
+    raw.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.:".contains(*c)).take(64).collect()
+}
+
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -156,7 +161,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        let request_id = header(REQUEST_ID);
+        let request_id = header(REQUEST_ID).map(|r| sanitize_request_id(&r));
         let correlation_id = request_id.as_deref().and_then(|r| uuid::Uuid::parse_str(r).ok());
         Ok(Ctx(CommandContext {
             metadata: EventMetadata {

@@ -99,18 +99,20 @@ pub async fn api_rate_limit(State(state): State<AppState>, req: Request, next: N
     next.run(req).await
 }
 
-/// `Idempotency-Key` on a state-changing request: the first response is stored and
-/// replayed for retries with the same key and body; the same key with another body
-/// is refused (422).
+/// `Idempotency-Key` on a state-changing request of an authenticated caller: the first
+/// response is stored and replayed for retries with the same key and body; the same key
+/// with another body is refused (422). Anonymous requests (logins, registration) are
+/// not recorded: their responses carry tokens, and callers cannot be told apart.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     let key = req.headers().get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (true, Some(key)) = (mutating, key) else { return next.run(req).await };
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
-    let subject = bearer(&parts)
-        .and_then(|t| state.accounts.tokens().verify_access(t).ok())
-        .map_or_else(|| "anonymous".to_string(), |c| c.user_id.to_string());
+    let Some(subject) = bearer(&parts).and_then(|t| state.accounts.tokens().verify_access(t).ok()).map(|c| c.user_id)
+    else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
     let scope = format!("{subject} {} {}", parts.method, path.trim_end_matches('/'));
     let bytes = match axum::body::to_bytes(body, state.config.max_json_bytes).await {
         Ok(b) => b,

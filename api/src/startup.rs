@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
-use medledger_application::accounts::{Accounts, Registration};
+use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::codec::EventCodec;
 use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
@@ -60,7 +60,12 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let jwt_key = SecretKey::derive(&secret, "jwt-hs256");
     let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
+    let keys = AccountKeys {
+        identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
+        reset: SecretKey::derive(&secret, "password-reset").as_bytes().to_vec(),
+    };
     let accounts = Accounts::new(
+        keys,
         ledger.clone(),
         hasher,
         tokens,
@@ -85,10 +90,12 @@ pub struct App {
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let core = core(&config).await?;
-    let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone());
+    let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone());
     let runner = medledger_projections::all().into_iter().fold(runner, |r, p| r.projection(p));
     let mailer = Arc::new(OutboxMailer::new(config.outbox_dir(), "medledger <noreply@medledger.local>"));
-    let runner = runner.saga(Arc::new(ResetMailSaga::new(mailer, config.reset_link_base.clone()))).spawn();
+    let reset_key = SecretKey::derive(&core.secret, "password-reset").as_bytes().to_vec();
+    let saga = ResetMailSaga::new(mailer, config.reset_link_base.clone(), reset_key, Arc::new(SystemClock));
+    let runner = runner.saga(Arc::new(saga)).spawn();
 
     let api = [routes::logins::routes, routes::myo::routes, routes::ops::routes]
         .into_iter()
@@ -107,7 +114,6 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit, Duration::from_secs(60))),
         metrics: prometheus(),
-        csrf_key: Arc::new(SecretKey::derive(&core.secret, "csrf").as_bytes().to_vec()),
         openapi: document,
     };
     bootstrap_admin(&state).await?;
@@ -124,7 +130,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .layer(DefaultBodyLimit::max(config.max_json_bytes))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.parse()?))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "-".to_string(), crate::extract::sanitize_request_id);
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID.parse()?, MakeRequestUuid))

@@ -28,8 +28,6 @@ pub struct AppState {
     pub auth_limiter: Arc<RateLimiter>,
     pub api_limiter: Arc<RateLimiter>,
     pub metrics: Option<PrometheusHandle>,
-    /// Signs CSRF tokens for the 001 cookie session.
-    pub csrf_key: Arc<Vec<u8>>,
     /// The OpenAPI document, built from the routes as they were mounted.
     pub openapi: Arc<serde_json::Value>,
 }

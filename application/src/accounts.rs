@@ -10,6 +10,7 @@ use medledger_domain::session::{self, Session, SessionCommand};
 use medledger_domain::user::{self, ClaimEvent, IdentifierKind, User, UserCommand, UserEvent, UserId};
 use medledger_domain::values::{BoundedText, Email, NewPassword, PasswordHash, Username};
 use medledger_domain::{Aggregate, DomainError};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -59,8 +60,37 @@ pub struct ProfileChange {
     pub active: Option<bool>,
 }
 
+/// Server-held keys the account use cases need. Derived from the server secret.
+#[derive(Clone)]
+pub struct AccountKeys {
+    /// Keys the hash in login-identifier claim streams, so that the history does not
+    /// hold a dictionary-reversible hash of every email address.
+    pub identifiers: Vec<u8>,
+    /// Turns a reset nonce (stored) into the reset token (mailed, never stored).
+    pub reset: Vec<u8>,
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> String {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(key) else { return String::new() };
+    for p in parts {
+        m.update(&(p.len() as u64).to_be_bytes());
+        m.update(p);
+    }
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// The token mailed for a reset request: `USER_ID.MAC(nonce)`.
+pub fn reset_token(key: &[u8], user_id: UserId, nonce: &str) -> String {
+    format!("{user_id}.{}", mac(key, &[b"password-reset", user_id.to_string().as_bytes(), nonce.as_bytes()]))
+}
+
+/// How often a login is re-recorded when a concurrent change to the user wins the race.
+const LOGIN_RETRIES: usize = 3;
+
 #[derive(Clone)]
 pub struct Accounts {
+    keys: AccountKeys,
     ledger: Ledger,
     hasher: Arc<dyn PasswordHasher>,
     tokens: Arc<dyn TokenService>,
@@ -69,12 +99,12 @@ pub struct Accounts {
     clock: Arc<dyn Clock>,
 }
 
-fn identifier_stream(kind: IdentifierKind, value: &str) -> String {
+fn identifier_stream(key: &[u8], kind: IdentifierKind, value: &str) -> String {
     let prefix = match kind {
         IdentifierKind::Email => "email",
         IdentifierKind::Username => "username",
     };
-    format!("{prefix}-{}", hex::encode(Sha256::digest(value.to_lowercase().as_bytes())))
+    format!("{prefix}-{}", mac(key, &[prefix.as_bytes(), value.to_lowercase().as_bytes()]))
 }
 
 fn hash_token(token: &str) -> String {
@@ -107,6 +137,7 @@ impl FieldErrors {
 
 impl Accounts {
     pub fn new(
+        keys: AccountKeys,
         ledger: Ledger,
         hasher: Arc<dyn PasswordHasher>,
         tokens: Arc<dyn TokenService>,
@@ -114,7 +145,7 @@ impl Accounts {
         directory: Arc<dyn UserDirectory>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { ledger, hasher, tokens, ids, directory, clock }
+        Self { keys, ledger, hasher, tokens, ids, directory, clock }
     }
 
     pub fn tokens(&self) -> &Arc<dyn TokenService> {
@@ -184,13 +215,16 @@ impl Accounts {
             roles: form.roles,
             now: self.clock.now(),
         })?;
+        // The new user is the actor of its own registration: its key seals the
+        // request's address and user agent.
+        let ctx = &ctx.clone().with_actor(user_id);
         let claim = |kind| [ClaimEvent::LoginIdentifierClaimed { user_id, kind }];
-        let email_stream = identifier_stream(IdentifierKind::Email, email.as_str());
+        let email_stream = identifier_stream(&self.keys.identifiers, IdentifierKind::Email, email.as_str());
         let mut parts = vec![
             self.ledger.prepare(&email_stream, ExpectedVersion::NoStream, &claim(IdentifierKind::Email), ctx).await?,
         ];
         if let Some(u) = &username {
-            let stream = identifier_stream(IdentifierKind::Username, u.as_str());
+            let stream = identifier_stream(&self.keys.identifiers, IdentifierKind::Username, u.as_str());
             parts.push(self.ledger.prepare(&stream, ExpectedVersion::NoStream, &claim(IdentifierKind::Username), ctx).await?);
         }
         parts.push(self.ledger.prepare(&user::stream_id(user_id), ExpectedVersion::NoStream, &registered, ctx).await?);
@@ -208,6 +242,18 @@ impl Accounts {
 
     /// Checks credentials, records the login and starts a session.
     pub async fn login(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_login(identifier, password, ctx).await {
+                // A concurrent change to the user (another login): the credentials were
+                // right, so record this login on top of it.
+                Err(AppError::Store(StoreError::Conflict { .. })) if attempt < LOGIN_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_login(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
         let user_id = self.directory.find_by_login(identifier.trim()).await?;
         let (user, version) = match user_id {
             Some(id) => self.ledger.load::<User>(&user::stream_id(id)).await?,
@@ -223,19 +269,18 @@ impl Accounts {
         let session_id = Uuid::new_v4();
         let token_id = Uuid::new_v4();
         let expires_at = now + self.tokens.refresh_ttl();
-        let started = Session::default().handle(SessionCommand::Start { session_id, user_id, token_id, expires_at })?;
+        let started = Session::default().handle(SessionCommand::Start {
+            session_id,
+            user_id,
+            token_id,
+            expires_at,
+            credentials_version: user.credentials_version(),
+        })?;
         let parts = vec![
             self.ledger.prepare(&user::stream_id(user_id), ExpectedVersion::Exact(version), &logged_in, &ctx).await?,
             self.ledger.prepare(&session::stream_id(session_id), ExpectedVersion::NoStream, &started, &ctx).await?,
         ];
-        let appended = match self.ledger.commit(parts).await {
-            // A concurrent change to the user (another login): the credentials were
-            // still right, so record this login on top of it.
-            Err(AppError::Store(StoreError::Conflict { .. })) => {
-                return Box::pin(self.login(identifier, password, &ctx)).await;
-            }
-            other => other?,
-        };
+        let appended = self.ledger.commit(parts).await?;
         let roles = user.roles().clone();
         let access = self.issue_access(user_id, &roles, session_id)?;
         let refresh = self
@@ -252,16 +297,18 @@ impl Accounts {
     }
 
     fn refresh_claims(&self, token: &str) -> Result<RefreshClaims, AppError> {
-        self.tokens.verify_refresh(token).map_err(|e| match e {
-            TokenError::Expired => AppError::Unauthorized("Token is invalid or expired".into()),
-            TokenError::Invalid => AppError::Unauthorized("Token is invalid or expired".into()),
-        })
+        self.tokens.verify_refresh(token).map_err(|_: TokenError| token_invalid())
     }
 
     /// Rotates a refresh token. Presenting an already-rotated token revokes the session
     /// and is recorded (the reuse shows in the audit log).
     pub async fn refresh(&self, refresh_token: &str, ctx: &CommandContext) -> Result<Tokens, AppError> {
         let claims = self.refresh_claims(refresh_token)?;
+        // Checked before anything is written: a refused refresh records nothing.
+        let (user, _) = self.ledger.load::<User>(&user::stream_id(claims.user_id)).await?;
+        if !user.is_active() {
+            return Err(AppError::Unauthorized("User is inactive".into()));
+        }
         let ctx = ctx.clone().with_actor(claims.user_id);
         let new_token_id = Uuid::new_v4();
         let now = self.clock.now();
@@ -269,16 +316,16 @@ impl Accounts {
         let (events, _) = self
             .ledger
             .execute::<Session>(&session::stream_id(claims.session_id), &ctx, |s| {
+                if s.is_live() && s.credentials_version() != user.credentials_version() {
+                    // The password changed since this session began.
+                    return Err(DomainError::SessionEnded);
+                }
                 s.handle(SessionCommand::Rotate { presented: claims.token_id, new_token_id, expires_at, now })
             })
             .await
             .map_err(session_error)?;
         if session::is_reuse(&events) {
             return Err(AppError::TokenReuse);
-        }
-        let (user, _) = self.ledger.load::<User>(&user::stream_id(claims.user_id)).await?;
-        if !user.is_active() {
-            return Err(AppError::Unauthorized("User is inactive".into()));
         }
         let access = self.issue_access(claims.user_id, user.roles(), claims.session_id)?;
         let refresh = self
@@ -292,7 +339,7 @@ impl Accounts {
     pub async fn logout(&self, refresh_token: &str, caller: UserId, ctx: &CommandContext) -> Result<(), AppError> {
         let claims = self.refresh_claims(refresh_token)?;
         if claims.user_id != caller {
-            return Err(AppError::Unauthorized("Token is invalid or expired".into()));
+            return Err(token_invalid());
         }
         let (events, _) = self
             .ledger
@@ -337,15 +384,14 @@ impl Accounts {
         let Some(user_id) = self.directory.find_by_login(email.as_str()).await? else {
             return Ok(());
         };
-        let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-        let token = format!("{user_id}.{secret}");
-        let token_hash = hash_token(&token);
+        let nonce = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let token_hash = hash_token(&reset_token(&self.keys.reset, user_id, &nonce));
         let expires_at = self.clock.now() + Duration::hours(RESET_TOKEN_TTL_HOURS);
         let result = self
             .ledger
             .execute::<User>(&user::stream_id(user_id), ctx, |u| {
                 u.handle(UserCommand::RequestPasswordReset {
-                    token: token.clone(),
+                    nonce: nonce.clone(),
                     token_hash: token_hash.clone(),
                     expires_at,
                 })
@@ -419,13 +465,6 @@ impl Accounts {
         Ok(position)
     }
 
-    pub async fn user(&self, user_id: UserId) -> Result<User, AppError> {
-        let (user, _) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
-        if !user.exists() {
-            return Err(AppError::NotFound("user"));
-        }
-        Ok(user)
-    }
 }
 
 fn email_taken() -> AppError {
@@ -436,11 +475,13 @@ fn email_taken() -> AppError {
     .into()
 }
 
+fn token_invalid() -> AppError {
+    AppError::Unauthorized("Token is invalid or expired".into())
+}
+
 fn session_error(e: AppError) -> AppError {
     match e {
-        AppError::Domain(DomainError::SessionEnded | DomainError::NotFound(_)) => {
-            AppError::Unauthorized("Token is invalid or expired".into())
-        }
+        AppError::Domain(DomainError::SessionEnded | DomainError::NotFound(_)) => token_invalid(),
         other => other,
     }
 }
@@ -451,8 +492,20 @@ mod tests {
 
     #[test]
     fn identifier_streams_ignore_case_and_hide_the_address() {
-        let a = identifier_stream(IdentifierKind::Email, "Ann@Example.org");
-        assert_eq!(a, identifier_stream(IdentifierKind::Email, "ann@example.org"));
+        let a = identifier_stream(b"k1", IdentifierKind::Email, "Ann@Example.org");
+        assert_eq!(a, identifier_stream(b"k1", IdentifierKind::Email, "ann@example.org"));
         assert!(a.starts_with("email-") && !a.contains("example"));
+        let unkeyed = hex::encode(Sha256::digest(b"ann@example.org"));
+        assert!(!a.contains(&unkeyed), "a plain hash could be reversed with a dictionary");
+        assert_ne!(a, identifier_stream(b"k2", IdentifierKind::Email, "ann@example.org"));
+    }
+
+    #[test]
+    fn reset_tokens_depend_on_the_key_user_and_nonce() {
+        let t = reset_token(b"k", 7, "n");
+        assert!(t.starts_with("7."));
+        assert_ne!(t, reset_token(b"other", 7, "n"));
+        assert_ne!(t, reset_token(b"k", 8, "n"));
+        assert_ne!(t, reset_token(b"k", 7, "m"));
     }
 }

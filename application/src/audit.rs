@@ -16,7 +16,7 @@ pub async fn record(
     details: serde_json::Value,
     ctx: &CommandContext,
 ) -> Result<Position, AppError> {
-    let event = record_entry(action, resource_type, resource_id, details)?;
+    let event = record_entry(ctx.metadata.actor_user_id, action, resource_type, resource_id, details)?;
     let stream = audit::stream_id(match &ctx.idempotency_key {
         Some(_) => ctx.event_id("audit", 0),
         None => Uuid::now_v7(),

@@ -103,12 +103,10 @@ impl EventCodec {
         let personal = json!({"client_ip": public.client_ip.take(), "user_agent": public.user_agent.take()});
         let mut value = serde_json::to_value(&public).map_err(AppError::internal)?;
         let has_personal = m.client_ip.is_some() || m.user_agent.is_some();
-        if let (true, Some(obj)) = (has_personal, value.as_object_mut()) {
-            let stored = match subject {
-                Some(subject) => self.seal(subject, &personal).await?,
-                None => personal,
-            };
-            obj.insert("personal".into(), stored);
+        // With nobody to seal it for, the address and user agent are not stored at all:
+        // plaintext personal data in the history could never be erased.
+        if let (true, Some(subject), Some(obj)) = (has_personal, subject, value.as_object_mut()) {
+            obj.insert("personal".into(), self.seal(subject, &personal).await?);
         }
         Ok(value.to_string())
     }

@@ -137,7 +137,7 @@ async fn latency_and_lag(
     seconds: u64,
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     let codec = EventCodec::new(Arc::new(NoVault));
-    let runner = Runner::new(store.clone(), codec, read).projection(Arc::new(CountByType(Mutex::new(BTreeMap::new())))).spawn();
+    let runner = Runner::new(store.clone(), codec, read.clone(), read).projection(Arc::new(CountByType(Mutex::new(BTreeMap::new())))).spawn();
     let progress = runner.progress();
     // Let the runner catch up with what the throughput run left behind.
     let head = store.head().await?.position;

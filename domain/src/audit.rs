@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::user::UserId;
 use crate::values::BoundedText;
 use crate::{DomainError, DomainEvent};
 
@@ -15,21 +16,42 @@ pub fn stream_id(entry_id: Uuid) -> String {
 #[serde(tag = "type", content = "data")]
 pub enum AuditEvent {
     AuditEntryRecorded {
+        /// Who posted it; their key seals the details.
+        #[serde(default)]
+        actor_user_id: Option<UserId>,
         action: String,
         resource_type: String,
         resource_id: String,
-        details: serde_json::Value,
+        personal: AuditDetails,
     },
+}
+
+/// Free-form details a client sends (the seed's example carries a diagnosis): personal
+/// data, sealed under the posting user's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditDetails {
+    #[serde(default = "erased_details")]
+    pub details: serde_json::Value,
+}
+
+fn erased_details() -> serde_json::Value {
+    serde_json::Value::String(crate::ERASED.into())
 }
 
 impl DomainEvent for AuditEvent {
     fn event_type(&self) -> &'static str {
         "AuditEntryRecorded"
     }
+
+    fn personal_subject(&self) -> Option<String> {
+        let AuditEvent::AuditEntryRecorded { actor_user_id, .. } = self;
+        actor_user_id.map(crate::user::stream_id)
+    }
 }
 
 /// A client-supplied audit entry, checked against the 002 model's field sizes.
 pub fn record_entry(
+    actor_user_id: Option<UserId>,
     action: &str,
     resource_type: &str,
     resource_id: &str,
@@ -54,10 +76,11 @@ pub fn record_entry(
         return Err(DomainError::InvalidFields(errors));
     }
     Ok(AuditEvent::AuditEntryRecorded {
+        actor_user_id,
         action: action.trim().to_string(),
         resource_type: resource_type.trim().to_string(),
         resource_id: resource_id.trim().to_string(),
-        details,
+        personal: AuditDetails { details },
     })
 }
 
@@ -68,13 +91,14 @@ mod tests {
 
     #[test]
     fn valid_entry_is_trimmed() {
-        let e = record_entry(" upload_created ", "upload", "u1", json!({"a": 1})).unwrap();
+        let e = record_entry(Some(1), " upload_created ", "upload", "u1", json!({"a": 1})).unwrap();
+        assert_eq!(e.personal_subject().as_deref(), Some("user-1"));
         assert!(matches!(e, AuditEvent::AuditEntryRecorded { ref action, .. } if action == "upload_created"));
     }
 
     #[test]
     fn every_bad_field_is_reported() {
-        let Err(DomainError::InvalidFields(errors)) = record_entry("", &"x".repeat(51), "", json!([1])) else {
+        let Err(DomainError::InvalidFields(errors)) = record_entry(None, "", &"x".repeat(51), "", json!([1])) else {
             panic!("accepted")
         };
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();

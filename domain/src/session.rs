@@ -24,7 +24,15 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum SessionEvent {
-    SessionStarted { session_id: Uuid, user_id: UserId, token_id: Uuid, expires_at: DateTime<Utc> },
+    SessionStarted {
+        session_id: Uuid,
+        user_id: UserId,
+        token_id: Uuid,
+        expires_at: DateTime<Utc>,
+        /// The user's credentials version at login: a later password change ends it.
+        #[serde(default)]
+        credentials_version: u64,
+    },
     RefreshTokenRotated { session_id: Uuid, user_id: UserId, token_id: Uuid, expires_at: DateTime<Utc> },
     RefreshTokenReuseDetected { session_id: Uuid, user_id: UserId, token_id: Uuid },
     SessionEnded { session_id: Uuid, user_id: UserId, reason: EndReason },
@@ -43,7 +51,7 @@ impl DomainEvent for SessionEvent {
 
 #[derive(Debug)]
 pub enum SessionCommand {
-    Start { session_id: Uuid, user_id: UserId, token_id: Uuid, expires_at: DateTime<Utc> },
+    Start { session_id: Uuid, user_id: UserId, token_id: Uuid, expires_at: DateTime<Utc>, credentials_version: u64 },
     /// Exchange `presented` for `new_token_id`.
     Rotate { presented: Uuid, new_token_id: Uuid, expires_at: DateTime<Utc>, now: DateTime<Utc> },
     End { presented: Uuid },
@@ -56,6 +64,7 @@ pub struct Session {
     current: Option<Uuid>,
     expires_at: Option<DateTime<Utc>>,
     ended: bool,
+    credentials_version: u64,
 }
 
 impl Session {
@@ -66,6 +75,18 @@ impl Session {
     pub fn is_live(&self) -> bool {
         self.id.is_some() && !self.ended
     }
+
+    pub fn credentials_version(&self) -> u64 {
+        self.credentials_version
+    }
+
+    fn reuse(&self, session_id: Uuid, presented: Uuid) -> Vec<SessionEvent> {
+        let user_id = self.user_id;
+        vec![
+            SessionEvent::RefreshTokenReuseDetected { session_id, user_id, token_id: presented },
+            SessionEvent::SessionEnded { session_id, user_id, reason: EndReason::TokenReuse },
+        ]
+    }
 }
 
 impl Aggregate for Session {
@@ -75,11 +96,11 @@ impl Aggregate for Session {
 
     fn handle(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, DomainError> {
         match command {
-            SessionCommand::Start { session_id, user_id, token_id, expires_at } => {
+            SessionCommand::Start { session_id, user_id, token_id, expires_at, credentials_version } => {
                 if self.id.is_some() {
                     return Err(DomainError::AlreadyExists("session"));
                 }
-                Ok(vec![SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at }])
+                Ok(vec![SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at, credentials_version }])
             }
             SessionCommand::Rotate { presented, new_token_id, expires_at, now } => {
                 let session_id = self.id.ok_or(DomainError::NotFound("session"))?;
@@ -90,10 +111,7 @@ impl Aggregate for Session {
                 if self.current != Some(presented) {
                     // Reuse of a rotated token: revoke the family. The caller answers 401
                     // but must still record these events.
-                    return Ok(vec![
-                        SessionEvent::RefreshTokenReuseDetected { session_id, user_id, token_id: presented },
-                        SessionEvent::SessionEnded { session_id, user_id, reason: EndReason::TokenReuse },
-                    ]);
+                    return Ok(self.reuse(session_id, presented));
                 }
                 if self.expires_at.is_some_and(|e| e <= now) {
                     return Err(DomainError::SessionEnded);
@@ -107,10 +125,7 @@ impl Aggregate for Session {
                 }
                 let user_id = self.user_id;
                 if self.current != Some(presented) {
-                    return Ok(vec![
-                        SessionEvent::RefreshTokenReuseDetected { session_id, user_id, token_id: presented },
-                        SessionEvent::SessionEnded { session_id, user_id, reason: EndReason::TokenReuse },
-                    ]);
+                    return Ok(self.reuse(session_id, presented));
                 }
                 Ok(vec![SessionEvent::SessionEnded { session_id, user_id, reason: EndReason::Logout }])
             }
@@ -119,11 +134,12 @@ impl Aggregate for Session {
 
     fn apply(&mut self, event: &SessionEvent) {
         match event {
-            SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at } => {
+            SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at, credentials_version } => {
                 self.id = Some(*session_id);
                 self.user_id = *user_id;
                 self.current = Some(*token_id);
                 self.expires_at = Some(*expires_at);
+                self.credentials_version = *credentials_version;
             }
             SessionEvent::RefreshTokenRotated { token_id, expires_at, .. } => {
                 self.current = Some(*token_id);
@@ -156,6 +172,7 @@ mod tests {
                 user_id: 3,
                 token_id: token,
                 expires_at: t0() + Duration::days(7),
+                credentials_version: 0,
             })
             .unwrap()
     }

@@ -70,7 +70,10 @@ pub enum UserEvent {
     },
     PasswordResetRequested {
         user_id: UserId,
-        /// SHA-256 of the token mailed to the user; the token itself is never stored.
+        /// The mailed token is a keyed MAC of this nonce under a server key: the history
+        /// holds neither the token nor anything it can be computed from without that key.
+        nonce: String,
+        /// SHA-256 of the token, to check it when it comes back.
         token_hash: String,
         expires_at: DateTime<Utc>,
         personal: ResetMail,
@@ -86,14 +89,12 @@ pub enum UserEvent {
     },
 }
 
-/// What the mailer saga needs to send the reset mail: the address and the token.
-/// Encrypted under the user's key, so shredding the user also shreds pending mail.
+/// Where the reset mail goes. Encrypted under the user's key, so shredding the user
+/// also shreds pending mail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResetMail {
     #[serde(default = "crate::erased")]
     pub email: String,
-    #[serde(default = "crate::erased")]
-    pub token: String,
 }
 
 impl DomainEvent for UserEvent {
@@ -157,7 +158,7 @@ pub enum UserCommand {
         password_hash: PasswordHash,
     },
     RequestPasswordReset {
-        token: String,
+        nonce: String,
         token_hash: String,
         expires_at: DateTime<Utc>,
     },
@@ -185,6 +186,7 @@ pub struct User {
     active: bool,
     password_hash: Option<PasswordHash>,
     pending_resets: Vec<PendingReset>,
+    credentials_version: u64,
 }
 
 impl User {
@@ -206,6 +208,12 @@ impl User {
 
     pub fn password_hash(&self) -> Option<&PasswordHash> {
         self.password_hash.as_ref()
+    }
+
+    /// Bumped by every password change or reset; sessions started under an older
+    /// version are dead.
+    pub fn credentials_version(&self) -> u64 {
+        self.credentials_version
     }
 
     fn require(&self) -> Result<UserId, DomainError> {
@@ -277,16 +285,17 @@ impl Aggregate for User {
                 }
                 Ok(vec![UserEvent::PasswordChanged { user_id, password_hash }])
             }
-            UserCommand::RequestPasswordReset { token, token_hash, expires_at } => {
+            UserCommand::RequestPasswordReset { nonce, token_hash, expires_at } => {
                 let user_id = self.require()?;
                 if !self.active {
                     return Err(DomainError::AccountInactive);
                 }
                 Ok(vec![UserEvent::PasswordResetRequested {
                     user_id,
+                    nonce,
                     token_hash,
                     expires_at,
-                    personal: ResetMail { email: self.email.clone(), token },
+                    personal: ResetMail { email: self.email.clone() },
                 }])
             }
             UserCommand::CompletePasswordReset { token_hash, password_hash, now } => {
@@ -324,6 +333,7 @@ impl Aggregate for User {
             UserEvent::AccountActivationChanged { active, .. } => self.active = *active,
             UserEvent::PasswordChanged { password_hash, .. } => {
                 self.password_hash = Some(password_hash.clone());
+                self.credentials_version += 1;
                 // A new password voids every reset link mailed before it.
                 self.pending_resets.clear();
             }
@@ -332,6 +342,7 @@ impl Aggregate for User {
             }
             UserEvent::PasswordResetCompleted { password_hash, .. } => {
                 self.password_hash = Some(password_hash.clone());
+                self.credentials_version += 1;
                 self.pending_resets.clear();
             }
         }
@@ -431,7 +442,7 @@ mod tests {
         let mut history = registered();
         history.extend(
             given_when(&history, UserCommand::RequestPasswordReset {
-                token: "t".into(),
+                nonce: "n".into(),
                 token_hash: "h".into(),
                 expires_at: now() + Duration::hours(1),
             })

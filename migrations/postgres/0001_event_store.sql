@@ -57,6 +57,13 @@ CREATE TABLE subject_keys (
     erased_at_us   BIGINT
 );
 
+-- Saga checkpoints: unlike read models they record effects on the outside world
+-- (mail sent), so they live with the history, not in the rebuildable read database.
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name     TEXT PRIMARY KEY,
+    position BIGINT NOT NULL
+);
+
 CREATE TABLE id_sequences (
     name  TEXT PRIMARY KEY,
     value BIGINT NOT NULL

@@ -1,6 +1,6 @@
 -- Read models. Portable SQL (PostgreSQL and SQLite): every table here is rebuilt from
 -- the history by `medledger replay`, so nothing in it is the source of truth.
-CREATE TABLE projection_checkpoints (
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
     name     TEXT PRIMARY KEY,
     position BIGINT NOT NULL
 );

@@ -43,7 +43,7 @@ impl Projection for AuditLogProjection {
         let (category, suffix) = r.stream_id.split_once('-').unwrap_or((&r.stream_id, ""));
         let (action, resource_type, resource_id, details) = if r.event_type == "AuditEntryRecorded" {
             let text = |k: &str| event.data[k].as_str().unwrap_or_default().to_string();
-            (text("action"), text("resource_type"), text("resource_id"), event.data["details"].clone())
+            (text("action"), text("resource_type"), text("resource_id"), event.data["personal"]["details"].clone())
         } else {
             let mut details = event.data.clone();
             if let Value::Object(map) = &mut details {

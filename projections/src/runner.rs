@@ -74,6 +74,8 @@ pub struct Runner {
     store: Arc<dyn EventStore>,
     codec: EventCodec,
     read: AnyPool,
+    /// Where saga checkpoints live: the store's database, which is never rebuilt.
+    durable: AnyPool,
     projections: Vec<Arc<dyn Projection>>,
     sagas: Vec<Arc<dyn Saga>>,
 }
@@ -93,8 +95,8 @@ impl Subscriber {
 }
 
 impl Runner {
-    pub fn new(store: Arc<dyn EventStore>, codec: EventCodec, read: AnyPool) -> Self {
-        Self { store, codec, read, projections: Vec::new(), sagas: Vec::new() }
+    pub fn new(store: Arc<dyn EventStore>, codec: EventCodec, read: AnyPool, durable: AnyPool) -> Self {
+        Self { store, codec, read, durable, projections: Vec::new(), sagas: Vec::new() }
     }
 
     pub fn projection(mut self, p: Arc<dyn Projection>) -> Self {
@@ -119,12 +121,11 @@ impl Runner {
         for sub in subscribers {
             let (tx, rx) = watch::channel(-1);
             positions.insert(sub.checkpoint_name(), rx);
-            let worker = Worker {
-                sub,
-                store: self.store.clone(),
-                codec: self.codec.clone(),
-                read: self.read.clone(),
+            let db = match sub {
+                Subscriber::Projection(_) => self.read.clone(),
+                Subscriber::Saga(_) => self.durable.clone(),
             };
+            let worker = Worker { sub, store: self.store.clone(), codec: self.codec.clone(), db };
             tasks.push(tokio::spawn(worker.follow(tx, shutdown_rx.clone())));
         }
         RunnerHandle { progress: Progress { positions: Arc::new(positions) }, shutdown, tasks }
@@ -135,7 +136,8 @@ struct Worker {
     sub: Subscriber,
     store: Arc<dyn EventStore>,
     codec: EventCodec,
-    read: AnyPool,
+    /// Holds this subscriber's checkpoint (and a projection's rows).
+    db: AnyPool,
 }
 
 impl Worker {
@@ -143,7 +145,7 @@ impl Worker {
         let name = self.sub.checkpoint_name();
         let mut wake = self.store.watch();
         let mut checkpoint = loop {
-            match load_checkpoint(&self.read, &name).await {
+            match load_checkpoint(&self.db, &name).await {
                 Ok(c) => break c,
                 Err(e) => {
                     tracing::error!(subscriber = %name, error = %e, "cannot read checkpoint; retrying");
@@ -159,7 +161,7 @@ impl Worker {
             if *shutdown.borrow() {
                 return;
             }
-            match step(&self.sub, &*self.store, &self.codec, &self.read, checkpoint).await {
+            match step(&self.sub, &*self.store, &self.codec, &self.db, checkpoint).await {
                 Ok(Some(next)) => {
                     checkpoint = next;
                     let _ = progress.send(checkpoint);
@@ -193,20 +195,26 @@ async fn load_checkpoint(read: &AnyPool, name: &str) -> Result<Position, sqlx::E
     Ok(p.unwrap_or(0))
 }
 
-async fn save_checkpoint<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
-    e: E,
+/// Moves a checkpoint from `from` to `to`; false if someone else moved it first (a
+/// second server on the same database, or a replay), in which case the caller's
+/// transaction must not commit.
+async fn advance_checkpoint(
+    conn: &mut sqlx::AnyConnection,
     name: &str,
-    position: Position,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-    )
-    .bind(name)
-    .bind(position)
-    .execute(e)
-    .await?;
-    Ok(())
+    from: Position,
+    to: Position,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    let moved = sqlx::query("UPDATE projection_checkpoints SET position = $3 WHERE name = $1 AND position = $2")
+        .bind(name)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *conn)
+        .await?;
+    Ok(moved.rows_affected() == 1)
 }
 
 /// Applies one page after `checkpoint`; `None` when there was nothing new.
@@ -214,48 +222,48 @@ async fn step(
     sub: &Subscriber,
     store: &dyn EventStore,
     codec: &EventCodec,
-    read: &AnyPool,
+    db: &AnyPool,
     checkpoint: Position,
 ) -> Result<Option<Position>, ProjectionError> {
     let events = store.read_all(checkpoint, PAGE).await?;
-    apply_page(sub, codec, read, events).await
-}
-
-async fn apply_page(
-    sub: &Subscriber,
-    codec: &EventCodec,
-    read: &AnyPool,
-    events: Vec<medledger_application::ports::RecordedEvent>,
-) -> Result<Option<Position>, ProjectionError> {
     let Some(last) = events.last().map(|e| e.position) else { return Ok(None) };
     let name = sub.checkpoint_name();
     match sub {
         Subscriber::Projection(p) => {
             // Rows and checkpoint in one transaction: exactly-once effect.
-            let mut tx = read.begin().await?;
+            let mut tx = db.begin().await?;
             for recorded in events {
                 let decoded = codec.decode(recorded).await?;
                 p.apply(&mut tx, &decoded).await?;
             }
-            save_checkpoint(&mut *tx, &name, last).await?;
+            if !advance_checkpoint(&mut tx, &name, checkpoint, last).await? {
+                tx.rollback().await?;
+                return Ok(Some(load_checkpoint(db, &name).await?));
+            }
             tx.commit().await?;
         }
         Subscriber::Saga(s) => {
             // At-least-once: the checkpoint moves after each handled event, and
             // each saga's effects are idempotent for a redelivered event.
+            let mut at = checkpoint;
             for recorded in events {
                 let position = recorded.position;
                 let decoded = codec.decode(recorded).await?;
                 s.handle(&decoded).await?;
-                save_checkpoint(read, &name, position).await?;
+                let mut conn = db.acquire().await?;
+                if !advance_checkpoint(&mut conn, &name, at, position).await? {
+                    return Ok(Some(load_checkpoint(db, &name).await?));
+                }
+                at = position;
             }
         }
     }
     Ok(Some(last))
 }
 
-/// Clears a projection's tables and checkpoint and replays the whole history into it.
-/// `on_page` gets (position reached, head) after each page.
+/// Clears a projection's tables and checkpoint and replays the whole history into it,
+/// all in one transaction: readers (and a live server) see the old rows until the new
+/// ones are complete. `on_page` gets (position reached, head) after each page.
 pub async fn rebuild(
     projection: Arc<dyn Projection>,
     store: &dyn EventStore,
@@ -263,28 +271,37 @@ pub async fn rebuild(
     read: &AnyPool,
     mut on_page: impl FnMut(Position, Position),
 ) -> Result<Position, ProjectionError> {
+    let head = store.head().await?.position;
     let mut tx = read.begin().await?;
     for table in projection.tables() {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}"))).execute(&mut *tx).await?;
     }
-    sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1")
-        .bind(projection.name())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    let head = store.head().await?.position;
-    let sub = Subscriber::Projection(projection);
     let mut checkpoint = 0;
     let mut page = store.read_all(0, REPLAY_PAGE).await?;
-    // Read the next page while the current one is applied.
     while let Some(last) = page.last().map(|e| e.position) {
-        let (next, applied) = tokio::join!(store.read_all(last, REPLAY_PAGE), apply_page(&sub, codec, read, page));
-        if let Some(reached) = applied? {
-            checkpoint = reached;
-        }
+        // Read the next page while this one is applied.
+        let apply = async {
+            for recorded in page {
+                let decoded = codec.decode(recorded).await?;
+                projection.apply(&mut tx, &decoded).await?;
+            }
+            Ok::<_, ProjectionError>(())
+        };
+        let (next, applied) = tokio::join!(store.read_all(last, REPLAY_PAGE), apply);
+        applied?;
+        checkpoint = last;
         on_page(checkpoint, head.max(checkpoint));
         page = next?;
     }
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )
+    .bind(projection.name())
+    .bind(checkpoint)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(checkpoint)
 }
 

@@ -105,7 +105,11 @@ impl UserDirectory for SqlUserDirectory {
         if identifier.is_empty() {
             return Ok(None);
         }
-        sqlx::query_scalar("SELECT id FROM users WHERE email = $1 OR LOWER(username) = $1 ORDER BY id LIMIT 1")
+        // An exact email match wins over a username that happens to look like it.
+        sqlx::query_scalar(
+            "SELECT id FROM users WHERE email = $1 OR LOWER(username) = $1 \
+             ORDER BY CASE WHEN email = $1 THEN 0 ELSE 1 END, id LIMIT 1",
+        )
             .bind(identifier.to_lowercase())
             .fetch_optional(&self.read)
             .await

@@ -169,7 +169,7 @@ async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
 
 async fn scans_logout(State(state): State<AppState>, Ctx(ctx): Ctx, headers: HeaderMap, req: Request) -> ApiResult<Response, Django> {
     let (parts, _) = req.into_parts();
-    let via_bearer = bearer(&parts).is_some();
+    let via_bearer = bearer(&parts).is_some_and(|t| state.accounts.tokens().verify_access(t).is_ok());
     if !via_bearer && !csrf_ok(&headers, None) {
         return Err(csrf_failure());
     }

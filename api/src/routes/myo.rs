@@ -211,11 +211,18 @@ struct Page {
     page_size: Option<String>,
 }
 
+/// Far beyond any real list; keeps `page * page_size` well inside an i64.
+const MAX_PAGE: i64 = 1_000_000;
+
 /// DRF page-number pagination: `(limit, offset, page)`, 400 for junk.
 fn paging(p: &Page) -> Res<(i64, i64, i64)> {
     let page: i64 = match &p.page {
         None => 1,
-        Some(v) => v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| ApiError::field("page", "Invalid page."))?,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::field("page", "Invalid page."))?,
     };
     let size: i64 = match &p.page_size {
         None => 20,
@@ -423,17 +430,27 @@ async fn list_audit_log(
     Ok(Json(json!({"count": count, "next": next, "previous": previous, "results": rows})))
 }
 
+/// Read models this far behind the head count as down.
+const PROJECTION_LAG_LIMIT: i64 = 10_000;
+
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.dbs.store.ping().await.is_ok();
+    let head = *state.dbs.store.watch().borrow();
+    let projections = state.progress.positions().iter().all(|(_, p)| *p >= 0 && head - *p < PROJECTION_LAG_LIMIT);
+    let outbox = state.config.outbox_dir();
+    let email = std::fs::create_dir_all(&outbox).is_ok()
+        && std::fs::metadata(&outbox).is_ok_and(|m| !m.permissions().readonly());
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    let healthy = db && projections && email;
     let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
         Json(json!({
-            "status": if db { "healthy" } else { "unhealthy" },
+            "status": if healthy { "healthy" } else { "unhealthy" },
             "services": {
-                "database": if db { "up" } else { "down" },
-                "email": "up",
-                "projections": "up",
+                "database": up(db),
+                "email": up(email),
+                "projections": up(projections),
             },
             "last_check": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         })),

@@ -32,7 +32,10 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.dbs.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "detail": e.to_string()}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the event store is unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "detail": "the event store is unreachable"})))
+        }
     }
 }
 
@@ -71,6 +74,11 @@ pub fn event_line(e: &DecodedEvent) -> Value {
     let mut payload = e.data.clone();
     if let Some(h) = payload.get_mut("password_hash") {
         *h = json!("[redacted]");
+    }
+    if e.erased {
+        if let Some(p) = payload.get_mut("personal") {
+            *p = json!(medledger_domain::ERASED);
+        }
     }
     json!({
         "position": r.position,

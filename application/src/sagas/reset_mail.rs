@@ -6,7 +6,7 @@ use medledger_domain::user::UserEvent;
 use super::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
-use crate::ports::{Mail, Mailer};
+use crate::ports::{Clock, Mail, Mailer};
 
 /// Sends the password-reset mail for each `PasswordResetRequested`. The message id is
 /// the event id, so a redelivery after a crash does not send a second mail.
@@ -14,11 +14,14 @@ pub struct ResetMailSaga {
     mailer: Arc<dyn Mailer>,
     /// Where the reset link points (the frontend's confirm page).
     link_base: String,
+    /// The key that turns the stored nonce into the mailed token.
+    reset_key: Vec<u8>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ResetMailSaga {
-    pub fn new(mailer: Arc<dyn Mailer>, link_base: impl Into<String>) -> Self {
-        Self { mailer, link_base: link_base.into() }
+    pub fn new(mailer: Arc<dyn Mailer>, link_base: impl Into<String>, reset_key: Vec<u8>, clock: Arc<dyn Clock>) -> Self {
+        Self { mailer, link_base: link_base.into(), reset_key, clock }
     }
 }
 
@@ -32,9 +35,15 @@ impl Saga for ResetMailSaga {
         if event.event_type() != "PasswordResetRequested" || event.erased {
             return Ok(());
         }
-        let Some(UserEvent::PasswordResetRequested { personal, expires_at, .. }) = event.to_domain::<UserEvent>() else {
+        let Some(UserEvent::PasswordResetRequested { user_id, nonce, personal, expires_at, .. }) = event.to_domain::<UserEvent>()
+        else {
             return Ok(());
         };
+        if expires_at <= self.clock.now() {
+            // Replayed long after the request (a restored checkpoint): the link is dead.
+            return Ok(());
+        }
+        let token = crate::accounts::reset_token(&self.reset_key, user_id, &nonce);
         let mail = Mail {
             message_id: event.recorded.event_id.to_string(),
             to: personal.email,
@@ -44,7 +53,7 @@ impl Saga for ResetMailSaga {
                  Token: {token}\nLink: {base}?token={token}\n\n\
                  POST it with a new password to /api/auth/password-reset/confirm/ before {expires_at}.\n\
                  If it was not you, ignore this mail.\n",
-                token = personal.token,
+                token = token,
                 base = self.link_base,
             ),
         };

@@ -106,6 +106,36 @@ async fn profile_and_password_changes_(kind: Kind) {
     expect(app.post("/api/auth/login/", &json!({"email": "carol@example.org", "password": "another good one"}), None).await, 200).await;
 }
 
+#[tokio::test]
+async fn a_password_change_ends_every_earlier_session() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, access, refresh_before) = app.register("pat@example.org").await;
+    let other = expect(app.post("/api/auth/login/", &json!({"email": "pat@example.org", "password": PASSWORD}), None).await, 200).await;
+    let other_refresh = other["refresh"].as_str().unwrap().to_string();
+    expect(
+        app.post("/api/auth/change-password/", &json!({"old_password": PASSWORD, "new_password": "stolen no more"}), Some(&access)).await,
+        200,
+    )
+    .await;
+    let head = app.head().await;
+    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh_before}), None).await, 401).await;
+    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": other_refresh}), None).await, 401).await;
+    assert_eq!(app.head().await, head, "a refused refresh writes nothing");
+    let fresh = expect(app.post("/api/auth/login/", &json!({"email": "pat@example.org", "password": "stolen no more"}), None).await, 200).await;
+    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": fresh["refresh"]}), None).await, 200).await;
+}
+
+#[tokio::test]
+async fn a_deactivated_user_cannot_refresh_and_nothing_is_written() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let admin = app.admin().await;
+    let (uid, _, refresh) = app.register("quinn@example.org").await;
+    expect(app.put(&format!("/api/users/{uid}/"), &json!({"isActive": false}), Some(&admin)).await, 200).await;
+    let head = app.head().await;
+    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh}), None).await, 401).await;
+    assert_eq!(app.head().await, head);
+}
+
 on_both!(refresh_rotates_and_reuse_revokes_the_session, refresh_rotates_and_reuse_revokes_the_session_);
 async fn refresh_rotates_and_reuse_revokes_the_session_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
@@ -165,6 +195,11 @@ async fn password_reset_by_mailed_token_(kind: Kind) {
     let known = expect(app.post("/api/auth/password-reset/", &json!({"email": "gina@example.org"}), None).await, 200).await;
     assert_eq!(unknown, known);
     let token = read_reset_token(&app).await;
+    // The token is in the mail only: not in the history an admin can read.
+    let admin = app.admin().await;
+    let history = app.get("/api/events", Some(&admin)).await.text().await.unwrap();
+    let secret = token.split_once('.').unwrap().1;
+    assert!(!history.contains(secret), "the reset token is readable from the event history");
     let confirm = |t: &str| json!({"token": t, "new_password": "a brand new secret"});
     expect(app.post("/api/auth/password-reset/confirm/", &confirm("1.forged"), None).await, 400).await;
     expect(app.post("/api/auth/password-reset/confirm/", &confirm(&token), None).await, 200).await;
