@@ -56,14 +56,11 @@ impl ShapeKind {
         }
     }
 
-    pub fn render(self, status: StatusCode, detail: &str, code: &str, field_errors: &BTreeMap<String, Vec<String>>) -> serde_json::Value {
+    pub fn render(self, detail: &str, code: &str, field_errors: &BTreeMap<String, Vec<String>>) -> serde_json::Value {
         match self {
             ShapeKind::Detail => json!({ "detail": detail }),
             ShapeKind::Myo => json!({ "detail": detail, "code": code, "field_errors": field_errors }),
-            ShapeKind::Django => {
-                let _ = status;
-                json!({ "error": detail })
-            }
+            ShapeKind::Django => json!({ "error": detail }),
         }
     }
 }
@@ -137,7 +134,6 @@ impl<S: Shape> From<DomainError> for ApiError<S> {
                 Self::field("token", "The password reset token is invalid or has expired.")
             }
             DomainError::SessionEnded => Self::unauthorized("Token is invalid or expired"),
-            DomainError::NotAllowed(m) => Self::new(StatusCode::FORBIDDEN, "permission_denied", m),
         }
     }
 }
@@ -148,9 +144,7 @@ impl<S: Shape> From<AppError> for ApiError<S> {
             AppError::Domain(d) => d.into(),
             AppError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
             AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", m),
-            AppError::Forbidden => Self::forbidden(),
             AppError::NotFound(what) => Self::not_found(format!("{what} not found")),
-            AppError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             AppError::TokenReuse => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "token_not_valid",
@@ -187,7 +181,7 @@ impl<S: Shape> From<sqlx::Error> for ApiError<S> {
 
 impl<S: Shape> IntoResponse for ApiError<S> {
     fn into_response(self) -> Response {
-        let body = S::KIND.render(self.status, &self.detail, self.code, &self.field_errors);
+        let body = S::KIND.render(&self.detail, self.code, &self.field_errors);
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -17,7 +17,7 @@ use crate::extract::{IDEMPOTENCY_KEY, bearer};
 use crate::state::AppState;
 
 pub fn shaped(path: &str, status: StatusCode, detail: &str, code: &str) -> Response {
-    let body = ShapeKind::for_path(path).render(status, detail, code, &Default::default());
+    let body = ShapeKind::for_path(path).render(detail, code, &Default::default());
     (status, axum::Json(body)).into_response()
 }
 

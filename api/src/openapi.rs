@@ -102,10 +102,6 @@ impl Api {
         self
     }
 
-    pub fn operations(&self) -> impl Iterator<Item = (&str, &str, &Op)> {
-        self.ops.iter().map(|(p, v, o)| (p.as_str(), *v, o))
-    }
-
     /// The OpenAPI 3.1 document for every mounted route.
     pub fn document(&self) -> Value {
         let mut paths: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();

@@ -119,7 +119,7 @@ impl ChainVerifier {
         Ok(VerifyReport { events: self.checked, head: end })
     }
 
-    /// The hash the chain holds at `position`, if it has been verified that far.
+    /// The end of the chain verified so far (genesis before the first event).
     pub fn current(&self) -> ChainHead {
         self.last.unwrap_or(ChainHead::GENESIS)
     }

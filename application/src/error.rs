@@ -11,12 +11,8 @@ pub enum AppError {
     InvalidCredentials,
     #[error("{0}")]
     Unauthorized(String),
-    #[error("you do not have permission to perform this action")]
-    Forbidden,
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
     #[error("this refresh token was already used; the session has been revoked")]
     TokenReuse,
     #[error(transparent)]

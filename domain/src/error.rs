@@ -19,8 +19,6 @@ pub enum DomainError {
     InvalidResetToken,
     #[error("the session has ended")]
     SessionEnded,
-    #[error("{0}")]
-    NotAllowed(String),
 }
 
 impl DomainError {

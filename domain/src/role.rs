@@ -96,8 +96,8 @@ impl Roles {
         self.0.iter().copied()
     }
 
-    /// The one role contract 002 shows (`admin|doctor|technician`), falling back to
-    /// the highest-ranked role held.
+    /// The one role contract 002 shows (`admin|doctor|technician`): the first role held
+    /// in the order of [`Role::ALL`], which ranks admin first, then 002's own roles.
     pub fn primary(&self) -> Role {
         self.0.iter().copied().next().unwrap_or(Role::Standard)
     }

@@ -9,7 +9,7 @@ use medledger_application::ports::{IdGenerator, PersonalDataVault, StoreError};
 use sqlx::AnyPool;
 
 use crate::crypto::SecretKey;
-use crate::store::unavailable_pub as unavailable;
+use crate::store::unavailable;
 
 /// Per-subject keys, each wrapped under a key derived from the server secret, so a
 /// copy of the database alone does not open personal data.

@@ -9,6 +9,4 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error(transparent)]
     App(#[from] AppError),
-    #[error("event {position} cannot be projected: {reason}")]
-    BadEvent { position: i64, reason: String },
 }

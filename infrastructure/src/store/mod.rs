@@ -25,10 +25,6 @@ pub(crate) fn hash32(bytes: Vec<u8>, what: &str, position: i64) -> Result<[u8; 3
         .map_err(|_| StoreError::Corrupt(format!("{what} of event {position} is not 32 bytes")))
 }
 
-pub fn unavailable_pub(e: sqlx::Error) -> StoreError {
-    unavailable(e)
-}
-
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -59,9 +55,6 @@ impl Backend {
         }
     }
 
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Backend::Postgres { .. })
-    }
 }
 
 /// Everything persistent the server talks to.
@@ -72,7 +65,6 @@ pub struct Databases {
     pub aux: AnyPool,
     /// The read models' database (the same database on PostgreSQL).
     pub read: AnyPool,
-    pub postgres: bool,
 }
 
 async fn any_pool(url: &str, sqlite: bool, max: u32) -> Result<AnyPool, StoreError> {
@@ -128,7 +120,7 @@ impl Databases {
                     .await
                     .map_err(unavailable)?;
                 let store = PostgresEventStore::start(pool).await?;
-                Ok(Self { store: Arc::new(store), aux, read, postgres: true })
+                Ok(Self { store: Arc::new(store), aux, read })
             }
             Backend::Sqlite { store, read } => {
                 if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -148,7 +140,7 @@ impl Databases {
                     .await
                     .map_err(unavailable)?;
                 let store = SqliteEventStore::start(pool).await?;
-                Ok(Self { store: Arc::new(store), aux, read: read_pool, postgres: false })
+                Ok(Self { store: Arc::new(store), aux, read: read_pool })
             }
         }
     }
