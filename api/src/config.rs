@@ -24,6 +24,9 @@ pub struct Config {
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
     pub reset_link_base: String,
+    /// `smtp://[user:password@]host[:port]`; unset: mail goes to the outbox directory.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -53,6 +56,8 @@ impl Config {
             admin_password: env_opt("MEDLEDGER_ADMIN_PASSWORD"),
             reset_link_base: env_opt("MEDLEDGER_RESET_LINK_BASE")
                 .unwrap_or_else(|| "http://localhost:3000/reset-password".into()),
+            smtp_url: env_opt("MEDLEDGER_SMTP_URL"),
+            mail_from: env_opt("MEDLEDGER_MAIL_FROM").unwrap_or_else(|| "medledger <noreply@medledger.local>".into()),
         }
     }
 

@@ -11,13 +11,13 @@ use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::codec::EventCodec;
 use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
-use medledger_application::ports::{PasswordHasher, SystemClock, UserDirectory};
+use medledger_application::ports::{Mailer, PasswordHasher, SystemClock, UserDirectory};
 use medledger_application::sagas::ResetMailSaga;
 use medledger_domain::role::{Role, Roles};
 use medledger_infrastructure::aux::{IdempotencyRecords, SqlIdGenerator, SqlVault};
 use medledger_infrastructure::crypto::SecretKey;
 use medledger_infrastructure::jwt::JwtService;
-use medledger_infrastructure::mail::OutboxMailer;
+use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
 use medledger_infrastructure::password::Argon2Hasher;
 use medledger_infrastructure::secret;
 use medledger_infrastructure::store::{Backend, Databases};
@@ -92,7 +92,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let core = core(&config).await?;
     let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone());
     let runner = medledger_projections::all().into_iter().fold(runner, |r, p| r.projection(p));
-    let mailer = Arc::new(OutboxMailer::new(config.outbox_dir(), "medledger <noreply@medledger.local>"));
+    let mailer: Arc<dyn Mailer> = match &config.smtp_url {
+        Some(url) => Arc::new(SmtpMailer::from_url(url, &config.mail_from).map_err(|e| anyhow::anyhow!(e))?),
+        None => Arc::new(OutboxMailer::new(config.outbox_dir(), config.mail_from.clone())),
+    };
     let reset_key = SecretKey::derive(&core.secret, "password-reset").as_bytes().to_vec();
     let saga = ResetMailSaga::new(mailer, config.reset_link_base.clone(), reset_key, Arc::new(SystemClock));
     let runner = runner.saga(Arc::new(saga)).spawn();

@@ -1,5 +1,6 @@
 //! Mail delivery. The default writes each message to an outbox directory in the data
-//! dir (one file per message id, so a redelivered saga event overwrites, not doubles).
+//! dir (one file per message id, so a redelivered saga event overwrites, not doubles);
+//! with `MEDLEDGER_SMTP_URL` set, mail goes to that SMTP server.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,60 @@ impl Mailer for OutboxMailer {
         let tmp = path.with_extension("tmp");
         tokio::fs::write(&tmp, text).await.map_err(|e| e.to_string())?;
         tokio::fs::rename(&tmp, &path).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Sends through an SMTP server given as `smtp://[user:password@]host[:port]`.
+///
+/// Plain SMTP only: no TLS library is built in, so point it at a relay on the same host
+/// or network (Postfix, an MTA sidecar) that handles TLS onwards.
+pub struct SmtpMailer {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl SmtpMailer {
+    pub fn from_url(url: &str, from: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("smtp://").ok_or("MEDLEDGER_SMTP_URL must start with smtp://")?;
+        let (credentials, host_port) = match rest.rsplit_once('@') {
+            Some((creds, hp)) => (Some(creds), hp),
+            None => (None, rest),
+        };
+        let host_port = host_port.trim_end_matches('/');
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad SMTP port in {url}"))?),
+            None => (host_port, 25),
+        };
+        if host.is_empty() {
+            return Err("MEDLEDGER_SMTP_URL has no host".into());
+        }
+        let mut builder = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(host).port(port);
+        if let Some(creds) = credentials {
+            let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
+            builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                user.to_string(),
+                password.to_string(),
+            ));
+        }
+        let from = from.parse().map_err(|e| format!("bad sender address '{from}': {e}"))?;
+        Ok(Self { transport: builder.build(), from })
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, mail: &Mail) -> Result<(), String> {
+        use lettre::AsyncTransport as _;
+        let to = mail.to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+        let message = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .message_id(Some(format!("<{}@medledger>", mail.message_id)))
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(mail.body.clone())
+            .map_err(|e| e.to_string())?;
+        self.transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 

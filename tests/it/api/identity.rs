@@ -210,6 +210,21 @@ async fn password_reset_by_mailed_token_(kind: Kind) {
 }
 
 #[tokio::test]
+async fn reset_mail_goes_over_smtp_when_configured() {
+    let Some(mut config) = medledger_tests::app::test_config(Kind::Sqlite).await else { return };
+    let (port, mut inbox) = medledger_tests::smtp_sink().await;
+    config.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    let app = medledger_tests::app::spawn_with(config, Kind::Sqlite).await;
+    app.register("sam@example.org").await;
+    expect(app.post("/api/auth/password-reset/", &json!({"email": "sam@example.org"}), None).await, 200).await;
+    let message = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv()).await.expect("mail in time").unwrap();
+    assert!(message.contains("To: sam@example.org"), "{message}");
+    let token = message.lines().find_map(|l| l.strip_prefix("Token: ")).expect("token line").trim().to_string();
+    expect(app.post("/api/auth/password-reset/confirm/", &json!({"token": token, "new_password": "via smtp now"}), None).await, 200).await;
+    assert!(!app.data_dir().join("outbox").exists(), "nothing went to the outbox");
+}
+
+#[tokio::test]
 async fn the_reset_mail_saga_does_not_resend_after_a_restart() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     app.register("hal@example.org").await;
