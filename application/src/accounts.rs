@@ -180,6 +180,14 @@ impl Accounts {
         .unwrap_or(false)
     }
 
+    /// Registers a user and logs them in, without checking the password they just chose
+    /// a second time.
+    pub async fn register_and_login(&self, form: Registration, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
+        let (user_id, _) = self.register(form, ctx).await?;
+        let (user, version) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
+        self.start_session(&user, version, ctx).await
+    }
+
     /// Registers a user; the email (and username) claims are appended atomically with
     /// the registration, so two concurrent sign-ups with one email cannot both win.
     pub async fn register(&self, form: Registration, ctx: &CommandContext) -> Result<(UserId, Position), AppError> {
@@ -260,9 +268,16 @@ impl Accounts {
             None => (User::default(), 0),
         };
         let ok = self.verify_password(password, user.password_hash().cloned()).await;
-        let Some(user_id) = user.id().filter(|_| ok && user.is_active()) else {
+        if !(ok && user.is_active()) {
             return Err(AppError::InvalidCredentials);
-        };
+        }
+        self.start_session(&user, version, ctx).await
+    }
+
+    /// Records a login of a user whose credentials were just checked (or who was just
+    /// registered) and issues the session's tokens.
+    async fn start_session(&self, user: &User, version: i64, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
+        let user_id = user.id().ok_or(AppError::InvalidCredentials)?;
         let ctx = ctx.clone().with_actor(user_id);
         let now = self.clock.now();
         let logged_in = user.handle(UserCommand::RecordLogin { now })?;

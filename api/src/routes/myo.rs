@@ -91,7 +91,6 @@ async fn register(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<RegisterBody, Myo>,
 ) -> Res<(StatusCode, Json<Value>)> {
-    let password = body.password.clone();
     let form = Registration {
         email: body.email,
         username: None,
@@ -101,12 +100,9 @@ async fn register(
         clinic_name: body.clinic_name.unwrap_or_default(),
         roles: self_registration_roles(),
     };
-    let (user_id, position) = state.accounts.register(form, &ctx).await?;
-    state.caught_up(position).await;
-    let row = user_row(&state, user_id).await?;
-    let done = state.accounts.login(&row.email, &password, &ctx).await?;
+    let done = state.accounts.register_and_login(form, &ctx).await?;
     state.caught_up(done.position).await;
-    let row = user_row(&state, user_id).await?;
+    let row = user_row(&state, done.user_id).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"access": done.tokens.access, "refresh": done.tokens.refresh, "user": user_json(&row, false)})),

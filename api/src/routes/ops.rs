@@ -119,7 +119,17 @@ async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): 
             if cursor.done {
                 return None;
             }
-            let page = match state.dbs.store.read_all(cursor.after, 500).await {
+            // A stream filter reads that stream's events only (once), not the history.
+            let page = match &stream_filter {
+                Some(stream) => {
+                    cursor.done = true;
+                    state.dbs.store.read_stream(stream).await.map(|events| {
+                        events.into_iter().filter(|e| e.position > cursor.after).collect::<Vec<_>>()
+                    })
+                }
+                None => state.dbs.store.read_all(cursor.after, 500).await,
+            };
+            let page = match page {
                 Ok(page) => page,
                 Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Cursor { done: true, ..cursor })),
             };
