@@ -159,23 +159,23 @@ async fn read_head(pool: &PgPool) -> Result<ChainHead, StoreError> {
 #[async_trait]
 impl Backend for PgBackend {
     async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<(Vec<Result<Appended, StoreError>>, ChainHead), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let (position, hash): (i64, Vec<u8>) =
-            sqlx::query_as("SELECT position, hash FROM chain_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let head = ChainHead { position, hash: hash32(hash, "chain head", position)? };
+        // BEGIN and the head lock travel in one round trip.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SELECT 1 FROM chain_head WHERE id = 1 FOR UPDATE")
+            .await
+            .map_err(unavailable)?;
         // A separate statement, so its snapshot is taken after the lock was granted and
-        // sees every append committed before ours. One index probe per stream and per
-        // id, whatever the planner believes about the table's size.
+        // sees every append committed before ours: the head, the streams' versions (one
+        // index probe each) and any of the batch's event ids already stored.
         let (streams, ids) = plan::keys(requests);
-        type Found = (bool, String, i64, Option<String>, Option<String>, Option<String>);
+        type Found = (i32, String, i64, Option<String>, Option<String>, Option<String>);
         let found: Vec<Found> = sqlx::query_as(
-            "SELECT true, s.stream, v.version, NULL::text, NULL::text, NULL::text \
+            "SELECT 0, encode(hash, 'hex'), position, NULL::text, NULL::text, NULL::text FROM chain_head WHERE id = 1 \
+             UNION ALL SELECT 1, s.stream, v.version, NULL::text, NULL::text, NULL::text \
              FROM unnest($1::text[]) AS s(stream) CROSS JOIN LATERAL \
              (SELECT e.version FROM events e WHERE e.stream_id = s.stream ORDER BY e.version DESC LIMIT 1) v \
-             UNION ALL SELECT false, e.event_id::text, e.position, e.stream_id, e.event_type, e.payload \
+             UNION ALL SELECT 2, e.event_id::text, e.position, e.stream_id, e.event_type, e.payload \
              FROM unnest($2::uuid[]) AS i(id) JOIN events e ON e.event_id = i.id",
         )
         .bind(&streams)
@@ -183,17 +183,28 @@ impl Backend for PgBackend {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        let mut head = None;
         let mut versions = HashMap::new();
         let mut existing: HashMap<Uuid, Existing> = HashMap::new();
-        for (is_version, key, n, stream_id, event_type, payload) in found {
-            if is_version {
-                versions.insert(key, n);
-            } else if let Ok(id) = Uuid::parse_str(&key) {
-                let (stream_id, event_type, payload) =
-                    (stream_id.unwrap_or_default(), event_type.unwrap_or_default(), payload.unwrap_or_default());
-                existing.insert(id, Existing { position: n, stream_id, event_type, payload });
+        for (kind, key, n, stream_id, event_type, payload) in found {
+            match kind {
+                0 => {
+                    let hash = hex::decode(&key).map_err(|e| StoreError::Corrupt(format!("chain head hash: {e}")))?;
+                    head = Some(ChainHead { position: n, hash: hash32(hash, "chain head", n)? });
+                }
+                1 => {
+                    versions.insert(key, n);
+                }
+                _ => {
+                    if let Ok(id) = Uuid::parse_str(&key) {
+                        let (stream_id, event_type, payload) =
+                            (stream_id.unwrap_or_default(), event_type.unwrap_or_default(), payload.unwrap_or_default());
+                        existing.insert(id, Existing { position: n, stream_id, event_type, payload });
+                    }
+                }
             }
         }
+        let head = head.ok_or_else(|| StoreError::Corrupt("the chain head row is missing".into()))?;
         let now_us = chrono::Utc::now().timestamp_micros();
         let planned = plan::plan(Snapshot { head, versions, existing }, requests, now_us);
         if planned.rows.is_empty() {
