@@ -59,6 +59,18 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage the dataset catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Load datasets from a JSONL file (one dataset per line); importing the same file
+    /// again changes nothing.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +143,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let form = Registration { email, username, password, roles: Roles::new(parsed), ..Default::default() };
             let (id, _) = core.accounts.register(form, &CommandContext::system()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created user {id}");
+        }
+        Command::Catalog { command: CatalogCommand::Import { file } } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut datasets = Vec::new();
+            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let fields = medledger_application::catalog::parse_line(line)
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), n + 1))?;
+                datasets.push(fields);
+            }
+            let core = medledger_api::core(&config).await?;
+            let report = core
+                .catalog
+                .import(datasets, &CommandContext::system())
+                .await
+                .map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
+            println!("{} created, {} updated, {} unchanged", report.created, report.updated, report.unchanged);
         }
     }
     Ok(ExitCode::SUCCESS)

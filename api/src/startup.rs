@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use medledger_application::accounts::{AccountKeys, Accounts, Registration};
+use medledger_application::catalog::Catalog;
 use medledger_application::codec::EventCodec;
 use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
@@ -41,6 +42,7 @@ pub struct Core {
     pub dbs: Databases,
     pub ledger: Ledger,
     pub accounts: Accounts,
+    pub catalog: Catalog,
     pub codec: EventCodec,
     pub secret: Vec<u8>,
 }
@@ -59,6 +61,8 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     };
     let jwt_key = SecretKey::derive(&secret, "jwt-hs256");
     let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
+    let ids: Arc<dyn medledger_application::ports::IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
+    let catalog = Catalog::new(ledger.clone(), ids.clone());
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
@@ -69,11 +73,11 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         ledger.clone(),
         hasher,
         tokens,
-        Arc::new(SqlIdGenerator::new(dbs.aux.clone())),
+        ids,
         directory,
         Arc::new(SystemClock),
     );
-    Ok(Core { dbs, ledger, accounts, codec, secret })
+    Ok(Core { dbs, ledger, accounts, catalog, codec, secret })
 }
 
 fn prometheus() -> Option<PrometheusHandle> {
@@ -100,7 +104,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let saga = ResetMailSaga::new(mailer, config.reset_link_base.clone(), reset_key, Arc::new(SystemClock));
     let runner = runner.saga(Arc::new(saga)).spawn();
 
-    let api = [routes::logins::routes, routes::myo::routes, routes::ops::routes]
+    let api = [routes::logins::routes, routes::myo::routes, routes::medagg::routes, routes::ops::routes]
         .into_iter()
         .fold(Api::default(), |api, mount| mount(api))
         .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)"))
@@ -112,6 +116,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         dbs: core.dbs.clone(),
         ledger: core.ledger,
         accounts: core.accounts,
+        catalog: core.catalog,
         progress: runner.progress(),
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),

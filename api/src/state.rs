@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medledger_application::accounts::Accounts;
+use medledger_application::catalog::Catalog;
 use medledger_application::ledger::Ledger;
 use medledger_application::ports::Position;
 use medledger_infrastructure::aux::IdempotencyRecords;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub dbs: Databases,
     pub ledger: Ledger,
     pub accounts: Accounts,
+    pub catalog: Catalog,
     pub progress: Progress,
     pub idempotency: Arc<IdempotencyRecords>,
     pub auth_limiter: Arc<RateLimiter>,

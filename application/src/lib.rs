@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod catalog;
 pub mod chain;
 pub mod codec;
 mod error;

@@ -52,28 +52,37 @@ pub fn parse_task_type(value: &str) -> Result<String, DomainError> {
     one_of("task_type", value, &TASK_TYPES)
 }
 
+/// Missing and `null` read as empty: the public catalog files use both.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
 /// Everything a dataset says about itself, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetFields {
     pub slug: String,
     pub title: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub source_url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub modality: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub area: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub task_types: Vec<String>,
     #[serde(default)]
     pub num_images: Option<i64>,
     #[serde(default)]
     pub size_mb: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub license: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     #[serde(default)]
     pub year: Option<i32>,

@@ -27,7 +27,10 @@ impl Migrations {
     };
     pub const READ_MODELS: Migrations = Migrations {
         set: "read",
-        items: &[(1, "read_models", include_str!("../../migrations/read/0001_read_models.sql"))],
+        items: &[
+            (1, "read_models", include_str!("../../migrations/read/0001_read_models.sql")),
+            (2, "datasets", include_str!("../../migrations/read/0002_datasets.sql")),
+        ],
     };
 
     /// Applies what is missing; returns how many migrations ran.

@@ -6,6 +6,7 @@
 //! at-least-once delivery and idempotent effects.
 
 mod audit_log;
+mod catalog;
 mod error;
 pub mod queries;
 mod runner;
@@ -16,6 +17,7 @@ use medledger_application::codec::DecodedEvent;
 use sqlx::AnyConnection;
 
 pub use audit_log::AuditLogProjection;
+pub use catalog::DatasetsProjection;
 pub use error::ProjectionError;
 pub use runner::{Progress, Runner, RunnerHandle, rebuild, table_snapshot};
 pub use users::{SqlUserDirectory, UsersProjection};
@@ -32,7 +34,11 @@ pub trait Projection: Send + Sync {
 
 /// Every read model the server keeps.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(UsersProjection), std::sync::Arc::new(AuditLogProjection)]
+    vec![
+        std::sync::Arc::new(UsersProjection),
+        std::sync::Arc::new(AuditLogProjection),
+        std::sync::Arc::new(DatasetsProjection),
+    ]
 }
 
 pub(crate) fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {

@@ -180,3 +180,138 @@ pub async fn audit_entry(read: &AnyPool, id: i64) -> Result<Option<AuditRow>, sq
 }
 
 
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DatasetRow {
+    pub id: i64,
+    pub slug: String,
+    pub title: String,
+    pub description: String,
+    pub source_url: String,
+    pub modality: Vec<String>,
+    pub area: String,
+    pub task_types: Vec<String>,
+    pub num_images: Option<i64>,
+    pub size_mb: Option<i64>,
+    pub license: String,
+    pub tags: Vec<String>,
+    pub year: Option<i64>,
+}
+
+type DatasetTuple =
+    (i64, String, String, String, String, String, String, String, Option<i64>, Option<i64>, String, String, Option<i64>);
+
+const DATASET_COLUMNS: &str =
+    "id, slug, title, description, source_url, modality, area, task_types, num_images, size_mb, license, tags, year";
+
+fn dataset_row(t: DatasetTuple) -> DatasetRow {
+    let (id, slug, title, description, source_url, modality, area, task_types, num_images, size_mb, license, tags, year) = t;
+    let list = |s: &str| serde_json::from_str(s).unwrap_or_default();
+    DatasetRow {
+        id,
+        slug,
+        title,
+        description,
+        source_url,
+        modality: list(&modality),
+        area,
+        task_types: list(&task_types),
+        num_images,
+        size_mb,
+        license,
+        tags: list(&tags),
+        year,
+    }
+}
+
+pub async fn dataset(read: &AnyPool, id: i64) -> Result<Option<DatasetRow>, sqlx::Error> {
+    let row: Option<DatasetTuple> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE id = $1 AND retired = 0")))
+            .bind(id)
+            .fetch_optional(read)
+            .await?;
+    Ok(row.map(dataset_row))
+}
+
+/// Structured catalog filters; every value already checked against the allowed ones.
+#[derive(Debug, Default, Clone)]
+pub struct DatasetFilter {
+    /// Words that must all occur in the title, description or tags.
+    pub words: Vec<String>,
+    /// Any of these modalities.
+    pub modality: Vec<String>,
+    pub area: Option<String>,
+    /// Any of these task types.
+    pub task_types: Vec<String>,
+    /// Any of these tags.
+    pub tags: Vec<String>,
+}
+
+/// How a list may be ordered: (query parameter value, SQL). Missing values sort last
+/// either way, on both databases (PostgreSQL alone would put them first when descending).
+pub const DATASET_ORDERINGS: [(&str, &str); 10] = [
+    ("id", "id"),
+    ("-id", "id DESC"),
+    ("title", "title, id"),
+    ("-title", "title DESC, id"),
+    ("year", "year IS NULL, year, id"),
+    ("-year", "year IS NULL, year DESC, id"),
+    ("num_images", "num_images IS NULL, num_images, id"),
+    ("-num_images", "num_images IS NULL, num_images DESC, id"),
+    ("size_mb", "size_mb IS NULL, size_mb, id"),
+    ("-size_mb", "size_mb IS NULL, size_mb DESC, id"),
+];
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Datasets matching the filter. `order_sql` must come from [`DATASET_ORDERINGS`].
+pub async fn datasets(
+    read: &AnyPool,
+    f: &DatasetFilter,
+    order_sql: &'static str,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<DatasetRow>, sqlx::Error> {
+    // Only fixed SQL fragments and `$n` placeholders are assembled; every value is bound.
+    let mut clauses = vec!["retired = 0".to_string()];
+    let mut binds: Vec<String> = Vec::new();
+    let placeholder = |binds: &mut Vec<String>, value: String| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    for word in &f.words {
+        let p = placeholder(&mut binds, format!("%{}%", like_escape(&word.to_lowercase())));
+        clauses.push(format!("LOWER(title || ' ' || description || ' ' || tags) LIKE {p} ESCAPE '\\'"));
+    }
+    let mut any_of = |binds: &mut Vec<String>, column: &str, values: &[String]| {
+        if values.is_empty() {
+            return;
+        }
+        let ors: Vec<String> = values
+            .iter()
+            .map(|v| format!("{column} LIKE {} ESCAPE '\\'", placeholder(binds, format!("%\"{}\"%", like_escape(v)))))
+            .collect();
+        clauses.push(format!("({})", ors.join(" OR ")));
+    };
+    any_of(&mut binds, "modality", &f.modality);
+    any_of(&mut binds, "task_types", &f.task_types);
+    any_of(&mut binds, "tags", &f.tags);
+    if let Some(area) = &f.area {
+        let p = placeholder(&mut binds, area.clone());
+        clauses.push(format!("area = {p}"));
+    }
+    let limit_p = format!("${}", binds.len() + 1);
+    let offset_p = format!("${}", binds.len() + 2);
+    let sql = format!(
+        "SELECT {DATASET_COLUMNS} FROM datasets WHERE {} ORDER BY {order_sql} LIMIT {limit_p} OFFSET {offset_p}",
+        clauses.join(" AND ")
+    );
+    let mut query = sqlx::query_as::<_, DatasetTuple>(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        query = query.bind(b);
+    }
+    let rows = query.bind(limit).bind(offset).fetch_all(read).await?;
+    Ok(rows.into_iter().map(dataset_row).collect())
+}

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bad_input;
+mod catalog;
 mod identity;
 mod ops;
 mod privacy;

@@ -30,6 +30,14 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
         }
     }
     expect(app.post("/api/auth/password-reset/", &json!({"email": "r1@example.org"}), None).await, 200).await;
+    for (slug, modality) in [("a-ct", "CT"), ("b-mr", "MR"), ("c-xr", "XR")] {
+        let d = json!({"slug": slug, "title": slug, "modality": [modality], "area": "chest"});
+        let created = expect(app.post("/api/v1/admin/datasets/", &d, Some(&admin)).await, 201).await;
+        if slug == "b-mr" {
+            let id = created["id"].as_i64().unwrap();
+            app.client.delete(app.url(&format!("/api/v1/admin/datasets/{id}/"))).bearer_auth(&admin).send().await.unwrap();
+        }
+    }
     expect(app.post("/api/auth/login/", &json!({"email": "r2@example.org", "password": PASSWORD}), None).await, 200).await;
     let head = app.head().await;
     assert!(app.state.progress.wait_for(head, std::time::Duration::from_secs(10)).await);

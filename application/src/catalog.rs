@@ -1,0 +1,126 @@
+//! Catalog use cases (contract 000): admins create, update and retire datasets; an
+//! import loads a JSONL file and is idempotent by slug.
+
+use std::sync::Arc;
+
+use medledger_domain::DomainError;
+use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetEvent, DatasetFields, DatasetId};
+use medledger_domain::Aggregate;
+
+use crate::AppError;
+use crate::ledger::Ledger;
+use crate::metadata::CommandContext;
+use crate::ports::{ExpectedVersion, IdGenerator, Position, StoreError};
+
+#[derive(Clone)]
+pub struct Catalog {
+    ledger: Ledger,
+    ids: Arc<dyn IdGenerator>,
+}
+
+/// What an import did, line by line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub last_position: Option<Position>,
+}
+
+impl Catalog {
+    pub fn new(ledger: Ledger, ids: Arc<dyn IdGenerator>) -> Self {
+        Self { ledger, ids }
+    }
+
+    /// The dataset that holds `slug`, from its claim stream (the history, not a read model).
+    pub async fn find_slug(&self, slug: &str) -> Result<Option<DatasetId>, AppError> {
+        let recorded = self.ledger.store().read_stream(&catalog::slug_stream_id(slug)).await?;
+        for r in recorded {
+            if let Some(DatasetEvent::DatasetSlugClaimed { dataset_id }) = self.ledger.decode(r).await?.to_domain() {
+                return Ok(Some(dataset_id));
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn create(&self, fields: DatasetFields, ctx: &CommandContext) -> Result<(DatasetId, Position), AppError> {
+        let fields = fields.validate()?;
+        if self.find_slug(&fields.slug).await?.is_some() {
+            return Err(slug_taken());
+        }
+        let dataset_id = self.ids.next_id("dataset").await?;
+        let created = Dataset::default().handle(DatasetCommand::Create { dataset_id, fields: fields.clone() })?;
+        let slug_stream = catalog::slug_stream_id(&fields.slug);
+        let parts = vec![
+            self.ledger
+                .prepare(&slug_stream, ExpectedVersion::NoStream, &[DatasetEvent::DatasetSlugClaimed { dataset_id }], ctx)
+                .await?,
+            self.ledger.prepare(&catalog::stream_id(dataset_id), ExpectedVersion::NoStream, &created, ctx).await?,
+        ];
+        match self.ledger.commit(parts).await {
+            Ok(a) => Ok((dataset_id, a.last_position)),
+            Err(AppError::Store(StoreError::Conflict { .. })) => Err(slug_taken()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces a dataset's fields; `None` when nothing changed.
+    pub async fn update(
+        &self,
+        dataset_id: DatasetId,
+        fields: DatasetFields,
+        ctx: &CommandContext,
+    ) -> Result<Option<Position>, AppError> {
+        let (_, position) = self
+            .ledger
+            .execute::<Dataset>(&catalog::stream_id(dataset_id), ctx, |d| d.handle(DatasetCommand::Update { fields: fields.clone() }))
+            .await?;
+        Ok(position)
+    }
+
+    /// Retires a dataset: it leaves the catalog; its history stays.
+    pub async fn retire(&self, dataset_id: DatasetId, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
+        let (_, position) =
+            self.ledger.execute::<Dataset>(&catalog::stream_id(dataset_id), ctx, |d| d.handle(DatasetCommand::Retire)).await?;
+        Ok(position)
+    }
+
+    /// Creates what is new, updates what changed, leaves the rest: importing the same
+    /// file twice writes nothing the second time.
+    pub async fn import(&self, datasets: Vec<DatasetFields>, ctx: &CommandContext) -> Result<ImportReport, AppError> {
+        let mut report = ImportReport::default();
+        for fields in datasets {
+            let fields = fields.validate()?;
+            match self.find_slug(&fields.slug).await? {
+                None => {
+                    let (_, p) = self.create(fields, ctx).await?;
+                    report.created += 1;
+                    report.last_position = Some(p);
+                }
+                Some(id) => match self.update(id, fields, ctx).await {
+                    Ok(Some(p)) => {
+                        report.updated += 1;
+                        report.last_position = Some(p);
+                    }
+                    // Unchanged, or retired by an admin: an import does not bring it back.
+                    Ok(None) | Err(AppError::Domain(DomainError::NotFound(_))) => report.unchanged += 1,
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn slug_taken() -> AppError {
+    DomainError::InvalidFields(std::collections::BTreeMap::from([(
+        "slug".to_string(),
+        vec!["A dataset with this slug already exists.".to_string()],
+    )]))
+    .into()
+}
+
+/// Parses one line of the catalog JSONL format.
+pub fn parse_line(line: &str) -> Result<DatasetFields, String> {
+    serde_json::from_str::<DatasetFields>(line).map_err(|e| e.to_string())
+}

@@ -1,0 +1,98 @@
+//! Contract 000's catalog: admin CRUD, the real public catalog imported, filters.
+
+use medledger_application::metadata::CommandContext;
+use medledger_tests::Kind;
+use medledger_tests::app::{TestApp, spawn_app};
+use serde_json::{Value, json};
+
+use super::expect;
+use crate::on_both;
+
+const FIXTURE: &str = include_str!("../../fixtures/datasets.jsonl");
+
+async fn import(app: &TestApp) -> medledger_application::catalog::ImportReport {
+    let datasets = FIXTURE.lines().map(|l| medledger_application::catalog::parse_line(l).unwrap()).collect();
+    let report = app.state.catalog.import(datasets, &CommandContext::system()).await.unwrap();
+    if let Some(p) = report.last_position {
+        app.state.caught_up(p).await;
+    }
+    report
+}
+
+fn slugs(list: &Value) -> Vec<String> {
+    list.as_array().unwrap().iter().map(|d| d["slug"].as_str().unwrap().to_string()).collect()
+}
+
+on_both!(the_real_catalog_imports_once_and_filters, the_real_catalog_imports_once_and_filters_);
+async fn the_real_catalog_imports_once_and_filters_(kind: Kind) {
+    let Some(app) = spawn_app(kind).await else { return };
+    let first = import(&app).await;
+    assert_eq!((first.created, first.updated, first.unchanged), (283, 0, 0));
+    let head = app.head().await;
+    let again = import(&app).await;
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 283));
+    assert_eq!(app.head().await, head, "re-importing the same file writes nothing");
+
+    let token = app.register("reader@example.org").await.1;
+    expect(app.get("/api/v1/datasets/", None).await, 401).await;
+    let all = expect(app.get("/api/v1/datasets/?limit=1000", Some(&token)).await, 200).await;
+    assert_eq!(all.as_array().unwrap().len(), 283);
+
+    let ct_chest = expect(app.get("/api/v1/datasets/?modality=CT&area=chest", Some(&token)).await, 200).await;
+    assert!(!ct_chest.as_array().unwrap().is_empty());
+    for d in ct_chest.as_array().unwrap() {
+        assert!(d["modality"].as_array().unwrap().contains(&json!("CT")) && d["area"] == "chest", "{d}");
+    }
+    let pneumonia = expect(app.get("/api/v1/datasets/?q=pneumonia&task_type=classification", Some(&token)).await, 200).await;
+    assert!(slugs(&pneumonia).iter().any(|s| s == "chest-xray14"), "{:?}", slugs(&pneumonia));
+    let tagged = expect(app.get("/api/v1/datasets/?tags=cxr,thorax", Some(&token)).await, 200).await;
+    assert!(slugs(&tagged).contains(&"chexpert".to_string()));
+    let newest = expect(app.get("/api/v1/datasets/?ordering=-year&limit=3", Some(&token)).await, 200).await;
+    let years: Vec<i64> = newest.as_array().unwrap().iter().map(|d| d["year"].as_i64().unwrap_or(0)).collect();
+    assert!(years.windows(2).all(|w| w[0] >= w[1]), "{years:?}");
+    let page2 = expect(app.get("/api/v1/datasets/?limit=10&offset=10", Some(&token)).await, 200).await;
+    assert_eq!(page2[0]["id"], all[10]["id"]);
+
+    let b = expect(app.get("/api/v1/datasets/?modality=XRAY", Some(&token)).await, 400).await;
+    assert!(b["detail"].as_str().unwrap().contains("allowed: CT, MR"), "{b}");
+    let b = expect(app.get("/api/v1/datasets/?area=moon", Some(&token)).await, 400).await;
+    assert!(b["detail"].as_str().unwrap().contains("chest"), "{b}");
+    expect(app.get("/api/v1/datasets/?ordering=price", Some(&token)).await, 400).await;
+    expect(app.get("/api/v1/datasets/?limit=-1", Some(&token)).await, 400).await;
+    expect(app.get(&format!("/api/v1/datasets/?q={}", "x".repeat(1001)), Some(&token)).await, 400).await;
+    let none = expect(app.get("/api/v1/datasets/?q=%25%27%20OR%201%3D1", Some(&token)).await, 200).await;
+    assert_eq!(none, json!([]), "LIKE metacharacters match literally");
+}
+
+#[tokio::test]
+async fn admins_create_update_and_retire_datasets() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let admin = app.admin().await;
+    let reader = app.register("r@example.org").await.1;
+    let body = json!({"slug": "toy-ct", "title": "Toy CT", "modality": ["CT"], "area": "lung", "task_types": ["segmentation"],
+                      "num_images": 10, "license": "CC BY 4.0", "tags": ["Nodule"], "year": 2024, "source_url": "https://example.org/toy"});
+    expect(app.post("/api/v1/admin/datasets/", &body, Some(&reader)).await, 403).await;
+    let created = expect(app.post("/api/v1/admin/datasets/", &body, Some(&admin)).await, 201).await;
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["tags"], json!(["nodule"]));
+    let b = expect(app.post("/api/v1/admin/datasets/", &body, Some(&admin)).await, 400).await;
+    assert!(b["detail"].as_str().unwrap().contains("slug"), "{b}");
+    let b = expect(app.post("/api/v1/admin/datasets/", &json!({"slug": "x", "title": "", "modality": ["XRAY"]}), Some(&admin)).await, 400).await;
+    assert!(b["detail"].as_str().unwrap().contains("title") && b["detail"].as_str().unwrap().contains("modality"), "{b}");
+
+    let mut changed = body.clone();
+    changed["title"] = json!("Toy CT v2");
+    let updated = expect(app.put(&format!("/api/v1/admin/datasets/{id}/"), &changed, Some(&admin)).await, 200).await;
+    assert_eq!(updated["title"], "Toy CT v2");
+    assert_eq!(expect(app.get(&format!("/api/v1/datasets/{id}/"), Some(&reader)).await, 200).await["title"], "Toy CT v2");
+
+    let r = app.client.delete(app.url(&format!("/api/v1/admin/datasets/{id}/"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    expect(app.get(&format!("/api/v1/datasets/{id}/"), Some(&reader)).await, 404).await;
+    assert_eq!(expect(app.get("/api/v1/datasets/", Some(&reader)).await, 200).await, json!([]));
+    // The history keeps it.
+    let history = app.get(&format!("/api/events?stream=dataset-{id}"), Some(&admin)).await.text().await.unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+    expect(app.put("/api/v1/admin/datasets/999/", &body, Some(&admin)).await, 404).await;
+    expect(app.get("/api/v1/datasets/abc/", Some(&reader)).await, 404).await;
+}
