@@ -160,6 +160,9 @@ impl<S: Shape> From<AppError> for ApiError<S> {
                 "conflict",
                 "This request was already applied with different content",
             ),
+            AppError::Store(StoreError::Erased(_)) => {
+                Self::new(StatusCode::GONE, "erased", "This account's personal data has been erased")
+            }
             AppError::Store(StoreError::Unavailable(m)) => {
                 tracing::error!(error = %m, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")

@@ -102,6 +102,8 @@ pub enum StoreError {
     DuplicateEvent(Uuid),
     #[error("nothing to append")]
     Empty,
+    #[error("the personal data of {0} has been erased; nothing new is stored for it")]
+    Erased(String),
     #[error("event store unavailable: {0}")]
     Unavailable(String),
     #[error("event store data is corrupt: {0}")]

@@ -11,6 +11,8 @@ use sqlx::AnyPool;
 use crate::crypto::SecretKey;
 use crate::store::unavailable;
 
+const KEY_CACHE_LIMIT: usize = 10_000;
+
 /// Per-subject keys, each wrapped under a key derived from the server secret, so a
 /// copy of the database alone does not open personal data.
 pub struct SqlVault {
@@ -30,6 +32,10 @@ impl SqlVault {
 
     fn remember(&self, subject: &str, key: &SecretKey) {
         if let Ok(mut c) = self.cache.lock() {
+            // Bounded: a cold key costs one indexed read to fetch again.
+            if c.len() >= KEY_CACHE_LIMIT {
+                c.clear();
+            }
             c.insert(subject.to_string(), key.clone());
         }
     }
@@ -73,11 +79,8 @@ impl PersonalDataVault for SqlVault {
             .map_err(unavailable)?;
         match self.key(subject).await? {
             Some(key) => Ok(key.seal(plaintext, subject.as_bytes())),
-            None => Err(StoreError::Conflict {
-                stream_id: subject.to_string(),
-                expected: medledger_application::ports::ExpectedVersion::Any,
-                actual: -1,
-            }),
+            // The row exists without a key: this subject was erased.
+            None => Err(StoreError::Erased(subject.to_string())),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::on_both;
 on_both!(personal_data_is_sealed_and_shreddable, personal_data_is_sealed_and_shreddable_);
 async fn personal_data_is_sealed_and_shreddable_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
-    let (uid, _, _) = app.register("secret.person@example.org").await;
+    let (uid, access, _) = app.register("secret.person@example.org").await;
     // What is stored is ciphertext: no email, no IP in the raw rows.
     // Every event the registration wrote, the email claim included.
     let raw = app.state.dbs.store.read_all(0, 1000).await.unwrap();
@@ -32,6 +32,11 @@ async fn personal_data_is_sealed_and_shreddable_(kind: Kind) {
     let b = expect(app.get("/api/verify", Some(&admin)).await, 200).await;
     assert_eq!(b["valid"], true, "erasure keeps the chain valid");
     assert!(verify_store(&*app.state.dbs.store, |_| {}).await.is_ok());
+    // Nothing personal is stored for an erased subject any more.
+    let head = app.head().await;
+    let b = expect(app.put("/api/auth/user/", &json!({"firstName": "Again"}), Some(&access)).await, 410).await;
+    assert!(b["code"] == "erased", "{b}");
+    assert_eq!(app.head().await, head);
 }
 
 #[tokio::test]
