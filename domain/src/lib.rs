@@ -11,6 +11,7 @@ pub mod role;
 pub mod session;
 pub mod user;
 pub mod values;
+pub mod vocabulary;
 
 pub use aggregate::{Aggregate, DomainEvent};
 pub use error::DomainError;

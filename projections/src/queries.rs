@@ -236,8 +236,9 @@ pub async fn dataset(read: &AnyPool, id: i64) -> Result<Option<DatasetRow>, sqlx
 /// Structured catalog filters; every value already checked against the allowed ones.
 #[derive(Debug, Default, Clone)]
 pub struct DatasetFilter {
-    /// Words that must all occur in the title, description or tags.
-    pub words: Vec<String>,
+    /// Term groups: a dataset matches when its text holds a term of every group
+    /// (see `medledger_domain::vocabulary::expand`).
+    pub words: Vec<Vec<String>>,
     /// Any of these modalities.
     pub modality: Vec<String>,
     pub area: Option<String>,
@@ -281,9 +282,25 @@ pub async fn datasets(
         binds.push(value);
         format!("${}", binds.len())
     };
-    for word in &f.words {
-        let p = placeholder(&mut binds, format!("%{}%", like_escape(&word.to_lowercase())));
-        clauses.push(format!("LOWER(title || ' ' || description || ' ' || tags) LIKE {p} ESCAPE '\\'"));
+    // Everything searchable, lower-cased and padded so that short terms (CT, MR) can be
+    // matched as whole words rather than inside others ("detection").
+    let haystack = "(' ' || LOWER(title || ' ' || description || ' ' || tags || ' ' || modality || ' ' || area \
+                    || ' ' || task_types) || ' ')";
+    for group in &f.words {
+        let mut ors = Vec::new();
+        for term in group {
+            let term = like_escape(&term.to_lowercase());
+            if term.chars().count() <= 3 {
+                for pattern in [format!("% {term} %"), format!("%\"{term}\"%"), format!("% {term},%"), format!("% {term}.%")] {
+                    ors.push(format!("{haystack} LIKE {} ESCAPE '\\'", placeholder(&mut binds, pattern)));
+                }
+            } else {
+                ors.push(format!("{haystack} LIKE {} ESCAPE '\\'", placeholder(&mut binds, format!("%{term}%"))));
+            }
+        }
+        if !ors.is_empty() {
+            clauses.push(format!("({})", ors.join(" OR ")));
+        }
     }
     let mut any_of = |binds: &mut Vec<String>, column: &str, values: &[String]| {
         if values.is_empty() {

@@ -1,7 +1,8 @@
 //! Contract 000 (MedAgg): the dataset catalog. Mounted at `/api/v1`.
 //!
-//! Free-text `q` matches words in titles, descriptions and tags here; the ranked,
-//! bilingual search over a tantivy index is issue 3's next step.
+//! Free-text `q` is expanded through the bilingual vocabulary (Russian or English words →
+//! the English terms the catalog uses) and matched in titles, descriptions, tags and
+//! codes. Ranked search over a tantivy index is issue 3's next step.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -69,7 +70,7 @@ async fn list(State(state): State<AppState>, _auth: Auth<Detail>, Query(q): Quer
         comma_list(raw).iter().map(|v| parse(v)).collect::<Result<Vec<_>, _>>()
     };
     let filter = DatasetFilter {
-        words: text.split_whitespace().take(20).map(str::to_string).collect(),
+        words: medledger_domain::vocabulary::expand(&text).into_iter().take(20).collect(),
         modality: parse_all(q.modality.as_deref(), parse_modality)?,
         area: q.area.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(parse_area).transpose()?,
         task_types: parse_all(q.task_type.as_deref(), parse_task_type)?,

@@ -53,6 +53,16 @@ async fn the_real_catalog_imports_once_and_filters_(kind: Kind) {
     let page2 = expect(app.get("/api/v1/datasets/?limit=10&offset=10", Some(&token)).await, 200).await;
     assert_eq!(page2[0]["id"], all[10]["id"]);
 
+    // The seed's own Russian query finds English-described chest CT pneumonia datasets.
+    let ru = expect(app.get(&format!("/api/v1/datasets/?q={}", urlencode("пневмония грудная клетка КТ")), Some(&token)).await, 200).await;
+    assert!(!ru.as_array().unwrap().is_empty(), "nothing found for the Russian query");
+    for d in ru.as_array().unwrap() {
+        let text = d.to_string().to_lowercase();
+        assert!(text.contains("pneumonia") && (text.contains("chest") || text.contains("thorax")), "{d}");
+    }
+    let en = expect(app.get("/api/v1/datasets/?q=pneumonia%20chest%20CT", Some(&token)).await, 200).await;
+    assert_eq!(slugs(&ru), slugs(&en), "both languages find the same datasets");
+
     let b = expect(app.get("/api/v1/datasets/?modality=XRAY", Some(&token)).await, 400).await;
     assert!(b["detail"].as_str().unwrap().contains("allowed: CT, MR"), "{b}");
     let b = expect(app.get("/api/v1/datasets/?area=moon", Some(&token)).await, 400).await;
@@ -95,4 +105,8 @@ async fn admins_create_update_and_retire_datasets() {
     assert_eq!(history.lines().count(), 3, "{history}");
     expect(app.put("/api/v1/admin/datasets/999/", &body, Some(&admin)).await, 404).await;
     expect(app.get("/api/v1/datasets/abc/", Some(&reader)).await, 404).await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
