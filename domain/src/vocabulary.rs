@@ -9,7 +9,13 @@ struct Concept {
     russian: Vec<Vec<String>>,
 }
 
-fn concepts() -> Vec<Concept> {
+/// Parsed once per process.
+fn concepts() -> &'static [Concept] {
+    static CONCEPTS: std::sync::OnceLock<Vec<Concept>> = std::sync::OnceLock::new();
+    CONCEPTS.get_or_init(parse)
+}
+
+fn parse() -> Vec<Concept> {
     VOCABULARY
         .lines()
         .map(str::trim)

@@ -432,7 +432,9 @@ const PROJECTION_LAG_LIMIT: i64 = 10_000;
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.dbs.store.ping().await.is_ok();
     let head = *state.dbs.store.watch().borrow();
-    let projections = state.progress.positions().iter().all(|(_, p)| *p >= 0 && head - *p < PROJECTION_LAG_LIMIT);
+    // A runner still loading its checkpoint (position -1) is starting, not failing; a
+    // database it cannot reach shows as "database": "down".
+    let projections = state.progress.positions().iter().all(|(_, p)| *p < 0 || head - *p < PROJECTION_LAG_LIMIT);
     let outbox = state.config.outbox_dir();
     let email = std::fs::create_dir_all(&outbox).is_ok()
         && std::fs::metadata(&outbox).is_ok_and(|m| !m.permissions().readonly());

@@ -172,7 +172,7 @@ async fn logout_revokes_the_refresh_token() {
 
 async fn read_reset_token(app: &TestApp) -> String {
     let outbox = app.data_dir().join("outbox");
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Ok(entries) = std::fs::read_dir(&outbox) {
             for entry in entries.flatten() {
                 let text = std::fs::read_to_string(entry.path()).unwrap_or_default();

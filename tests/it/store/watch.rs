@@ -13,7 +13,7 @@ conformance!(watch_reaches_the_new_head);
 conformance!(watch_sees_appends_by_another_instance);
 conformance!(watch_sees_an_append_made_right_after_opening);
 
-const WAIT: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(5);
 
 /// Waits (bounded) until `store`'s watch reaches `position`; the value it reached.
 async fn reaches(store: &dyn EventStore, position: Position, what: &str) -> Position {
