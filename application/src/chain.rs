@@ -46,18 +46,25 @@ pub fn event_hash(prev: &[u8; 32], e: &HashInput<'_>) -> [u8; 32] {
     h.finalize().into()
 }
 
+impl<'a> From<&'a RecordedEvent> for HashInput<'a> {
+    fn from(e: &'a RecordedEvent) -> Self {
+        HashInput {
+            position: e.position,
+            stream_id: &e.stream_id,
+            version: e.version,
+            event_id: e.event_id,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            payload: &e.payload,
+            metadata: &e.metadata,
+            recorded_at_us: e.recorded_at_us,
+        }
+    }
+}
+
+/// The hash `e` must carry when it follows an event hashed `prev`.
 pub fn recorded_hash(prev: &[u8; 32], e: &RecordedEvent) -> [u8; 32] {
-    event_hash(prev, &HashInput {
-        position: e.position,
-        stream_id: &e.stream_id,
-        version: e.version,
-        event_id: e.event_id,
-        event_type: &e.event_type,
-        schema_version: e.schema_version,
-        payload: &e.payload,
-        metadata: &e.metadata,
-        recorded_at_us: e.recorded_at_us,
-    })
+    event_hash(prev, &HashInput::from(e))
 }
 
 /// Where and why the chain does not hold.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use medledger_application::chain::{HashInput, event_hash};
+use medledger_application::chain::recorded_hash;
 use medledger_application::ports::{Appended, ChainHead, Position, RecordedEvent, StoreError, StreamWrite};
 use uuid::Uuid;
 
@@ -95,19 +95,7 @@ fn plan_one(
         for e in &w.events {
             version += 1;
             let position = snap.head.position + 1;
-            let prev_hash = snap.head.hash;
-            let hash = event_hash(&prev_hash, &HashInput {
-                position,
-                stream_id: &w.stream_id,
-                version,
-                event_id: e.event_id,
-                event_type: &e.event_type,
-                schema_version: e.schema_version,
-                payload: &e.payload,
-                metadata: &e.metadata,
-                recorded_at_us,
-            });
-            rows.push(RecordedEvent {
+            let mut row = RecordedEvent {
                 position,
                 stream_id: w.stream_id.clone(),
                 version,
@@ -117,9 +105,12 @@ fn plan_one(
                 payload: e.payload.clone(),
                 metadata: e.metadata.clone(),
                 recorded_at_us,
-                prev_hash,
-                hash,
-            });
+                prev_hash: snap.head.hash,
+                hash: [0; 32],
+            };
+            row.hash = recorded_hash(&row.prev_hash, &row);
+            let hash = row.hash;
+            rows.push(row);
             snap.existing.insert(e.event_id, Existing {
                 position,
                 stream_id: w.stream_id.clone(),

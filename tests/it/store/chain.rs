@@ -126,7 +126,7 @@ async fn tamper_edited_payload_with_recomputed_hash(kind: Kind) {
     let Some(broken) = tampered(kind, |db, history| {
         let e = &history[6];
         let payload = "{\"stream\":\"a\",\"n\":999}";
-        let hash = event_hash(&e.prev_hash, &HashInput { payload, ..hash_input(e) });
+        let hash = event_hash(&e.prev_hash, &HashInput { payload, ..HashInput::from(e) });
         vec![format!("UPDATE events SET payload = '{payload}', hash = {} WHERE position = 7", db.blob(&hash))]
     })
     .await
@@ -175,7 +175,7 @@ async fn tamper_forged_insert(kind: Kind) {
             prev_hash: ninth.hash,
             hash: [0; 32],
         };
-        let hash = event_hash(&ninth.hash, &hash_input(&forged));
+        let hash = event_hash(&ninth.hash, &HashInput::from(&forged));
         vec![
             "UPDATE events SET position = -position WHERE position >= 10".into(),
             "UPDATE events SET position = 1 - position WHERE position < 0".into(),
@@ -232,18 +232,4 @@ async fn tamper_deleted_stream_tail_at_global_tail(kind: Kind) {
 async fn tamper_deleted_middle_stream(kind: Kind) {
     let Some(broken) = tampered(kind, |_, _| vec!["DELETE FROM events WHERE stream_id = 'c'".into()]).await else { return };
     assert_break(&broken, 13, "expected position 9 after 8");
-}
-
-fn hash_input(e: &RecordedEvent) -> HashInput<'_> {
-    HashInput {
-        position: e.position,
-        stream_id: &e.stream_id,
-        version: e.version,
-        event_id: e.event_id,
-        event_type: &e.event_type,
-        schema_version: e.schema_version,
-        payload: &e.payload,
-        metadata: &e.metadata,
-        recorded_at_us: e.recorded_at_us,
-    }
 }
