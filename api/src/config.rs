@@ -61,6 +61,11 @@ impl Config {
         }
     }
 
+    /// The catalog's full-text index: local to each server, rebuilt from the history.
+    pub fn catalog_index_dir(&self) -> PathBuf {
+        self.data_dir.join("catalog-index")
+    }
+
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir.join("outbox")
     }

@@ -199,3 +199,10 @@ impl<S: Shape> IntoResponse for ApiError<S> {
 }
 
 pub type ApiResult<T, S> = Result<T, ApiError<S>>;
+
+impl<S: Shape> From<medledger_projections::catalog_index::IndexError> for ApiError<S> {
+    fn from(e: medledger_projections::catalog_index::IndexError) -> Self {
+        tracing::error!(error = %e, "catalog index search failed");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
+    }
+}

@@ -103,6 +103,8 @@ fn config(global: &Global) -> Config {
     config
 }
 
+use medledger_projections::catalog_index::{CatalogIndex, rebuild_index};
+
 #[tokio::main]
 async fn main() -> ExitCode {
     medledger_api::telemetry::init();
@@ -200,7 +202,8 @@ fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
 async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
     let core = medledger_api::core(config).await?;
     let projections = medledger_projections::all();
-    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    let mut names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    names.push(CATALOG_INDEX);
     if let Some(name) = &only {
         anyhow::ensure!(names.contains(&name.as_str()), "unknown projection '{name}'; known: {}", names.join(", "));
     }
@@ -216,8 +219,22 @@ async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
         progress.finish();
         println!("{name}: rebuilt from {reached} events in {:.2?}", started.elapsed());
     }
+    if only.as_deref().is_none_or(|n| n == CATALOG_INDEX) {
+        let dir = config.catalog_index_dir();
+        // A running server holds the index's writer lock: replay it with the server stopped.
+        let index = CatalogIndex::open(&dir)
+            .with_context(|| format!("cannot open the catalog index in {} (is a server running?)", dir.display()))?;
+        let head = core.dbs.store.head().await?.position;
+        let progress = bar(head as u64, CATALOG_INDEX);
+        let started = std::time::Instant::now();
+        let reached = rebuild_index(&index, &*core.dbs.store, &core.codec, |pos| progress.set_position(pos as u64)).await?;
+        progress.finish();
+        println!("{CATALOG_INDEX}: rebuilt from {reached} events in {:.2?} ({} datasets)", started.elapsed(), index.num_docs());
+    }
     Ok(())
 }
+
+const CATALOG_INDEX: &str = "catalog_index";
 
 async fn verify(config: &Config, print_digest: bool, expect: Option<String>) -> anyhow::Result<ExitCode> {
     let core = medledger_api::core(config).await?;

@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
+use medledger_projections::catalog_index::CatalogIndex;
 use medledger_application::codec::EventCodec;
 use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
@@ -96,6 +97,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let core = core(&config).await?;
     let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone());
     let runner = medledger_projections::all().into_iter().fold(runner, |r, p| r.projection(p));
+    let catalog_index = CatalogIndex::open_for(&config.catalog_index_dir(), &*core.dbs.store).await?;
+    let runner = runner.index(Arc::new(catalog_index.clone()));
     let mailer: Arc<dyn Mailer> = match &config.smtp_url {
         Some(url) => Arc::new(SmtpMailer::from_url(url, &config.mail_from).map_err(|e| anyhow::anyhow!(e))?),
         None => Arc::new(OutboxMailer::new(config.outbox_dir(), config.mail_from.clone())),
@@ -117,6 +120,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         ledger: core.ledger,
         accounts: core.accounts,
         catalog: core.catalog,
+        catalog_index,
         progress: runner.progress(),
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),

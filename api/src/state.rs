@@ -10,6 +10,7 @@ use medledger_application::ports::Position;
 use medledger_infrastructure::aux::IdempotencyRecords;
 use medledger_infrastructure::store::Databases;
 use medledger_projections::Progress;
+use medledger_projections::catalog_index::CatalogIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub ledger: Ledger,
     pub accounts: Accounts,
     pub catalog: Catalog,
+    /// The catalog's full-text index (kept current by the runner).
+    pub catalog_index: Arc<CatalogIndex>,
     pub progress: Progress,
     pub idempotency: Arc<IdempotencyRecords>,
     pub auth_limiter: Arc<RateLimiter>,

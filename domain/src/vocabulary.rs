@@ -36,17 +36,73 @@ fn clean(word: &str) -> String {
     word.trim_matches(|c: char| !c.is_alphanumeric() && c != '-').to_lowercase()
 }
 
-/// How many query words starting at `at` a concept consumes, if it matches there.
-fn matches(concept: &Concept, words: &[String], at: usize) -> usize {
+/// Edit distance (insertions, deletions, substitutions, adjacent transpositions) between
+/// two short words, counted in characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![(0..=b.len()).collect::<Vec<_>>(); a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// How many typos a word of this length may carry and still be recognised: none in short
+/// words (КТ, MRI: a one-letter change makes another real word), one from five letters,
+/// two from nine.
+pub fn typo_budget(chars: usize) -> usize {
+    match chars {
+        0..=4 => 0,
+        5..=8 => 1,
+        _ => 2,
+    }
+}
+
+/// Whether `word` is `stem` plus an ending, allowing the typo budget inside the stem part.
+fn fuzzy_stem_match(word: &str, stem: &str) -> bool {
+    let stem_len = stem.chars().count();
+    let budget = typo_budget(stem_len + 1).min(1);
+    if budget == 0 {
+        return false;
+    }
+    // Compare the stem with the word's prefixes of about the same length: the typo may have
+    // added or removed a letter.
+    (stem_len.saturating_sub(1)..=stem_len + 1).any(|n| {
+        let prefix: String = word.chars().take(n).collect();
+        prefix.chars().count() == n && edit_distance(&prefix, stem) <= budget
+    })
+}
+
+/// How many query words starting at `at` a concept consumes, if it matches there, and
+/// whether it took a typo allowance to match.
+fn matches(concept: &Concept, words: &[String], at: usize, fuzzy: bool) -> usize {
     let mut best = 0;
     for stems in &concept.russian {
         let fits = stems.len() <= words.len() - at
-            && stems.iter().zip(&words[at..]).all(|(stem, word)| word.starts_with(stem.as_str()));
+            && stems.iter().zip(&words[at..]).all(|(stem, word)| {
+                word.starts_with(stem.as_str()) || (fuzzy && stems.len() == 1 && fuzzy_stem_match(word, stem))
+            });
         if fits {
             best = best.max(stems.len());
         }
     }
-    if best == 0 && concept.english.iter().any(|t| !t.contains(' ') && *t == words[at]) {
+    let word = &words[at];
+    let english = |t: &String| {
+        !t.contains(' ')
+            && (t == word || (fuzzy && edit_distance(t, word) <= typo_budget(word.chars().count().min(t.chars().count()))))
+    };
+    if best == 0 && concept.english.iter().any(english) {
         best = 1;
     }
     best
@@ -61,11 +117,11 @@ pub fn expand(query: &str) -> Vec<Vec<String>> {
     let mut groups = Vec::new();
     let mut at = 0;
     while at < words.len() {
-        let best = concepts
-            .iter()
-            .map(|c| (matches(c, &words, at), c))
-            .filter(|(n, _)| *n > 0)
-            .max_by_key(|(n, _)| *n);
+        // An exact match wins; only a word no concept knows is tried as a typo.
+        let best_with = |fuzzy: bool| {
+            concepts.iter().map(|c| (matches(c, &words, at, fuzzy), c)).filter(|(n, _)| *n > 0).max_by_key(|(n, _)| *n)
+        };
+        let best = best_with(false).or_else(|| best_with(true));
         match best {
             Some((n, concept)) => {
                 let mut group = concept.english.clone();
@@ -82,6 +138,48 @@ pub fn expand(query: &str) -> Vec<Vec<String>> {
         }
     }
     groups
+}
+
+/// The modality code a query term names, so that "КТ" or "computed tomography" in free
+/// text can favour datasets whose modality is CT even when their text never says so.
+pub fn modality_code(term: &str) -> Option<&'static str> {
+    const CODES: &[(&str, &[&str])] = &[
+        ("CT", &["ct", "computed tomography", "tomography"]),
+        ("MR", &["mri", "mr", "magnetic resonance"]),
+        ("XR", &["x-ray", "xray", "radiograph", "radiography", "cxr"]),
+        ("US", &["ultrasound", "sonography", "echocardiography"]),
+        ("PT", &["pet", "positron emission"]),
+        ("MG", &["mammography", "mammogram"]),
+        ("OCT", &["oct", "optical coherence tomography"]),
+        ("CBCT", &["cbct", "cone-beam"]),
+        ("PATH", &["histopathology", "pathology", "histology", "whole-slide"]),
+        ("FUNDUS", &["fundus", "retinal photograph"]),
+        ("ENDO", &["endoscopy", "colonoscopy", "gastroscopy"]),
+        ("DERM", &["dermoscopy", "dermatoscopy"]),
+    ];
+    let term = term.to_lowercase();
+    CODES.iter().find(|(_, terms)| terms.contains(&term.as_str())).map(|(code, _)| *code)
+}
+
+/// The catalog area a query term names (see [`modality_code`]).
+pub fn area_code(term: &str) -> Option<&'static str> {
+    const SYNONYMS: &[(&str, &[&str])] = &[
+        ("chest", &["thorax", "thoracic"]),
+        ("lung", &["pulmonary"]),
+        ("brain", &["head", "neuro"]),
+        ("heart", &["cardiac", "cardio"]),
+        ("abdomen", &["abdominal"]),
+        ("liver", &["hepatic"]),
+        ("kidney", &["renal"]),
+        ("spine", &["spinal", "vertebra"]),
+        ("teeth", &["dental", "tooth", "oral"]),
+        ("eye", &["retina", "retinal", "ophthalmic"]),
+    ];
+    let term = term.to_lowercase();
+    if let Some(area) = crate::catalog::AREAS.iter().find(|a| **a == term && **a != "other") {
+        return Some(area);
+    }
+    SYNONYMS.iter().find(|(_, terms)| terms.contains(&term.as_str())).map(|(area, _)| *area)
 }
 
 #[cfg(test)]
@@ -115,6 +213,39 @@ mod tests {
         let g = expand("Tumour segmentation foo");
         assert!(g[0].contains(&"tumor".to_string()) && g[0].contains(&"cancer".to_string()));
         assert_eq!(g[2], ["foo"]);
+    }
+
+    #[test]
+    fn typos_in_longer_words_still_find_their_concept() {
+        assert!(has(&expand("пневмания"), "pneumonia"));
+        assert!(has(&expand("pnemonia"), "pneumonia"));
+        assert!(has(&expand("mamography"), "mammography"));
+        assert!(has(&expand("сегментацыя печени"), "segmentation"));
+    }
+
+    #[test]
+    fn short_words_get_no_typo_allowance() {
+        // "кт" is CT; "ко" must not become CT, nor "mrx" MRI.
+        assert_eq!(expand("ко"), [["ко"]]);
+        assert_eq!(expand("mrx"), [["mrx"]]);
+    }
+
+    #[test]
+    fn edit_distance_counts_transpositions_as_one() {
+        assert_eq!(edit_distance("pneumonia", "pnuemonia"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn soft_filter_terms_map_to_catalog_codes() {
+        assert_eq!(modality_code("ct"), Some("CT"));
+        assert_eq!(modality_code("x-ray"), Some("XR"));
+        assert_eq!(modality_code("magnetic resonance"), Some("MR"));
+        assert_eq!(modality_code("pneumonia"), None);
+        assert_eq!(area_code("thorax"), Some("chest"));
+        assert_eq!(area_code("liver"), Some("liver"));
+        assert_eq!(area_code("segmentation"), None);
     }
 
     #[test]

@@ -9,4 +9,6 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error(transparent)]
     App(#[from] AppError),
+    #[error("{0}")]
+    Index(String),
 }

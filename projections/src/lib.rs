@@ -7,6 +7,7 @@
 
 mod audit_log;
 mod catalog;
+pub mod catalog_index;
 mod error;
 pub mod queries;
 mod runner;

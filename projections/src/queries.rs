@@ -236,9 +236,8 @@ pub async fn dataset(read: &AnyPool, id: i64) -> Result<Option<DatasetRow>, sqlx
 /// Structured catalog filters; every value already checked against the allowed ones.
 #[derive(Debug, Default, Clone)]
 pub struct DatasetFilter {
-    /// Term groups: a dataset matches when its text holds a term of every group
-    /// (see `medledger_domain::vocabulary::expand`).
-    pub words: Vec<Vec<String>>,
+    /// Only these datasets (the ones a free-text query matched in the catalog index).
+    pub ids: Option<Vec<i64>>,
     /// Any of these modalities.
     pub modality: Vec<String>,
     pub area: Option<String>,
@@ -275,32 +274,20 @@ pub async fn datasets(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<DatasetRow>, sqlx::Error> {
-    // Only fixed SQL fragments and `$n` placeholders are assembled; every value is bound.
+    // Only fixed SQL fragments, integers we formatted and `$n` placeholders are
+    // assembled; every text value is bound.
     let mut clauses = vec!["retired = 0".to_string()];
     let mut binds: Vec<String> = Vec::new();
     let placeholder = |binds: &mut Vec<String>, value: String| {
         binds.push(value);
         format!("${}", binds.len())
     };
-    // Everything searchable, lower-cased and padded so that short terms (CT, MR) can be
-    // matched as whole words rather than inside others ("detection").
-    let haystack = "(' ' || LOWER(title || ' ' || description || ' ' || tags || ' ' || modality || ' ' || area \
-                    || ' ' || task_types) || ' ')";
-    for group in &f.words {
-        let mut ors = Vec::new();
-        for term in group {
-            let term = like_escape(&term.to_lowercase());
-            if term.chars().count() <= 3 {
-                for pattern in [format!("% {term} %"), format!("%\"{term}\"%"), format!("% {term},%"), format!("% {term}.%")] {
-                    ors.push(format!("{haystack} LIKE {} ESCAPE '\\'", placeholder(&mut binds, pattern)));
-                }
-            } else {
-                ors.push(format!("{haystack} LIKE {} ESCAPE '\\'", placeholder(&mut binds, format!("%{term}%"))));
-            }
+    if let Some(ids) = &f.ids {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        if !ors.is_empty() {
-            clauses.push(format!("({})", ors.join(" OR ")));
-        }
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        clauses.push(format!("id IN ({})", list.join(",")));
     }
     let mut any_of = |binds: &mut Vec<String>, column: &str, values: &[String]| {
         if values.is_empty() {
@@ -331,4 +318,12 @@ pub async fn datasets(
     }
     let rows = query.bind(limit).bind(offset).fetch_all(read).await?;
     Ok(rows.into_iter().map(dataset_row).collect())
+}
+
+/// The live datasets among `ids`, in the order of `ids` (a search's ranking).
+pub async fn datasets_in_order(read: &AnyPool, ids: &[i64]) -> Result<Vec<DatasetRow>, sqlx::Error> {
+    let filter = DatasetFilter { ids: Some(ids.to_vec()), ..Default::default() };
+    let rows = datasets(read, &filter, "id", ids.len() as i64, 0).await?;
+    let mut by_id: std::collections::HashMap<i64, DatasetRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }

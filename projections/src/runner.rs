@@ -12,6 +12,7 @@ use sqlx::{AnyPool, Column as _, Row as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::catalog_index::SelfCheckpointed;
 use crate::{Projection, ProjectionError};
 
 const PAGE: usize = 1_000;
@@ -77,11 +78,14 @@ pub struct Runner {
     /// Where saga checkpoints live: the store's database, which is never rebuilt.
     durable: AnyPool,
     projections: Vec<Arc<dyn Projection>>,
+    indexes: Vec<Arc<dyn SelfCheckpointed>>,
     sagas: Vec<Arc<dyn Saga>>,
 }
 
 enum Subscriber {
     Projection(Arc<dyn Projection>),
+    /// A read model outside SQL that commits its own checkpoint (the catalog index).
+    Index(Arc<dyn SelfCheckpointed>),
     Saga(Arc<dyn Saga>),
 }
 
@@ -89,6 +93,7 @@ impl Subscriber {
     fn checkpoint_name(&self) -> String {
         match self {
             Subscriber::Projection(p) => p.name().to_string(),
+            Subscriber::Index(i) => i.name().to_string(),
             Subscriber::Saga(s) => format!("saga:{}", s.name()),
         }
     }
@@ -96,7 +101,12 @@ impl Subscriber {
 
 impl Runner {
     pub fn new(store: Arc<dyn EventStore>, codec: EventCodec, read: AnyPool, durable: AnyPool) -> Self {
-        Self { store, codec, read, durable, projections: Vec::new(), sagas: Vec::new() }
+        Self { store, codec, read, durable, projections: Vec::new(), indexes: Vec::new(), sagas: Vec::new() }
+    }
+
+    pub fn index(mut self, i: Arc<dyn SelfCheckpointed>) -> Self {
+        self.indexes.push(i);
+        self
     }
 
     pub fn projection(mut self, p: Arc<dyn Projection>) -> Self {
@@ -117,12 +127,13 @@ impl Runner {
             .projections
             .into_iter()
             .map(Subscriber::Projection)
+            .chain(self.indexes.into_iter().map(Subscriber::Index))
             .chain(self.sagas.into_iter().map(Subscriber::Saga));
         for sub in subscribers {
             let (tx, rx) = watch::channel(-1);
             positions.insert(sub.checkpoint_name(), rx);
             let db = match sub {
-                Subscriber::Projection(_) => self.read.clone(),
+                Subscriber::Projection(_) | Subscriber::Index(_) => self.read.clone(),
                 Subscriber::Saga(_) => self.durable.clone(),
             };
             let worker = Worker { sub, store: self.store.clone(), codec: self.codec.clone(), db };
@@ -145,7 +156,11 @@ impl Worker {
         let name = self.sub.checkpoint_name();
         let mut wake = self.store.watch();
         let mut checkpoint = loop {
-            match load_checkpoint(&self.db, &name).await {
+            let loaded = match &self.sub {
+                Subscriber::Index(i) => i.checkpoint().await,
+                _ => load_checkpoint(&self.db, &name).await.map_err(ProjectionError::from),
+            };
+            match loaded {
                 Ok(c) => break c,
                 Err(e) => {
                     tracing::error!(subscriber = %name, error = %e, "cannot read checkpoint; retrying");
@@ -241,6 +256,13 @@ async fn step(
                 return Ok(Some(load_checkpoint(db, &name).await?));
             }
             tx.commit().await?;
+        }
+        Subscriber::Index(index) => {
+            let mut decoded = Vec::with_capacity(events.len());
+            for recorded in events {
+                decoded.push(codec.decode(recorded).await?);
+            }
+            index.apply_page(decoded).await?;
         }
         Subscriber::Saga(s) => {
             // At-least-once: the checkpoint moves after each handled event, and

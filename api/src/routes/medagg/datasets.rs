@@ -1,23 +1,23 @@
-//! Contract 000 (MedAgg): the dataset catalog. Mounted at `/api/v1`.
+//! The catalog list, detail and admin commands.
 //!
-//! Free-text `q` is expanded through the bilingual vocabulary (Russian or English words →
-//! the English terms the catalog uses) and matched in titles, descriptions, tags and
-//! codes. Ranked search over a tantivy index is issue 3's next step.
+//! The list's free-text `q` is a filter: every concept of the query must match (through
+//! the catalog index: bilingual, stemmed, typo-tolerant). Without an explicit `ordering`
+//! the matches come best first; with one, in that order.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use medledger_domain::catalog::{DatasetFields, parse_area, parse_modality, parse_task_type};
+use medledger_domain::catalog::DatasetFields;
+use medledger_projections::catalog_index::{SearchRequest, Semantics};
 use medledger_projections::queries::{self, DATASET_ORDERINGS, DatasetFilter, DatasetRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ApiResult, Detail};
+use super::{RawFilters, Res, check_query_text, comma_list};
+use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Auth, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
 use crate::state::AppState;
-
-type Res<T> = ApiResult<T, Detail>;
 
 pub fn routes(api: Api) -> Api {
     api.get("/api/v1/datasets", list, Op::user("000 catalog", "List datasets (q, modality, area, task_type, tags, ordering, limit/offset)"))
@@ -43,12 +43,9 @@ struct ListQuery {
     offset: Option<String>,
 }
 
-const MAX_QUERY_CHARS: usize = 1_000;
 const MAX_LIMIT: i64 = 1_000;
-
-fn comma_list(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
+/// Most matches a free-text list query considers (then ordered and paged).
+const MAX_TEXT_MATCHES: usize = 10_000;
 
 fn number(raw: Option<&str>, field: &str, default: i64, max: i64) -> Res<i64> {
     match raw.filter(|s| !s.is_empty()) {
@@ -63,27 +60,59 @@ fn number(raw: Option<&str>, field: &str, default: i64, max: i64) -> Res<i64> {
 
 async fn list(State(state): State<AppState>, _auth: Auth<Detail>, Query(q): Query<ListQuery>) -> Res<Json<Vec<Value>>> {
     let text = q.q.unwrap_or_default();
-    if text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::field("q", format!("at most {MAX_QUERY_CHARS} characters")));
+    check_query_text("q", &text)?;
+    let one = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).into_iter().collect();
+    let filters = RawFilters {
+        modality: comma_list(q.modality.as_deref()),
+        area: one(q.area.as_deref()),
+        task_types: comma_list(q.task_type.as_deref()),
+        tags: comma_list(q.tags.as_deref()),
     }
-    let parse_all = |raw: Option<&str>, parse: fn(&str) -> Result<String, medledger_domain::DomainError>| {
-        comma_list(raw).iter().map(|v| parse(v)).collect::<Result<Vec<_>, _>>()
-    };
-    let filter = DatasetFilter {
-        words: medledger_domain::vocabulary::expand(&text).into_iter().take(20).collect(),
-        modality: parse_all(q.modality.as_deref(), parse_modality)?,
-        area: q.area.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(parse_area).transpose()?,
-        task_types: parse_all(q.task_type.as_deref(), parse_task_type)?,
-        tags: comma_list(q.tags.as_deref()).into_iter().map(|t| t.to_lowercase()).collect(),
-    };
-    let ordering = q.ordering.as_deref().unwrap_or("id");
-    let Some((_, order_sql)) = DATASET_ORDERINGS.iter().find(|(name, _)| *name == ordering) else {
-        let allowed: Vec<&str> = DATASET_ORDERINGS.iter().map(|(n, _)| *n).collect();
-        return Err(ApiError::field("ordering", format!("unknown ordering '{ordering}'; allowed: {}", allowed.join(", "))));
+    .parse()?;
+    let ordering = q.ordering.as_deref().filter(|o| !o.is_empty());
+    let order_sql = match ordering {
+        None => None,
+        Some(o) => match DATASET_ORDERINGS.iter().find(|(name, _)| *name == o) {
+            Some((_, sql)) => Some(*sql),
+            None => {
+                let allowed: Vec<&str> = DATASET_ORDERINGS.iter().map(|(n, _)| *n).collect();
+                return Err(ApiError::field("ordering", format!("unknown ordering '{o}'; allowed: {}", allowed.join(", "))));
+            }
+        },
     };
     let limit = number(q.limit.as_deref(), "limit", 100, MAX_LIMIT)?;
     let offset = number(q.offset.as_deref(), "offset", 0, i64::from(i32::MAX))?;
-    let rows = queries::datasets(&state.dbs.read, &filter, order_sql, limit, offset).await?;
+    let mut filter = DatasetFilter {
+        ids: None,
+        modality: filters.modality.clone(),
+        area: filters.area.first().cloned(),
+        task_types: filters.task_types.clone(),
+        tags: filters.tags.clone(),
+    };
+    if text.trim().is_empty() {
+        let rows = queries::datasets(&state.dbs.read, &filter, order_sql.unwrap_or("id"), limit, offset).await?;
+        return Ok(Json(rows.iter().map(dataset_json).collect()));
+    }
+    // Free text: the index finds (and ranks) the matches, filters included.
+    let ranked_page = order_sql.is_none();
+    let request = SearchRequest {
+        text,
+        filters,
+        semantics: Semantics::AllConcepts,
+        limit: if ranked_page { limit as usize } else { MAX_TEXT_MATCHES },
+        offset: if ranked_page { offset as usize } else { 0 },
+        facets: false,
+    };
+    let index = state.catalog_index.clone();
+    let found = tokio::task::spawn_blocking(move || index.search(&request)).await.map_err(|_| ApiError::internal())??;
+    let ids: Vec<i64> = found.hits.iter().map(|h| h.id).collect();
+    let rows = match order_sql {
+        None => queries::datasets_in_order(&state.dbs.read, &ids).await?,
+        Some(order) => {
+            filter.ids = Some(ids);
+            queries::datasets(&state.dbs.read, &filter, order, limit, offset).await?
+        }
+    };
     Ok(Json(rows.iter().map(dataset_json).collect()))
 }
 

@@ -1,0 +1,343 @@
+//! The catalog's full-text read model: a tantivy index on local disk, fed by the runner
+//! like any projection but keeping its own checkpoint in the index commit's payload, so
+//! documents and checkpoint become visible together (and a crash between them is
+//! impossible). Each server keeps its own index and catches up from its own commit.
+
+mod analysis;
+mod search;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use medledger_application::codec::DecodedEvent;
+use medledger_application::ports::{EventStore, Position};
+use medledger_domain::catalog::{DatasetEvent, DatasetFields};
+use tantivy::schema::{Facet, FacetOptions, Field, INDEXED, STORED, STRING, Schema};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+pub use search::{Facets, SearchFilters, SearchHit, SearchHits, SearchRequest, Semantics};
+
+use crate::ProjectionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("catalog index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("catalog index directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("catalog index worker stopped")]
+    Worker,
+}
+
+impl From<IndexError> for ProjectionError {
+    fn from(e: IndexError) -> Self {
+        ProjectionError::Index(e.to_string())
+    }
+}
+
+/// The fields every document has.
+#[derive(Clone, Copy)]
+pub(crate) struct Fields {
+    pub id: Field,
+    pub title_en: Field,
+    pub text_en: Field,
+    pub title_ru: Field,
+    pub text_ru: Field,
+    pub modality: Field,
+    pub area: Field,
+    pub task: Field,
+    pub tag: Field,
+    pub facets: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = |analyzer: &str| {
+        tantivy::schema::TextOptions::default().set_indexing_options(
+            tantivy::schema::TextFieldIndexing::default()
+                .set_tokenizer(analyzer)
+                .set_index_option(tantivy::schema::IndexRecordOption::WithFreqsAndPositions),
+        )
+    };
+    let fields = Fields {
+        id: b.add_i64_field("id", INDEXED | STORED | tantivy::schema::FAST),
+        title_en: b.add_text_field("title_en", text(analysis::ENGLISH)),
+        text_en: b.add_text_field("text_en", text(analysis::ENGLISH)),
+        title_ru: b.add_text_field("title_ru", text(analysis::RUSSIAN)),
+        text_ru: b.add_text_field("text_ru", text(analysis::RUSSIAN)),
+        modality: b.add_text_field("modality", STRING),
+        area: b.add_text_field("area", STRING),
+        task: b.add_text_field("task", STRING),
+        tag: b.add_text_field("tag", STRING),
+        facets: b.add_facet_field("facets", FacetOptions::default()),
+    };
+    (b.build(), fields)
+}
+
+/// The catalog index: one writer (the runner's), any number of concurrent searches.
+pub struct CatalogIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+}
+
+/// Heap for the single indexing thread: tantivy's minimum. Catalog documents are small
+/// and pages are committed every few hundred events, so more would only raise RSS.
+const WRITER_HEAP: usize = 15_000_000;
+
+impl CatalogIndex {
+    /// Opens the index in `dir`, creating it (empty, checkpoint 0) if there is none. An
+    /// index written with another schema is discarded: it is rebuilt from the history.
+    pub fn open(dir: &Path) -> Result<Arc<Self>, IndexError> {
+        std::fs::create_dir_all(dir)?;
+        let (schema, fields) = schema();
+        let index = match Index::open_in_dir(dir) {
+            Ok(index) if index.schema() == schema => index,
+            Ok(_) | Err(tantivy::TantivyError::OpenDirectoryError(_)) | Err(tantivy::TantivyError::SchemaError(_)) => {
+                Self::wipe(dir)?;
+                Index::create_in_dir(dir, schema)?
+            }
+            Err(_) if !dir.join("meta.json").exists() => Index::create_in_dir(dir, schema)?,
+            Err(e) => return Err(e.into()),
+        };
+        Self::from_index(index, fields)
+    }
+
+    /// An index held in memory only (tests of the search itself, benchmarks).
+    pub fn in_memory() -> Result<Arc<Self>, IndexError> {
+        let (schema, fields) = schema();
+        Self::from_index(Index::create_in_ram(schema), fields)
+    }
+
+    fn from_index(mut index: Index, fields: Fields) -> Result<Arc<Self>, IndexError> {
+        analysis::register(&mut index);
+        let writer = index.writer_with_num_threads(1, WRITER_HEAP)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Arc::new(Self { index, reader, writer: Mutex::new(writer), fields }))
+    }
+
+    fn wipe(dir: &Path) -> Result<(), IndexError> {
+        for entry in std::fs::read_dir(dir)? {
+            let path: PathBuf = entry?.path();
+            if path.is_file() {
+                std::fs::remove_file(path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last event the committed index reflects: its position and hash (hex). The
+    /// hash ties the index to one history: an index left over from another database
+    /// (or from before a restore) is detected and rebuilt rather than trusted.
+    pub fn committed(&self) -> Result<(Position, String), IndexError> {
+        let payload = self.index.load_metas()?.payload.unwrap_or_default();
+        let (position, hash) = payload.split_once(':').unwrap_or(("0", ""));
+        Ok((position.parse().unwrap_or(0), hash.to_string()))
+    }
+
+    pub fn checkpoint(&self) -> Result<Position, IndexError> {
+        Ok(self.committed()?.0)
+    }
+
+    /// Empties the index and its checkpoint (the runner then replays from the start).
+    pub fn reset(&self) -> Result<(), IndexError> {
+        let mut writer = self.lock()?;
+        writer.delete_all_documents()?;
+        self.commit(&mut writer, 0, "")
+    }
+
+    /// Opens the index in `dir` and checks that its checkpoint belongs to `store`'s
+    /// history; if not, it starts over empty.
+    pub async fn open_for(dir: &Path, store: &dyn EventStore) -> Result<Arc<Self>, ProjectionError> {
+        let index = Self::open(dir)?;
+        let (position, hash) = index.committed()?;
+        if position > 0 {
+            let at = store.read_all(position - 1, 1).await?;
+            let same = at.first().is_some_and(|e| e.position == position && hex_of(&e.hash) == hash);
+            if !same {
+                tracing::warn!(position, "catalog index does not match this history; rebuilding it");
+                index.reset()?;
+            }
+        }
+        Ok(index)
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn document(&self, id: i64, f: &DatasetFields) -> TantivyDocument {
+        let fl = self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_i64(fl.id, id);
+        let body = format!("{}\n{}\n{}\n{}", f.description, f.tags.join(", "), f.task_types.join(" "), f.slug.replace('-', " "));
+        for (title, text) in [(fl.title_en, fl.text_en), (fl.title_ru, fl.text_ru)] {
+            doc.add_text(title, &f.title);
+            doc.add_text(text, &body);
+        }
+        for m in &f.modality {
+            doc.add_text(fl.modality, m);
+            doc.add_facet(fl.facets, Facet::from_path(["modality", m.as_str()]));
+        }
+        if !f.area.is_empty() {
+            doc.add_text(fl.area, &f.area);
+            doc.add_facet(fl.facets, Facet::from_path(["area", f.area.as_str()]));
+        }
+        for t in &f.task_types {
+            doc.add_text(fl.task, t);
+            doc.add_facet(fl.facets, Facet::from_path(["task_type", t.as_str()]));
+        }
+        for t in &f.tags {
+            let tag = t.to_lowercase();
+            doc.add_facet(fl.facets, Facet::from_path(["tags", tag.as_str()]));
+            doc.add_text(fl.tag, tag);
+        }
+        doc
+    }
+
+    /// Stages one event's effect in the writer (uncommitted).
+    fn stage(&self, writer: &mut IndexWriter, event: &DecodedEvent) {
+        let Some(e) = event.to_domain::<DatasetEvent>() else { return };
+        match e {
+            DatasetEvent::DatasetCreated { dataset_id, fields } | DatasetEvent::DatasetUpdated { dataset_id, fields } => {
+                writer.delete_term(Term::from_field_i64(self.fields.id, dataset_id));
+                // Errors here are schema mismatches (impossible: the schema is ours).
+                if let Err(e) = writer.add_document(self.document(dataset_id, &fields)) {
+                    tracing::error!(dataset_id, error = %e, "catalog index refused a document");
+                }
+            }
+            DatasetEvent::DatasetRetired { dataset_id } => {
+                writer.delete_term(Term::from_field_i64(self.fields.id, dataset_id));
+            }
+            DatasetEvent::DatasetSlugClaimed { .. } => {}
+        }
+    }
+
+    /// Commits staged changes with the checkpoint as the payload and makes them searchable.
+    fn commit(&self, writer: &mut IndexWriter, checkpoint: Position, hash: &str) -> Result<(), IndexError> {
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&format!("{checkpoint}:{hash}"));
+        prepared.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, IndexError> {
+        // A panic while holding the writer leaves staged changes of unknown shape: drop them.
+        match self.writer.lock() {
+            Ok(g) => Ok(g),
+            Err(poisoned) => {
+                let mut g = poisoned.into_inner();
+                g.rollback()?;
+                Ok(g)
+            }
+        }
+    }
+
+    /// Applies a page of events and records the last one as the checkpoint, atomically.
+    pub fn apply_page(&self, events: &[DecodedEvent]) -> Result<(), IndexError> {
+        let Some(last) = events.last() else { return Ok(()) };
+        let mut writer = self.lock()?;
+        for e in events {
+            self.stage(&mut writer, e);
+        }
+        self.commit(&mut writer, last.recorded.position, &hex_of(&last.recorded.hash))
+    }
+
+    /// Starts a rebuild: everything is deleted in the writer, but searches keep seeing
+    /// the old documents until [`CatalogIndex::apply_page`] commits the first page.
+    pub fn rebuild<'a>(self: &'a Arc<Self>) -> Result<Rebuild<'a>, IndexError> {
+        let writer = self.lock()?;
+        writer.delete_all_documents()?;
+        Ok(Rebuild { index: self, writer, last: (0, String::new()) })
+    }
+}
+
+/// A replay in progress: stages every page, commits once at the end.
+pub struct Rebuild<'a> {
+    index: &'a CatalogIndex,
+    writer: std::sync::MutexGuard<'a, IndexWriter>,
+    last: (Position, String),
+}
+
+impl Rebuild<'_> {
+    pub fn stage(&mut self, events: &[DecodedEvent]) {
+        for e in events {
+            self.index.stage(&mut self.writer, e);
+        }
+        if let Some(last) = events.last() {
+            self.last = (last.recorded.position, hex_of(&last.recorded.hash));
+        }
+    }
+
+    /// Commits the rebuilt index; returns the position it reflects.
+    pub fn finish(mut self) -> Result<Position, IndexError> {
+        let (position, hash) = std::mem::take(&mut self.last);
+        self.index.commit(&mut self.writer, position, &hash)?;
+        Ok(position)
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rebuilds the index from the whole history (`medledger replay catalog_index`). Searches
+/// see the old index until the new one is committed, in one piece, at the end.
+pub async fn rebuild_index(
+    index: &Arc<CatalogIndex>,
+    store: &dyn EventStore,
+    codec: &medledger_application::codec::EventCodec,
+    mut on_page: impl FnMut(Position),
+) -> Result<Position, ProjectionError> {
+    const PAGE: usize = 5_000;
+    let mut rebuild = index.rebuild()?;
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, PAGE).await?;
+        let Some(last) = page.last().map(|e| e.position) else { break };
+        let mut decoded = Vec::with_capacity(page.len());
+        for recorded in page {
+            decoded.push(codec.decode(recorded).await?);
+        }
+        // Staging only fills the writer's memory (tantivy flushes segments itself).
+        rebuild.stage(&decoded);
+        after = last;
+        on_page(after);
+    }
+    // One blocking commit at the end of a one-off job (the CLI, tests): not worth a thread.
+    Ok(rebuild.finish()?)
+}
+
+/// How the runner drives a read model that keeps its own checkpoint.
+#[async_trait]
+pub trait SelfCheckpointed: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn checkpoint(&self) -> Result<Position, ProjectionError>;
+    /// Applies the events and durably records the last one as the checkpoint, atomically.
+    async fn apply_page(&self, events: Vec<DecodedEvent>) -> Result<(), ProjectionError>;
+}
+
+#[async_trait]
+impl SelfCheckpointed for Arc<CatalogIndex> {
+    fn name(&self) -> &'static str {
+        "catalog_index"
+    }
+
+    async fn checkpoint(&self) -> Result<Position, ProjectionError> {
+        let me = self.clone();
+        let c = tokio::task::spawn_blocking(move || CatalogIndex::checkpoint(&me)).await.map_err(|_| IndexError::Worker)??;
+        Ok(c)
+    }
+
+    async fn apply_page(&self, events: Vec<DecodedEvent>) -> Result<(), ProjectionError> {
+        let me = self.clone();
+        // Commits fsync: off the async runtime.
+        tokio::task::spawn_blocking(move || CatalogIndex::apply_page(&me, &events))
+            .await
+            .map_err(|_| IndexError::Worker)??;
+        Ok(())
+    }
+}
