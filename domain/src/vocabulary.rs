@@ -110,7 +110,8 @@ fn matches(concept: &Concept, words: &[String], at: usize, fuzzy: bool) -> usize
 
 /// Splits a free-text query into groups: a document matches the query when it contains
 /// at least one term of every group. Known words (either language) become their
-/// concept's English terms; other words stay as they are.
+/// concept's English terms, the preferred one first (the English word as typed, else the
+/// concept's first term); other words stay as they are.
 pub fn expand(query: &str) -> Vec<Vec<String>> {
     let words: Vec<String> = query.split_whitespace().map(clean).filter(|w| !w.is_empty()).collect();
     let concepts = concepts();
@@ -124,9 +125,12 @@ pub fn expand(query: &str) -> Vec<Vec<String>> {
         let best = best_with(false).or_else(|| best_with(true));
         match best {
             Some((n, concept)) => {
+                // The word as typed comes first: it is what the user meant most exactly,
+                // and the search weighs the first term of a group above its synonyms.
                 let mut group = concept.english.clone();
-                if !group.contains(&words[at]) && n == 1 && words[at].is_ascii() {
-                    group.push(words[at].clone());
+                if n == 1 && words[at].is_ascii() {
+                    group.retain(|t| *t != words[at]);
+                    group.insert(0, words[at].clone());
                 }
                 groups.push(group);
                 at += n;

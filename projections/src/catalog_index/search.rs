@@ -70,6 +70,8 @@ pub struct SearchHits {
 
 /// How many concept groups of a query are used; the rest of a very long query is ignored.
 pub const MAX_GROUPS: usize = 20;
+/// How much a concept's other wordings count relative to the preferred one.
+const SYNONYM_WEIGHT: f32 = 0.6;
 /// Candidates re-ranked beyond the requested page.
 const RERANK_DEPTH: usize = 100;
 const FACET_DIMENSIONS: [&str; 4] = ["modality", "area", "task_type", "tags"];
@@ -127,18 +129,22 @@ impl CatalogIndex {
     fn group_query(&self, searcher: &Searcher, group: &[String]) -> Option<Box<dyn Query>> {
         let f = self.fields;
         let mut clauses: Vec<Box<dyn Query>> = Vec::new();
-        for alt in group {
-            if alt.chars().any(|c| matches!(c, 'а'..='я' | 'ё' | 'А'..='Я' | 'Ё')) {
-                clauses.extend(self.text_clauses(searcher, Language::Russian, f.title_ru, f.text_ru, alt));
+        for (i, alt) in group.iter().enumerate() {
+            // The preferred wording counts fully, synonyms less: "echocardiography" should
+            // favour echo datasets over every dataset that merely says "ultrasound".
+            let weight = if i == 0 { 1.0 } else { SYNONYM_WEIGHT };
+            let mut mine = if alt.chars().any(|c| matches!(c, 'а'..='я' | 'ё' | 'А'..='Я' | 'Ё')) {
+                self.text_clauses(searcher, Language::Russian, f.title_ru, f.text_ru, alt)
             } else {
-                clauses.extend(self.text_clauses(searcher, Language::English, f.title_en, f.text_en, alt));
-            }
+                self.text_clauses(searcher, Language::English, f.title_en, f.text_en, alt)
+            };
             if let Some(code) = modality_code(alt) {
-                clauses.push(boosted(term_query(f.modality, code), 1.5));
+                mine.push(boosted(term_query(f.modality, code), 1.5));
             }
             if let Some(area) = area_code(alt) {
-                clauses.push(boosted(term_query(f.area, area), 1.5));
+                mine.push(boosted(term_query(f.area, area), 1.5));
             }
+            clauses.extend(mine.into_iter().map(|c| if i == 0 { c } else { boosted(c, weight) }));
         }
         clauses.dedup_by(|a, b| format!("{a:?}") == format!("{b:?}"));
         (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses.into_iter().map(|c| (Occur::Should, c)).collect())) as _)

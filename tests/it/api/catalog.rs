@@ -10,7 +10,7 @@ use crate::on_both;
 
 const FIXTURE: &str = include_str!("../../fixtures/datasets.jsonl");
 
-async fn import(app: &TestApp) -> medledger_application::catalog::ImportReport {
+pub(super) async fn import(app: &TestApp) -> medledger_application::catalog::ImportReport {
     let datasets = FIXTURE.lines().map(|l| medledger_application::catalog::parse_line(l).unwrap()).collect();
     let report = app.state.catalog.import(datasets, &CommandContext::system()).await.unwrap();
     if let Some(p) = report.last_position {
@@ -19,7 +19,7 @@ async fn import(app: &TestApp) -> medledger_application::catalog::ImportReport {
     report
 }
 
-fn slugs(list: &Value) -> Vec<String> {
+pub(super) fn slugs(list: &Value) -> Vec<String> {
     list.as_array().unwrap().iter().map(|d| d["slug"].as_str().unwrap().to_string()).collect()
 }
 
@@ -107,6 +107,6 @@ async fn admins_create_update_and_retire_datasets() {
     expect(app.get("/api/v1/datasets/abc/", Some(&reader)).await, 404).await;
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }

@@ -7,6 +7,7 @@ mod identity;
 mod ops;
 mod privacy;
 mod replay;
+mod search;
 
 /// Runs an async test body against SQLite and PostgreSQL, as two tests.
 #[macro_export]
