@@ -27,6 +27,8 @@ pub struct Config {
     /// `smtp://[user:password@]host[:port]`; unset: mail goes to the outbox directory.
     pub smtp_url: Option<String>,
     pub mail_from: String,
+    /// How long a built collection archive stays downloadable (`MEDLEDGER_COLLECTION_TTL_SECS`).
+    pub collection_ttl: chrono::Duration,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -58,12 +60,20 @@ impl Config {
                 .unwrap_or_else(|| "http://localhost:3000/reset-password".into()),
             smtp_url: env_opt("MEDLEDGER_SMTP_URL"),
             mail_from: env_opt("MEDLEDGER_MAIL_FROM").unwrap_or_else(|| "medledger <noreply@medledger.local>".into()),
+            collection_ttl: chrono::Duration::seconds(
+                env_opt("MEDLEDGER_COLLECTION_TTL_SECS").and_then(|v| v.parse().ok()).unwrap_or(7 * 24 * 3600),
+            ),
         }
     }
 
     /// The catalog's full-text index: local to each server, rebuilt from the history.
     pub fn catalog_index_dir(&self) -> PathBuf {
         self.data_dir.join("catalog-index")
+    }
+
+    /// Dataset items and collection archives.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
     }
 
     pub fn outbox_dir(&self) -> PathBuf {

@@ -25,11 +25,13 @@ pub struct Op {
     pub access: Access,
     pub status: u16,
     pub auth_limited: bool,
+    /// A larger request body limit than the JSON default (uploads).
+    pub body_limit: Option<usize>,
 }
 
 impl Op {
     fn new(tag: &'static str, summary: &'static str, access: Access) -> Self {
-        Self { tag, summary, access, status: 200, auth_limited: false }
+        Self { tag, summary, access, status: 200, auth_limited: false, body_limit: None }
     }
 
     pub fn public(tag: &'static str, summary: &'static str) -> Self {
@@ -50,6 +52,11 @@ impl Op {
     }
 
     /// Counts against the per-client auth rate limit.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = Some(bytes);
+        self
+    }
+
     pub fn auth_limited(mut self) -> Self {
         self.auth_limited = true;
         self
@@ -93,10 +100,14 @@ impl Api {
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let mut route = on(filter, handler);
+        if let Some(bytes) = op.body_limit {
+            route = route.layer(axum::extract::DefaultBodyLimit::max(bytes));
+        }
         if op.auth_limited {
-            self.limited = self.limited.route(path, on(filter, handler));
+            self.limited = self.limited.route(path, route);
         } else {
-            self.router = self.router.route(path, on(filter, handler));
+            self.router = self.router.route(path, route);
         }
         self.ops.push((path.to_string(), verb, op));
         self

@@ -9,6 +9,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
+use medledger_application::collections::Collections;
+use medledger_application::ports::BlobStore;
+use medledger_application::sagas::CollectionBuildSaga;
+use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_projections::catalog_index::CatalogIndex;
 use medledger_application::codec::EventCodec;
 use medledger_application::ledger::Ledger;
@@ -44,6 +48,7 @@ pub struct Core {
     pub ledger: Ledger,
     pub accounts: Accounts,
     pub catalog: Catalog,
+    pub collections: Collections,
     pub codec: EventCodec,
     pub secret: Vec<u8>,
 }
@@ -64,6 +69,8 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
     let ids: Arc<dyn medledger_application::ports::IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
     let catalog = Catalog::new(ledger.clone(), ids.clone());
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(config.blob_dir()));
+    let collections = Collections::new(ledger.clone(), ids.clone(), blobs, Arc::new(SystemClock), config.collection_ttl);
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
@@ -78,7 +85,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         directory,
         Arc::new(SystemClock),
     );
-    Ok(Core { dbs, ledger, accounts, catalog, codec, secret })
+    Ok(Core { dbs, ledger, accounts, catalog, collections, codec, secret })
 }
 
 fn prometheus() -> Option<PrometheusHandle> {
@@ -91,6 +98,32 @@ pub struct App {
     pub router: Router,
     pub state: AppState,
     pub runner: RunnerHandle,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+/// Records the expiry of ready collections whose time to live has run out (the
+/// collection saga then deletes their archives). Downloads check the expiry time
+/// themselves, so a late sweep never serves an expired archive.
+fn spawn_expiry_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
+    let every = (state.config.collection_ttl / 4).to_std().unwrap_or_default().clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let due = match medledger_projections::collection_queries::expired_collections(&state.dbs.read, &now).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look for expired collections");
+                    continue;
+                }
+            };
+            for id in due {
+                if let Err(e) = state.collections.expire(id).await {
+                    tracing::warn!(collection = id, error = %e, "cannot expire collection");
+                }
+            }
+        }
+    })
 }
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
@@ -105,7 +138,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     };
     let reset_key = SecretKey::derive(&core.secret, "password-reset").as_bytes().to_vec();
     let saga = ResetMailSaga::new(mailer, config.reset_link_base.clone(), reset_key, Arc::new(SystemClock));
-    let runner = runner.saga(Arc::new(saga)).spawn();
+    let runner = runner
+        .saga(Arc::new(saga))
+        .saga(Arc::new(CollectionBuildSaga::new(core.collections.clone())))
+        .spawn();
 
     let api = [routes::logins::routes, routes::myo::routes, routes::medagg::routes, routes::ops::routes]
         .into_iter()
@@ -121,6 +157,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         accounts: core.accounts,
         catalog: core.catalog,
         catalog_index,
+        collections: core.collections,
         progress: runner.progress(),
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),
@@ -151,7 +188,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID.parse()?, MakeRequestUuid))
         .with_state(state.clone());
-    Ok(App { router, state, runner })
+    let sweeper = spawn_expiry_sweeper(state.clone());
+    Ok(App { router, state, runner, sweeper })
 }
 
 async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
@@ -197,6 +235,7 @@ impl App {
         let service = NormalizePathLayer::trim_trailing_slash().layer(self.router);
         let service = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
         axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+        self.sweeper.abort();
         self.runner.stop().await;
         Ok(())
     }

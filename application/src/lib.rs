@@ -8,6 +8,7 @@ pub mod audit;
 pub mod catalog;
 pub mod chain;
 pub mod codec;
+pub mod collections;
 mod error;
 pub mod ledger;
 pub mod metadata;

@@ -1,5 +1,7 @@
 //! The ports: what the use cases need from the outside world.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use medledger_domain::role::Roles;
@@ -211,4 +213,37 @@ pub trait TokenService: Send + Sync {
 #[async_trait]
 pub trait UserDirectory: Send + Sync {
     async fn find_by_login(&self, identifier: &str) -> Result<Option<UserId>, StoreError>;
+}
+
+/// Where file bytes live (dataset items, collection archives), by key. Keys are ours
+/// (`items/…`, `collections/…`), never a user's file name.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `key`, replacing nothing half-written: readers see the
+    /// whole blob or none.
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Bundles blobs into a ZIP at `key` (stored, not compressed: images compress
+    /// badly), plus generated files (manifests). `progress` gets 0-100 as it goes. The
+    /// archive appears under `key` only once complete.
+    async fn build_archive(
+        &self,
+        key: &str,
+        entries: Vec<ArchiveEntry>,
+        generated: Vec<(String, Vec<u8>)>,
+        progress: Arc<dyn Fn(u8) + Send + Sync>,
+    ) -> Result<ArchiveInfo, StoreError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveEntry {
+    /// The path inside the archive (already safe: see `dataset_item::parse_item_path`).
+    pub name: String,
+    pub blob_key: String,
+    pub size_bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveInfo {
+    pub size_bytes: i64,
 }

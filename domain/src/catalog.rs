@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset_item::{DatasetItem, parse_item_path};
 use crate::{Aggregate, DomainError, DomainEvent};
 
 pub type DatasetId = i64;
@@ -161,6 +162,7 @@ pub enum DatasetEvent {
     DatasetUpdated { dataset_id: DatasetId, fields: DatasetFields },
     DatasetRetired { dataset_id: DatasetId },
     DatasetSlugClaimed { dataset_id: DatasetId },
+    DatasetItemAdded { dataset_id: DatasetId, item: DatasetItem },
 }
 
 impl DomainEvent for DatasetEvent {
@@ -170,6 +172,7 @@ impl DomainEvent for DatasetEvent {
             DatasetEvent::DatasetUpdated { .. } => "DatasetUpdated",
             DatasetEvent::DatasetRetired { .. } => "DatasetRetired",
             DatasetEvent::DatasetSlugClaimed { .. } => "DatasetSlugClaimed",
+            DatasetEvent::DatasetItemAdded { .. } => "DatasetItemAdded",
         }
     }
 }
@@ -180,6 +183,8 @@ pub enum DatasetCommand {
     /// Replaces every field; nothing is written when they are unchanged.
     Update { fields: DatasetFields },
     Retire,
+    /// Attaches a file; refused once the dataset is retired.
+    AddItem { item: DatasetItem },
 }
 
 #[derive(Debug, Default)]
@@ -237,6 +242,14 @@ impl Aggregate for Dataset {
                 }
                 Ok(vec![DatasetEvent::DatasetRetired { dataset_id }])
             }
+            DatasetCommand::AddItem { item } => {
+                let dataset_id = self.id.ok_or(DomainError::NotFound("dataset"))?;
+                if self.retired {
+                    return Err(DomainError::NotFound("dataset"));
+                }
+                let filename = parse_item_path(&item.filename)?;
+                Ok(vec![DatasetEvent::DatasetItemAdded { dataset_id, item: DatasetItem { filename, ..item } }])
+            }
         }
     }
 
@@ -248,7 +261,7 @@ impl Aggregate for Dataset {
             }
             DatasetEvent::DatasetUpdated { fields, .. } => self.fields = Some(fields.clone()),
             DatasetEvent::DatasetRetired { .. } => self.retired = true,
-            DatasetEvent::DatasetSlugClaimed { .. } => {}
+            DatasetEvent::DatasetSlugClaimed { .. } | DatasetEvent::DatasetItemAdded { .. } => {}
         }
     }
 }

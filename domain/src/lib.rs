@@ -7,6 +7,8 @@ mod aggregate;
 mod error;
 pub mod audit;
 pub mod catalog;
+pub mod collection;
+pub mod dataset_item;
 pub mod role;
 pub mod session;
 pub mod user;

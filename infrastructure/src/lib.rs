@@ -1,6 +1,7 @@
 //! Adapters behind the application's ports.
 
 pub mod aux;
+pub mod blobs;
 pub mod crypto;
 pub mod jwt;
 pub mod mail;

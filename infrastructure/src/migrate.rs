@@ -30,6 +30,7 @@ impl Migrations {
         items: &[
             (1, "read_models", include_str!("../../migrations/read/0001_read_models.sql")),
             (2, "datasets", include_str!("../../migrations/read/0002_datasets.sql")),
+            (3, "collections", include_str!("../../migrations/read/0003_collections.sql")),
         ],
     };
 

@@ -70,7 +70,7 @@ impl Projection for DatasetsProjection {
                     .execute(&mut *tx)
                     .await?;
             }
-            DatasetEvent::DatasetSlugClaimed { .. } => {}
+            DatasetEvent::DatasetSlugClaimed { .. } | DatasetEvent::DatasetItemAdded { .. } => {}
         }
         Ok(())
     }

@@ -8,6 +8,8 @@
 mod audit_log;
 mod catalog;
 pub mod catalog_index;
+pub mod collection_queries;
+mod collections;
 mod error;
 pub mod queries;
 mod runner;
@@ -19,6 +21,7 @@ use sqlx::AnyConnection;
 
 pub use audit_log::AuditLogProjection;
 pub use catalog::DatasetsProjection;
+pub use collections::{CollectionsProjection, DatasetItemsProjection};
 pub use error::ProjectionError;
 pub use runner::{Progress, Runner, RunnerHandle, rebuild, table_snapshot};
 pub use users::{SqlUserDirectory, UsersProjection};
@@ -39,6 +42,8 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(UsersProjection),
         std::sync::Arc::new(AuditLogProjection),
         std::sync::Arc::new(DatasetsProjection),
+        std::sync::Arc::new(DatasetItemsProjection),
+        std::sync::Arc::new(CollectionsProjection),
     ]
 }
 

@@ -2,6 +2,7 @@
 //! The projection runner feeds them with durable checkpoints (at-least-once), so
 //! every effect here must be idempotent.
 
+mod collection_build;
 mod reset_mail;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use async_trait::async_trait;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 
+pub use collection_build::CollectionBuildSaga;
 pub use reset_mail::ResetMailSaga;
 
 #[async_trait]

@@ -211,7 +211,7 @@ impl CatalogIndex {
             DatasetEvent::DatasetRetired { dataset_id } => {
                 writer.delete_term(Term::from_field_i64(self.fields.id, dataset_id));
             }
-            DatasetEvent::DatasetSlugClaimed { .. } => {}
+            DatasetEvent::DatasetSlugClaimed { .. } | DatasetEvent::DatasetItemAdded { .. } => {}
         }
     }
 

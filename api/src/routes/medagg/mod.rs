@@ -1,7 +1,9 @@
 //! Contract 000 (MedAgg): the dataset catalog, its search and user collections.
 //! Mounted at `/api/v1`.
 
+mod collections;
 mod datasets;
+pub mod items;
 mod search;
 
 use medledger_domain::catalog::{parse_area, parse_modality, parse_task_type};
@@ -13,7 +15,7 @@ use crate::openapi::Api;
 type Res<T> = ApiResult<T, Detail>;
 
 pub fn routes(api: Api) -> Api {
-    search::routes(datasets::routes(api))
+    collections::routes(items::routes(search::routes(datasets::routes(api))))
 }
 
 /// Longest free-text query accepted, in characters.

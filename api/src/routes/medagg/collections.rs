@@ -1,0 +1,176 @@
+//! User collections: request, list, detail, download; the admin's view of every request.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use medledger_domain::collection::CollectionRequest;
+use medledger_projections::collection_queries::{self, CollectionRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::Res;
+use crate::error::{ApiError, Detail};
+use crate::extract::{Admin, Auth, Ctx, JsonBody};
+use crate::openapi::{Api, Op};
+use crate::state::AppState;
+
+pub fn routes(api: Api) -> Api {
+    api.post("/api/v1/collections", create, Op::user("000 collections", "Request a collection (a ZIP of matching items)").status(201))
+        .get("/api/v1/collections", list, Op::user("000 collections", "The caller's collections, newest first"))
+        .get("/api/v1/collections/{id}", detail, Op::user("000 collections", "A collection: status, progress, archive size, download link"))
+        .get(
+            "/api/v1/collections/{id}/download",
+            download,
+            Op::user("000 collections", "The ZIP (Range requests supported); 409 while pending or failed, 410 once expired"),
+        )
+        .get("/api/v1/admin/requests", requests, Op::admin("000 catalog admin", "Every user's collections with owner and status"))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(default)]
+    query_text: String,
+    dataset_ids: Vec<i64>,
+    limit_per_dataset: i64,
+}
+
+fn not_found() -> ApiError<Detail> {
+    ApiError::not_found("Not found.")
+}
+
+/// Past its time to live even if the sweeper has not recorded it yet.
+fn effectively_expired(c: &CollectionRow) -> bool {
+    c.status == "expired"
+        || (c.status == "ready" && c.expires_at.as_deref().is_some_and(|e| e <= now().as_str()))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn collection_json(state: &AppState, c: &CollectionRow) -> Value {
+    let expired = effectively_expired(c);
+    let status = if expired { "expired" } else { c.status.as_str() };
+    let ready = status == "ready";
+    let progress = match status {
+        "ready" => Some(100),
+        "pending" => Some(state.collections.progress.get(c.id).unwrap_or(0)),
+        _ => None,
+    };
+    json!({
+        "id": c.id,
+        "query_text": c.query_text,
+        "dataset_ids": c.dataset_ids,
+        "limit_per_dataset": c.limit_per_dataset,
+        "status": status,
+        "progress": progress,
+        "created_at": c.created_at,
+        "archive_size": if ready { c.archive_size } else { None },
+        "items_count": c.items,
+        "download_url": ready.then(|| format!("/api/v1/collections/{}/download/", c.id)),
+        "expires_at": c.expires_at,
+        "failure_reason": c.failure_reason,
+    })
+}
+
+/// The collection if the caller may see it; anyone else gets the same 404 as for a
+/// collection that does not exist.
+async fn visible(state: &AppState, auth: &Auth<Detail>, raw_id: &str) -> Res<CollectionRow> {
+    let id: i64 = raw_id.parse().map_err(|_| not_found())?;
+    let c = collection_queries::collection(&state.dbs.read, id).await?.ok_or_else(not_found)?;
+    if c.owner_id != auth.user_id() && !auth.is_admin() {
+        return Err(not_found());
+    }
+    Ok(c)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth<Detail>,
+    Ctx(ctx): Ctx,
+    JsonBody(body, ..): JsonBody<CreateBody, Detail>,
+) -> Res<(StatusCode, Json<Value>)> {
+    let request = CollectionRequest {
+        owner_id: auth.user_id(),
+        query_text: body.query_text,
+        dataset_ids: body.dataset_ids,
+        limit_per_dataset: body.limit_per_dataset,
+    };
+    let (id, position) = state.collections.request(request, &ctx.with_actor(auth.user_id())).await?;
+    state.caught_up(position).await;
+    let c = collection_queries::collection(&state.dbs.read, id).await?.ok_or_else(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "status": c.status, "created_at": c.created_at }))))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+fn page(p: &Page) -> Res<(i64, i64)> {
+    let limit = p.limit.unwrap_or(100);
+    let offset = p.offset.unwrap_or(0);
+    if !(1..=1000).contains(&limit) || offset < 0 {
+        return Err(ApiError::field("limit", "limit must be 1-1000 and offset not negative"));
+    }
+    Ok((limit, offset))
+}
+
+async fn list(State(state): State<AppState>, auth: Auth<Detail>, Query(p): Query<Page>) -> Res<Json<Vec<Value>>> {
+    let (limit, offset) = page(&p)?;
+    let rows = collection_queries::collections(&state.dbs.read, Some(auth.user_id()), limit, offset).await?;
+    Ok(Json(rows.iter().map(|c| collection_json(&state, c)).collect()))
+}
+
+async fn detail(State(state): State<AppState>, auth: Auth<Detail>, Path(id): Path<String>) -> Res<Json<Value>> {
+    let c = visible(&state, &auth, &id).await?;
+    Ok(Json(collection_json(&state, &c)))
+}
+
+async fn requests(State(state): State<AppState>, _admin: Admin<Detail>, Query(p): Query<Page>) -> Res<Json<Vec<Value>>> {
+    let (limit, offset) = page(&p)?;
+    let rows = collection_queries::collections(&state.dbs.read, None, limit, offset).await?;
+    Ok(Json(
+        rows.iter()
+            .map(|c| {
+                let mut v = collection_json(&state, c);
+                v["owner"] = json!({ "id": c.owner_id, "email": c.owner_email });
+                v
+            })
+            .collect(),
+    ))
+}
+
+async fn download(State(state): State<AppState>, auth: Auth<Detail>, Path(id): Path<String>, request: Request) -> Res<Response> {
+    let c = visible(&state, &auth, &id).await?;
+    if effectively_expired(&c) {
+        return Err(ApiError::new(StatusCode::GONE, "expired", "This collection has expired; request it again."));
+    }
+    match c.status.as_str() {
+        "ready" => {}
+        "failed" => {
+            let why = c.failure_reason.as_deref().unwrap_or("unknown reason");
+            return Err(ApiError::new(StatusCode::CONFLICT, "failed", format!("This collection could not be built: {why}")));
+        }
+        _ => return Err(ApiError::new(StatusCode::CONFLICT, "pending", "This collection is still being built.")),
+    }
+    let key = c.archive_key.as_deref().ok_or_else(ApiError::internal)?;
+    let path = medledger_infrastructure::blobs::LocalBlobStore::new(state.config.blob_dir()).path(key).map_err(|_| ApiError::internal())?;
+    if !path.is_file() {
+        tracing::error!(collection = c.id, "ready collection without its archive");
+        return Err(ApiError::new(StatusCode::GONE, "expired", "This collection's archive is no longer available."));
+    }
+    // ServeFile answers Range requests (206 / 416) and sets Content-Length.
+    let mut response = ServeFile::new(path).oneshot(request).await.map_err(|_| ApiError::internal())?.map(Body::new);
+    let disposition = format!("attachment; filename=\"collection-{}.zip\"", c.id);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    Ok(response)
+}

@@ -1,0 +1,101 @@
+//! Dataset items: admins upload files (multipart), anyone signed in lists them.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use medledger_projections::collection_queries;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Res;
+use crate::error::{ApiError, Detail};
+use crate::extract::{Admin, Auth, Ctx};
+use crate::openapi::{Api, Op};
+use crate::state::AppState;
+
+/// Largest single uploaded item.
+pub const MAX_ITEM_BYTES: usize = 256 * 1024 * 1024;
+
+pub fn routes(api: Api) -> Api {
+    api.post(
+        "/api/v1/admin/datasets/{id}/items",
+        upload,
+        Op::admin("000 catalog admin", "Attach a file to a dataset (multipart: file, labels, caption, identifiers)")
+            .status(201)
+            .body_limit(MAX_ITEM_BYTES + 64 * 1024),
+    )
+    .get("/api/v1/datasets/{id}/items", list, Op::user("000 catalog", "A dataset's items"))
+}
+
+fn bad(message: impl Into<String>) -> ApiError<Detail> {
+    ApiError::bad_request(message)
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    admin: Admin<Detail>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+    mut form: Multipart,
+) -> Res<(StatusCode, Json<Value>)> {
+    let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
+    let mut file: Option<(String, String, Vec<u8>)> = None;
+    let mut labels = Vec::new();
+    let mut caption = String::new();
+    let mut identifiers = BTreeMap::new();
+    while let Some(field) = form.next_field().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "file" => {
+                let filename = field.file_name().map(str::to_string).ok_or_else(|| bad("the file part needs a filename"))?;
+                let content_type = field.content_type().unwrap_or("application/octet-stream").to_string();
+                let bytes = field.bytes().await.map_err(|e| bad(format!("could not read the file: {e}")))?;
+                if bytes.is_empty() {
+                    return Err(bad("the file is empty"));
+                }
+                file = Some((filename, content_type, bytes.to_vec()));
+            }
+            "labels" => {
+                let text = field.text().await.map_err(|e| bad(e.to_string()))?;
+                labels.extend(text.split(',').map(str::to_string));
+            }
+            "caption" => caption = field.text().await.map_err(|e| bad(e.to_string()))?,
+            "identifiers" => {
+                let text = field.text().await.map_err(|e| bad(e.to_string()))?;
+                identifiers = serde_json::from_str(&text).map_err(|_| ApiError::field("identifiers", "a JSON object of strings"))?;
+            }
+            other => return Err(bad(format!("unknown form field '{other}'; expected file, labels, caption, identifiers"))),
+        }
+    }
+    let (filename, content_type, bytes) = file.ok_or_else(|| ApiError::field("file", "a file part is required"))?;
+    let (item, position) = state
+        .collections
+        .add_item(dataset_id, &filename, &content_type, &bytes, (labels, caption, identifiers), &ctx.with_actor(admin.0.user_id))
+        .await?;
+    state.caught_up(position).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": item.item_id, "dataset_id": dataset_id, "filename": item.filename, "content_type": item.content_type,
+            "size_bytes": item.size_bytes, "sha256": item.sha256, "labels": item.labels, "caption": item.caption,
+            "identifiers": item.identifiers,
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(State(state): State<AppState>, _auth: Auth<Detail>, Path(id): Path<String>, Query(p): Query<Page>) -> Res<Json<Value>> {
+    let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
+    medledger_projections::queries::dataset(&state.dbs.read, dataset_id).await?.ok_or_else(|| ApiError::not_found("Not found."))?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = p.offset.unwrap_or(0).max(0);
+    let items = collection_queries::dataset_items(&state.dbs.read, dataset_id, limit, offset).await?;
+    Ok(Json(json!(items)))
+}

@@ -1,0 +1,279 @@
+//! Collections (contract 000): a user asks for items of chosen datasets that match a
+//! query; a saga builds the ZIP; ready archives expire after a time to live.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use medledger_domain::Aggregate;
+use medledger_domain::DomainError;
+use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetEvent, DatasetFields};
+use medledger_domain::collection::{self, BuiltArchive, Collection, CollectionCommand, CollectionId, CollectionRequest};
+use medledger_domain::dataset_item::DatasetItem;
+use medledger_domain::vocabulary;
+
+use crate::AppError;
+use crate::ledger::Ledger;
+use crate::metadata::CommandContext;
+use crate::ports::{ArchiveEntry, BlobStore, Clock, ExpectedVersion, IdGenerator, Position};
+
+/// Build progress (0-100) of collections being built by this process.
+#[derive(Clone, Default)]
+pub struct BuildProgress(Arc<Mutex<BTreeMap<CollectionId, u8>>>);
+
+impl BuildProgress {
+    pub fn get(&self, id: CollectionId) -> Option<u8> {
+        self.0.lock().ok()?.get(&id).copied()
+    }
+
+    fn set(&self, id: CollectionId, percent: u8) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(id, percent);
+        }
+    }
+
+    fn clear(&self, id: CollectionId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&id);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Collections {
+    ledger: Ledger,
+    ids: Arc<dyn IdGenerator>,
+    blobs: Arc<dyn BlobStore>,
+    clock: Arc<dyn Clock>,
+    ttl: chrono::Duration,
+    pub progress: BuildProgress,
+}
+
+/// One item chosen for an archive, with what its manifest row says.
+#[derive(Debug, Clone)]
+pub struct ChosenItem {
+    pub dataset_id: i64,
+    pub dataset: DatasetFields,
+    pub item: DatasetItem,
+}
+
+impl Collections {
+    pub fn new(ledger: Ledger, ids: Arc<dyn IdGenerator>, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>, ttl: chrono::Duration) -> Self {
+        Self { ledger, ids, blobs, clock, ttl, progress: BuildProgress::default() }
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// A dataset's fields and items as of the history (items in the order added).
+    async fn dataset_with_items(&self, dataset_id: i64) -> Result<Option<(DatasetFields, Vec<DatasetItem>)>, AppError> {
+        let recorded = self.ledger.store().read_stream(&catalog::stream_id(dataset_id)).await?;
+        let mut state = Dataset::default();
+        let mut items = Vec::new();
+        for r in recorded {
+            let Some(event) = self.ledger.decode(r).await?.to_domain::<DatasetEvent>() else { continue };
+            if let DatasetEvent::DatasetItemAdded { item, .. } = &event {
+                items.push(item.clone());
+            }
+            state.apply(&event);
+        }
+        if !state.exists() || state.is_retired() {
+            return Ok(None);
+        }
+        Ok(state.fields().cloned().map(|f| (f, items)))
+    }
+
+    /// Records a request after checking that every dataset exists and is live.
+    pub async fn request(&self, request: CollectionRequest, ctx: &CommandContext) -> Result<(CollectionId, Position), AppError> {
+        let request = request.validate()?;
+        let mut missing = Vec::new();
+        for id in &request.dataset_ids {
+            if self.dataset_with_items(*id).await?.is_none() {
+                missing.push(id.to_string());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(DomainError::invalid("dataset_ids", format!("unknown or retired datasets: {}", missing.join(", "))).into());
+        }
+        let collection_id = self.ids.next_id("collection").await?;
+        let events = Collection::default().handle(CollectionCommand::Request { collection_id, request })?;
+        let part = self.ledger.prepare(&collection::stream_id(collection_id), ExpectedVersion::NoStream, &events, ctx).await?;
+        let appended = self.ledger.commit(vec![part]).await?;
+        Ok((collection_id, appended.last_position))
+    }
+
+    /// Items of the chosen datasets that match the query, best first, at most
+    /// `limit_per_dataset` from each. An item matches through its own caption, labels
+    /// and file name (counted double) or through its dataset's description.
+    pub async fn choose_items(&self, request: &CollectionRequest) -> Result<Vec<ChosenItem>, AppError> {
+        let groups = vocabulary::expand(&request.query_text);
+        let matched = |text: &str| {
+            let words: Vec<String> = text.to_lowercase().split(|c: char| !c.is_alphanumeric()).map(str::to_string).collect();
+            groups.iter().filter(|g| g.iter().any(|t| t.split(' ').all(|part| words.iter().any(|w| w.starts_with(part))))).count()
+        };
+        let mut chosen = Vec::new();
+        for dataset_id in &request.dataset_ids {
+            let Some((dataset, items)) = self.dataset_with_items(*dataset_id).await? else { continue };
+            let dataset_score = matched(&format!("{} {} {}", dataset.title, dataset.description, dataset.tags.join(" ")));
+            let mut scored: Vec<(usize, DatasetItem)> = items
+                .into_iter()
+                .map(|item| {
+                    let own = matched(&format!("{} {} {}", item.caption, item.labels.join(" "), item.filename));
+                    (2 * own + dataset_score, item)
+                })
+                .filter(|(score, _)| groups.is_empty() || *score > 0)
+                .collect();
+            scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.item_id.cmp(&b.1.item_id)));
+            let take = usize::try_from(request.limit_per_dataset).unwrap_or(usize::MAX);
+            chosen.extend(scored.into_iter().take(take).map(|(_, item)| ChosenItem { dataset_id: *dataset_id, dataset: dataset.clone(), item }));
+        }
+        Ok(chosen)
+    }
+
+    /// Builds the archive for a pending collection and records the outcome. Safe to
+    /// repeat: a collection already built, failed or expired is left alone, and an
+    /// archive is only ever published whole (see [`BlobStore::build_archive`]).
+    pub async fn build(&self, collection_id: CollectionId) -> Result<(), AppError> {
+        let (state, _) = self.ledger.load::<Collection>(&collection::stream_id(collection_id)).await?;
+        let Some(request) = state.request().cloned() else { return Ok(()) };
+        if state.status() != Some(collection::CollectionStatus::Pending) {
+            return Ok(());
+        }
+        let ctx = CommandContext::system();
+        let chosen = self.choose_items(&request).await?;
+        if chosen.is_empty() {
+            return self.fail(collection_id, "no items of the chosen datasets match the query", &ctx).await;
+        }
+        let (entries, generated) = archive_layout(&chosen);
+        let key = format!("collections/{collection_id}.zip");
+        self.progress.set(collection_id, 0);
+        let progress = self.progress.clone();
+        let report: Arc<dyn Fn(u8) + Send + Sync> = Arc::new(move |p| progress.set(collection_id, p));
+        let built = self.blobs.build_archive(&key, entries, generated, report).await;
+        self.progress.clear(collection_id);
+        match built {
+            Ok(info) => {
+                let archive = BuiltArchive {
+                    archive_key: key,
+                    archive_size: info.size_bytes,
+                    items: chosen.len() as i64,
+                    expires_at: (self.clock.now() + self.ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                self.ledger
+                    .execute::<Collection>(&collection::stream_id(collection_id), &ctx, |c| {
+                        c.handle(CollectionCommand::MarkBuilt { archive: archive.clone() })
+                    })
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(collection_id, error = %e, "collection build failed");
+                self.fail(collection_id, &format!("the archive could not be built: {e}"), &ctx).await
+            }
+        }
+    }
+
+    async fn fail(&self, collection_id: CollectionId, reason: &str, ctx: &CommandContext) -> Result<(), AppError> {
+        self.ledger
+            .execute::<Collection>(&collection::stream_id(collection_id), ctx, |c| {
+                c.handle(CollectionCommand::MarkFailed { reason: reason.to_string() })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a ready collection expired (its archive is then deleted by the saga).
+    pub async fn expire(&self, collection_id: CollectionId) -> Result<Option<Position>, AppError> {
+        let ctx = CommandContext::system();
+        let (_, position) =
+            self.ledger.execute::<Collection>(&collection::stream_id(collection_id), &ctx, |c| c.handle(CollectionCommand::Expire)).await?;
+        Ok(position)
+    }
+
+    /// Adds an uploaded file to a dataset: bytes first (under a fresh key), then the event.
+    pub async fn add_item(
+        &self,
+        dataset_id: i64,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+        metadata: (Vec<String>, String, BTreeMap<String, String>),
+        ctx: &CommandContext,
+    ) -> Result<(DatasetItem, Position), AppError> {
+        let filename = medledger_domain::dataset_item::parse_item_path(filename)?;
+        let (labels, caption, identifiers) = medledger_domain::dataset_item::clean_item_metadata(metadata.0, metadata.1, metadata.2)?;
+        let (dataset, _) = self.ledger.load::<Dataset>(&catalog::stream_id(dataset_id)).await?;
+        if !dataset.exists() || dataset.is_retired() {
+            return Err(AppError::NotFound("dataset"));
+        }
+        let item_id = self.ids.next_id("dataset_item").await?;
+        let blob_key = format!("items/{dataset_id}/{item_id}");
+        self.blobs.put(&blob_key, bytes).await?;
+        let item = DatasetItem {
+            item_id,
+            filename,
+            blob_key,
+            size_bytes: bytes.len() as i64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+            content_type: content_type.to_string(),
+            labels,
+            caption,
+            identifiers,
+        };
+        let (_, position) = self
+            .ledger
+            .execute::<Dataset>(&catalog::stream_id(dataset_id), ctx, |d| d.handle(DatasetCommand::AddItem { item: item.clone() }))
+            .await?;
+        Ok((item, position.unwrap_or_default()))
+    }
+}
+
+/// Paths inside the archive (`{dataset slug}/{item id}-{file name}`: unique, and every
+/// part already checked safe) and the two manifests.
+fn archive_layout(chosen: &[ChosenItem]) -> (Vec<ArchiveEntry>, Vec<(String, Vec<u8>)>) {
+    let mut entries = Vec::with_capacity(chosen.len());
+    let mut rows = Vec::with_capacity(chosen.len());
+    let mut csv = String::from("dataset,item,path,source_url,license,labels,sha256\n");
+    for c in chosen {
+        let base = c.item.filename.rsplit('/').next().unwrap_or("item");
+        let path = format!("{}/{}-{}", c.dataset.slug, c.item.item_id, base);
+        entries.push(ArchiveEntry { name: path.clone(), blob_key: c.item.blob_key.clone(), size_bytes: c.item.size_bytes });
+        rows.push(serde_json::json!({
+            "dataset": c.dataset.slug, "dataset_id": c.dataset_id, "item": c.item.item_id, "path": path,
+            "filename": c.item.filename, "source_url": c.dataset.source_url, "license": c.dataset.license,
+            "labels": c.item.labels, "caption": c.item.caption, "identifiers": c.item.identifiers, "sha256": c.item.sha256,
+        }));
+        let fields = [
+            c.dataset.slug.clone(),
+            c.item.item_id.to_string(),
+            path,
+            c.dataset.source_url.clone(),
+            c.dataset.license.clone(),
+            c.item.labels.join(";"),
+            c.item.sha256.clone(),
+        ];
+        csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        csv.push('\n');
+    }
+    let manifest = serde_json::to_vec_pretty(&serde_json::json!({ "items": rows })).unwrap_or_default();
+    (entries, vec![("manifest.json".into(), manifest), ("manifest.csv".into(), csv.into_bytes())])
+}
+
+/// RFC 4180 quoting; a leading formula character is defused for spreadsheet users.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_string() };
+    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+}

@@ -1,0 +1,258 @@
+//! Collections: a user's request to bundle items of chosen datasets into a ZIP archive.
+//! Requested → built (ready) | failed; a ready archive expires after its time to live.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+use crate::aggregate::{Aggregate, DomainEvent};
+
+pub type CollectionId = i64;
+
+pub fn stream_id(id: CollectionId) -> String {
+    format!("collection-{id}")
+}
+
+/// The most items one dataset may contribute to one collection.
+pub const MAX_LIMIT_PER_DATASET: i64 = 100_000;
+/// The most datasets one collection may draw from.
+pub const MAX_DATASETS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionRequest {
+    pub owner_id: i64,
+    pub query_text: String,
+    pub dataset_ids: Vec<i64>,
+    pub limit_per_dataset: i64,
+}
+
+impl CollectionRequest {
+    /// Bounds and shape; whether the datasets exist is the application's check.
+    pub fn validate(mut self) -> Result<Self, DomainError> {
+        self.query_text = self.query_text.trim().to_string();
+        if self.query_text.chars().count() > 1_000 {
+            return Err(DomainError::invalid("query_text", "at most 1000 characters"));
+        }
+        if self.dataset_ids.is_empty() || self.dataset_ids.len() > MAX_DATASETS {
+            return Err(DomainError::invalid("dataset_ids", format!("choose 1 to {MAX_DATASETS} datasets")));
+        }
+        let mut seen = Vec::with_capacity(self.dataset_ids.len());
+        for id in &self.dataset_ids {
+            if !seen.contains(id) {
+                seen.push(*id);
+            }
+        }
+        self.dataset_ids = seen;
+        if !(1..=MAX_LIMIT_PER_DATASET).contains(&self.limit_per_dataset) {
+            return Err(DomainError::invalid("limit_per_dataset", format!("must be from 1 to {MAX_LIMIT_PER_DATASET}")));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltArchive {
+    pub archive_key: String,
+    pub archive_size: i64,
+    pub items: i64,
+    /// RFC 3339; decided by the application's clock and configured time to live.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum CollectionEvent {
+    CollectionRequested { collection_id: CollectionId, request: CollectionRequest },
+    CollectionBuilt { collection_id: CollectionId, archive: BuiltArchive },
+    CollectionFailed { collection_id: CollectionId, reason: String },
+    CollectionExpired { collection_id: CollectionId },
+}
+
+impl DomainEvent for CollectionEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            CollectionEvent::CollectionRequested { .. } => "CollectionRequested",
+            CollectionEvent::CollectionBuilt { .. } => "CollectionBuilt",
+            CollectionEvent::CollectionFailed { .. } => "CollectionFailed",
+            CollectionEvent::CollectionExpired { .. } => "CollectionExpired",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum CollectionCommand {
+    Request { collection_id: CollectionId, request: CollectionRequest },
+    MarkBuilt { archive: BuiltArchive },
+    MarkFailed { reason: String },
+    Expire,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionStatus {
+    Pending,
+    Ready,
+    Failed,
+    Expired,
+}
+
+impl CollectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectionStatus::Pending => "pending",
+            CollectionStatus::Ready => "ready",
+            CollectionStatus::Failed => "failed",
+            CollectionStatus::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Collection {
+    id: Option<CollectionId>,
+    request: Option<CollectionRequest>,
+    status: Option<CollectionStatus>,
+    archive: Option<BuiltArchive>,
+}
+
+impl Collection {
+    pub fn status(&self) -> Option<CollectionStatus> {
+        self.status
+    }
+
+    pub fn request(&self) -> Option<&CollectionRequest> {
+        self.request.as_ref()
+    }
+
+    pub fn archive(&self) -> Option<&BuiltArchive> {
+        self.archive.as_ref()
+    }
+
+    fn id(&self) -> Result<CollectionId, DomainError> {
+        self.id.ok_or(DomainError::NotFound("collection"))
+    }
+}
+
+impl Aggregate for Collection {
+    type Command = CollectionCommand;
+    type Event = CollectionEvent;
+    const CATEGORY: &'static str = "collection";
+
+    fn handle(&self, command: CollectionCommand) -> Result<Vec<CollectionEvent>, DomainError> {
+        use CollectionStatus::*;
+        match command {
+            CollectionCommand::Request { collection_id, request } => {
+                if self.id.is_some() {
+                    return Err(DomainError::AlreadyExists("collection"));
+                }
+                Ok(vec![CollectionEvent::CollectionRequested { collection_id, request: request.validate()? }])
+            }
+            // A redelivered build result (the saga is at-least-once) changes nothing.
+            CollectionCommand::MarkBuilt { archive } => match self.status {
+                Some(Pending) => Ok(vec![CollectionEvent::CollectionBuilt { collection_id: self.id()?, archive }]),
+                Some(_) => Ok(vec![]),
+                None => Err(DomainError::NotFound("collection")),
+            },
+            CollectionCommand::MarkFailed { reason } => match self.status {
+                Some(Pending) => Ok(vec![CollectionEvent::CollectionFailed { collection_id: self.id()?, reason }]),
+                Some(_) => Ok(vec![]),
+                None => Err(DomainError::NotFound("collection")),
+            },
+            CollectionCommand::Expire => match self.status {
+                Some(Ready) => Ok(vec![CollectionEvent::CollectionExpired { collection_id: self.id()? }]),
+                Some(_) => Ok(vec![]),
+                None => Err(DomainError::NotFound("collection")),
+            },
+        }
+    }
+
+    fn apply(&mut self, event: &CollectionEvent) {
+        match event {
+            CollectionEvent::CollectionRequested { collection_id, request } => {
+                self.id = Some(*collection_id);
+                self.request = Some(request.clone());
+                self.status = Some(CollectionStatus::Pending);
+            }
+            CollectionEvent::CollectionBuilt { archive, .. } => {
+                self.archive = Some(archive.clone());
+                self.status = Some(CollectionStatus::Ready);
+            }
+            CollectionEvent::CollectionFailed { .. } => self.status = Some(CollectionStatus::Failed),
+            CollectionEvent::CollectionExpired { .. } => self.status = Some(CollectionStatus::Expired),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> CollectionRequest {
+        CollectionRequest { owner_id: 7, query_text: " pneumonia ".into(), dataset_ids: vec![1, 3, 1], limit_per_dataset: 10 }
+    }
+
+    fn archive() -> BuiltArchive {
+        BuiltArchive { archive_key: "k".into(), archive_size: 10, items: 2, expires_at: "t".into() }
+    }
+
+    fn given(events: &[CollectionEvent]) -> Collection {
+        Collection::from_events(events)
+    }
+
+    fn requested() -> Vec<CollectionEvent> {
+        Collection::default().handle(CollectionCommand::Request { collection_id: 42, request: request() }).unwrap()
+    }
+
+    #[test]
+    fn a_request_is_cleaned_and_starts_pending() {
+        let events = requested();
+        let CollectionEvent::CollectionRequested { request, .. } = &events[0] else { panic!("{events:?}") };
+        assert_eq!(request.query_text, "pneumonia");
+        assert_eq!(request.dataset_ids, [1, 3], "duplicates dropped, order kept");
+        assert_eq!(given(&events).status(), Some(CollectionStatus::Pending));
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        for (bad, field) in [
+            (CollectionRequest { limit_per_dataset: 0, ..request() }, "limit_per_dataset"),
+            (CollectionRequest { limit_per_dataset: -5, ..request() }, "limit_per_dataset"),
+            (CollectionRequest { limit_per_dataset: MAX_LIMIT_PER_DATASET + 1, ..request() }, "limit_per_dataset"),
+            (CollectionRequest { dataset_ids: vec![], ..request() }, "dataset_ids"),
+            (CollectionRequest { query_text: "x".repeat(1001), ..request() }, "query_text"),
+        ] {
+            match bad.validate() {
+                Err(DomainError::InvalidValue { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pending_becomes_ready_once_and_redelivery_changes_nothing() {
+        let mut history = requested();
+        history.extend(given(&history).handle(CollectionCommand::MarkBuilt { archive: archive() }).unwrap());
+        assert_eq!(given(&history).status(), Some(CollectionStatus::Ready));
+        assert_eq!(given(&history).handle(CollectionCommand::MarkBuilt { archive: archive() }), Ok(vec![]));
+        assert_eq!(given(&history).handle(CollectionCommand::MarkFailed { reason: "late".into() }), Ok(vec![]));
+    }
+
+    #[test]
+    fn only_ready_collections_expire_and_failed_ones_stay_failed() {
+        let mut failed = requested();
+        failed.extend(given(&failed).handle(CollectionCommand::MarkFailed { reason: "no items".into() }).unwrap());
+        assert_eq!(given(&failed).status(), Some(CollectionStatus::Failed));
+        assert_eq!(given(&failed).handle(CollectionCommand::Expire), Ok(vec![]));
+
+        let mut ready = requested();
+        ready.extend(given(&ready).handle(CollectionCommand::MarkBuilt { archive: archive() }).unwrap());
+        ready.extend(given(&ready).handle(CollectionCommand::Expire).unwrap());
+        assert_eq!(given(&ready).status(), Some(CollectionStatus::Expired));
+        assert_eq!(given(&ready).handle(CollectionCommand::Expire), Ok(vec![]));
+    }
+
+    #[test]
+    fn commands_on_a_missing_collection_are_not_found() {
+        assert_eq!(Collection::default().handle(CollectionCommand::Expire), Err(DomainError::NotFound("collection")));
+        assert!(given(&requested()).handle(CollectionCommand::Request { collection_id: 42, request: request() }).is_err());
+    }
+}
