@@ -3,6 +3,7 @@
 mod audit;
 mod bad_input;
 mod catalog;
+mod collections;
 mod identity;
 mod ops;
 mod privacy;

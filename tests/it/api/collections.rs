@@ -1,0 +1,246 @@
+//! Contract 000's collections: items uploaded by admins, a ZIP built by the saga,
+//! Range downloads, owner-only visibility, expiry, failures, and a restart mid-build.
+
+use std::io::Read;
+use std::time::Duration;
+
+use medledger_application::metadata::CommandContext;
+use medledger_domain::collection::CollectionRequest;
+use medledger_tests::Kind;
+use medledger_tests::app::{TestApp, spawn_app, spawn_with, test_config};
+use serde_json::{Value, json};
+
+use super::expect;
+use crate::on_both;
+
+const BOUNDARY: &str = "medledger-test-boundary";
+
+/// A multipart body by hand: the file part plus plain fields.
+fn multipart(filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    body.extend(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: image/png\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend(bytes);
+    body.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn upload(app: &TestApp, admin: &str, dataset: i64, filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/v1/admin/datasets/{dataset}/items/")))
+        .bearer_auth(admin)
+        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .body(multipart(filename, bytes, fields))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn dataset(app: &TestApp, admin: &str, slug: &str) -> i64 {
+    let body = json!({"slug": slug, "title": format!("{slug} chest radiographs"), "description": "Chest X-rays.",
+                      "source_url": "https://example.org/data", "license": "CC BY 4.0", "modality": ["XR"], "area": "chest"});
+    expect(app.post("/api/v1/admin/datasets/", &body, Some(admin)).await, 201).await["id"].as_i64().unwrap()
+}
+
+async fn wait_until_settled(app: &TestApp, token: &str, id: i64) -> Value {
+    for _ in 0..200 {
+        let c = expect(app.get(&format!("/api/v1/collections/{id}/"), Some(token)).await, 200).await;
+        if c["status"] != "pending" {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("collection {id} still pending after 10 s");
+}
+
+fn zip_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid ZIP");
+    (0..archive.len())
+        .map(|i| {
+            let mut f = archive.by_index(i).unwrap();
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).unwrap();
+            (f.name().map(|n| n.to_string()).unwrap_or_default(), data)
+        })
+        .collect()
+}
+
+on_both!(a_collection_is_built_downloaded_and_private, a_collection_is_built_);
+async fn a_collection_is_built_(kind: Kind) {
+    let Some(app) = spawn_app(kind).await else { return };
+    let admin = app.admin().await;
+    let a = dataset(&app, &admin, "ward-a").await;
+    let b = dataset(&app, &admin, "ward-b").await;
+    let p1 = b"PNEUMONIA-1".repeat(1000);
+    let r = upload(&app, &admin, a, "scans/p1.png", &p1, &[("labels", "pneumonia,left lobe"), ("caption", "right lower lobe consolidation")]).await;
+    let item = expect(r, 201).await;
+    assert_eq!(item["filename"], "scans/p1.png");
+    assert_eq!(item["labels"], json!(["pneumonia", "left lobe"]));
+    expect(upload(&app, &admin, a, "n1.png", b"NORMAL", &[("caption", "normal study")]).await, 201).await;
+    expect(upload(&app, &admin, a, "p2.png", b"PNEUMONIA-2", &[("labels", "pneumonia")]).await, 201).await;
+    expect(upload(&app, &admin, b, "b1.png", b"B-PNEUMONIA", &[("caption", "pneumonia")]).await, 201).await;
+    let items = expect(app.get(&format!("/api/v1/datasets/{a}/items/"), Some(&admin)).await, 200).await;
+    assert_eq!(items.as_array().unwrap().len(), 3);
+
+    // Zip-slip: names that could leave the archive root never become items.
+    for evil in ["../../etc/passwd", "/etc/passwd", "a/../../b.png", "C:/x.png", "bad\\..\\x.png"] {
+        let r = upload(&app, &admin, a, evil, b"x", &[]).await;
+        assert_eq!(r.status().as_u16(), 400, "{evil}");
+    }
+    let user = app.register("owner@example.org").await.1;
+    expect(upload(&app, &user, a, "x.png", b"x", &[]).await, 403).await;
+
+    let body = json!({"query_text": "pneumonia", "dataset_ids": [a, b], "limit_per_dataset": 1});
+    let created = expect(app.post("/api/v1/collections/", &body, Some(&user)).await, 201).await;
+    assert!(created["status"] == "pending" || created["status"] == "ready", "{created}");
+    assert!(created["created_at"].is_string());
+    let id = created["id"].as_i64().unwrap();
+    let ready = wait_until_settled(&app, &user, id).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["progress"], 100);
+    assert_eq!(ready["download_url"], format!("/api/v1/collections/{id}/download/"));
+
+    let r = app.get(&format!("/api/v1/collections/{id}/download/"), Some(&user)).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains(&format!("collection-{id}.zip")));
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(bytes.len() as i64, ready["archive_size"].as_i64().unwrap());
+    let entries = zip_entries(&bytes);
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.iter().all(|n| !n.contains("..") && !n.starts_with('/')), "{names:?}");
+    let files: Vec<&(String, Vec<u8>)> = entries.iter().filter(|(n, _)| !n.starts_with("manifest")).collect();
+    assert_eq!(files.len(), 2, "one item per dataset: {names:?}");
+    let from_a = files.iter().find(|(n, _)| n.starts_with("ward-a/")).expect("an item of ward-a");
+    assert_eq!(from_a.1, p1, "the best match (labels and caption) with its exact bytes");
+    assert!(files.iter().any(|(n, d)| n.starts_with("ward-b/") && d == b"B-PNEUMONIA"));
+    let manifest: Value = serde_json::from_slice(&entries.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
+    assert_eq!(manifest["items"].as_array().unwrap().len(), 2);
+    assert_eq!(manifest["items"][0]["license"], "CC BY 4.0");
+    assert_eq!(manifest["items"][0]["source_url"], "https://example.org/data");
+    assert_eq!(manifest["items"][0]["sha256"].as_str().unwrap().len(), 64);
+    let csv = String::from_utf8(entries.iter().find(|(n, _)| n == "manifest.csv").unwrap().1.clone()).unwrap();
+    assert!(csv.starts_with("dataset,item,path,source_url,license,labels,sha256\n") && csv.lines().count() == 3, "{csv}");
+
+    // Range requests.
+    let r = app.client.get(app.url(&format!("/api/v1/collections/{id}/download/"))).bearer_auth(&user).header("range", "bytes=0-9").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.headers()["content-length"], "10");
+    assert_eq!(r.bytes().await.unwrap(), bytes.slice(0..10));
+
+    // Only the owner and admins see it; others get the same 404 as for nothing at all.
+    let other = app.register("other@example.org").await.1;
+    for path in [format!("/api/v1/collections/{id}/"), format!("/api/v1/collections/{id}/download/"), "/api/v1/collections/999999/".into()] {
+        let b = expect(app.get(&path, Some(&other)).await, 404).await;
+        assert!(b["detail"].is_string());
+    }
+    assert_eq!(expect(app.get("/api/v1/collections/", Some(&other)).await, 200).await, json!([]));
+    assert_eq!(expect(app.get("/api/v1/collections/", Some(&user)).await, 200).await[0]["id"], id);
+    expect(app.get(&format!("/api/v1/collections/{id}/"), Some(&admin)).await, 200).await;
+    expect(app.get("/api/v1/admin/requests/", Some(&user)).await, 403).await;
+    let all = expect(app.get("/api/v1/admin/requests/", Some(&admin)).await, 200).await;
+    assert_eq!(all[0]["owner"]["email"], "owner@example.org");
+    assert_eq!(all[0]["status"], "ready");
+
+    // Nothing matches: failed with a reason, and the download says so.
+    let body = json!({"query_text": "zzzqqq", "dataset_ids": [a], "limit_per_dataset": 5});
+    let failed = expect(app.post("/api/v1/collections/", &body, Some(&user)).await, 201).await["id"].as_i64().unwrap();
+    let settled = wait_until_settled(&app, &user, failed).await;
+    assert_eq!(settled["status"], "failed");
+    assert!(settled["failure_reason"].as_str().unwrap().contains("match"));
+    let b = expect(app.get(&format!("/api/v1/collections/{failed}/download/"), Some(&user)).await, 409).await;
+    assert!(b["detail"].as_str().unwrap().contains("could not be built"));
+}
+
+#[tokio::test]
+async fn bad_collection_requests_name_what_is_wrong() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let admin = app.admin().await;
+    let a = dataset(&app, &admin, "ward-a").await;
+    let retired = dataset(&app, &admin, "old-ward").await;
+    let r = app.client.delete(app.url(&format!("/api/v1/admin/datasets/{retired}/"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let user = app.register("u@example.org").await.1;
+    let head = app.head().await;
+    let post = |body: Value| {
+        let (app, user) = (&app, &user);
+        async move { app.post("/api/v1/collections/", &body, Some(user)).await }
+    };
+    let b = expect(post(json!({"query_text": "", "dataset_ids": [a, 424242, retired], "limit_per_dataset": 5})).await, 400).await;
+    let detail = b.to_string();
+    assert!(detail.contains("424242") && detail.contains(&retired.to_string()), "{b}");
+    for limit in [0, -1, 1_000_000_000] {
+        let b = expect(post(json!({"dataset_ids": [a], "limit_per_dataset": limit})).await, 400).await;
+        assert!(b.to_string().contains("limit_per_dataset"), "{b}");
+    }
+    expect(post(json!({"dataset_ids": [], "limit_per_dataset": 5})).await, 400).await;
+    expect(post(json!({"dataset_ids": ["one"], "limit_per_dataset": 5})).await, 400).await;
+    expect(post(json!({"query_text": "x".repeat(1001), "dataset_ids": [a], "limit_per_dataset": 5})).await, 400).await;
+    expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 5}), None).await, 401).await;
+    assert_eq!(app.head().await, head, "nothing recorded for refused requests");
+}
+
+#[tokio::test]
+async fn archives_expire_after_their_time_to_live() {
+    let Some(mut config) = test_config(Kind::Sqlite).await else { return };
+    config.collection_ttl = chrono::Duration::seconds(1);
+    let app = spawn_with(config, Kind::Sqlite).await;
+    let admin = app.admin().await;
+    let a = dataset(&app, &admin, "ward-a").await;
+    expect(upload(&app, &admin, a, "p.png", b"bytes", &[]).await, 201).await;
+    let id = expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 1}), Some(&admin)).await, 201).await["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(wait_until_settled(&app, &admin, id).await["status"], "ready");
+    let archive = app.data_dir().join(format!("blobs/collections/{id}.zip"));
+    assert!(archive.is_file());
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let c = expect(app.get(&format!("/api/v1/collections/{id}/"), Some(&admin)).await, 200).await;
+    assert_eq!(c["status"], "expired");
+    assert_eq!(c["download_url"], Value::Null);
+    let b = expect(app.get(&format!("/api/v1/collections/{id}/download/"), Some(&admin)).await, 410).await;
+    assert!(b["detail"].as_str().unwrap().contains("expired"));
+    for _ in 0..100 {
+        if !archive.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the expired archive was not deleted");
+}
+
+/// A server that stopped before building a requested collection (killed mid-build: the
+/// saga had not recorded a result) builds it on restart; a half-written file from the
+/// dead build is never what gets served.
+#[tokio::test]
+async fn a_build_interrupted_by_a_crash_completes_after_restart() {
+    let Some(config) = test_config(Kind::Sqlite).await else { return };
+    let app = spawn_with(config.clone(), Kind::Sqlite).await;
+    let admin = app.admin().await;
+    let a = dataset(&app, &admin, "ward-a").await;
+    expect(upload(&app, &admin, a, "p.png", b"REAL-BYTES", &[]).await, 201).await;
+    let config = app.stop().await;
+
+    // The request is recorded while no saga runs (as if the server died right after).
+    let core = medledger_api::core(&config).await.unwrap();
+    let request = CollectionRequest { owner_id: 1, query_text: String::new(), dataset_ids: vec![a], limit_per_dataset: 5 };
+    let (id, _) = core.collections.request(request, &CommandContext::system()).await.unwrap();
+    let dir = config.blob_dir().join("collections");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{id}.zip.partial")), b"half an archive").unwrap();
+    drop(core);
+
+    let app = spawn_with(config, Kind::Sqlite).await;
+    let token = app.login("admin@example.org").await;
+    let c = wait_until_settled(&app, &token, id).await;
+    assert_eq!(c["status"], "ready");
+    let bytes = app.get(&format!("/api/v1/collections/{id}/download/"), Some(&token)).await.bytes().await.unwrap();
+    let entries = zip_entries(&bytes);
+    assert!(entries.iter().any(|(n, d)| n.starts_with("ward-a/") && d == b"REAL-BYTES"));
+    assert!(!dir.join(format!("{id}.zip.partial")).exists());
+}
