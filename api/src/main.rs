@@ -71,6 +71,15 @@ enum CatalogCommand {
     /// Load datasets from a JSONL file (one dataset per line); importing the same file
     /// again changes nothing.
     Import { file: PathBuf },
+    /// Attach every file under DIR (recursively) to dataset ID as items; each item's
+    /// name is its path relative to DIR, labelled with LABELS (comma list).
+    Items {
+        #[arg(long)]
+        dataset: i64,
+        #[arg(long, default_value = "")]
+        labels: String,
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +171,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
             println!("{} created, {} updated, {} unchanged", report.created, report.updated, report.unchanged);
         }
+        Command::Catalog { command: CatalogCommand::Items { dataset, labels, dir } } => {
+            let core = medledger_api::core(&config).await?;
+            let labels: Vec<String> = labels.split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+            let mut files = Vec::new();
+            collect_files(&dir, &mut files).with_context(|| format!("cannot read {}", dir.display()))?;
+            files.sort();
+            for path in &files {
+                let name = path.strip_prefix(&dir).unwrap_or(path).to_string_lossy().replace('\\', "/");
+                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let metadata = (labels.clone(), String::new(), Default::default());
+                core.collections
+                    .add_item(dataset, &name, "application/octet-stream", &bytes, metadata, &CommandContext::system())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
+            println!("{} items added to dataset {dataset}", files.len());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -235,6 +261,20 @@ async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
 }
 
 const CATALOG_INDEX: &str = "catalog_index";
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        // Symbolic links are skipped: an import must not wander outside DIR.
+        if kind.is_dir() {
+            collect_files(&entry.path(), out)?;
+        } else if kind.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}
 
 async fn verify(config: &Config, print_digest: bool, expect: Option<String>) -> anyhow::Result<ExitCode> {
     let core = medledger_api::core(config).await?;

@@ -72,3 +72,27 @@ async fn user_admin_replay_and_verify_work_on_the_servers_store() {
     assert!(stdout(&o).contains("position 2"), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn catalog_import_items_and_index_replay_from_the_command_line() {
+    let dir = temp_dir();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/datasets.jsonl");
+    let o = medledger(&dir, &["catalog", "import", fixture]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("283 created"), "{}", stdout(&o));
+    let again = medledger(&dir, &["catalog", "import", fixture]);
+    assert!(stdout(&again).contains("0 created, 0 updated, 283 unchanged"), "{}", stdout(&again));
+
+    let files = dir.join("upload");
+    std::fs::create_dir_all(files.join("series")).unwrap();
+    std::fs::write(files.join("a.png"), b"a").unwrap();
+    std::fs::write(files.join("series/b.png"), b"b").unwrap();
+    let o = medledger(&dir, &["catalog", "items", "--dataset", "1", "--labels", "pneumonia", files.to_str().unwrap()]);
+    assert!(o.status.success() && stdout(&o).contains("2 items added"), "{}", stdout(&o));
+    let o = medledger(&dir, &["catalog", "items", "--dataset", "99999", files.to_str().unwrap()]);
+    assert!(!o.status.success(), "a missing dataset is an error");
+
+    let o = medledger(&dir, &["replay", "--projection", "catalog_index"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("(283 datasets)"), "{}", stdout(&o));
+}

@@ -30,7 +30,7 @@ fn multipart(filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
     body
 }
 
-async fn upload(app: &TestApp, admin: &str, dataset: i64, filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> reqwest::Response {
+pub(super) async fn upload(app: &TestApp, admin: &str, dataset: i64, filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/api/v1/admin/datasets/{dataset}/items/")))
         .bearer_auth(admin)
@@ -47,7 +47,7 @@ async fn dataset(app: &TestApp, admin: &str, slug: &str) -> i64 {
     expect(app.post("/api/v1/admin/datasets/", &body, Some(admin)).await, 201).await["id"].as_i64().unwrap()
 }
 
-async fn wait_until_settled(app: &TestApp, token: &str, id: i64) -> Value {
+pub(super) async fn wait_until_settled(app: &TestApp, token: &str, id: i64) -> Value {
     for _ in 0..200 {
         let c = expect(app.get(&format!("/api/v1/collections/{id}/"), Some(token)).await, 200).await;
         if c["status"] != "pending" {

@@ -6,6 +6,7 @@ use medledger_tests::Kind;
 use medledger_tests::app::{PASSWORD, spawn_app};
 use serde_json::json;
 
+use super::collections::{upload, wait_until_settled};
 use super::expect;
 use crate::on_both;
 
@@ -30,13 +31,24 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
         }
     }
     expect(app.post("/api/auth/password-reset/", &json!({"email": "r1@example.org"}), None).await, 200).await;
+    let mut live_datasets = Vec::new();
     for (slug, modality) in [("a-ct", "CT"), ("b-mr", "MR"), ("c-xr", "XR")] {
         let d = json!({"slug": slug, "title": slug, "modality": [modality], "area": "chest"});
         let created = expect(app.post("/api/v1/admin/datasets/", &d, Some(&admin)).await, 201).await;
+        let id = created["id"].as_i64().unwrap();
         if slug == "b-mr" {
-            let id = created["id"].as_i64().unwrap();
             app.client.delete(app.url(&format!("/api/v1/admin/datasets/{id}/"))).bearer_auth(&admin).send().await.unwrap();
+        } else {
+            live_datasets.push(id);
+            expect(upload(&app, &admin, id, "one.png", b"1", &[("labels", "nodule")]).await, 201).await;
+            expect(upload(&app, &admin, id, "two.png", b"2", &[("caption", "normal")]).await, 201).await;
         }
+    }
+    let owner = &users[3].1;
+    for query in ["nodule", "nothing-matches-this"] {
+        let body = json!({"query_text": query, "dataset_ids": live_datasets, "limit_per_dataset": 1});
+        let id = expect(app.post("/api/v1/collections/", &body, Some(owner)).await, 201).await["id"].as_i64().unwrap();
+        wait_until_settled(&app, owner, id).await;
     }
     expect(app.post("/api/auth/login/", &json!({"email": "r2@example.org", "password": PASSWORD}), None).await, 200).await;
     let head = app.head().await;
