@@ -1,0 +1,210 @@
+//! The release server under test: its CLI (import, replay) and `medledger serve` on a
+//! data directory of its own (embedded SQLite).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use super::load::{Request, Sent};
+
+const ADMIN_EMAIL: &str = "bench@example.org";
+const ADMIN_PASSWORD: &str = "bench-search-password";
+
+/// A `medledger` command on one data directory, embedded SQLite.
+fn medledger(bin: &Path, data_dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.env("MEDLEDGER_DATA_DIR", data_dir).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs a CLI command to completion: its wall time and stdout.
+fn run_cli(bin: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<(Duration, String)> {
+    let started = Instant::now();
+    let out = medledger(bin, data_dir).args(args).stdin(Stdio::null()).output().with_context(|| format!("run {}", bin.display()))?;
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("medledger {} failed ({}): {stdout}{}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((elapsed, stdout))
+}
+
+/// Import, then the catalog index rebuilt by the CLI (the server catches up the other
+/// read models itself when it starts).
+pub struct Prepared {
+    pub import: Duration,
+    pub import_out: String,
+    pub index: Duration,
+    pub index_out: String,
+}
+
+pub fn prepare(bin: &Path, data_dir: &Path, file: &Path) -> anyhow::Result<Prepared> {
+    let file = file.to_str().context("catalog path is not UTF-8")?;
+    eprintln!("  import {file}");
+    let (import, import_out) = run_cli(bin, data_dir, &["catalog", "import", file])?;
+    eprintln!("  replay catalog_index");
+    let (index, index_out) = run_cli(bin, data_dir, &["replay", "--projection", "catalog_index"])?;
+    Ok(Prepared { import, import_out: import_out.trim().to_string(), index, index_out: last_line(&index_out, "catalog_index:") })
+}
+
+fn last_line(text: &str, prefix: &str) -> String {
+    text.lines().filter(|l| l.trim_start().starts_with(prefix)).last().unwrap_or("").trim().to_string()
+}
+
+/// A running `medledger serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub token: String,
+    /// Start to ready, and ready to every read model caught up.
+    pub ready: Duration,
+    pub caught_up: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub async fn start(bin: &Path, data_dir: &Path, http: &reqwest::Client) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log = std::fs::File::create(data_dir.join("server.log")).context("create server.log")?;
+        let child = medledger(bin, data_dir)
+            .args(["serve", "--port", &port.to_string()])
+            .env("MEDLEDGER_BIND", "127.0.0.1")
+            .env("MEDLEDGER_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("MEDLEDGER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("MEDLEDGER_FAST_PASSWORD_HASH", "1")
+            .env("MEDLEDGER_API_RATE_LIMIT", "0")
+            .env("MEDLEDGER_AUTH_RATE_LIMIT", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let started = Instant::now();
+        let mut server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            token: String::new(),
+            ready: Duration::ZERO,
+            caught_up: Duration::ZERO,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = http.get(format!("{}/readyz", server.base)).send().await.is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("the server exited ({status}); see {}", data_dir.join("server.log").display());
+            }
+            if Instant::now() > deadline {
+                bail!("the server was not ready within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.ready = started.elapsed();
+        // The admin can log in once the users read model has caught up.
+        server.caught_up(http).await?;
+        server.caught_up = started.elapsed() - server.ready;
+        let login: Value = http
+            .post(format!("{}/api/v1/auth/login/", server.base))
+            .json(&json!({"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+            .send()
+            .await?
+            .error_for_status()
+            .context("login")?
+            .json()
+            .await?;
+        server.token = login["access_token"].as_str().context("login answered no access_token")?.to_string();
+        Ok(server)
+    }
+
+    /// Waits until every read model has applied the whole history (the lag gauges of
+    /// /metrics all read 0).
+    async fn caught_up(&self, http: &reqwest::Client) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let text = http.get(format!("{}/metrics", self.base)).send().await?.text().await?;
+            let lags: Vec<f64> = text
+                .lines()
+                .filter(|l| l.starts_with("medledger_projection_lag_events"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+                .collect();
+            if !lags.is_empty() && lags.iter().all(|l| *l == 0.0) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("read models still behind after 600 s: {lags:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn rss_kb(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).context("read /proc/PID/status")?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+        line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS value")
+    }
+
+    pub async fn search(&self, http: &reqwest::Client, body: &Value) -> anyhow::Result<Vec<String>> {
+        let hits: Vec<Value> = http
+            .post(format!("{}/api/v1/search/datasets/", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(hits.iter().filter_map(|h| h["dataset"]["slug"].as_str().map(str::to_string)).collect())
+    }
+
+    pub async fn list(&self, http: &reqwest::Client, query: &[(&str, &str)]) -> anyhow::Result<Vec<String>> {
+        let rows: Vec<Value> = http
+            .get(format!("{}/api/v1/datasets/", self.base))
+            .bearer_auth(&self.token)
+            .query(query)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(rows.iter().filter_map(|r| r["slug"].as_str().map(str::to_string)).collect())
+    }
+}
+
+pub fn sender(server: &Arc<Server>, http: &reqwest::Client) -> impl Fn(Request) -> Sent + Send + Sync + 'static {
+    let (server, http) = (server.clone(), http.clone());
+    move |r: Request| {
+        let (server, http) = (server.clone(), http.clone());
+        Box::pin(async move {
+            let response = match r {
+                Request::Search { text, filters } => {
+                    http.post(format!("{}/api/v1/search/datasets/", server.base))
+                        .bearer_auth(&server.token)
+                        .json(&json!({"query_text": text, "filters": filters.json()}))
+                        .send()
+                        .await?
+                }
+                Request::List { text, modality } => {
+                    let mut q = vec![("q", text), ("limit", "20".to_string())];
+                    q.extend(modality.map(|m| ("modality", m)));
+                    http.get(format!("{}/api/v1/datasets/", server.base)).bearer_auth(&server.token).query(&q).send().await?
+                }
+            };
+            let status = response.status();
+            let body = response.bytes().await?;
+            anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+            Ok(())
+        })
+    }
+}
