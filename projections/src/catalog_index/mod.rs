@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
-use medledger_application::ports::{EventStore, Position};
+use medledger_application::ports::{ChainHead, EventStore, Position, RecordedEvent};
 use medledger_domain::catalog::{DatasetEvent, DatasetFields};
 use tantivy::schema::{Facet, FacetOptions, Field, INDEXED, STORED, STRING, Schema};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -128,34 +128,35 @@ impl CatalogIndex {
         Ok(())
     }
 
-    /// The last event the committed index reflects: its position and hash (hex). The
-    /// hash ties the index to one history: an index left over from another database
-    /// (or from before a restore) is detected and rebuilt rather than trusted.
-    pub fn committed(&self) -> Result<(Position, String), IndexError> {
-        let payload = self.index.load_metas()?.payload.unwrap_or_default();
-        let (position, hash) = payload.split_once(':').unwrap_or(("0", ""));
-        Ok((position.parse().unwrap_or(0), hash.to_string()))
+    /// The digest (`POSITION:HASH`, as `medledger verify --digest` prints it) of the last
+    /// event the committed index reflects. The hash ties the index to one history: an
+    /// index left over from another database (or from before a restore) is detected and
+    /// rebuilt rather than trusted.
+    fn committed(&self) -> Result<String, IndexError> {
+        Ok(self.index.load_metas()?.payload.unwrap_or_default())
     }
 
     pub fn checkpoint(&self) -> Result<Position, IndexError> {
-        Ok(self.committed()?.0)
+        let digest = self.committed()?;
+        Ok(digest.split_once(':').and_then(|(p, _)| p.parse().ok()).unwrap_or(0))
     }
 
     /// Empties the index and its checkpoint (the runner then replays from the start).
     pub fn reset(&self) -> Result<(), IndexError> {
         let mut writer = self.lock()?;
         writer.delete_all_documents()?;
-        self.commit(&mut writer, 0, "")
+        self.commit(&mut writer, ChainHead::GENESIS)
     }
 
     /// Opens the index in `dir` and checks that its checkpoint belongs to `store`'s
     /// history; if not, it starts over empty.
     pub async fn open_for(dir: &Path, store: &dyn EventStore) -> Result<Arc<Self>, ProjectionError> {
         let index = Self::open(dir)?;
-        let (position, hash) = index.committed()?;
+        let position = CatalogIndex::checkpoint(&index)?;
         if position > 0 {
+            let digest = index.committed()?;
             let at = store.read_all(position - 1, 1).await?;
-            let same = at.first().is_some_and(|e| e.position == position && hex_of(&e.hash) == hash);
+            let same = at.first().is_some_and(|e| head_of(e).digest() == digest);
             if !same {
                 tracing::warn!(position, "catalog index does not match this history; rebuilding it");
                 index.reset()?;
@@ -216,9 +217,9 @@ impl CatalogIndex {
     }
 
     /// Commits staged changes with the checkpoint as the payload and makes them searchable.
-    fn commit(&self, writer: &mut IndexWriter, checkpoint: Position, hash: &str) -> Result<(), IndexError> {
+    fn commit(&self, writer: &mut IndexWriter, checkpoint: ChainHead) -> Result<(), IndexError> {
         let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&format!("{checkpoint}:{hash}"));
+        prepared.set_payload(&checkpoint.digest());
         prepared.commit()?;
         self.reader.reload()?;
         Ok(())
@@ -243,15 +244,15 @@ impl CatalogIndex {
         for e in events {
             self.stage(&mut writer, e);
         }
-        self.commit(&mut writer, last.recorded.position, &hex_of(&last.recorded.hash))
+        self.commit(&mut writer, head_of(&last.recorded))
     }
 
     /// Starts a rebuild: everything is deleted in the writer, but searches keep seeing
-    /// the old documents until [`CatalogIndex::apply_page`] commits the first page.
+    /// the old documents until [`Rebuild::finish`] commits the new ones.
     pub fn rebuild<'a>(self: &'a Arc<Self>) -> Result<Rebuild<'a>, IndexError> {
         let writer = self.lock()?;
         writer.delete_all_documents()?;
-        Ok(Rebuild { index: self, writer, last: (0, String::new()) })
+        Ok(Rebuild { index: self, writer, last: ChainHead::GENESIS })
     }
 }
 
@@ -259,7 +260,7 @@ impl CatalogIndex {
 pub struct Rebuild<'a> {
     index: &'a CatalogIndex,
     writer: std::sync::MutexGuard<'a, IndexWriter>,
-    last: (Position, String),
+    last: ChainHead,
 }
 
 impl Rebuild<'_> {
@@ -268,23 +269,24 @@ impl Rebuild<'_> {
             self.index.stage(&mut self.writer, e);
         }
         if let Some(last) = events.last() {
-            self.last = (last.recorded.position, hex_of(&last.recorded.hash));
+            self.last = head_of(&last.recorded);
         }
     }
 
     /// Commits the rebuilt index; returns the position it reflects.
     pub fn finish(mut self) -> Result<Position, IndexError> {
-        let (position, hash) = std::mem::take(&mut self.last);
-        self.index.commit(&mut self.writer, position, &hash)?;
-        Ok(position)
+        let last = self.last;
+        self.index.commit(&mut self.writer, last)?;
+        Ok(last.position)
     }
 }
 
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The chain head as of `event`: what the index's checkpoint records.
+fn head_of(event: &RecordedEvent) -> ChainHead {
+    ChainHead { position: event.position, hash: event.hash }
 }
 
-/// Rebuilds the index from the whole history (`medledger replay catalog_index`). Searches
+/// Rebuilds the index from the whole history (`medledger replay --projection catalog_index`). Searches
 /// see the old index until the new one is committed, in one piece, at the end.
 pub async fn rebuild_index(
     index: &Arc<CatalogIndex>,
