@@ -15,6 +15,8 @@ mod catalog;
 mod fts;
 #[path = "search/load.rs"]
 mod load;
+#[path = "search/probe.rs"]
+mod probe;
 #[path = "search/server.rs"]
 mod server;
 
@@ -64,6 +66,15 @@ struct Args {
     /// Keep the temporary directory (data dirs, generated catalog, server logs).
     #[arg(long)]
     keep: bool,
+    /// Only time the search engine in-process on this catalog index directory (no HTTP).
+    #[arg(long)]
+    probe_index: Option<PathBuf>,
+    /// Reuse this data directory of an earlier `--keep` run (its import), instead of importing again.
+    #[arg(long)]
+    reuse_data: Option<PathBuf>,
+    /// Passes over the mix for --probe-index.
+    #[arg(long, default_value_t = 5)]
+    probe_passes: usize,
 }
 
 #[derive(Deserialize)]
@@ -128,7 +139,7 @@ async fn quality(
     let real = read_catalog(&args.catalog)?;
     eprintln!("quality: {} datasets, {} judged queries", real.len(), judged.len());
     let data = work.join("quality");
-    prepare(&args.medledger, &data, &args.catalog)?;
+    prepare(&args.medledger, &data, &args.catalog, true)?;
     let server = Server::start(&args.medledger, &data, http).await?;
     let mut engines: Vec<(String, Vec<Vec<String>>)> = Vec::new();
     let mut ranked = Vec::new();
@@ -191,8 +202,8 @@ async fn latency(
     let file = work.join(format!("catalog-{}.jsonl", big.len()));
     write_catalog(&file, &big)?;
     eprintln!("latency: {} datasets in {}", big.len(), file.display());
-    let data = work.join("latency");
-    let prepared = prepare(&args.medledger, &data, &file)?;
+    let data = args.reuse_data.clone().unwrap_or_else(|| work.join("latency"));
+    let prepared = prepare(&args.medledger, &data, &file, args.reuse_data.is_none())?;
     let index_bytes = dir_size(&data.join("catalog-index"));
     let mix = request_mix(&judged.iter().map(|j| j.query.clone()).collect::<Vec<_>>());
 
@@ -278,11 +289,14 @@ async fn latency(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let judged_file = std::fs::read_to_string(&args.judged).with_context(|| format!("read {}", args.judged.display()))?;
+    let judged: Vec<Judged> = serde_json::from_str(&judged_file).context("judged queries")?;
+    if let Some(dir) = &args.probe_index {
+        let mix = request_mix(&judged.iter().map(|j| j.query.clone()).collect::<Vec<_>>());
+        return probe::run(dir, &mix, args.probe_passes);
+    }
     anyhow::ensure!(args.medledger.exists(), "{} not found: cargo build --release -p medledger-api", args.medledger.display());
     anyhow::ensure!(args.rate > 0 && args.seconds > 0, "--rate and --seconds must be positive");
-    let judged: Vec<Judged> =
-        serde_json::from_str(&std::fs::read_to_string(&args.judged).with_context(|| format!("read {}", args.judged.display()))?)
-            .context("judged queries")?;
     let work = std::env::temp_dir().join(format!("medledger-bench-search-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod catalog;
 pub mod collection;
 pub mod dataset_item;
+pub mod inference;
 pub mod role;
 pub mod session;
 pub mod user;

@@ -44,7 +44,7 @@ pub enum Request {
 }
 
 impl Request {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Request::Search { text, filters } => format!("search {text:?} {}", filters.json()),
             Request::List { text, modality } => format!("list {text:?} modality={modality:?}"),

@@ -22,7 +22,7 @@ fn medledger(bin: &Path, data_dir: &Path) -> Command {
 }
 
 /// Runs a CLI command to completion: its wall time and stdout.
-fn run_cli(bin: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<(Duration, String)> {
+pub fn run_cli(bin: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<(Duration, String)> {
     let started = Instant::now();
     let out = medledger(bin, data_dir).args(args).stdin(Stdio::null()).output().with_context(|| format!("run {}", bin.display()))?;
     let elapsed = started.elapsed();
@@ -42,10 +42,14 @@ pub struct Prepared {
     pub index_out: String,
 }
 
-pub fn prepare(bin: &Path, data_dir: &Path, file: &Path) -> anyhow::Result<Prepared> {
+pub fn prepare(bin: &Path, data_dir: &Path, file: &Path, import: bool) -> anyhow::Result<Prepared> {
     let file = file.to_str().context("catalog path is not UTF-8")?;
-    eprintln!("  import {file}");
-    let (import, import_out) = run_cli(bin, data_dir, &["catalog", "import", file])?;
+    let (import, import_out) = if import {
+        eprintln!("  import {file}");
+        run_cli(bin, data_dir, &["catalog", "import", file])?
+    } else {
+        (Duration::ZERO, "not run: --reuse-data".to_string())
+    };
     eprintln!("  replay catalog_index");
     let (index, index_out) = run_cli(bin, data_dir, &["replay", "--projection", "catalog_index"])?;
     Ok(Prepared { import, import_out: import_out.trim().to_string(), index, index_out: last_line(&index_out, "catalog_index:") })

@@ -16,7 +16,7 @@ use medledger_domain::catalog::{DatasetEvent, DatasetFields};
 use tantivy::schema::{Facet, FacetOptions, Field, INDEXED, STORED, STRING, Schema};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-pub use search::{Facets, SearchFilters, SearchHit, SearchHits, SearchRequest, Semantics};
+pub use search::{Faceted, Facets, SearchFilters, SearchHit, SearchHits, SearchRequest, Semantics};
 
 use crate::ProjectionError;
 
@@ -165,6 +165,25 @@ impl CatalogIndex {
         Ok(index)
     }
 
+    /// Merges every segment into one. A rebuild leaves a dozen segments; each costs
+    /// every query its own term-dictionary walk (fuzzy matches above all) and postings
+    /// set-up, so one segment answers several times faster.
+    pub fn compact(&self) -> Result<(), IndexError> {
+        let mut writer = self.lock()?;
+        Self::compact_with(&self.index, &mut writer)?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn compact_with(index: &Index, writer: &mut IndexWriter) -> Result<(), IndexError> {
+        let segments = index.searchable_segment_ids()?;
+        if segments.len() > 1 {
+            // The merge keeps the last commit's payload: the checkpoint is unchanged.
+            writer.merge(&segments).wait()?;
+        }
+        Ok(())
+    }
+
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
@@ -273,10 +292,13 @@ impl Rebuild<'_> {
         }
     }
 
-    /// Commits the rebuilt index; returns the position it reflects.
+    /// Commits the rebuilt index, then merges it into one segment; returns the position
+    /// it reflects.
     pub fn finish(mut self) -> Result<Position, IndexError> {
         let last = self.last;
         self.index.commit(&mut self.writer, last)?;
+        CatalogIndex::compact_with(&self.index.index, &mut self.writer)?;
+        self.index.reader.reload()?;
         Ok(last.position)
     }
 }

@@ -59,13 +59,19 @@ pub struct SearchHit {
 /// Counts per value, per dimension (modality, area, task_type, tags).
 pub type Facets = BTreeMap<&'static str, BTreeMap<String, u64>>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchHits {
-    /// How many datasets match in all.
-    pub total: usize,
     /// The requested page, best first.
     pub hits: Vec<SearchHit>,
-    pub facets: Option<Facets>,
+    /// Only when asked for: counting every match costs time.
+    pub facets: Option<Faceted>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faceted {
+    /// How many datasets match in all.
+    pub total: usize,
+    pub counts: Facets,
 }
 
 /// How many concept groups of a query are used; the rest of a very long query is ignored.
@@ -78,10 +84,6 @@ const FACET_DIMENSIONS: [&str; 4] = ["modality", "area", "task_type", "tags"];
 /// Tags are open-ended: only the most frequent are counted.
 const MAX_TAG_FACETS: usize = 30;
 
-fn boosted(q: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
-    Box::new(BoostQuery::new(q, boost))
-}
-
 fn term_query(field: Field, text: &str) -> Box<dyn Query> {
     Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::WithFreqs))
 }
@@ -90,64 +92,102 @@ fn any_of(field: Field, values: &[String]) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(values.iter().map(|v| (Occur::Should, term_query(field, v))).collect()))
 }
 
+fn is_cyrillic(word: &str) -> bool {
+    word.chars().any(|c| matches!(c, 'а'..='я' | 'ё' | 'А'..='Я' | 'Ё'))
+}
+
+/// One way a concept can match, before it becomes a tantivy query: comparable, so that
+/// wordings sharing a stem ("lesion", "lesions") count once, at their highest weight.
+#[derive(Debug, Clone, PartialEq)]
+enum Clause {
+    Term { field: Field, text: String },
+    Phrase { field: Field, terms: Vec<String> },
+    Fuzzy { field: Field, text: String, distance: u8 },
+}
+
+impl Clause {
+    fn query(&self, boost: f32) -> Box<dyn Query> {
+        let inner: Box<dyn Query> = match self {
+            Clause::Term { field, text } => term_query(*field, text),
+            Clause::Phrase { field, terms } => {
+                Box::new(PhraseQuery::new(terms.iter().map(|t| Term::from_field_text(*field, t)).collect()))
+            }
+            Clause::Fuzzy { field, text, distance } => {
+                Box::new(FuzzyTermQuery::new(Term::from_field_text(*field, text), *distance, true))
+            }
+        };
+        if boost == 1.0 { inner } else { Box::new(BoostQuery::new(inner, boost)) }
+    }
+}
+
+/// The clauses of one concept with their weights, each clause once.
+#[derive(Default)]
+struct Weighted(Vec<(Clause, f32)>);
+
+impl Weighted {
+    fn add(&mut self, clause: Clause, weight: f32) {
+        match self.0.iter_mut().find(|(c, _)| *c == clause) {
+            Some((_, w)) => *w = w.max(weight),
+            None => self.0.push((clause, weight)),
+        }
+    }
+}
+
 impl CatalogIndex {
     /// Clauses matching one alternative wording of a concept in a pair of (title, body)
     /// fields analysed for `language`.
-    fn text_clauses(&self, searcher: &Searcher, language: Language, title: Field, body: Field, alt: &str) -> Vec<Box<dyn Query>> {
+    fn text_clauses(&self, searcher: &Searcher, language: Language, title: Field, body: Field, alt: &str, weight: f32, out: &mut Weighted) {
         let terms = analysis::terms(language, alt);
-        let mut out: Vec<Box<dyn Query>> = Vec::new();
         match terms.as_slice() {
             [] => {}
             [one] => {
-                out.push(boosted(term_query(title, one), 2.0));
-                out.push(term_query(body, one));
+                out.add(Clause::Term { field: title, text: one.clone() }, 2.0 * weight);
+                out.add(Clause::Term { field: body, text: one.clone() }, weight);
                 // A word the index has never seen is probably misspelt: let it match
                 // indexed words within its typo budget, at a discount.
-                let budget = typo_budget(alt.chars().count()) as u8;
+                let distance = typo_budget(alt.chars().count()) as u8;
                 let unseen = || {
                     [title, body].iter().all(|f| searcher.doc_freq(&Term::from_field_text(*f, one)).map(|n| n == 0).unwrap_or(true))
                 };
-                if budget > 0 && unseen() {
-                    for (field, weight) in [(title, 1.0), (body, 0.5)] {
-                        let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, one), budget, true);
-                        out.push(boosted(Box::new(fuzzy), weight));
-                    }
+                // Walking the term dictionary with a Levenshtein automaton is the most
+                // expensive step of a query; pointless when no indexed word is written
+                // in the word's alphabet (a Russian word against an English catalog).
+                if distance > 0 && unseen() && script_present(searcher, [title, body], one) {
+                    out.add(Clause::Fuzzy { field: title, text: one.clone(), distance }, weight);
+                    out.add(Clause::Fuzzy { field: body, text: one.clone(), distance }, 0.5 * weight);
                 }
             }
             many => {
-                for (field, weight) in [(title, 2.0), (body, 1.0)] {
-                    let phrase = PhraseQuery::new(many.iter().map(|t| Term::from_field_text(field, t)).collect());
-                    out.push(boosted(Box::new(phrase), weight));
-                }
+                out.add(Clause::Phrase { field: title, terms: many.to_vec() }, 2.0 * weight);
+                out.add(Clause::Phrase { field: body, terms: many.to_vec() }, weight);
             }
         }
-        out
     }
 
     /// One concept: any of its wordings, in either language's fields, or its modality
     /// or area as a soft filter.
     fn group_query(&self, searcher: &Searcher, group: &[String]) -> Option<Box<dyn Query>> {
         let f = self.fields;
-        let mut clauses: Vec<Box<dyn Query>> = Vec::new();
+        let mut clauses = Weighted::default();
         for (i, alt) in group.iter().enumerate() {
             // The preferred wording counts fully, synonyms less: "echocardiography" should
             // favour echo datasets over every dataset that merely says "ultrasound".
             let weight = if i == 0 { 1.0 } else { SYNONYM_WEIGHT };
-            let mut mine = if alt.chars().any(|c| matches!(c, 'а'..='я' | 'ё' | 'А'..='Я' | 'Ё')) {
-                self.text_clauses(searcher, Language::Russian, f.title_ru, f.text_ru, alt)
+            if is_cyrillic(alt) {
+                self.text_clauses(searcher, Language::Russian, f.title_ru, f.text_ru, alt, weight, &mut clauses);
             } else {
-                self.text_clauses(searcher, Language::English, f.title_en, f.text_en, alt)
-            };
+                self.text_clauses(searcher, Language::English, f.title_en, f.text_en, alt, weight, &mut clauses);
+            }
             if let Some(code) = modality_code(alt) {
-                mine.push(boosted(term_query(f.modality, code), 1.5));
+                clauses.add(Clause::Term { field: f.modality, text: code.to_string() }, 1.5 * weight);
             }
             if let Some(area) = area_code(alt) {
-                mine.push(boosted(term_query(f.area, area), 1.5));
+                clauses.add(Clause::Term { field: f.area, text: area.to_string() }, 1.5 * weight);
             }
-            clauses.extend(mine.into_iter().map(|c| if i == 0 { c } else { boosted(c, weight) }));
         }
-        clauses.dedup_by(|a, b| format!("{a:?}") == format!("{b:?}"));
-        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses.into_iter().map(|c| (Occur::Should, c)).collect())) as _)
+        (!clauses.0.is_empty()).then(|| {
+            Box::new(BooleanQuery::new(clauses.0.iter().map(|(c, w)| (Occur::Should, c.query(*w))).collect())) as _
+        })
     }
 
     fn filter_clauses(&self, filters: &SearchFilters) -> Vec<(Occur, Box<dyn Query>)> {
@@ -161,47 +201,61 @@ impl CatalogIndex {
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchHits, IndexError> {
         let searcher = self.reader.searcher();
-        let groups: Vec<Box<dyn Query>> = vocabulary::expand(&request.text)
-            .iter()
-            .take(MAX_GROUPS)
-            .filter_map(|g| self.group_query(&searcher, g))
-            .collect();
-        let occur = match request.semantics {
-            Semantics::AllConcepts => Occur::Must,
-            Semantics::Ranked => Occur::Should,
-        };
+        let mut groups: Vec<Box<dyn Query>> = Vec::new();
+        let mut occurs: Vec<Occur> = Vec::new();
+        for group in vocabulary::expand(&request.text).iter().take(MAX_GROUPS) {
+            let Some(query) = self.group_query(&searcher, group) else { continue };
+            // The catalog is written in English: a Russian word the vocabulary does not
+            // know can only match the rare Russian text, so even a filter-like query
+            // ("МРТ коленного сустава") must not require it.
+            let unknown_russian = matches!(group.as_slice(), [word] if is_cyrillic(word));
+            occurs.push(match request.semantics {
+                Semantics::AllConcepts if !unknown_russian => Occur::Must,
+                _ => Occur::Should,
+            });
+            groups.push(query);
+        }
         let mut clauses = self.filter_clauses(&request.filters);
         if groups.is_empty() {
             clauses.push((Occur::Must, Box::new(AllQuery)));
         } else {
-            let text = BooleanQuery::new(groups.iter().map(|g| (occur, g.box_clone())).collect());
+            let text = BooleanQuery::new(occurs.iter().zip(&groups).map(|(o, g)| (*o, g.box_clone())).collect());
             clauses.push((Occur::Must, Box::new(text)));
         }
         let query = BooleanQuery::new(clauses);
         let page_end = request.offset.saturating_add(request.limit);
-        let depth = page_end.max(RERANK_DEPTH);
-        let (top, total, facets) = if request.facets {
+        let top_docs = TopDocs::with_limit(page_end.max(RERANK_DEPTH)).order_by_score();
+        // Counting visits every match; without facets nobody asks for the total, and the
+        // top documents alone let tantivy skip blocks that cannot make the cut.
+        let (top, facets) = if request.facets {
             let mut facets = FacetCollector::for_field("facets");
             for d in FACET_DIMENSIONS {
                 facets.add_facet(format!("/{d}").as_str());
             }
-            let (top, total, counts) = searcher.search(&query, &(TopDocs::with_limit(depth).order_by_score(), Count, facets))?;
-            (top, total, Some(facet_map(&counts)))
+            let (top, total, counts) = searcher.search(&query, &(top_docs, Count, facets))?;
+            (top, Some(Faceted { total, counts: facet_map(&counts) }))
         } else {
-            let (top, total) = searcher.search(&query, &(TopDocs::with_limit(depth).order_by_score(), Count))?;
-            (top, total, None)
+            (searcher.search(&query, &top_docs)?, None)
         };
         let coverage = self.coverage(&searcher, &groups, &top)?;
         let best = top.first().map(|(s, _)| *s).filter(|s| *s > 0.0).unwrap_or(1.0);
         let mut ranked = Vec::with_capacity(top.len());
+        // Opening a fast-field column is not free: once per segment, not per hit.
+        let mut ids = Vec::with_capacity(searcher.segment_readers().len());
+        for segment in searcher.segment_readers() {
+            ids.push(segment.fast_fields().i64("id")?);
+        }
         for ((score, address), covered) in top.iter().zip(coverage) {
-            let id = self.id_of(&searcher, *address)?;
+            let id = ids
+                .get(address.segment_ord as usize)
+                .and_then(|column| column.first(address.doc_id))
+                .ok_or_else(|| IndexError::Tantivy(tantivy::TantivyError::InternalError("document without id".into())))?;
             let relevance = if groups.is_empty() { 1.0 } else { 0.7 * covered + 0.3 * (score / best).clamp(0.0, 1.0) };
             ranked.push(SearchHit { id, relevance: (relevance * 10_000.0).round() / 10_000.0 });
         }
         ranked.sort_by(|a, b| b.relevance.total_cmp(&a.relevance).then(a.id.cmp(&b.id)));
         let hits = ranked.into_iter().skip(request.offset).take(request.limit).collect();
-        Ok(SearchHits { total, hits, facets })
+        Ok(SearchHits { hits, facets })
     }
 
     /// For each hit, the share of concept groups it matches.
@@ -232,11 +286,18 @@ impl CatalogIndex {
         }
         Ok(matched.into_iter().map(|m| m as f32 / groups.len() as f32).collect())
     }
+}
 
-    fn id_of(&self, searcher: &Searcher, address: DocAddress) -> Result<i64, IndexError> {
-        let column = searcher.segment_reader(address.segment_ord).fast_fields().i64("id")?;
-        column.first(address.doc_id).ok_or_else(|| IndexError::Tantivy(tantivy::TantivyError::InternalError("document without id".into())))
-    }
+/// Whether any segment holds, in one of `fields`, a term in the same alphabet (Latin
+/// or Cyrillic) as `word`.
+fn script_present(searcher: &Searcher, fields: [Field; 2], word: &str) -> bool {
+    let (from, to) = if is_cyrillic(word) { ("\u{400}", "\u{530}") } else { ("", "\u{250}") };
+    searcher.segment_readers().iter().any(|segment| {
+        fields.iter().any(|field| {
+            let Ok(inverted) = segment.inverted_index(*field) else { return true };
+            inverted.terms().range().ge(from).lt(to).into_stream().map(|mut stream| stream.advance()).unwrap_or(true)
+        })
+    })
 }
 
 fn facet_map(counts: &tantivy::collector::FacetCounts) -> Facets {

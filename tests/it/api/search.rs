@@ -103,6 +103,31 @@ async fn typos_inflections_and_soft_filters() {
 }
 
 #[tokio::test]
+async fn the_list_filter_does_not_require_russian_words_the_vocabulary_lacks() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    import(&app).await;
+    let token = app.register("reader@example.org").await.1;
+    let list = |q: &str| format!("/api/v1/datasets/?q={}", urlencoding(q));
+    // "сустава" (of the joint) is not in the vocabulary and no English description says it.
+    let knee = expect(app.get(&list("МРТ коленного"), Some(&token)).await, 200).await;
+    let knee_joint = expect(app.get(&list("МРТ коленного сустава"), Some(&token)).await, 200).await;
+    let slugs = |v: &Value| v.as_array().unwrap().iter().map(|d| d["slug"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(slugs(&knee).contains(&"mrnet".to_string()), "{:?}", slugs(&knee));
+    assert_eq!(slugs(&knee_joint), slugs(&knee), "the unknown word neither empties nor changes the list");
+    // Known concepts still all have to match: knee *and* CT finds no knee MRI dataset.
+    let knee_ct = expect(app.get(&list("КТ коленного сустава"), Some(&token)).await, 200).await;
+    for d in knee_ct.as_array().unwrap() {
+        assert!(d["modality"].as_array().unwrap().contains(&json!("CT")) || d["description"].as_str().unwrap().contains("CT"), "{d}");
+    }
+}
+
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[tokio::test]
 async fn facets_count_the_whole_result_set() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     import(&app).await;

@@ -105,7 +105,7 @@ async fn search(
         facets: with_facets,
     };
     let index = state.catalog_index.clone();
-    let SearchHits { total, hits, facets } =
+    let SearchHits { hits, facets } =
         tokio::task::spawn_blocking(move || index.search(&request)).await.map_err(|_| ApiError::internal())??;
     let ids: Vec<i64> = hits.iter().map(|h| h.id).collect();
     let rows = queries::datasets_in_order(&state.dbs.read, &ids).await?;
@@ -116,8 +116,8 @@ async fn search(
             Some(json!({ "dataset": row, "relevance_score": hit.relevance }))
         })
         .collect();
-    if with_facets {
-        return Ok(Json(json!({ "count": total, "results": results, "facets": facets })));
+    if let Some(faceted) = facets {
+        return Ok(Json(json!({ "count": faceted.total, "results": results, "facets": faceted.counts })));
     }
     Ok(Json(Value::Array(results)))
 }
