@@ -107,6 +107,11 @@ def main():
         "model_sha256": sha,
         "detections_row": ["cx", "cy", "w", "h", "rotation", "objectness"] + [f"p_{c}" for c in synth.PRIMITIVES],
         "score": "objectness * max(class probabilities)",
+        "notes": ["values are onnxruntime float32 outputs (scores recomputed in float64 from them); compare with an "
+                  "absolute tolerance of ~1e-4 to allow for other ORT builds / thread counts",
+                  "match top_rows by `row` index, not by position: low-ranked rows can have scores only ~1e-5 apart",
+                  "rows are grid cells in row-major order: row = gy * grid + gx (tiny: grid 8, 64 rows; large: grid 16, 256 rows)",
+                  "rotation of spheres is meaningless (label always 0; the circular training loss makes 0.999 == 0)"],
         "images": [],
     }
     for k, key in enumerate(WANT):
