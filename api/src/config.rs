@@ -29,6 +29,13 @@ pub struct Config {
     pub mail_from: String,
     /// How long a built collection archive stays downloadable (`MEDLEDGER_COLLECTION_TTL_SECS`).
     pub collection_ttl: chrono::Duration,
+    /// ONNX Runtime's shared library (`MEDLEDGER_ONNXRUNTIME`); unset: `ORT_DYLIB_PATH`,
+    /// then where `scripts/fetch-onnxruntime.sh` puts it.
+    pub onnxruntime: Option<PathBuf>,
+    /// Intra-op threads of each model session (`MEDLEDGER_INFERENCE_THREADS`).
+    pub inference_threads: usize,
+    /// Inference tasks in flight at once (`MEDLEDGER_INFERENCE_QUEUE`).
+    pub inference_queue: usize,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -63,6 +70,9 @@ impl Config {
             collection_ttl: chrono::Duration::seconds(
                 env_opt("MEDLEDGER_COLLECTION_TTL_SECS").and_then(|v| v.parse().ok()).unwrap_or(7 * 24 * 3600),
             ),
+            onnxruntime: env_opt("MEDLEDGER_ONNXRUNTIME").map(PathBuf::from),
+            inference_threads: env_u32("MEDLEDGER_INFERENCE_THREADS", 1).max(1) as usize,
+            inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
         }
     }
 

@@ -11,7 +11,8 @@ use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
 use medledger_application::collections::Collections;
 use medledger_application::ports::BlobStore;
-use medledger_application::sagas::CollectionBuildSaga;
+use medledger_application::inference::InferenceTasks;
+use medledger_application::sagas::{CollectionBuildSaga, InferenceSaga};
 use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_projections::catalog_index::CatalogIndex;
 use medledger_application::codec::EventCodec;
@@ -49,6 +50,7 @@ pub struct Core {
     pub accounts: Accounts,
     pub catalog: Catalog,
     pub collections: Collections,
+    pub inference: InferenceTasks,
     pub codec: EventCodec,
     pub secret: Vec<u8>,
 }
@@ -70,7 +72,17 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let ids: Arc<dyn medledger_application::ports::IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
     let catalog = Catalog::new(ledger.clone(), ids.clone());
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(config.blob_dir()));
-    let collections = Collections::new(ledger.clone(), ids.clone(), blobs, Arc::new(SystemClock), config.collection_ttl);
+    let collections = Collections::new(ledger.clone(), ids.clone(), blobs.clone(), Arc::new(SystemClock), config.collection_ttl);
+    let engine = match medledger_infrastructure::onnx::find_library(config.onnxruntime.as_deref()) {
+        Some(library) => medledger_infrastructure::onnx::OnnxEngine::new(&library, config.inference_threads)
+            .map(|e| Arc::new(e) as Arc<dyn medledger_application::ports::InferenceEngine>),
+        None => Err("ONNX Runtime not found: run scripts/fetch-onnxruntime.sh or set MEDLEDGER_ONNXRUNTIME".to_string()),
+    };
+    if let Err(e) = &engine {
+        tracing::warn!(error = %e, "inference tasks will fail until ONNX Runtime is available");
+    }
+    let images = Arc::new(medledger_infrastructure::onnx::UploadedImages { max_side: crate::builtin_models::MAX_IMAGE_SIDE });
+    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine);
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
@@ -85,7 +97,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         directory,
         Arc::new(SystemClock),
     );
-    Ok(Core { dbs, ledger, accounts, catalog, collections, codec, secret })
+    Ok(Core { dbs, ledger, accounts, catalog, collections, inference, codec, secret })
 }
 
 fn prometheus() -> Option<PrometheusHandle> {
@@ -141,9 +153,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let runner = runner
         .saga(Arc::new(saga))
         .saga(Arc::new(CollectionBuildSaga::new(core.collections.clone())))
+        .saga(Arc::new(InferenceSaga::new(core.inference.clone(), config.inference_queue)))
         .spawn();
 
-    let api = [routes::logins::routes, routes::myo::routes, routes::medagg::routes, routes::ops::routes]
+    let api = [routes::logins::routes, routes::myo::routes, routes::medagg::routes, routes::inference::routes, routes::ops::routes]
         .into_iter()
         .fold(Api::default(), |api, mount| mount(api))
         .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)"))
@@ -158,6 +171,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         catalog: core.catalog,
         catalog_index,
         collections: core.collections,
+        inference: core.inference,
         progress: runner.progress(),
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),
@@ -166,6 +180,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         openapi: document,
     };
     bootstrap_admin(&state).await?;
+    state.inference.register_builtins(&crate::builtin_models::builtins()).await.map_err(|e| anyhow::anyhow!("built-in models: {e}"))?;
 
     let limited = api.limited.route_layer(from_fn_with_state(state.clone(), middleware::auth_rate_limit));
     let router = api

@@ -6,6 +6,7 @@ use std::time::Duration;
 use medledger_application::accounts::Accounts;
 use medledger_application::catalog::Catalog;
 use medledger_application::collections::Collections;
+use medledger_application::inference::InferenceTasks;
 use medledger_application::ledger::Ledger;
 use medledger_application::ports::Position;
 use medledger_infrastructure::aux::IdempotencyRecords;
@@ -30,6 +31,7 @@ pub struct AppState {
     /// The catalog's full-text index (kept current by the runner).
     pub catalog_index: Arc<CatalogIndex>,
     pub collections: Collections,
+    pub inference: InferenceTasks,
     pub progress: Progress,
     pub idempotency: Arc<IdempotencyRecords>,
     pub auth_limiter: Arc<RateLimiter>,

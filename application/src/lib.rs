@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod chain;
 pub mod codec;
 pub mod collections;
+pub mod inference;
 mod error;
 pub mod ledger;
 pub mod metadata;

@@ -222,6 +222,8 @@ pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key`, replacing nothing half-written: readers see the
     /// whole blob or none.
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The blob's bytes, or None if there is none under `key`.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Bundles blobs into a ZIP at `key` (stored, not compressed: images compress
     /// badly), plus generated files (manifests). `progress` gets 0-100 as it goes. The
@@ -246,4 +248,37 @@ pub struct ArchiveEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveInfo {
     pub size_bytes: i64,
+}
+
+/// An image decoded to 8-bit RGB, row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// An uploaded image that passed the checks.
+#[derive(Debug, Clone)]
+pub struct CheckedImage {
+    /// `image/jpeg` or `image/png`.
+    pub content_type: &'static str,
+    pub image: RgbImage,
+}
+
+/// Reads uploaded images. Refusals are sentences a client can act on.
+pub trait ImageDecoder: Send + Sync {
+    /// Checks the format (JPEG or PNG) and size from the header before decoding the whole
+    /// image, so a 20000×20000 PNG is refused without allocating for it.
+    fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, String>;
+}
+
+/// Runs ONNX models. Loading checks a graph against its manifest; running is blocking
+/// (CPU-bound): callers keep it off the async runtime.
+pub trait InferenceEngine: Send + Sync {
+    fn load(&self, model_id: medledger_domain::inference::ModelId, manifest: &medledger_domain::inference::ModelManifest, onnx: &[u8]) -> Result<(), String>;
+    fn is_loaded(&self, model_id: medledger_domain::inference::ModelId) -> bool;
+    /// Resizes and normalises `image` as the model's manifest says, runs the model and
+    /// returns its one output tensor, flattened.
+    fn run(&self, model_id: medledger_domain::inference::ModelId, image: &RgbImage) -> Result<Vec<f32>, String>;
 }

@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod crypto;
 pub mod jwt;
 pub mod mail;
+pub mod onnx;
 mod migrate;
 pub mod password;
 pub mod secret;

@@ -31,6 +31,7 @@ impl Migrations {
             (1, "read_models", include_str!("../../migrations/read/0001_read_models.sql")),
             (2, "datasets", include_str!("../../migrations/read/0002_datasets.sql")),
             (3, "collections", include_str!("../../migrations/read/0003_collections.sql")),
+            (4, "inference", include_str!("../../migrations/read/0004_inference.sql")),
         ],
     };
 

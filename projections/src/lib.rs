@@ -11,6 +11,7 @@ pub mod catalog_index;
 pub mod collection_queries;
 mod collections;
 mod error;
+pub mod inference;
 pub mod queries;
 mod runner;
 mod users;
@@ -23,6 +24,7 @@ pub use audit_log::AuditLogProjection;
 pub use catalog::DatasetsProjection;
 pub use collections::{CollectionsProjection, DatasetItemsProjection};
 pub use error::ProjectionError;
+pub use inference::{InferenceModelsProjection, InferenceTasksProjection};
 pub use runner::{Progress, Runner, RunnerHandle, rebuild, table_snapshot};
 pub use users::{SqlUserDirectory, UsersProjection};
 
@@ -44,6 +46,8 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(DatasetsProjection),
         std::sync::Arc::new(DatasetItemsProjection),
         std::sync::Arc::new(CollectionsProjection),
+        std::sync::Arc::new(InferenceModelsProjection),
+        std::sync::Arc::new(InferenceTasksProjection),
     ]
 }
 

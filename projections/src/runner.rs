@@ -268,10 +268,13 @@ async fn step(
             // At-least-once: the checkpoint moves after each handled event, and
             // each saga's effects are idempotent for a redelivered event.
             let mut at = checkpoint;
+            let mut decoded = Vec::with_capacity(events.len());
             for recorded in events {
-                let position = recorded.position;
-                let decoded = codec.decode(recorded).await?;
-                s.handle(&decoded).await?;
+                decoded.push(codec.decode(recorded).await?);
+            }
+            for batch in decoded.chunks(s.batch().max(1)) {
+                let Some(position) = batch.last().map(|e| e.recorded.position) else { continue };
+                s.handle_batch(batch).await?;
                 let mut conn = db.acquire().await?;
                 if !advance_checkpoint(&mut conn, &name, at, position).await? {
                     return Ok(Some(load_checkpoint(db, &name).await?));

@@ -2,4 +2,5 @@
 //! conformance suite against both adapters.
 
 mod api;
+mod inference_engine;
 mod store;

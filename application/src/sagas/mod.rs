@@ -3,6 +3,7 @@
 //! every effect here must be idempotent.
 
 mod collection_build;
+mod inference;
 mod reset_mail;
 
 use async_trait::async_trait;
@@ -11,10 +12,25 @@ use crate::AppError;
 use crate::codec::DecodedEvent;
 
 pub use collection_build::CollectionBuildSaga;
+pub use inference::InferenceSaga;
 pub use reset_mail::ResetMailSaga;
 
 #[async_trait]
 pub trait Saga: Send + Sync {
     fn name(&self) -> &'static str;
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError>;
+
+    /// How many events the runner hands over at once; the checkpoint moves past them
+    /// only when all are handled.
+    fn batch(&self) -> usize {
+        1
+    }
+
+    /// Handles a batch; a saga may work on its events concurrently.
+    async fn handle_batch(&self, events: &[DecodedEvent]) -> Result<(), AppError> {
+        for event in events {
+            self.handle(event).await?;
+        }
+        Ok(())
+    }
 }

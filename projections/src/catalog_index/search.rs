@@ -7,9 +7,10 @@
 //! has never seen (typos), and the modality/area fields when the group names a modality
 //! or an area (a soft filter: it raises those datasets without excluding the others).
 //!
-//! Ranking: BM25 picks candidates; they are re-ranked by the share of groups they match
-//! (a dataset about "pneumonia" *and* "chest" *and* "CT" before one about CT alone), then
-//! by BM25 relative to the best candidate. That blend is the relevance score in [0, 1].
+//! Ranking: datasets matching more concept groups come first (one about "pneumonia"
+//! *and* "chest" *and* "CT" before one about CT alone), then by BM25. When the datasets
+//! matching every group fill the page they are found by an intersection; otherwise BM25
+//! picks candidates from every partial match and they are sorted by that tier order.
 
 use std::collections::BTreeMap;
 
@@ -215,18 +216,31 @@ impl CatalogIndex {
             });
             groups.push(query);
         }
-        let mut clauses = self.filter_clauses(&request.filters);
-        if groups.is_empty() {
-            clauses.push((Occur::Must, Box::new(AllQuery)));
-        } else {
-            let text = BooleanQuery::new(occurs.iter().zip(&groups).map(|(o, g)| (*o, g.box_clone())).collect());
-            clauses.push((Occur::Must, Box::new(text)));
-        }
-        let query = BooleanQuery::new(clauses);
+        let query_of = |occurs: &[Occur]| {
+            let mut clauses = self.filter_clauses(&request.filters);
+            if groups.is_empty() {
+                clauses.push((Occur::Must, Box::new(AllQuery) as Box<dyn Query>));
+            } else {
+                let text = BooleanQuery::new(occurs.iter().zip(&groups).map(|(o, g)| (*o, g.box_clone())).collect());
+                clauses.push((Occur::Must, Box::new(text)));
+            }
+            BooleanQuery::new(clauses)
+        };
         let page_end = request.offset.saturating_add(request.limit);
+        // Datasets matching every concept rank above all others. When there are enough
+        // of them to fill the page, finding them is an intersection, which skips most of
+        // the catalog; only otherwise does the search score every partial match.
+        if request.semantics == Semantics::Ranked && !request.facets && groups.len() > 1 {
+            let all = query_of(&vec![Occur::Must; groups.len()]);
+            let top = searcher.search(&all, &TopDocs::with_limit(page_end).order_by_score())?;
+            if top.len() >= page_end {
+                let coverage = vec![1.0; top.len()];
+                return Ok(SearchHits { hits: self.rank(&searcher, &top, &coverage, groups.len(), request)?, facets: None });
+            }
+        }
+        let query = query_of(&occurs);
         let top_docs = TopDocs::with_limit(page_end.max(RERANK_DEPTH)).order_by_score();
-        // Counting visits every match; without facets nobody asks for the total, and the
-        // top documents alone let tantivy skip blocks that cannot make the cut.
+        // Counting visits every match; without facets nobody asks for the total.
         let (top, facets) = if request.facets {
             let mut facets = FacetCollector::for_field("facets");
             for d in FACET_DIMENSIONS {
@@ -238,24 +252,48 @@ impl CatalogIndex {
             (searcher.search(&query, &top_docs)?, None)
         };
         let coverage = self.coverage(&searcher, &groups, &top)?;
-        let best = top.first().map(|(s, _)| *s).filter(|s| *s > 0.0).unwrap_or(1.0);
-        let mut ranked = Vec::with_capacity(top.len());
+        Ok(SearchHits { hits: self.rank(&searcher, &top, &coverage, groups.len(), request)?, facets })
+    }
+
+    /// Orders candidates by how many concepts they match, then by BM25. The relevance
+    /// score keeps that order in [0, 1]: a dataset matching m of n concepts scores
+    /// between (m − 1)/n and m/n, placed by its BM25 relative to the best of its tier.
+    fn rank(
+        &self,
+        searcher: &Searcher,
+        top: &[(f32, DocAddress)],
+        coverage: &[f32],
+        groups: usize,
+        request: &SearchRequest,
+    ) -> Result<Vec<SearchHit>, IndexError> {
+        let matched = |covered: f32| (covered * groups as f32).round().max(1.0);
+        let mut best_of_tier: BTreeMap<u32, f32> = BTreeMap::new();
+        for ((score, _), covered) in top.iter().zip(coverage) {
+            let best = best_of_tier.entry(matched(*covered) as u32).or_insert(0.0);
+            *best = best.max(*score);
+        }
         // Opening a fast-field column is not free: once per segment, not per hit.
         let mut ids = Vec::with_capacity(searcher.segment_readers().len());
         for segment in searcher.segment_readers() {
             ids.push(segment.fast_fields().i64("id")?);
         }
+        let mut ranked = Vec::with_capacity(top.len());
         for ((score, address), covered) in top.iter().zip(coverage) {
             let id = ids
                 .get(address.segment_ord as usize)
                 .and_then(|column| column.first(address.doc_id))
                 .ok_or_else(|| IndexError::Tantivy(tantivy::TantivyError::InternalError("document without id".into())))?;
-            let relevance = if groups.is_empty() { 1.0 } else { 0.7 * covered + 0.3 * (score / best).clamp(0.0, 1.0) };
+            let relevance = if groups == 0 {
+                1.0
+            } else {
+                let m = matched(*covered);
+                let best = best_of_tier.get(&(m as u32)).copied().filter(|b| *b > 0.0).unwrap_or(1.0);
+                ((m - 1.0 + (score / best).clamp(0.0, 1.0)) / groups as f32).clamp(0.0, 1.0)
+            };
             ranked.push(SearchHit { id, relevance: (relevance * 10_000.0).round() / 10_000.0 });
         }
         ranked.sort_by(|a, b| b.relevance.total_cmp(&a.relevance).then(a.id.cmp(&b.id)));
-        let hits = ranked.into_iter().skip(request.offset).take(request.limit).collect();
-        Ok(SearchHits { hits, facets })
+        Ok(ranked.into_iter().skip(request.offset).take(request.limit).collect())
     }
 
     /// For each hit, the share of concept groups it matches.

@@ -5,6 +5,7 @@ mod bad_input;
 mod catalog;
 mod collections;
 mod identity;
+mod inference;
 mod ops;
 mod privacy;
 mod replay;

@@ -1,0 +1,284 @@
+//! Inference tasks (contract 004): a user uploads an image and picks a detection and a
+//! scene-classification model; the inference saga runs both and records the result.
+//!
+//! Models are aggregates too (`model-{id}`): the built-in ones are registered at start
+//! (idempotently), admins register more at run time. Their ONNX bytes live in the blob
+//! store; each process loads a model's session the first time it needs it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use medledger_domain::{Aggregate, DomainError};
+use medledger_domain::inference::model::{self, Model, ModelCommand};
+use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput, TaskStatus};
+use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelManifest, TaskId, decode_detections, top_class};
+use sha2::Digest as _;
+
+use crate::AppError;
+use crate::ledger::Ledger;
+use crate::metadata::CommandContext;
+use crate::ports::{BlobStore, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage};
+
+/// Detections below this score are dropped; overlapping boxes of one class above this
+/// IoU are merged (greedy NMS); at most this many primitives per image.
+const SCORE_THRESHOLD: f32 = 0.25;
+const NMS_IOU: f32 = 0.5;
+const MAX_PRIMITIVES: usize = 50;
+
+/// A model that ships with the server (ids 1, 2, 3 as the contract lists them).
+pub struct BuiltinModel {
+    pub id: ModelId,
+    pub manifest_json: &'static str,
+    pub onnx: &'static [u8],
+}
+
+/// Why a task cannot be created with the given model ids: the contract's 400 lists
+/// every model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSummary {
+    pub id: ModelId,
+    pub name: String,
+    pub kind: ModelKind,
+}
+
+#[derive(Clone)]
+pub struct InferenceTasks {
+    ledger: Ledger,
+    ids: Arc<dyn IdGenerator>,
+    blobs: Arc<dyn BlobStore>,
+    images: Arc<dyn ImageDecoder>,
+    /// None when ONNX Runtime could not be loaded: tasks then fail with that reason.
+    engine: Result<Arc<dyn InferenceEngine>, String>,
+    manifests: Arc<RwLock<HashMap<ModelId, ModelManifest>>>,
+}
+
+fn blob_key_for_model(id: ModelId) -> String {
+    format!("models/{id}.onnx")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+impl InferenceTasks {
+    pub fn new(
+        ledger: Ledger,
+        ids: Arc<dyn IdGenerator>,
+        blobs: Arc<dyn BlobStore>,
+        images: Arc<dyn ImageDecoder>,
+        engine: Result<Arc<dyn InferenceEngine>, String>,
+    ) -> Self {
+        Self { ledger, ids, blobs, images, engine, manifests: Arc::default() }
+    }
+
+    /// Registers the built-in models (nothing is appended when they already are) and
+    /// loads their sessions, so the first task does not pay for it.
+    pub async fn register_builtins(&self, builtins: &[BuiltinModel]) -> Result<(), AppError> {
+        for b in builtins {
+            let manifest: ModelManifest =
+                serde_json::from_str(b.manifest_json).map_err(|e| AppError::internal(format!("built-in model {}: {e}", b.id)))?;
+            let key = blob_key_for_model(b.id);
+            let sha256 = sha256_hex(b.onnx);
+            let (existing, _) = self.ledger.load::<Model>(&model::stream_id(b.id)).await?;
+            if existing.sha256() != sha256 || self.blobs.get(&key).await?.is_none() {
+                self.blobs.put(&key, b.onnx).await?;
+            }
+            let command = || ModelCommand::Register {
+                model_id: b.id,
+                manifest: manifest.clone(),
+                blob_key: key.clone(),
+                sha256: sha256.clone(),
+                builtin: true,
+            };
+            self.ledger.execute::<Model>(&model::stream_id(b.id), &CommandContext::system(), |m| m.handle(command())).await?;
+            if let Ok(engine) = &self.engine {
+                let manifest = manifest.clone().validate()?;
+                let engine = engine.clone();
+                let onnx = b.onnx;
+                let id = b.id;
+                tokio::task::spawn_blocking(move || engine.load(id, &manifest, onnx))
+                    .await
+                    .map_err(AppError::internal)?
+                    .map_err(|e| AppError::internal(format!("built-in model {id}: {e}")))?;
+            }
+            if let Ok(mut m) = self.manifests.write() {
+                m.insert(b.id, manifest);
+            }
+        }
+        Ok(())
+    }
+
+    /// An admin's model: the manifest and the graph must agree (checked by loading it).
+    pub async fn register_model(&self, manifest: ModelManifest, onnx: Vec<u8>, ctx: &CommandContext) -> Result<(ModelId, Position), AppError> {
+        let manifest = manifest.validate()?;
+        let engine = self.engine.clone().map_err(|e| AppError::Domain(DomainError::invalid("model", e)))?;
+        // Loaded under a scratch id first: a model that does not load is refused before
+        // anything is recorded.
+        let probe = (engine.clone(), manifest.clone(), onnx.clone());
+        tokio::task::spawn_blocking(move || probe.0.load(ModelId::MIN, &probe.1, &probe.2))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|e| DomainError::invalid("file", e))?;
+        // Ids are shared with the built-in models: skip any already taken.
+        let model_id = loop {
+            let id = self.ids.next_id("model").await?;
+            if !self.ledger.load::<Model>(&model::stream_id(id)).await?.0.exists() {
+                break id;
+            }
+        };
+        let key = blob_key_for_model(model_id);
+        self.blobs.put(&key, &onnx).await?;
+        let command = ModelCommand::Register { model_id, manifest: manifest.clone(), blob_key: key, sha256: sha256_hex(&onnx), builtin: false };
+        let events = Model::default().handle(command)?;
+        let part = self.ledger.prepare(&model::stream_id(model_id), crate::ports::ExpectedVersion::NoStream, &events, ctx).await?;
+        let appended = self.ledger.commit(vec![part]).await?;
+        let loaded = (engine, manifest.clone());
+        tokio::task::spawn_blocking(move || loaded.0.load(model_id, &loaded.1, &onnx)).await.map_err(AppError::internal)?.map_err(AppError::internal)?;
+        if let Ok(mut m) = self.manifests.write() {
+            m.insert(model_id, manifest);
+        }
+        Ok((model_id, appended.last_position))
+    }
+
+    /// A model's manifest, loading the model (this process has not seen it yet: another
+    /// server registered it) from its stream and blob.
+    async fn manifest(&self, id: ModelId) -> Result<Option<ModelManifest>, AppError> {
+        if let Some(m) = self.manifests.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Some(m));
+        }
+        let (model, _) = self.ledger.load::<Model>(&model::stream_id(id)).await?;
+        let Some(manifest) = model.manifest().cloned() else { return Ok(None) };
+        if let Ok(engine) = &self.engine {
+            let onnx = self.blobs.get(model.blob_key()).await?.ok_or_else(|| AppError::internal(format!("model {id}: file missing")))?;
+            let loaded = (engine.clone(), manifest.clone());
+            tokio::task::spawn_blocking(move || loaded.0.load(id, &loaded.1, &onnx))
+                .await
+                .map_err(AppError::internal)?
+                .map_err(AppError::internal)?;
+        }
+        if let Ok(mut m) = self.manifests.write() {
+            m.insert(id, manifest.clone());
+        }
+        Ok(Some(manifest))
+    }
+
+    /// Records a task for `owner`. `models` lists every model for the contract's 400.
+    pub async fn create(
+        &self,
+        owner_id: i64,
+        detection_model_id: ModelId,
+        classification_model_id: ModelId,
+        models: &[ModelSummary],
+        bytes: &[u8],
+        ctx: &CommandContext,
+    ) -> Result<(TaskId, Position), AppError> {
+        let kind_of = |id: ModelId| models.iter().find(|m| m.id == id).map(|m| m.kind);
+        if kind_of(detection_model_id) != Some(ModelKind::Detection) || kind_of(classification_model_id) != Some(ModelKind::Classification) {
+            return Err(AppError::Domain(DomainError::invalid("model_id", model_choice_message(models))));
+        }
+        let images = self.images.clone();
+        let owned = bytes.to_vec();
+        let checked = tokio::task::spawn_blocking(move || images.decode(&owned))
+            .await
+            .map_err(AppError::internal)?
+            .map_err(|reason| DomainError::invalid("image", reason))?;
+        let task_id = self.ids.next_id("inference_task").await?;
+        let filename = TaskInput::filename_for(task_id, checked.content_type)?;
+        let key = format!("inference/{task_id}/{filename}");
+        // The bytes first: an event never points at a blob that is not there.
+        self.blobs.put(&key, bytes).await?;
+        let input = TaskInput {
+            blob_key: key,
+            filename,
+            content_type: checked.content_type.to_string(),
+            width: checked.image.width,
+            height: checked.image.height,
+            size_bytes: bytes.len() as i64,
+            sha256: sha256_hex(bytes),
+        };
+        let events = InferenceTask::default().handle(TaskCommand::Create { task_id, owner_id, detection_model_id, classification_model_id, input })?;
+        let part = self.ledger.prepare(&task::stream_id(task_id), crate::ports::ExpectedVersion::NoStream, &events, ctx).await?;
+        let appended = self.ledger.commit(vec![part]).await?;
+        Ok((task_id, appended.last_position))
+    }
+
+    /// The task if `user` may see it (its owner; admins see all), else NotFound.
+    pub async fn visible(&self, task_id: TaskId, user_id: i64, admin: bool) -> Result<InferenceTask, AppError> {
+        let (task, _) = self.ledger.load::<InferenceTask>(&task::stream_id(task_id)).await?;
+        match task.owner_id() {
+            Some(owner) if !task.is_gone() && (owner == user_id || admin) => Ok(task),
+            _ => Err(AppError::NotFound("task")),
+        }
+    }
+
+    /// The task's image bytes and content type.
+    pub async fn input(&self, task: &InferenceTask) -> Result<(Vec<u8>, String), AppError> {
+        let input = task.input().ok_or(AppError::NotFound("task"))?;
+        let bytes = self.blobs.get(&input.blob_key).await?.ok_or(AppError::NotFound("task"))?;
+        Ok((bytes, input.content_type.clone()))
+    }
+
+    /// DELETE: cancels a task not finished yet, deletes a finished one; the image goes.
+    pub async fn delete(&self, task_id: TaskId, user_id: i64, admin: bool, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
+        let task = self.visible(task_id, user_id, admin).await?;
+        let (_, position) = self.ledger.execute::<InferenceTask>(&task::stream_id(task_id), ctx, |t| t.handle(TaskCommand::Delete)).await?;
+        if let Some(input) = task.input() {
+            self.blobs.delete(&input.blob_key).await?;
+        }
+        Ok(position)
+    }
+
+    /// Runs one task to its end, exactly once as far as the history can tell: the start
+    /// and the result are appended against the stream's version, so of two runners (or a
+    /// run after a crash) only one result is recorded.
+    pub async fn run(&self, task_id: TaskId) -> Result<(), AppError> {
+        let ctx = CommandContext::system();
+        let stream = task::stream_id(task_id);
+        let (started, _) = self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(TaskCommand::Start)).await?;
+        if !started.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. })) {
+            return Ok(());
+        }
+        let outcome = self.infer(task_id).await;
+        let command = move || match &outcome {
+            Ok((result, model_ms)) => TaskCommand::Complete { result: result.clone(), model_ms: *model_ms },
+            Err(reason) => TaskCommand::Fail { reason: reason.clone() },
+        };
+        self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(command())).await?;
+        Ok(())
+    }
+
+    async fn infer(&self, task_id: TaskId) -> Result<(InferenceResult, f64), String> {
+        let engine = self.engine.clone()?;
+        let (task, _) = self.ledger.load::<InferenceTask>(&task::stream_id(task_id)).await.map_err(|e| e.to_string())?;
+        let (detector, classifier) = task.models().ok_or("the task has no models")?;
+        let input = task.input().ok_or("the task has no input")?;
+        let bytes = self.blobs.get(&input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
+        let detection_manifest = self.manifest(detector).await.map_err(|e| e.to_string())?.ok_or("the detection model is gone")?;
+        let scene_manifest = self.manifest(classifier).await.map_err(|e| e.to_string())?.ok_or("the classification model is gone")?;
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || {
+            let image: RgbImage = images.decode(&bytes)?.image;
+            let started = Instant::now();
+            let rows = engine.run(detector, &image)?;
+            let probabilities = engine.run(classifier, &image)?;
+            let model_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let primitives = decode_detections(&rows, &detection_manifest, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES).map_err(|e| e.to_string())?;
+            let (image_class, _) = top_class(&probabilities, &scene_manifest.classes).map_err(|e| e.to_string())?;
+            Ok((InferenceResult { image_class, primitives }, model_ms))
+        })
+        .await
+        .map_err(|e| format!("inference worker: {e}"))?
+    }
+
+    /// Tasks this process should (re)run after a restart: queued or in progress.
+    pub fn unfinished(status: Option<TaskStatus>) -> bool {
+        matches!(status, Some(TaskStatus::Queued | TaskStatus::InProgress))
+    }
+}
+
+/// The contract's message for a wrong model id, listing every model.
+pub fn model_choice_message(models: &[ModelSummary]) -> String {
+    let list: Vec<String> = models.iter().map(|m| format!("({}, '{}', '{}')", m.id, m.name, m.kind.as_str())).collect();
+    format!("Model id was not correct. Choose from (id, name, type) [{}].", list.join(", "))
+}

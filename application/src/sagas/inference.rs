@@ -1,0 +1,52 @@
+//! Runs inference tasks. Tasks of one batch run concurrently (the engine serialises runs
+//! of one model, and the appends of their starts and results share commits); the
+//! runner's checkpoint moves past a batch only when every task in it has ended, so a
+//! server killed mid-run starts those tasks again after a restart. The task aggregate
+//! records one result per task however often it is run.
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use medledger_domain::inference::task::TaskEvent;
+
+use super::Saga;
+use crate::AppError;
+use crate::codec::DecodedEvent;
+use crate::inference::InferenceTasks;
+
+pub struct InferenceSaga {
+    tasks: InferenceTasks,
+    batch: usize,
+}
+
+impl InferenceSaga {
+    /// `batch`: how many tasks may be in flight at once.
+    pub fn new(tasks: InferenceTasks, batch: usize) -> Self {
+        Self { tasks, batch: batch.max(1) }
+    }
+}
+
+#[async_trait]
+impl Saga for InferenceSaga {
+    fn name(&self) -> &'static str {
+        "inference"
+    }
+
+    fn batch(&self) -> usize {
+        self.batch
+    }
+
+    async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError> {
+        self.handle_batch(std::slice::from_ref(event)).await
+    }
+
+    async fn handle_batch(&self, events: &[DecodedEvent]) -> Result<(), AppError> {
+        let created = events.iter().filter_map(|e| match e.to_domain::<TaskEvent>() {
+            Some(TaskEvent::InferenceTaskCreated { task_id, .. }) => Some(task_id),
+            _ => None,
+        });
+        for result in join_all(created.map(|id| self.tasks.run(id))).await {
+            result?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! ONNX Runtime (through `ort`, loaded at run time from a shared library) and image
+//! decoding for inference tasks.
+//!
+//! `ort` is built with `load-dynamic`: `cargo build` needs no ONNX Runtime, and the
+//! server finds `libonnxruntime.so` at start (see [`find_library`]). One session per
+//! model, shared by every task; a session runs one image at a time (ONNX Runtime's own
+//! intra-op threads parallelise inside it).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use image::{ImageFormat, ImageReader, Limits};
+use medledger_application::ports::{CheckedImage, ImageDecoder, InferenceEngine, RgbImage};
+use medledger_domain::inference::{InputSpec, ModelId, ModelManifest};
+use ort::session::Session;
+use ort::value::{TensorRef, ValueType};
+
+/// The ONNX Runtime release `ort` 2.0.0-rc.15 is built against (`api-31`).
+pub const ONNXRUNTIME_VERSION: &str = "1.31.1";
+
+/// Where `scripts/fetch-onnxruntime.sh` puts the library, relative to the repository.
+pub const VENDORED_LIBRARY: &str = "vendor/onnxruntime/libonnxruntime.so.1.31.1";
+
+/// The library to load: the configured path, else `ORT_DYLIB_PATH`, else the vendored
+/// copy found from the working directory or beside the executable (for
+/// `target/{debug,release}/medledger` run from anywhere).
+pub fn find_library(configured: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = configured {
+        return Some(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(path));
+    }
+    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots.into_iter().map(|root| root.join(VENDORED_LIBRARY)).find(|p| p.is_file())
+}
+
+/// The process-wide ONNX Runtime environment: the library can be loaded only once.
+fn environment(library: &Path) -> Result<Arc<ort::environment::Environment>, String> {
+    static ENV: OnceLock<Result<Arc<ort::environment::Environment>, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let builder = ort::init_from(library).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
+        builder.with_name("medledger").build().map(Arc::new).map_err(|e| format!("ONNX Runtime environment: {e}"))
+    })
+    .clone()
+}
+
+struct LoadedModel {
+    manifest: ModelManifest,
+    session: Mutex<Session>,
+}
+
+pub struct OnnxEngine {
+    env: Arc<ort::environment::Environment>,
+    intra_threads: usize,
+    models: RwLock<HashMap<ModelId, Arc<LoadedModel>>>,
+}
+
+impl OnnxEngine {
+    /// Loads ONNX Runtime from `library`; `intra_threads` is each session's intra-op
+    /// thread count.
+    pub fn new(library: &Path, intra_threads: usize) -> Result<Self, String> {
+        Ok(Self { env: environment(library)?, intra_threads: intra_threads.max(1), models: RwLock::new(HashMap::new()) })
+    }
+
+    fn model(&self, id: ModelId) -> Result<Arc<LoadedModel>, String> {
+        let models = self.models.read().map_err(|_| "model table poisoned".to_string())?;
+        models.get(&id).cloned().ok_or_else(|| format!("model {id} is not loaded"))
+    }
+}
+
+/// The manifest must describe the graph: one float input [1, 3, H, W] (or dynamic
+/// dimensions) under the manifest's name, and an output under its name.
+fn check_graph(session: &Session, manifest: &ModelManifest) -> Result<(), String> {
+    let input = session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == manifest.input.name)
+        .ok_or_else(|| format!("the model has no input named {:?}", manifest.input.name))?;
+    if session.inputs().len() != 1 {
+        return Err(format!("the model has {} inputs; exactly one image input is supported", session.inputs().len()));
+    }
+    let ValueType::Tensor { ty, shape, .. } = input.dtype() else {
+        return Err("the model's input is not a tensor".into());
+    };
+    if *ty != ort::value::TensorElementType::Float32 {
+        return Err(format!("the model's input is {ty}, not float32"));
+    }
+    let expected = [1, 3, i64::from(manifest.input.height), i64::from(manifest.input.width)];
+    let dims: Vec<i64> = shape.iter().copied().collect();
+    let fits = dims.len() == 4 && dims.iter().zip(expected).all(|(d, e)| *d == e || *d < 0);
+    if !fits {
+        return Err(format!("the model's input shape is {dims:?}; the manifest says {expected:?}"));
+    }
+    if !session.outputs().iter().any(|o| o.name() == manifest.output.name) {
+        let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        return Err(format!("the model has no output named {:?} (it has {names:?})", manifest.output.name));
+    }
+    Ok(())
+}
+
+/// NCHW float input: resized (bilinear) to the model's size, then
+/// `(pixel × scale − mean) / std` per channel.
+pub fn to_tensor(image: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, String> {
+    let (w, h) = (spec.width, spec.height);
+    let resized;
+    let pixels: &[u8] = if image.width == w && image.height == h {
+        &image.pixels
+    } else {
+        let source = image::RgbImage::from_raw(image.width, image.height, image.pixels.clone())
+            .ok_or_else(|| "image buffer does not match its size".to_string())?;
+        resized = image::imageops::resize(&source, w, h, image::imageops::FilterType::Triangle).into_raw();
+        &resized
+    };
+    let plane = (w * h) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, px) in pixels.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (f32::from(px[c]) * spec.scale - spec.mean[c]) / spec.std[c];
+        }
+    }
+    Ok(out)
+}
+
+impl InferenceEngine for OnnxEngine {
+    fn load(&self, model_id: ModelId, manifest: &ModelManifest, onnx: &[u8]) -> Result<(), String> {
+        let session = Session::builder(&self.env)
+            .and_then(|b| b.with_intra_threads(self.intra_threads).map_err(Into::into))
+            .and_then(|mut b| b.commit_from_memory(onnx))
+            .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
+        check_graph(&session, manifest)?;
+        let loaded = Arc::new(LoadedModel { manifest: manifest.clone(), session: Mutex::new(session) });
+        self.models.write().map_err(|_| "model table poisoned".to_string())?.insert(model_id, loaded);
+        Ok(())
+    }
+
+    fn is_loaded(&self, model_id: ModelId) -> bool {
+        self.models.read().map(|m| m.contains_key(&model_id)).unwrap_or(false)
+    }
+
+    fn run(&self, model_id: ModelId, image: &RgbImage) -> Result<Vec<f32>, String> {
+        let model = self.model(model_id)?;
+        let spec = &model.manifest.input;
+        let input = to_tensor(image, spec)?;
+        let shape = [1usize, 3, spec.height as usize, spec.width as usize];
+        let tensor = TensorRef::from_array_view((shape, input.as_slice())).map_err(|e| format!("input tensor: {e}"))?;
+        let mut session = model.session.lock().map_err(|_| "session poisoned".to_string())?;
+        let outputs = session
+            .run(ort::inputs![spec.name.as_str() => tensor])
+            .map_err(|e| format!("model {model_id} failed: {e}"))?;
+        let output = outputs
+            .get(model.manifest.output.name.as_str())
+            .ok_or_else(|| format!("model {model_id} gave no {:?} output", model.manifest.output.name))?;
+        let (_, values) = output.try_extract_tensor::<f32>().map_err(|e| format!("model {model_id} output: {e}"))?;
+        Ok(values.to_vec())
+    }
+}
+
+/// JPEG and PNG uploads, at most `max_side` pixels on a side.
+pub struct UploadedImages {
+    pub max_side: u32,
+}
+
+impl ImageDecoder for UploadedImages {
+    fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, String> {
+        if bytes.is_empty() {
+            return Err("the request body is empty; send the image's bytes".into());
+        }
+        let format = image::guess_format(bytes).map_err(|_| "the body is not an image (JPEG or PNG expected)".to_string())?;
+        let content_type = match format {
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Png => "image/png",
+            other => return Err(format!("{} images are not accepted; send a JPEG or PNG", other.extensions_str().first().unwrap_or(&"these").to_uppercase())),
+        };
+        let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(self.max_side);
+        limits.max_image_height = Some(self.max_side);
+        limits.max_alloc = Some(u64::from(self.max_side) * u64::from(self.max_side) * 4);
+        reader.limits(limits);
+        let decoded = reader.decode().map_err(|e| match e {
+            image::ImageError::Limits(_) => format!("the image is larger than {0}x{0} pixels", self.max_side),
+            other => format!("the image cannot be decoded ({other}); is it truncated?"),
+        })?;
+        let rgb = decoded.into_rgb8();
+        Ok(CheckedImage { content_type, image: RgbImage { width: rgb.width(), height: rgb.height(), pixels: rgb.into_raw() } })
+    }
+}

@@ -1,0 +1,229 @@
+//! Contract 004: inference tasks with the real ONNX models, end to end through HTTP.
+
+use std::time::{Duration, Instant};
+
+use medledger_application::metadata::CommandContext;
+use medledger_domain::inference::task::{self, TaskCommand};
+use medledger_tests::Kind;
+use medledger_tests::app::{TestApp, spawn_app, spawn_with, test_config};
+use serde_json::{Value, json};
+
+use super::expect;
+use crate::inference_engine::huge_png;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+async fn submit(app: &TestApp, token: &str, query: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/tasks?{query}")))
+        .bearer_auth(token)
+        .header("content-type", "image/jpeg")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn result_when_settled(app: &TestApp, token: &str, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = expect(app.get(&format!("/api/tasks/{id}/result"), Some(token)).await, 200).await;
+        if r["status"] == "done" || r["status"] == "failed" {
+            return r;
+        }
+        assert_eq!(r["result"], "None", "no result while {}", r["status"]);
+        assert!(Instant::now() < deadline, "task {id} still {} after 60 s", r["status"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn tasks_run_with_the_real_models(kind: Kind) {
+    let Some(app) = spawn_app(kind).await else { return };
+    let (_, token, _) = app.register("doctor@example.org").await;
+
+    let models = expect(app.get("/api/models", Some(&token)).await, 200).await;
+    let ids = |k: &str| models[k].as_array().unwrap().iter().map(|m| m["model_id"].as_i64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ids("detection_models"), [1, 2]);
+    assert_eq!(ids("classification_models"), [3]);
+    assert_eq!(models["classification_models"][0]["model_name"], "scenes-cnn");
+
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/expected.json")).unwrap()).unwrap();
+    let image = &expected["images"][3];
+    let file = image["file"].as_str().unwrap();
+    let bytes = fixture(file);
+    let created = expect(submit(&app, &token, "detection_model_id=2&classification_model_id=3", bytes.clone()).await, 200).await;
+    let id = created["id"].as_i64().unwrap();
+
+    let done = result_when_settled(&app, &token, id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["result"]["image_class"], image["ground_truth"]["scene"]);
+    let reference = image["models"]["primitives-large"]["postprocessed"]["detections"].as_array().unwrap();
+    let primitives = done["result"]["primitives"].as_array().unwrap();
+    assert_eq!(primitives.len(), reference.len(), "{done}");
+    for (p, r) in primitives.iter().zip(reference) {
+        assert_eq!(p["primitive_class"], r["class_name"]);
+        for key in ["x", "y", "width", "height", "rotation", "probability"] {
+            let v = p[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+        assert!((p["width"].as_f64().unwrap() - r["w"].as_f64().unwrap()).abs() < 0.02, "{p} vs {r}");
+    }
+    // The alias without /api, the status, the list and the input image.
+    assert_eq!(expect(app.get(&format!("/tasks/{id}/result"), Some(&token)).await, 200).await, done);
+    assert_eq!(expect(app.get(&format!("/api/tasks/{id}/status"), Some(&token)).await, 200).await, json!({"id": id, "status": "done"}));
+    let list = expect(app.get("/api/tasks", Some(&token)).await, 200).await;
+    let row = &list["tasks"][0];
+    assert_eq!((row["id"].as_i64(), row["status"].as_str(), row["input_path"].as_str()), (Some(id), Some("done"), Some(format!("img_{id}.png").as_str())));
+    assert!(row["created_at"].as_str().unwrap().starts_with("20"));
+    let input = app.get(&format!("/api/tasks/{id}/input"), Some(&token)).await;
+    assert_eq!(input.headers()["content-type"], "image/png");
+    assert_eq!(input.bytes().await.unwrap().to_vec(), bytes);
+
+    // A JPEG of another size is resized for the models.
+    let jpeg = expect(submit(&app, &token, "detection_model_id=1&classification_model_id=3", fixture("large_2_kitchen_400x300.jpg")).await, 200).await;
+    let r = result_when_settled(&app, &token, jpeg["id"].as_i64().unwrap()).await;
+    assert_eq!(r["result"]["image_class"], "kitchen", "{r}");
+
+    // Delete: the task is gone for its owner, and its image with it.
+    assert_eq!(expect(app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&token).send().await.unwrap(), 200).await, json!({"id": id}));
+    let gone = expect(app.get(&format!("/api/tasks/{id}/status"), Some(&token)).await, 404).await;
+    assert_eq!(gone, json!({"detail": format!("Task with id {id} does not exist.")}));
+    assert!(!app.data_dir().join(format!("blobs/inference/{id}/img_{id}.png")).exists());
+}
+crate::on_both!(tasks_run_with_the_real_models_, tasks_run_with_the_real_models);
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_nothing_is_queued() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, token, _) = app.register("doctor@example.org").await;
+    let png = fixture("fixture_1_office_1obj.png");
+    let jpeg = fixture("large_1_street_640x480.jpg");
+    let good = "detection_model_id=1&classification_model_id=3";
+    let choose = "Model id was not correct. Choose from (id, name, type) [(1, 'primitives-grid-tiny', 'detection_model'), \
+                  (2, 'primitives-large', 'detection_model'), (3, 'scenes-cnn', 'classification_model')].";
+    for (query, body, needle) in [
+        (good, vec![], "empty"),
+        (good, b"just some text".to_vec(), "not an image"),
+        (good, jpeg[..jpeg.len() / 2].to_vec(), "truncated"),
+        (good, huge_png(), "larger than"),
+        (good, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "GIF"),
+        ("detection_model_id=3&classification_model_id=3", png.clone(), choose),
+        ("detection_model_id=1&classification_model_id=1", png.clone(), choose),
+        ("detection_model_id=99&classification_model_id=3", png.clone(), choose),
+        ("detection_model_id=one&classification_model_id=3", png.clone(), choose),
+        ("classification_model_id=3", png.clone(), "detection_model_id is required"),
+    ] {
+        let r = expect(submit(&app, &token, query, body).await, 400).await;
+        assert!(r["detail"].as_str().unwrap().contains(needle), "{query}: {r}");
+    }
+    assert_eq!(expect(app.get("/api/tasks", Some(&token)).await, 200).await, json!({"tasks": []}));
+
+    // Without a token: FastAPI's message on every endpoint.
+    for path in ["/api/tasks", "/api/models", "/api/tasks/1/status", "/api/tasks/1/result", "/tasks/1/result"] {
+        assert_eq!(expect(app.get(path, None).await, 401).await, json!({"detail": "Not authenticated"}), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn someone_elses_task_does_not_exist_for_you() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, owner, _) = app.register("owner@example.org").await;
+    let (_, other, _) = app.register("other@example.org").await;
+    let created = expect(submit(&app, &owner, "detection_model_id=1&classification_model_id=3", fixture("fixture_2_street_2obj.png")).await, 200).await;
+    let id = created["id"].as_i64().unwrap();
+    let missing = json!({"detail": format!("Task with id {id} does not exist.")});
+    for path in [format!("/api/tasks/{id}/status"), format!("/api/tasks/{id}/input"), format!("/api/tasks/{id}/result"), format!("/tasks/{id}/result")] {
+        assert_eq!(expect(app.get(&path, Some(&other)).await, 404).await, missing, "{path}");
+    }
+    let delete = app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(expect(delete, 404).await, missing);
+    assert_eq!(expect(app.get("/api/tasks", Some(&other)).await, 200).await, json!({"tasks": []}));
+    let odd = expect(app.get("/api/tasks/abc/status", Some(&owner)).await, 404).await;
+    assert_eq!(odd, json!({"detail": "Task with id abc does not exist."}));
+    // The owner still has it.
+    let r = result_when_settled(&app, &owner, id).await;
+    assert_eq!(r["status"], "done");
+}
+
+/// A server killed while a task was in progress (started, no result) finishes it after
+/// restart, and the history holds exactly one result for it.
+#[tokio::test]
+async fn a_task_interrupted_by_a_crash_ends_exactly_once() {
+    let Some(config) = test_config(Kind::Sqlite).await else { return };
+    let app = spawn_with(config.clone(), Kind::Sqlite).await;
+    let (owner, token, _) = app.register("doctor@example.org").await;
+    let config = app.stop().await;
+
+    // Recorded with no saga running, then "started" by a runner that died.
+    let core = medledger_api::core(&config).await.unwrap();
+    core.inference.register_builtins(&medledger_api::builtin_models::builtins()).await.unwrap();
+    let models = [(1, "primitives-grid-tiny", medledger_domain::inference::ModelKind::Detection), (3, "scenes-cnn", medledger_domain::inference::ModelKind::Classification)]
+        .map(|(id, name, kind)| medledger_application::inference::ModelSummary { id, name: name.into(), kind });
+    let ctx = CommandContext::system();
+    let (id, _) = core.inference.create(owner, 1, 3, &models, &fixture("fixture_4_nature_4obj.png"), &ctx).await.unwrap();
+    core.ledger
+        .execute::<medledger_domain::inference::task::InferenceTask>(&task::stream_id(id), &ctx, |t| {
+            medledger_domain::Aggregate::handle(t, TaskCommand::Start)
+        })
+        .await
+        .unwrap();
+    drop(core);
+
+    let app = spawn_with(config, Kind::Sqlite).await;
+    let r = result_when_settled(&app, &token, id).await;
+    assert_eq!(r["status"], "done", "{r}");
+    assert_eq!(r["result"]["image_class"], "nature");
+    let events = app.state.dbs.store.read_stream(&task::stream_id(id)).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["InferenceTaskCreated", "InferenceTaskStarted", "InferenceTaskStarted", "InferenceTaskCompleted"]);
+
+    // Running it again (a redelivered event) records nothing more.
+    app.state.inference.run(id).await.unwrap();
+    assert_eq!(app.state.dbs.store.read_stream(&task::stream_id(id)).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn admins_register_models_that_fit_their_manifest() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let admin = app.admin().await;
+    let (_, doctor, _) = app.register("doctor@example.org").await;
+    let onnx = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/scenes.onnx")).unwrap();
+    let mut manifest: Value = serde_json::from_str(include_str!("../../../models/manifests/scenes.json")).unwrap();
+    manifest["name"] = json!("scenes-v2");
+    let register = |token: String, manifest: Value, model: Vec<u8>| {
+        let boundary = "medledger-test-boundary";
+        let mut body = Vec::new();
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n{manifest}\r\n").as_bytes());
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"model\"; filename=\"m.onnx\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend(model);
+        body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+        app.client
+            .post(app.url("/api/models"))
+            .bearer_auth(token)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+    };
+    assert_eq!(register(doctor.clone(), manifest.clone(), onnx.clone()).await.unwrap().status(), 403);
+    let mut wrong = manifest.clone();
+    wrong["input"]["width"] = json!(64);
+    let r = expect(register(admin.clone(), wrong, onnx.clone()).await.unwrap(), 400).await;
+    assert!(r["detail"].as_str().unwrap().contains("shape"), "{r}");
+    let mut no_classes = manifest.clone();
+    no_classes["classes"] = json!([]);
+    expect(register(admin.clone(), no_classes, onnx.clone()).await.unwrap(), 400).await;
+    expect(register(admin.clone(), manifest.clone(), b"not onnx".to_vec()).await.unwrap(), 400).await;
+
+    let created = expect(register(admin.clone(), manifest, onnx).await.unwrap(), 201).await;
+    let id = created["model_id"].as_i64().unwrap();
+    assert_eq!(id, 4, "ids continue after the built-in models");
+    let models = expect(app.get("/api/models", Some(&doctor)).await, 200).await;
+    assert_eq!(models["classification_models"][1], json!({"model_name": "scenes-v2", "model_id": 4}));
+    let task = expect(submit(&app, &doctor, "detection_model_id=1&classification_model_id=4", fixture("fixture_1_office_1obj.png")).await, 200).await;
+    let r = result_when_settled(&app, &doctor, task["id"].as_i64().unwrap()).await;
+    assert_eq!(r["result"]["image_class"], "office");
+}
