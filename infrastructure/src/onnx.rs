@@ -176,6 +176,9 @@ impl ImageDecoder for UploadedImages {
             ImageFormat::Png => "image/png",
             other => return Err(format!("{} images are not accepted; send a JPEG or PNG", other.extensions_str().first().unwrap_or(&"these").to_uppercase())),
         };
+        if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+            return Err("the JPEG ends before its image data does; is it truncated?".into());
+        }
         let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
         let mut limits = Limits::default();
         limits.max_image_width = Some(self.max_side);
@@ -188,5 +191,16 @@ impl ImageDecoder for UploadedImages {
         })?;
         let rgb = decoded.into_rgb8();
         Ok(CheckedImage { content_type, image: RgbImage { width: rgb.width(), height: rgb.height(), pixels: rgb.into_raw() } })
+    }
+}
+
+/// The JPEG decoder pads a truncated scan with grey instead of failing, so completeness is
+/// checked here: an end-of-image marker must follow the last start-of-scan. Scan data
+/// stuffs every 0xFF byte, so the marker cannot occur inside it by accident.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |code: u8| bytes.windows(2).rposition(|w| w == [0xFF, code]);
+    match (marker(0xDA), marker(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
     }
 }

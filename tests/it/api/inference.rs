@@ -70,7 +70,7 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
             let v = p[key].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&v), "{key} = {v}");
         }
-        assert!((p["width"].as_f64().unwrap() - r["w"].as_f64().unwrap()).abs() < 0.02, "{p} vs {r}");
+        assert!((p["width"].as_f64().unwrap() - r["w"].as_f64().unwrap()).abs() < 0.05, "{p} vs {r}");
     }
     // The alias without /api, the status, the list and the input image.
     assert_eq!(expect(app.get(&format!("/tasks/{id}/result"), Some(&token)).await, 200).await, done);

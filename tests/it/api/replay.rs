@@ -50,6 +50,21 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
         let id = expect(app.post("/api/v1/collections/", &body, Some(owner)).await, 201).await["id"].as_i64().unwrap();
         wait_until_settled(&app, owner, id).await;
     }
+    // Inference tasks: one done, one deleted after it ran.
+    let image = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference/fixture_2_street_2obj.png")).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let r = app.client.post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3")).bearer_auth(owner).body(image.clone());
+        tasks.push(expect(r.send().await.unwrap(), 200).await["id"].as_i64().unwrap());
+    }
+    for id in &tasks {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while expect(app.get(&format!("/api/tasks/{id}/status"), Some(owner)).await, 200).await["status"] != "done" {
+            assert!(std::time::Instant::now() < deadline, "task {id} did not finish");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    expect(app.client.delete(app.url(&format!("/api/tasks/{}", tasks[1]))).bearer_auth(owner).send().await.unwrap(), 200).await;
     expect(app.post("/api/auth/login/", &json!({"email": "r2@example.org", "password": PASSWORD}), None).await, 200).await;
     let head = app.head().await;
     assert!(app.state.progress.wait_for(head, std::time::Duration::from_secs(10)).await);
