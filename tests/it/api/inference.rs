@@ -174,6 +174,8 @@ async fn a_task_interrupted_by_a_crash_ends_exactly_once() {
     drop(core);
 
     let app = spawn_with(config, Kind::Sqlite).await;
+    // The read models catch up with what was recorded while the server was down.
+    assert!(app.state.progress.wait_for(app.head().await, Duration::from_secs(10)).await);
     let r = result_when_settled(&app, &token, id).await;
     assert_eq!(r["status"], "done", "{r}");
     assert_eq!(r["result"]["image_class"], "nature");
