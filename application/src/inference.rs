@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use medledger_domain::{Aggregate, DomainError};
 use medledger_domain::inference::model::{self, Model, ModelCommand};
-use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput, TaskStatus};
+use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput};
 use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelManifest, TaskId, decode_detections, top_class};
 use sha2::Digest as _;
 
@@ -93,18 +93,12 @@ impl InferenceTasks {
             };
             self.ledger.execute::<Model>(&model::stream_id(b.id), &CommandContext::system(), |m| m.handle(command())).await?;
             if let Ok(engine) = &self.engine {
-                let manifest = manifest.clone().validate()?;
-                let engine = engine.clone();
-                let onnx = b.onnx;
                 let id = b.id;
-                tokio::task::spawn_blocking(move || engine.load(id, &manifest, onnx))
-                    .await
-                    .map_err(AppError::internal)?
+                load_off_runtime(engine, id, manifest.clone().validate()?, b.onnx)
+                    .await?
                     .map_err(|e| AppError::internal(format!("built-in model {id}: {e}")))?;
             }
-            if let Ok(mut m) = self.manifests.write() {
-                m.insert(b.id, manifest);
-            }
+            self.remember(b.id, manifest);
         }
         Ok(())
     }
@@ -115,11 +109,7 @@ impl InferenceTasks {
         let engine = self.engine.clone().map_err(|e| AppError::Domain(DomainError::invalid("model", e)))?;
         // Loaded under a scratch id first: a model that does not load is refused before
         // anything is recorded.
-        let probe = (engine.clone(), manifest.clone(), onnx.clone());
-        tokio::task::spawn_blocking(move || probe.0.load(ModelId::MIN, &probe.1, &probe.2))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(|e| DomainError::invalid("file", e))?;
+        load_off_runtime(&engine, ModelId::MIN, manifest.clone(), onnx.clone()).await?.map_err(|e| DomainError::invalid("file", e))?;
         // Ids are shared with the built-in models: skip any already taken.
         let model_id = loop {
             let id = self.ids.next_id("model").await?;
@@ -133,11 +123,8 @@ impl InferenceTasks {
         let events = Model::default().handle(command)?;
         let part = self.ledger.prepare(&model::stream_id(model_id), crate::ports::ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
-        let loaded = (engine, manifest.clone());
-        tokio::task::spawn_blocking(move || loaded.0.load(model_id, &loaded.1, &onnx)).await.map_err(AppError::internal)?.map_err(AppError::internal)?;
-        if let Ok(mut m) = self.manifests.write() {
-            m.insert(model_id, manifest);
-        }
+        load_off_runtime(&engine, model_id, manifest.clone(), onnx).await?.map_err(AppError::internal)?;
+        self.remember(model_id, manifest);
         Ok((model_id, appended.last_position))
     }
 
@@ -151,16 +138,16 @@ impl InferenceTasks {
         let Some(manifest) = model.manifest().cloned() else { return Ok(None) };
         if let Ok(engine) = &self.engine {
             let onnx = self.blobs.get(model.blob_key()).await?.ok_or_else(|| AppError::internal(format!("model {id}: file missing")))?;
-            let loaded = (engine.clone(), manifest.clone());
-            tokio::task::spawn_blocking(move || loaded.0.load(id, &loaded.1, &onnx))
-                .await
-                .map_err(AppError::internal)?
-                .map_err(AppError::internal)?;
+            load_off_runtime(engine, id, manifest.clone(), onnx).await?.map_err(AppError::internal)?;
         }
-        if let Ok(mut m) = self.manifests.write() {
-            m.insert(id, manifest.clone());
-        }
+        self.remember(id, manifest.clone());
         Ok(Some(manifest))
+    }
+
+    fn remember(&self, id: ModelId, manifest: ModelManifest) {
+        if let Ok(mut m) = self.manifests.write() {
+            m.insert(id, manifest);
+        }
     }
 
     /// Records a task for `owner`. `models` lists every model for the contract's 400.
@@ -270,11 +257,18 @@ impl InferenceTasks {
         .await
         .map_err(|e| format!("inference worker: {e}"))?
     }
+}
 
-    /// Tasks this process should (re)run after a restart: queued or in progress.
-    pub fn unfinished(status: Option<TaskStatus>) -> bool {
-        matches!(status, Some(TaskStatus::Queued | TaskStatus::InProgress))
-    }
+/// Loads a model into the engine on the blocking pool (it parses and optimises the
+/// graph). The outer error is the worker's; the inner one is the engine refusing it.
+async fn load_off_runtime(
+    engine: &Arc<dyn InferenceEngine>,
+    id: ModelId,
+    manifest: ModelManifest,
+    onnx: impl AsRef<[u8]> + Send + 'static,
+) -> Result<Result<(), String>, AppError> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || engine.load(id, &manifest, onnx.as_ref())).await.map_err(AppError::internal)
 }
 
 /// The contract's message for a wrong model id, listing every model.

@@ -132,13 +132,6 @@ pub async fn task(pool: &sqlx::AnyPool, id: i64) -> Result<Option<TaskRow>, sqlx
     Ok(row.map(task_row))
 }
 
-/// Tasks not finished (after a restart, the runner re-queues them).
-pub async fn unfinished_tasks(pool: &sqlx::AnyPool) -> Result<Vec<i64>, sqlx::Error> {
-    let rows: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM inference_tasks WHERE status IN ('queued', 'in progress') ORDER BY id").fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
-}
-
 /// Every model, by id.
 pub async fn models(pool: &sqlx::AnyPool) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
     sqlx::query_as("SELECT id, name, kind FROM inference_models ORDER BY id").fetch_all(pool).await
