@@ -96,3 +96,148 @@ fn catalog_import_items_and_index_replay_from_the_command_line() {
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).contains("(283 datasets)"), "{}", stdout(&o));
 }
+
+/// `medledger serve` on a data directory of its own, as a real child process.
+struct Served {
+    child: std::process::Child,
+    base: String,
+}
+
+const ADMIN: (&str, &str) = ("root@example.org", "correct horse battery");
+
+impl Served {
+    async fn start(dir: &Path, http: &reqwest::Client) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_medledger"))
+            .args(["serve", "--port", &port.to_string()])
+            .env("MEDLEDGER_DATA_DIR", dir)
+            .env_remove("DATABASE_URL")
+            .env("MEDLEDGER_BIND", "127.0.0.1")
+            .env("MEDLEDGER_ADMIN_EMAIL", ADMIN.0)
+            .env("MEDLEDGER_ADMIN_PASSWORD", ADMIN.1)
+            .env("MEDLEDGER_FAST_PASSWORD_HASH", "1")
+            .env("MEDLEDGER_API_RATE_LIMIT", "0")
+            .env("MEDLEDGER_AUTH_RATE_LIMIT", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start medledger serve");
+        let mut served = Served { child, base: format!("http://127.0.0.1:{port}") };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !http.get(format!("{}/readyz", served.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            assert!(served.child.try_wait().unwrap().is_none(), "the server exited; see {}", dir.join("server.log").display());
+            assert!(std::time::Instant::now() < deadline, "the server was not ready in 60 s");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        served
+    }
+
+    /// The admin's token, once the users read model knows the admin.
+    async fn token(&self, http: &reqwest::Client) -> String {
+        for _ in 0..300 {
+            let r = http.post(format!("{}/oauth/login", self.base)).form(&[("username", ADMIN.0), ("password", ADMIN.1)]).send().await.unwrap();
+            if r.status().is_success() {
+                let body: serde_json::Value = r.json().await.unwrap();
+                return body["access_token"].as_str().unwrap().to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the admin could not log in");
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Per task stream: how often it was started, completed and failed.
+async fn task_histories(dir: &Path) -> Vec<(String, i64, i64, i64)> {
+    let url = format!("sqlite://{}", dir.join("events.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT stream_id, \
+                SUM(event_type = 'InferenceTaskStarted'), \
+                SUM(event_type = 'InferenceTaskCompleted'), \
+                SUM(event_type = 'InferenceTaskFailed') \
+         FROM events WHERE stream_id LIKE 'inference_task-%' GROUP BY stream_id ORDER BY stream_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn a_server_killed_while_tasks_run_finishes_each_exactly_once_after_restart() {
+    let dir = temp_dir();
+    let http = reqwest::Client::new();
+    let images: Vec<Vec<u8>> = (1..=6)
+        .map(|i| {
+            let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/inference");
+            let name = std::fs::read_dir(fixtures)
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .find(|n| n.starts_with(&format!("fixture_{i}_")))
+                .unwrap();
+            std::fs::read(format!("{fixtures}/{name}")).unwrap()
+        })
+        .collect();
+
+    // Submit a burst of tasks and SIGKILL the server as soon as they are accepted; retry
+    // until a kill has caught at least one task started and not finished.
+    let mut submitted = 0;
+    let mut interrupted = Vec::new();
+    for _round in 0..5 {
+        let server = Served::start(&dir, &http).await;
+        let token = server.token(&http).await;
+        let posts = (0..24).map(|i| {
+            let request = http
+                .post(format!("{}/api/tasks?detection_model_id={}&classification_model_id=3", server.base, 1 + i % 2))
+                .bearer_auth(&token)
+                .body(images[i % images.len()].clone());
+            async move { request.send().await.unwrap().status() }
+        });
+        let statuses = futures::future::join_all(posts).await;
+        assert!(statuses.iter().all(|s| s.is_success()), "{statuses:?}");
+        submitted += statuses.len();
+        server.kill();
+        interrupted = task_histories(&dir).await.into_iter().filter(|(_, started, completed, failed)| *started > completed + failed).collect();
+        if !interrupted.is_empty() {
+            break;
+        }
+    }
+    assert!(!interrupted.is_empty(), "no kill caught a task while it ran");
+
+    let server = Served::start(&dir, &http).await;
+    let token = server.token(&http).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let list: serde_json::Value =
+            http.get(format!("{}/api/tasks", server.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let tasks = list["tasks"].as_array().unwrap();
+        let done = tasks.iter().filter(|t| t["status"] == "done").count();
+        if tasks.len() == submitted && done == submitted {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{done} of {submitted} tasks done 120 s after the restart: {list}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.kill();
+
+    let histories = task_histories(&dir).await;
+    assert_eq!(histories.len(), submitted);
+    for (stream, _, completed, failed) in &histories {
+        assert_eq!((*completed, *failed), (1, 0), "{stream}: one result, no failure");
+    }
+    // The tasks the kill interrupted were started again, and still have one result.
+    for (stream, started_before, ..) in &interrupted {
+        let (_, started, ..) = histories.iter().find(|h| &h.0 == stream).unwrap();
+        assert!(started > started_before, "{stream} was not started again after the restart");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -78,6 +78,11 @@ impl Drop for Server {
 
 impl Server {
     pub async fn start(bin: &Path, data_dir: &Path, http: &reqwest::Client) -> anyhow::Result<Server> {
+        Self::start_with(bin, data_dir, http, &[]).await
+    }
+
+    /// `start` with extra environment variables for the server.
+    pub async fn start_with(bin: &Path, data_dir: &Path, http: &reqwest::Client, env: &[(&str, String)]) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log = std::fs::File::create(data_dir.join("server.log")).context("create server.log")?;
         let child = medledger(bin, data_dir)
@@ -88,6 +93,7 @@ impl Server {
             .env("MEDLEDGER_FAST_PASSWORD_HASH", "1")
             .env("MEDLEDGER_API_RATE_LIMIT", "0")
             .env("MEDLEDGER_AUTH_RATE_LIMIT", "0")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

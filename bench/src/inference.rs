@@ -1,0 +1,264 @@
+//! Inference task benchmark behind BENCHMARKS.md (issue 4): what the service adds to the
+//! models' own run time, and how close 32 clients get to the models' own throughput.
+//!
+//! The baseline is a plain ONNX Runtime loop in this process: the same model files, the
+//! same intra-op thread count, the same image already turned into the input tensor, and
+//! nothing but `Session::run` in the timed loop (detector, then scene classifier, as a
+//! task runs them). The service is the release server on an empty SQLite store.
+//!
+//! cargo build --release -p medledger-bench -p medledger-api && ./target/release/bench-inference --help
+
+#[allow(dead_code)]
+#[path = "search/load.rs"]
+mod load;
+#[allow(dead_code)]
+#[path = "search/server.rs"]
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use medledger_application::ports::ImageDecoder as _;
+use medledger_domain::inference::ModelManifest;
+use medledger_infrastructure::onnx::{UploadedImages, find_library, to_tensor};
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde_json::Value;
+
+use server::Server;
+
+#[derive(Parser)]
+struct Args {
+    /// The release server binary.
+    #[arg(long, default_value = "target/release/medledger")]
+    medledger: PathBuf,
+    /// Detection model id (1 tiny grid, 2 large).
+    #[arg(long, default_value_t = 2)]
+    detector: i64,
+    /// Scene classification model id.
+    #[arg(long, default_value_t = 3)]
+    classifier: i64,
+    /// The image every task sends.
+    #[arg(long, default_value = "tests/fixtures/inference/fixture_4_nature_4obj.png")]
+    image: PathBuf,
+    /// Intra-op threads, for the plain loop and the server alike.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed runs of the plain loop (after 50 warm-up runs).
+    #[arg(long, default_value_t = 1000)]
+    plain_runs: usize,
+    /// Tasks sent one at a time (after 20 warm-up tasks).
+    #[arg(long, default_value_t = 300)]
+    sequential: usize,
+    /// How often a waiting client asks for its result, in ms, when one task runs at a time.
+    #[arg(long, default_value_t = 1)]
+    poll_ms: u64,
+    /// Concurrent clients for the throughput run.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Tasks each client submits in the throughput run.
+    #[arg(long, default_value_t = 40)]
+    per_client: usize,
+    /// How often each of the concurrent clients asks for its result, in ms.
+    #[arg(long, default_value_t = 20)]
+    client_poll_ms: u64,
+}
+
+/// The committed model files and manifests, by the id the server gives them.
+fn model_files(id: i64) -> anyhow::Result<(&'static str, &'static str)> {
+    Ok(match id {
+        1 => ("models/primitives-grid-tiny.onnx", "models/manifests/primitives-grid-tiny.json"),
+        2 => ("models/primitives-large.onnx", "models/manifests/primitives-large.json"),
+        3 => ("models/scenes.onnx", "models/manifests/scenes.json"),
+        other => bail!("no built-in model {other}"),
+    })
+}
+
+struct PlainModel {
+    session: Session,
+    input_name: String,
+    shape: [usize; 4],
+    tensor: Vec<f32>,
+}
+
+impl PlainModel {
+    fn run(&mut self) -> anyhow::Result<()> {
+        let tensor = TensorRef::from_array_view((self.shape, self.tensor.as_slice()))?;
+        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor])?;
+        anyhow::ensure!(outputs.len() > 0, "no outputs");
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+struct Plain {
+    /// Detector + classifier per image, ms.
+    per_image: Vec<f64>,
+    detector: Vec<f64>,
+    classifier: Vec<f64>,
+}
+
+/// The plain ONNX Runtime loop: detector then classifier on the prepared tensors.
+fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<Plain> {
+    let library = find_library(None).context("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")?;
+    let env = ort::init_from(&library)?.with_name("bench-inference").build()?;
+    let decoded = UploadedImages { max_side: 8192 }.decode(image).map_err(anyhow::Error::msg)?.image;
+    let load = |id: i64| -> anyhow::Result<PlainModel> {
+        let (onnx, manifest) = model_files(id)?;
+        let manifest: ModelManifest = serde_json::from_str(&std::fs::read_to_string(manifest)?)?;
+        let onnx = std::fs::read(onnx)?;
+        let session = Session::builder(&env)?.with_intra_threads(args.threads).map_err(|e| anyhow::anyhow!("{e}"))?.commit_from_memory(&onnx).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let spec = &manifest.input;
+        Ok(PlainModel {
+            session,
+            input_name: spec.name.clone(),
+            shape: [1, 3, spec.height as usize, spec.width as usize],
+            tensor: to_tensor(&decoded, spec).map_err(anyhow::Error::msg)?,
+        })
+    };
+    let (mut detector, mut classifier) = (load(args.detector)?, load(args.classifier)?);
+    for _ in 0..50 {
+        detector.run()?;
+        classifier.run()?;
+    }
+    let mut plain = Plain { per_image: Vec::new(), detector: Vec::new(), classifier: Vec::new() };
+    for _ in 0..args.plain_runs {
+        let started = Instant::now();
+        detector.run()?;
+        let between = Instant::now();
+        classifier.run()?;
+        let ended = Instant::now();
+        plain.detector.push((between - started).as_secs_f64() * 1e3);
+        plain.classifier.push((ended - between).as_secs_f64() * 1e3);
+        plain.per_image.push((ended - started).as_secs_f64() * 1e3);
+    }
+    Ok(plain)
+}
+
+/// POSTs the image and waits (polling every `poll`) until the result is there.
+async fn one_task(server: &Server, http: &reqwest::Client, query: &str, image: &[u8], poll: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let created: Value = http
+        .post(format!("{}/api/tasks?{query}", server.base))
+        .bearer_auth(&server.token)
+        .body(image.to_vec())
+        .send()
+        .await?
+        .error_for_status()
+        .context("create task")?
+        .json()
+        .await?;
+    let id = created["id"].as_i64().context("task id")?;
+    loop {
+        let result: Value =
+            http.get(format!("{}/api/tasks/{id}/result", server.base)).bearer_auth(&server.token).send().await?.json().await?;
+        match result["status"].as_str() {
+            Some("done") => return Ok(started.elapsed()),
+            Some("failed") => bail!("task {id} failed: {result}"),
+            _ => {}
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("task {id} not done after 120 s: {result}");
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.medledger.exists(), "{} not found: cargo build --release -p medledger-api", args.medledger.display());
+    let image = std::fs::read(&args.image).with_context(|| format!("read {}", args.image.display()))?;
+
+    eprintln!("plain ONNX Runtime loop: {} runs", args.plain_runs);
+    let plain = plain_loop(&args, &image)?;
+    let plain_images_per_s = 1e3 * plain.per_image.len() as f64 / plain.per_image.iter().sum::<f64>();
+
+    let data = std::env::temp_dir().join(format!("medledger-bench-inference-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let result = service(&args, &data, &image, &plain, plain_images_per_s).await;
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+async fn service(args: &Args, data: &Path, image: &[u8], plain: &Plain, plain_images_per_s: f64) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let env = [("MEDLEDGER_INFERENCE_THREADS", args.threads.to_string())];
+    let server = Arc::new(Server::start_with(&args.medledger, data, &http, &env).await?);
+    let query = format!("detection_model_id={}&classification_model_id={}", args.detector, args.classifier);
+
+    eprintln!("one task at a time: {} tasks", args.sequential);
+    for _ in 0..20 {
+        one_task(&server, &http, &query, image, Duration::from_millis(args.poll_ms)).await?;
+    }
+    let mut e2e = Vec::with_capacity(args.sequential);
+    for _ in 0..args.sequential {
+        e2e.push(one_task(&server, &http, &query, image, Duration::from_millis(args.poll_ms)).await?.as_secs_f64() * 1e3);
+    }
+
+    let total = args.clients * args.per_client;
+    eprintln!("{} clients, {total} tasks", args.clients);
+    let started = Instant::now();
+    let clients = (0..args.clients).map(|_| {
+        let (server, http, query, image) = (server.clone(), http.clone(), query.clone(), image.to_vec());
+        let poll = Duration::from_millis(args.client_poll_ms);
+        let per_client = args.per_client;
+        tokio::spawn(async move {
+            for _ in 0..per_client {
+                one_task(&server, &http, &query, &image, poll).await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    for joined in futures::future::join_all(clients).await {
+        joined??;
+    }
+    let concurrent_s = started.elapsed().as_secs_f64();
+    let service_images_per_s = total as f64 / concurrent_s;
+
+    let (per_image, detector, classifier, e2e) =
+        (sorted(plain.per_image.clone()), sorted(plain.detector.clone()), sorted(plain.classifier.clone()), sorted(e2e));
+    let row = |name: &str, v: &[f64]| {
+        println!("| {name} | {:.2} | {:.2} | {:.2} |", percentile(v, 50.0), percentile(v, 90.0), percentile(v, 99.0));
+    };
+    println!("## Inference tasks: results\n");
+    println!(
+        "Models {} + {}, {} intra-op thread(s), image {} ({} bytes).\n",
+        args.detector,
+        args.classifier,
+        args.threads,
+        args.image.display(),
+        image.len()
+    );
+    println!("| one image, ms | p50 | p90 | p99 |");
+    println!("|---|---|---|---|");
+    row("plain loop: detector", &detector);
+    row("plain loop: classifier", &classifier);
+    row("plain loop: both", &per_image);
+    row(&format!("task: POST → result ready (poll every {} ms)", args.poll_ms), &e2e);
+    let overhead = percentile(&e2e, 50.0) - percentile(&per_image, 50.0);
+    println!("\n**Overhead at p50: {overhead:.2} ms** (target ≤ 10 ms).\n");
+    println!(
+        "Throughput: plain loop {plain_images_per_s:.1} images/s; {} clients ({} tasks each, result polled every {} ms) {service_images_per_s:.1} tasks/s in {concurrent_s:.1} s: **{:.0}%** (target ≥ 90%).",
+        args.clients,
+        args.per_client,
+        args.client_poll_ms,
+        100.0 * service_images_per_s / plain_images_per_s
+    );
+    Ok(())
+}
