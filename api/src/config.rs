@@ -36,6 +36,8 @@ pub struct Config {
     pub inference_threads: usize,
     /// Inference tasks in flight at once (`MEDLEDGER_INFERENCE_QUEUE`).
     pub inference_queue: usize,
+    /// `MEDLEDGER_INFERENCE_WORKERS`: threads that run models, one task at a time each.
+    pub inference_workers: usize,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -73,6 +75,7 @@ impl Config {
             onnxruntime: env_opt("MEDLEDGER_ONNXRUNTIME").map(PathBuf::from),
             inference_threads: env_u32("MEDLEDGER_INFERENCE_THREADS", 1).max(1) as usize,
             inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
+            inference_workers: env_u32("MEDLEDGER_INFERENCE_WORKERS", 1).max(1) as usize,
         }
     }
 

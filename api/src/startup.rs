@@ -82,7 +82,8 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         tracing::warn!(error = %e, "inference tasks will fail until ONNX Runtime is available");
     }
     let images = Arc::new(medledger_infrastructure::onnx::UploadedImages { max_side: crate::builtin_models::MAX_IMAGE_SIDE });
-    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine);
+    let workers = medledger_application::workers::Workers::new("inference", config.inference_workers, config.inference_queue)?;
+    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, workers);
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
@@ -140,7 +141,8 @@ fn spawn_expiry_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let core = core(&config).await?;
-    let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone());
+    let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone())
+        .one_read_writer_at_a_time(core.dbs.read_single_writer);
     let runner = medledger_projections::all().into_iter().fold(runner, |r, p| r.projection(p));
     let catalog_index = CatalogIndex::open_for(&config.catalog_index_dir(), &*core.dbs.store).await?;
     let runner = runner.index(Arc::new(catalog_index.clone()));

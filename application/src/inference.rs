@@ -19,6 +19,7 @@ use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{BlobStore, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage};
+use crate::workers::Workers;
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
 /// IoU are merged (greedy NMS); at most this many primitives per image.
@@ -51,6 +52,8 @@ pub struct InferenceTasks {
     /// None when ONNX Runtime could not be loaded: tasks then fail with that reason.
     engine: Result<Arc<dyn InferenceEngine>, String>,
     manifests: Arc<RwLock<HashMap<ModelId, ModelManifest>>>,
+    /// Where the models run.
+    workers: Workers,
 }
 
 fn blob_key_for_model(id: ModelId) -> String {
@@ -68,8 +71,9 @@ impl InferenceTasks {
         blobs: Arc<dyn BlobStore>,
         images: Arc<dyn ImageDecoder>,
         engine: Result<Arc<dyn InferenceEngine>, String>,
+        workers: Workers,
     ) -> Self {
-        Self { ledger, ids, blobs, images, engine, manifests: Arc::default() }
+        Self { ledger, ids, blobs, images, engine, manifests: Arc::default(), workers }
     }
 
     /// Registers the built-in models (nothing is appended when they already are) and
@@ -244,18 +248,23 @@ impl InferenceTasks {
         let detection_manifest = self.manifest(detector).await.map_err(|e| e.to_string())?.ok_or("the detection model is gone")?;
         let scene_manifest = self.manifest(classifier).await.map_err(|e| e.to_string())?.ok_or("the classification model is gone")?;
         let images = self.images.clone();
-        tokio::task::spawn_blocking(move || {
-            let image: RgbImage = images.decode(&bytes)?.image;
-            let started = Instant::now();
-            let rows = engine.run(detector, &image)?;
-            let probabilities = engine.run(classifier, &image)?;
-            let model_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let primitives = decode_detections(&rows, &detection_manifest, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES).map_err(|e| e.to_string())?;
-            let (image_class, _) = top_class(&probabilities, &scene_manifest.classes).map_err(|e| e.to_string())?;
-            Ok((InferenceResult { image_class, primitives }, model_ms))
-        })
-        .await
-        .map_err(|e| format!("inference worker: {e}"))?
+        let image: RgbImage = tokio::task::spawn_blocking(move || images.decode(&bytes))
+            .await
+            .map_err(|e| format!("image decoder: {e}"))??
+            .image;
+        self.workers
+            .run(move || {
+                let started = Instant::now();
+                let rows = engine.run(detector, &image)?;
+                let probabilities = engine.run(classifier, &image)?;
+                let model_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let primitives =
+                    decode_detections(&rows, &detection_manifest, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES).map_err(|e| e.to_string())?;
+                let (image_class, _) = top_class(&probabilities, &scene_manifest.classes).map_err(|e| e.to_string())?;
+                Ok((InferenceResult { image_class, primitives }, model_ms))
+            })
+            .await
+            .ok_or("the inference workers stopped")?
     }
 }
 

@@ -15,5 +15,6 @@ pub mod ledger;
 pub mod metadata;
 pub mod ports;
 pub mod sagas;
+pub mod workers;
 
 pub use error::AppError;

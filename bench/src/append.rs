@@ -66,6 +66,9 @@ impl Projection for CountByType {
     fn tables(&self) -> &'static [&'static str] {
         &[]
     }
+    fn handles(&self, _: &DecodedEvent) -> bool {
+        true
+    }
     async fn apply(&self, _: &mut AnyConnection, e: &DecodedEvent) -> Result<(), ProjectionError> {
         if let Ok(mut m) = self.0.lock() {
             *m.entry(e.recorded.event_type.clone()).or_default() += 1;

@@ -65,6 +65,9 @@ struct Args {
     /// How often each of the concurrent clients asks for its result, in ms.
     #[arg(long, default_value_t = 20)]
     client_poll_ms: u64,
+    /// Keep the server's data directory (its log and event store) for a closer look.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// The committed model files and manifests, by the id the server gives them.
@@ -150,8 +153,40 @@ fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<Plain> {
     Ok(plain)
 }
 
-/// POSTs the image and waits (polling every `poll`) until the result is there.
-async fn one_task(server: &Server, http: &reqwest::Client, query: &str, image: &[u8], poll: Duration) -> anyhow::Result<Duration> {
+/// One task as the client saw it: its id, when it was sent (wall clock, to set against
+/// the events' timestamps), when the POST answered, and when the result was seen.
+struct Timed {
+    id: i64,
+    sent_us: i64,
+    posted: Duration,
+    done: Duration,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// How a client learns that its result is there.
+#[derive(Clone, Copy)]
+enum Ask {
+    /// GET the result every so often, as the contract's clients do.
+    Poll(Duration),
+    /// GET the result with `?wait=30`: the server answers when the task has ended.
+    Wait,
+}
+
+impl Ask {
+    fn describe(self) -> String {
+        match self {
+            Ask::Poll(every) => format!("polling every {} ms", every.as_millis()),
+            Ask::Wait => "one `?wait=30` request".to_string(),
+        }
+    }
+}
+
+/// POSTs the image and waits until the result is there.
+async fn one_task(server: &Server, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask) -> anyhow::Result<Timed> {
+    let sent_us = now_us();
     let started = Instant::now();
     let created: Value = http
         .post(format!("{}/api/tasks?{query}", server.base))
@@ -164,19 +199,91 @@ async fn one_task(server: &Server, http: &reqwest::Client, query: &str, image: &
         .json()
         .await?;
     let id = created["id"].as_i64().context("task id")?;
+    let posted = started.elapsed();
+    let url = match ask {
+        Ask::Poll(_) => format!("{}/api/tasks/{id}/result", server.base),
+        Ask::Wait => format!("{}/api/tasks/{id}/result?wait=30", server.base),
+    };
     loop {
-        let result: Value =
-            http.get(format!("{}/api/tasks/{id}/result", server.base)).bearer_auth(&server.token).send().await?.json().await?;
+        let result: Value = http.get(&url).bearer_auth(&server.token).send().await?.json().await?;
         match result["status"].as_str() {
-            Some("done") => return Ok(started.elapsed()),
+            Some("done") => return Ok(Timed { id, sent_us, posted, done: started.elapsed() }),
             Some("failed") => bail!("task {id} failed: {result}"),
             _ => {}
         }
         if started.elapsed() > Duration::from_secs(120) {
             bail!("task {id} not done after 120 s: {result}");
         }
-        tokio::time::sleep(poll).await;
+        if let Ask::Poll(every) = ask {
+            tokio::time::sleep(every).await;
+        }
     }
+}
+
+/// `n` tasks one after another (after 20 unmeasured ones).
+async fn one_at_a_time(server: &Server, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask, n: usize) -> anyhow::Result<Vec<Timed>> {
+    for _ in 0..20 {
+        one_task(server, http, query, image, ask).await?;
+    }
+    let mut timed = Vec::with_capacity(n);
+    for _ in 0..n {
+        timed.push(one_task(server, http, query, image, ask).await?);
+    }
+    Ok(timed)
+}
+
+/// `clients` concurrent clients, each sending `per_client` tasks one after another:
+/// tasks finished per second.
+async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask, clients: usize, per_client: usize) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let clients = (0..clients).map(|_| {
+        let (server, http, query, image) = (server.clone(), http.clone(), query.to_string(), image.to_vec());
+        tokio::spawn(async move {
+            for _ in 0..per_client {
+                one_task(&server, &http, &query, &image, ask).await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    let n = clients.len() * per_client;
+    for joined in futures::future::join_all(clients).await {
+        joined??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((n as f64 / seconds, seconds))
+}
+
+/// Where a sequential task's time went, from the client's clock and the events' own
+/// timestamps (same machine, same clock).
+async fn stages(data: &Path, timed: &[Timed]) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+    use sqlx::Connection as _;
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", data.join("events.db").display())).await?;
+    let mut out: Vec<(&'static str, Vec<f64>)> = vec![
+        ("  stage: sent → created (POST handler)", vec![]),
+        ("  stage: created → POST answered (read models)", vec![]),
+        ("  stage: created → started (saga picks it up)", vec![]),
+        ("  stage: started → completed (decode, models, append)", vec![]),
+        ("  stage: completed → client sees it", vec![]),
+    ];
+    for t in timed {
+        let events: Vec<(String, i64)> = sqlx::query_as("SELECT event_type, recorded_at_us FROM events WHERE stream_id = $1")
+            .bind(format!("inference_task-{}", t.id))
+            .fetch_all(&mut db)
+            .await?;
+        let at = |ty: &str| events.iter().find(|(e, _)| e == ty).map(|(_, us)| *us as f64 / 1e3);
+        let (Some(created), Some(started), Some(completed)) =
+            (at("InferenceTaskCreated"), at("InferenceTaskStarted"), at("InferenceTaskCompleted"))
+        else {
+            bail!("task {} lacks events: {events:?}", t.id)
+        };
+        let sent = t.sent_us as f64 / 1e3;
+        let answered = sent + t.posted.as_secs_f64() * 1e3;
+        let seen = sent + t.done.as_secs_f64() * 1e3;
+        for (slot, v) in out.iter_mut().zip([created - sent, answered - created, started - created, completed - started, seen - completed]) {
+            slot.1.push(v);
+        }
+    }
+    Ok(out)
 }
 
 #[tokio::main]
@@ -192,7 +299,11 @@ async fn main() -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("medledger-bench-inference-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
     let result = service(&args, &data, &image, &plain, plain_images_per_s).await;
-    let _ = std::fs::remove_dir_all(&data);
+    if args.keep {
+        eprintln!("kept {}", data.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&data);
+    }
     result
 }
 
@@ -202,37 +313,21 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain: &Plain, plain_im
     let server = Arc::new(Server::start_with(&args.medledger, data, &http, &env).await?);
     let query = format!("detection_model_id={}&classification_model_id={}", args.detector, args.classifier);
 
-    eprintln!("one task at a time: {} tasks", args.sequential);
-    for _ in 0..20 {
-        one_task(&server, &http, &query, image, Duration::from_millis(args.poll_ms)).await?;
+    let asks = [Ask::Poll(Duration::from_millis(args.poll_ms)), Ask::Wait];
+    let mut sequential = Vec::new();
+    for ask in asks {
+        eprintln!("one task at a time, {}: {} tasks", ask.describe(), args.sequential);
+        let timed = one_at_a_time(&server, &http, &query, image, ask, args.sequential).await?;
+        let e2e = sorted(timed.iter().map(|t| t.done.as_secs_f64() * 1e3).collect());
+        sequential.push((ask, e2e, stages(data, &timed).await?));
     }
-    let mut e2e = Vec::with_capacity(args.sequential);
-    for _ in 0..args.sequential {
-        e2e.push(one_task(&server, &http, &query, image, Duration::from_millis(args.poll_ms)).await?.as_secs_f64() * 1e3);
+    let mut throughput = Vec::new();
+    for ask in [Ask::Poll(Duration::from_millis(args.client_poll_ms)), Ask::Wait] {
+        eprintln!("{} clients, {}: {} tasks", args.clients, ask.describe(), args.clients * args.per_client);
+        throughput.push((ask, concurrent(&server, &http, &query, image, ask, args.clients, args.per_client).await?));
     }
 
-    let total = args.clients * args.per_client;
-    eprintln!("{} clients, {total} tasks", args.clients);
-    let started = Instant::now();
-    let clients = (0..args.clients).map(|_| {
-        let (server, http, query, image) = (server.clone(), http.clone(), query.clone(), image.to_vec());
-        let poll = Duration::from_millis(args.client_poll_ms);
-        let per_client = args.per_client;
-        tokio::spawn(async move {
-            for _ in 0..per_client {
-                one_task(&server, &http, &query, &image, poll).await?;
-            }
-            anyhow::Ok(())
-        })
-    });
-    for joined in futures::future::join_all(clients).await {
-        joined??;
-    }
-    let concurrent_s = started.elapsed().as_secs_f64();
-    let service_images_per_s = total as f64 / concurrent_s;
-
-    let (per_image, detector, classifier, e2e) =
-        (sorted(plain.per_image.clone()), sorted(plain.detector.clone()), sorted(plain.classifier.clone()), sorted(e2e));
+    let (per_image, detector, classifier) = (sorted(plain.per_image.clone()), sorted(plain.detector.clone()), sorted(plain.classifier.clone()));
     let row = |name: &str, v: &[f64]| {
         println!("| {name} | {:.2} | {:.2} | {:.2} |", percentile(v, 50.0), percentile(v, 90.0), percentile(v, 99.0));
     };
@@ -250,15 +345,26 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain: &Plain, plain_im
     row("plain loop: detector", &detector);
     row("plain loop: classifier", &classifier);
     row("plain loop: both", &per_image);
-    row(&format!("task: POST → result ready (poll every {} ms)", args.poll_ms), &e2e);
-    let overhead = percentile(&e2e, 50.0) - percentile(&per_image, 50.0);
-    println!("\n**Overhead at p50: {overhead:.2} ms** (target ≤ 10 ms).\n");
-    println!(
-        "Throughput: plain loop {plain_images_per_s:.1} images/s; {} clients ({} tasks each, result polled every {} ms) {service_images_per_s:.1} tasks/s in {concurrent_s:.1} s: **{:.0}%** (target ≥ 90%).",
-        args.clients,
-        args.per_client,
-        args.client_poll_ms,
-        100.0 * service_images_per_s / plain_images_per_s
-    );
+    for (ask, e2e, stages) in &sequential {
+        row(&format!("task: POST → result, {}", ask.describe()), e2e);
+        for (name, values) in stages {
+            row(name, &sorted(values.clone()));
+        }
+    }
+    println!();
+    for (ask, e2e, _) in &sequential {
+        let overhead = percentile(e2e, 50.0) - percentile(&per_image, 50.0);
+        println!("- Overhead at p50, {}: **{overhead:.2} ms** (target ≤ 10 ms).", ask.describe());
+    }
+    println!("- Plain loop: {plain_images_per_s:.1} images/s.");
+    for (ask, (per_s, seconds)) in &throughput {
+        println!(
+            "- {} clients × {} tasks, {}: {per_s:.1} tasks/s ({seconds:.1} s), **{:.0}%** of the plain loop (target ≥ 90%).",
+            args.clients,
+            args.per_client,
+            ask.describe(),
+            100.0 * per_s / plain_images_per_s
+        );
+    }
     Ok(())
 }

@@ -34,6 +34,11 @@ impl Projection for AuditLogProjection {
         "audit_log"
     }
 
+    /// One row per event.
+    fn handles(&self, _event: &DecodedEvent) -> bool {
+        true
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["audit_log"]
     }

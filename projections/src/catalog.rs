@@ -52,6 +52,10 @@ impl Projection for DatasetsProjection {
         "datasets"
     }
 
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        event.to_domain::<DatasetEvent>().is_some()
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["datasets"]
     }

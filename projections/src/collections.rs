@@ -16,6 +16,10 @@ impl Projection for DatasetItemsProjection {
         "dataset_items"
     }
 
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        matches!(event.to_domain::<DatasetEvent>(), Some(DatasetEvent::DatasetItemAdded { .. }))
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["dataset_items"]
     }
@@ -48,6 +52,10 @@ pub struct CollectionsProjection;
 impl Projection for CollectionsProjection {
     fn name(&self) -> &'static str {
         "collections"
+    }
+
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        event.to_domain::<CollectionEvent>().is_some()
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -16,6 +16,10 @@ impl Projection for InferenceModelsProjection {
         "inference_models"
     }
 
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        matches!(event.to_domain::<ModelEvent>(), Some(ModelEvent::ModelRegistered { .. }))
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["inference_models"]
     }
@@ -38,12 +42,19 @@ impl Projection for InferenceModelsProjection {
     }
 }
 
+/// The name the runner's progress knows the task list by.
+pub const TASKS_PROJECTION: &str = "inference_tasks";
+
 pub struct InferenceTasksProjection;
 
 #[async_trait]
 impl Projection for InferenceTasksProjection {
     fn name(&self) -> &'static str {
-        "inference_tasks"
+        TASKS_PROJECTION
+    }
+
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        event.to_domain::<TaskEvent>().is_some()
     }
 
     fn tables(&self) -> &'static [&'static str] {

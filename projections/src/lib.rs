@@ -14,6 +14,7 @@ mod error;
 pub mod inference;
 pub mod queries;
 mod runner;
+mod tail;
 mod users;
 
 use async_trait::async_trait;
@@ -35,8 +36,18 @@ pub trait Projection: Send + Sync {
     /// The tables this projection owns: cleared by a rebuild, compared by the tests.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Whether `event` can change this read model. The runner skips the write of a page
+    /// with no such event (the checkpoint catches up later), so a busy history of events
+    /// other read models care about does not contend for the read database.
+    fn handles(&self, event: &DecodedEvent) -> bool;
+
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError>;
 }
+
+/// How many events a read model's or saga's written checkpoint may lag behind what it
+/// has applied when none of those events concerned it (the bound on what a restart
+/// re-reads for nothing).
+pub(crate) const LAZY_CHECKPOINT: medledger_application::ports::Position = 1_000;
 
 /// Every read model the server keeps.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::catalog_index::SelfCheckpointed;
+use crate::tail::Tail;
 use crate::{Projection, ProjectionError};
 
 const PAGE: usize = 1_000;
@@ -20,7 +21,7 @@ const PAGE: usize = 1_000;
 const REPLAY_PAGE: usize = 5_000;
 /// Upper bound on how long a follower sleeps when no wake-up arrives (appends by
 /// another process on SQLite, a lost notification on PostgreSQL).
-const POLL: Duration = Duration::from_millis(250);
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 
 /// How far each projection and saga has got.
 #[derive(Clone)]
@@ -44,6 +45,11 @@ impl Progress {
             }
         }
         true
+    }
+
+    /// Changes whenever `name` (a projection) has applied another page.
+    pub fn watch(&self, name: &str) -> Option<watch::Receiver<Position>> {
+        self.positions.get(name).cloned()
     }
 
     pub fn positions(&self) -> Vec<(String, Position)> {
@@ -80,6 +86,8 @@ pub struct Runner {
     projections: Vec<Arc<dyn Projection>>,
     indexes: Vec<Arc<dyn SelfCheckpointed>>,
     sagas: Vec<Arc<dyn Saga>>,
+    /// Set on SQLite: read-model transactions of this process take turns.
+    read_turns: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 enum Subscriber {
@@ -101,7 +109,14 @@ impl Subscriber {
 
 impl Runner {
     pub fn new(store: Arc<dyn EventStore>, codec: EventCodec, read: AnyPool, durable: AnyPool) -> Self {
-        Self { store, codec, read, durable, projections: Vec::new(), indexes: Vec::new(), sagas: Vec::new() }
+        Self { store, codec, read, durable, projections: Vec::new(), indexes: Vec::new(), sagas: Vec::new(), read_turns: None }
+    }
+
+    /// For a read database that admits one writer at a time (SQLite): the projections'
+    /// transactions queue on an in-process lock instead of in SQLite's busy handler.
+    pub fn one_read_writer_at_a_time(mut self, yes: bool) -> Self {
+        self.read_turns = yes.then(Arc::default);
+        self
     }
 
     pub fn index(mut self, i: Arc<dyn SelfCheckpointed>) -> Self {
@@ -122,7 +137,8 @@ impl Runner {
     pub fn spawn(self) -> RunnerHandle {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut positions = BTreeMap::new();
-        let mut tasks = Vec::new();
+        let tail = Tail::new();
+        let mut tasks = vec![tokio::spawn(tail.clone().follow(self.store.clone(), self.codec.clone(), shutdown_rx.clone()))];
         let subscribers = self
             .projections
             .into_iter()
@@ -136,7 +152,14 @@ impl Runner {
                 Subscriber::Projection(_) | Subscriber::Index(_) => self.read.clone(),
                 Subscriber::Saga(_) => self.durable.clone(),
             };
-            let worker = Worker { sub, store: self.store.clone(), codec: self.codec.clone(), db };
+            let worker = Worker {
+                sub,
+                store: self.store.clone(),
+                codec: self.codec.clone(),
+                tail: tail.clone(),
+                db,
+                turns: self.read_turns.clone(),
+            };
             tasks.push(tokio::spawn(worker.follow(tx, shutdown_rx.clone())));
         }
         RunnerHandle { progress: Progress { positions: Arc::new(positions) }, shutdown, tasks }
@@ -147,21 +170,23 @@ struct Worker {
     sub: Subscriber,
     store: Arc<dyn EventStore>,
     codec: EventCodec,
+    tail: Arc<Tail>,
     /// Holds this subscriber's checkpoint (and a projection's rows).
     db: AnyPool,
+    turns: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Worker {
     async fn follow(self, progress: watch::Sender<Position>, mut shutdown: watch::Receiver<bool>) {
         let name = self.sub.checkpoint_name();
-        let mut wake = self.store.watch();
+        let mut wake = self.tail.subscribe();
         let mut checkpoint = loop {
             let loaded = match &self.sub {
                 Subscriber::Index(i) => i.checkpoint().await,
                 _ => load_checkpoint(&self.db, &name).await.map_err(ProjectionError::from),
             };
             match loaded {
-                Ok(c) => break c,
+                Ok(c) => break Reached::at(c),
                 Err(e) => {
                     tracing::error!(subscriber = %name, error = %e, "cannot read checkpoint; retrying");
                     tokio::select! {
@@ -171,16 +196,16 @@ impl Worker {
                 }
             }
         };
-        let _ = progress.send(checkpoint);
+        let _ = progress.send(checkpoint.position);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match step(&self.sub, &*self.store, &self.codec, &self.db, checkpoint).await {
+            match step(&self, checkpoint).await {
                 Ok(Some(next)) => {
                     checkpoint = next;
-                    let _ = progress.send(checkpoint);
-                    metrics::gauge!("medledger_projection_position", "projection" => name.clone()).set(checkpoint as f64);
+                    let _ = progress.send(checkpoint.position);
+                    metrics::gauge!("medledger_projection_position", "projection" => name.clone()).set(checkpoint.position as f64);
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -191,7 +216,7 @@ impl Worker {
                 }
                 Err(e) => {
                     // Never skip: retry the same page until it applies.
-                    tracing::error!(subscriber = %name, checkpoint, error = %e, "projection step failed; retrying");
+                    tracing::error!(subscriber = %name, checkpoint = checkpoint.position, error = %e, "projection step failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.changed() => return,
@@ -232,58 +257,92 @@ async fn advance_checkpoint(
     Ok(moved.rows_affected() == 1)
 }
 
-/// Applies one page after `checkpoint`; `None` when there was nothing new.
-async fn step(
-    sub: &Subscriber,
-    store: &dyn EventStore,
-    codec: &EventCodec,
-    db: &AnyPool,
-    checkpoint: Position,
-) -> Result<Option<Position>, ProjectionError> {
-    let events = store.read_all(checkpoint, PAGE).await?;
-    let Some(last) = events.last().map(|e| e.position) else { return Ok(None) };
+/// How far a subscriber has got, and how far of that is written down. Pages with no event
+/// the subscriber cares about cost no write: the checkpoint moves in memory and is
+/// written with the next write, or once it is [`crate::LAZY_CHECKPOINT`] events ahead. A restart
+/// therefore re-reads at most that many events, none of which changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reached {
+    position: Position,
+    persisted: Position,
+}
+
+impl Reached {
+    fn at(position: Position) -> Self {
+        Self { position, persisted: position }
+    }
+
+    fn may_skip_write(&self, last: Position) -> bool {
+        last - self.persisted < crate::LAZY_CHECKPOINT
+    }
+}
+
+/// Applies one page after `from`; `None` when there was nothing new.
+async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, ProjectionError> {
+    let Worker { sub, db, .. } = worker;
+    let mut decoded = match worker.tail.after(from.position, PAGE) {
+        Some(events) => events,
+        // Further behind than the tail reaches: catch up from the store.
+        None => {
+            let mut decoded = Vec::new();
+            for recorded in worker.store.read_all(from.position, PAGE).await? {
+                decoded.push(Arc::new(worker.codec.decode(recorded).await?));
+            }
+            decoded
+        }
+    };
+    let Some(last) = decoded.last().map(|e| e.recorded.position) else { return Ok(None) };
     let name = sub.checkpoint_name();
     match sub {
         Subscriber::Projection(p) => {
+            decoded.retain(|e| p.handles(e));
+            if decoded.is_empty() && from.may_skip_write(last) {
+                return Ok(Some(Reached { position: last, persisted: from.persisted }));
+            }
+            let _turn = match &worker.turns {
+                Some(t) => Some(t.lock().await),
+                None => None,
+            };
             // Rows and checkpoint in one transaction: exactly-once effect.
             let mut tx = db.begin().await?;
-            for recorded in events {
-                let decoded = codec.decode(recorded).await?;
-                p.apply(&mut tx, &decoded).await?;
+            for event in &decoded {
+                p.apply(&mut tx, event).await?;
             }
-            if !advance_checkpoint(&mut tx, &name, checkpoint, last).await? {
+            if !advance_checkpoint(&mut tx, &name, from.persisted, last).await? {
                 tx.rollback().await?;
-                return Ok(Some(load_checkpoint(db, &name).await?));
+                return Ok(Some(Reached::at(load_checkpoint(db, &name).await?)));
             }
             tx.commit().await?;
         }
         Subscriber::Index(index) => {
-            let mut decoded = Vec::with_capacity(events.len());
-            for recorded in events {
-                decoded.push(codec.decode(recorded).await?);
-            }
+            // The index decides itself whether the page is worth a commit.
             index.apply_page(decoded).await?;
         }
         Subscriber::Saga(s) => {
-            // At-least-once: the checkpoint moves after each handled event, and
-            // each saga's effects are idempotent for a redelivered event.
-            let mut at = checkpoint;
-            let mut decoded = Vec::with_capacity(events.len());
-            for recorded in events {
-                decoded.push(codec.decode(recorded).await?);
-            }
+            // At-least-once: the checkpoint moves after each handled batch, and each
+            // saga's effects are idempotent for a redelivered event.
+            decoded.retain(|e| s.handles(e));
+            let mut persisted = from.persisted;
             for batch in decoded.chunks(s.batch().max(1)) {
                 let Some(position) = batch.last().map(|e| e.recorded.position) else { continue };
                 s.handle_batch(batch).await?;
                 let mut conn = db.acquire().await?;
-                if !advance_checkpoint(&mut conn, &name, at, position).await? {
-                    return Ok(Some(load_checkpoint(db, &name).await?));
+                if !advance_checkpoint(&mut conn, &name, persisted, position).await? {
+                    return Ok(Some(Reached::at(load_checkpoint(db, &name).await?)));
                 }
-                at = position;
+                persisted = position;
+            }
+            let reached = Reached { position: last, persisted };
+            if reached.may_skip_write(last) {
+                return Ok(Some(reached));
+            }
+            let mut conn = db.acquire().await?;
+            if !advance_checkpoint(&mut conn, &name, persisted, last).await? {
+                return Ok(Some(Reached::at(load_checkpoint(db, &name).await?)));
             }
         }
     }
-    Ok(Some(last))
+    Ok(Some(Reached::at(last)))
 }
 
 /// Clears a projection's tables and checkpoint and replays the whole history into it,

@@ -16,6 +16,10 @@ impl Projection for UsersProjection {
         "users"
     }
 
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        event.to_domain::<UserEvent>().is_some()
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["users"]
     }

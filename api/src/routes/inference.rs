@@ -34,7 +34,11 @@ pub fn routes(api: Api) -> Api {
     .get("/api/tasks", list, Op::user("004 inference", "The caller's tasks"))
     .get("/api/tasks/{id}/status", status, Op::user("004 inference", "A task's status"))
     .get("/api/tasks/{id}/input", input, Op::user("004 inference", "A task's input image"))
-    .get("/api/tasks/{id}/result", result, Op::user("004 inference", "A task's result (\"None\" until done)"))
+    .get(
+        "/api/tasks/{id}/result",
+        result,
+        Op::user("004 inference", "A task's result (\"None\" until done); ?wait=SECONDS (at most 30) holds the answer until the task ends"),
+    )
     .get("/tasks/{id}/result", result, Op::user("004 inference", "Alias of /api/tasks/{id}/result, as the seed writes it"))
     .delete("/api/tasks/{id}", delete, Op::user("004 inference", "Cancel a queued task or delete a finished one"))
     .get("/api/models", models, Op::user("004 inference", "Detection and classification models"))
@@ -142,8 +146,43 @@ async fn status(State(state): State<AppState>, user: TaskUser, Path(raw): Path<S
     Ok(Json(json!({"id": row.id, "status": row.status})))
 }
 
-async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<String>) -> Res<Json<Value>> {
-    let row = visible(&state, &user, &raw).await?;
+/// `?wait=SECONDS`: an addition to the contract (clients that do not send it see no
+/// change) so that a client need not poll for a result.
+#[derive(serde::Deserialize)]
+struct Wait {
+    wait: Option<String>,
+}
+
+/// Longest `?wait=` honoured.
+const MAX_WAIT_SECONDS: f64 = 30.0;
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "done" | "failed")
+}
+
+async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<String>, Query(wait): Query<Wait>) -> Res<Json<Value>> {
+    let wait = match wait.wait.as_deref() {
+        None => None,
+        Some(text) => {
+            let seconds = text.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| {
+                bad(format!("wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}"))
+            })?;
+            Some(std::time::Duration::from_secs_f64(seconds.min(MAX_WAIT_SECONDS)))
+        }
+    };
+    let mut row = visible(&state, &user, &raw).await?;
+    if let (Some(wait), false) = (wait, is_final(&row.status)) {
+        let deadline = tokio::time::Instant::now() + wait;
+        if let Some(mut applied) = state.progress.watch(queries::TASKS_PROJECTION) {
+            loop {
+                applied.borrow_and_update();
+                row = visible(&state, &user, &raw).await?;
+                if is_final(&row.status) || !matches!(tokio::time::timeout_at(deadline, applied.changed()).await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        }
+    }
     let result = match (&row.result, row.status.as_str()) {
         (Some(r), "done") => serde_json::from_str(r).unwrap_or(Value::Null),
         _ => json!("None"),

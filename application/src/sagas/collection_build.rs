@@ -29,6 +29,13 @@ impl Saga for CollectionBuildSaga {
         "collection_build"
     }
 
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        matches!(
+            event.to_domain::<CollectionEvent>(),
+            Some(CollectionEvent::CollectionRequested { .. } | CollectionEvent::CollectionExpired { .. })
+        )
+    }
+
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError> {
         match event.to_domain::<CollectionEvent>() {
             Some(CollectionEvent::CollectionRequested { collection_id, .. }) => self.collections.build(collection_id).await,

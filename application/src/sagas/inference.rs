@@ -31,15 +31,19 @@ impl Saga for InferenceSaga {
         "inference"
     }
 
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        matches!(event.to_domain::<TaskEvent>(), Some(TaskEvent::InferenceTaskCreated { .. }))
+    }
+
     fn batch(&self) -> usize {
         self.batch
     }
 
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError> {
-        self.handle_batch(std::slice::from_ref(event)).await
+        self.handle_batch(&[std::sync::Arc::new(event.clone())]).await
     }
 
-    async fn handle_batch(&self, events: &[DecodedEvent]) -> Result<(), AppError> {
+    async fn handle_batch(&self, events: &[std::sync::Arc<DecodedEvent>]) -> Result<(), AppError> {
         let created = events.iter().filter_map(|e| match e.to_domain::<TaskEvent>() {
             Some(TaskEvent::InferenceTaskCreated { task_id, .. }) => Some(task_id),
             _ => None,

@@ -18,6 +18,11 @@ pub use reset_mail::ResetMailSaga;
 #[async_trait]
 pub trait Saga: Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// Whether the saga acts on `event`; the runner hands it no other events (and
+    /// writes no checkpoint for pages without one).
+    fn handles(&self, event: &DecodedEvent) -> bool;
+
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError>;
 
     /// How many events the runner hands over at once; the checkpoint moves past them
@@ -27,7 +32,7 @@ pub trait Saga: Send + Sync {
     }
 
     /// Handles a batch; a saga may work on its events concurrently.
-    async fn handle_batch(&self, events: &[DecodedEvent]) -> Result<(), AppError> {
+    async fn handle_batch(&self, events: &[std::sync::Arc<DecodedEvent>]) -> Result<(), AppError> {
         for event in events {
             self.handle(event).await?;
         }

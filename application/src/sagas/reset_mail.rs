@@ -31,6 +31,10 @@ impl Saga for ResetMailSaga {
         "reset_mail"
     }
 
+    fn handles(&self, event: &DecodedEvent) -> bool {
+        event.event_type() == "PasswordResetRequested"
+    }
+
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError> {
         if event.event_type() != "PasswordResetRequested" || event.erased {
             return Ok(());

@@ -65,9 +65,25 @@ pub struct Databases {
     pub aux: AnyPool,
     /// The read models' database (the same database on PostgreSQL).
     pub read: AnyPool,
+    /// SQLite: one writer at a time per file, so this process's read-model writers should
+    /// take turns among themselves rather than meet in SQLite's busy handler (which
+    /// sleeps in steps of milliseconds).
+    pub read_single_writer: bool,
 }
 
-async fn any_pool(url: &str, sqlite: bool, max: u32) -> Result<AnyPool, StoreError> {
+/// How much a pool's commits wait for the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Acknowledged means on disk: events, id sequences, idempotency records, saga
+    /// checkpoints.
+    Full,
+    /// Read models: a commit may be lost to a power failure (never to a killed process),
+    /// but never half of one; a read model's checkpoint sits in the same transaction as
+    /// its rows, so the runner re-applies whatever was lost (decision #35).
+    Rebuildable,
+}
+
+async fn any_pool(url: &str, sqlite: bool, max: u32, durability: Durability) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     AnyPoolOptions::new()
         .max_connections(max)
@@ -76,11 +92,15 @@ async fn any_pool(url: &str, sqlite: bool, max: u32) -> Result<AnyPool, StoreErr
         .idle_timeout(Duration::from_secs(60))
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                if sqlite {
-                    sqlx::raw_sql("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-                        .execute(conn)
-                        .await?;
-                }
+                let settings = match (sqlite, durability) {
+                    (true, Durability::Full) => "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+                    (true, Durability::Rebuildable) => {
+                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                    }
+                    (false, Durability::Full) => return Ok(()),
+                    (false, Durability::Rebuildable) => "SET synchronous_commit = off",
+                };
+                sqlx::raw_sql(settings).execute(conn).await?;
                 Ok(())
             })
         })
@@ -98,8 +118,8 @@ impl Databases {
     pub async fn open(backend: &Backend) -> Result<Self, StoreError> {
         match backend {
             Backend::Postgres { url } => {
-                let aux = any_pool(url, false, 4).await?;
-                let read = any_pool(url, false, 6).await?;
+                let aux = any_pool(url, false, 4, Durability::Full).await?;
+                let read = any_pool(url, false, 6, Durability::Rebuildable).await?;
                 Self::migrate_with(&aux, &read, true).await?;
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(8)
@@ -120,14 +140,14 @@ impl Databases {
                     .await
                     .map_err(unavailable)?;
                 let store = PostgresEventStore::start(pool).await?;
-                Ok(Self { store: Arc::new(store), aux, read })
+                Ok(Self { store: Arc::new(store), aux, read, read_single_writer: false })
             }
             Backend::Sqlite { store, read } => {
                 if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
                 }
-                let aux = any_pool(&sqlite_url(store), true, 2).await?;
-                let read_pool = any_pool(&sqlite_url(read), true, 4).await?;
+                let aux = any_pool(&sqlite_url(store), true, 2, Durability::Full).await?;
+                let read_pool = any_pool(&sqlite_url(read), true, 4, Durability::Rebuildable).await?;
                 Self::migrate_with(&aux, &read_pool, false).await?;
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(&sqlite_url(store))
                     .map_err(unavailable)?
@@ -140,7 +160,7 @@ impl Databases {
                     .await
                     .map_err(unavailable)?;
                 let store = SqliteEventStore::start(pool).await?;
-                Ok(Self { store: Arc::new(store), aux, read: read_pool })
+                Ok(Self { store: Arc::new(store), aux, read: read_pool, read_single_writer: true })
             }
         }
     }

@@ -7,6 +7,7 @@ mod analysis;
 mod search;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -81,6 +82,8 @@ pub struct CatalogIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
+    /// The position the last commit recorded.
+    committed_position: AtomicI64,
 }
 
 /// Heap for the single indexing thread: tantivy's minimum. Catalog documents are small
@@ -115,7 +118,9 @@ impl CatalogIndex {
         analysis::register(&mut index);
         let writer = index.writer_with_num_threads(1, WRITER_HEAP)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Arc::new(Self { index, reader, writer: Mutex::new(writer), fields }))
+        let me = Self { index, reader, writer: Mutex::new(writer), fields, committed_position: AtomicI64::new(0) };
+        me.committed_position.store(me.checkpoint()?, Ordering::SeqCst);
+        Ok(Arc::new(me))
     }
 
     fn wipe(dir: &Path) -> Result<(), IndexError> {
@@ -217,9 +222,9 @@ impl CatalogIndex {
         doc
     }
 
-    /// Stages one event's effect in the writer (uncommitted).
-    fn stage(&self, writer: &mut IndexWriter, event: &DecodedEvent) {
-        let Some(e) = event.to_domain::<DatasetEvent>() else { return };
+    /// Stages one event's effect in the writer (uncommitted); false if it has none.
+    fn stage(&self, writer: &mut IndexWriter, event: &DecodedEvent) -> bool {
+        let Some(e) = event.to_domain::<DatasetEvent>() else { return false };
         match e {
             DatasetEvent::DatasetCreated { dataset_id, fields } | DatasetEvent::DatasetUpdated { dataset_id, fields } => {
                 writer.delete_term(Term::from_field_i64(self.fields.id, dataset_id));
@@ -231,8 +236,9 @@ impl CatalogIndex {
             DatasetEvent::DatasetRetired { dataset_id } => {
                 writer.delete_term(Term::from_field_i64(self.fields.id, dataset_id));
             }
-            DatasetEvent::DatasetSlugClaimed { .. } | DatasetEvent::DatasetItemAdded { .. } => {}
+            DatasetEvent::DatasetSlugClaimed { .. } | DatasetEvent::DatasetItemAdded { .. } => return false,
         }
+        true
     }
 
     /// Commits staged changes with the checkpoint as the payload and makes them searchable.
@@ -240,6 +246,7 @@ impl CatalogIndex {
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&checkpoint.digest());
         prepared.commit()?;
+        self.committed_position.store(checkpoint.position, Ordering::SeqCst);
         self.reader.reload()?;
         Ok(())
     }
@@ -257,11 +264,19 @@ impl CatalogIndex {
     }
 
     /// Applies a page of events and records the last one as the checkpoint, atomically.
-    pub fn apply_page(&self, events: &[DecodedEvent]) -> Result<(), IndexError> {
-        let Some(last) = events.last() else { return Ok(()) };
+    /// A page that changes no dataset is not committed (a commit writes and syncs files):
+    /// its checkpoint is recorded by a later commit, or once it is `LAZY_CHECKPOINT`
+    /// events ahead of the last one, and a restart re-reads those events to no effect.
+    pub fn apply_page<E: std::borrow::Borrow<DecodedEvent>>(&self, events: &[E]) -> Result<(), IndexError> {
+        let Some(last) = events.last().map(|e| e.borrow()) else { return Ok(()) };
         let mut writer = self.lock()?;
+        let mut changed = false;
         for e in events {
-            self.stage(&mut writer, e);
+            changed |= self.stage(&mut writer, e.borrow());
+        }
+        let behind = last.recorded.position - self.committed_position.load(Ordering::SeqCst);
+        if !changed && behind < crate::LAZY_CHECKPOINT {
+            return Ok(());
         }
         self.commit(&mut writer, head_of(&last.recorded))
     }
@@ -341,7 +356,7 @@ pub trait SelfCheckpointed: Send + Sync {
     fn name(&self) -> &'static str;
     async fn checkpoint(&self) -> Result<Position, ProjectionError>;
     /// Applies the events and durably records the last one as the checkpoint, atomically.
-    async fn apply_page(&self, events: Vec<DecodedEvent>) -> Result<(), ProjectionError>;
+    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>) -> Result<(), ProjectionError>;
 }
 
 #[async_trait]
@@ -356,7 +371,7 @@ impl SelfCheckpointed for Arc<CatalogIndex> {
         Ok(c)
     }
 
-    async fn apply_page(&self, events: Vec<DecodedEvent>) -> Result<(), ProjectionError> {
+    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>) -> Result<(), ProjectionError> {
         let me = self.clone();
         // Commits fsync: off the async runtime.
         tokio::task::spawn_blocking(move || CatalogIndex::apply_page(&me, &events))

@@ -97,6 +97,28 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
 crate::on_both!(tasks_run_with_the_real_models_, tasks_run_with_the_real_models);
 
 #[tokio::test]
+async fn a_client_can_wait_for_the_result_in_one_request() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, token, _) = app.register("doctor@example.org").await;
+    let created = expect(submit(&app, &token, "detection_model_id=2&classification_model_id=3", fixture("fixture_3_kitchen_3obj.png")).await, 200).await;
+    let id = created["id"].as_i64().unwrap();
+    let started = Instant::now();
+    let r = expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(&token)).await, 200).await;
+    assert_eq!(r["status"], "done", "one request answers once the task has ended: {r}");
+    assert_eq!(r["result"]["image_class"], "kitchen");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A task that has ended answers at once, and a bad wait is the contract's 400.
+    assert_eq!(expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(&token)).await, 200).await, r);
+    for bad in ["-1", "soon", "NaN"] {
+        let e = expect(app.get(&format!("/api/tasks/{id}/result?wait={bad}"), Some(&token)).await, 400).await;
+        assert!(e["detail"].as_str().unwrap().contains("wait must be"), "{bad}: {e}");
+    }
+    // Someone else waits for nothing: 404 at once.
+    let (_, other, _) = app.register("other@example.org").await;
+    expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(&other)).await, 404).await;
+}
+
+#[tokio::test]
 async fn bad_requests_are_refused_and_nothing_is_queued() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, token, _) = app.register("doctor@example.org").await;
