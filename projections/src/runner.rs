@@ -16,7 +16,7 @@ use crate::catalog_index::SelfCheckpointed;
 use crate::tail::Tail;
 use crate::{Projection, ProjectionError};
 
-const PAGE: usize = 1_000;
+pub(crate) const PAGE: usize = 1_000;
 /// Replay reads larger pages: nobody waits on them, and fewer commits are cheaper.
 const REPLAY_PAGE: usize = 5_000;
 /// Upper bound on how long a follower sleeps when no wake-up arrives (appends by
@@ -283,13 +283,7 @@ async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, Project
     let mut decoded = match worker.tail.after(from.position, PAGE) {
         Some(events) => events,
         // Further behind than the tail reaches: catch up from the store.
-        None => {
-            let mut decoded = Vec::new();
-            for recorded in worker.store.read_all(from.position, PAGE).await? {
-                decoded.push(Arc::new(worker.codec.decode(recorded).await?));
-            }
-            decoded
-        }
+        None => crate::tail::read_page(&*worker.store, &worker.codec, from.position).await?.into_iter().map(Arc::new).collect(),
     };
     let Some(last) = decoded.last().map(|e| e.recorded.position) else { return Ok(None) };
     let name = sub.checkpoint_name();

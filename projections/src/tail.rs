@@ -11,10 +11,10 @@ use medledger_application::codec::{DecodedEvent, EventCodec};
 use medledger_application::ports::{EventStore, Position};
 use tokio::sync::watch;
 
+use crate::runner::PAGE;
+
 /// Events kept in memory: a page and then some.
 const CAPACITY: usize = 2_000;
-/// Events read from the store at once.
-const PAGE: usize = 1_000;
 
 pub(crate) struct Tail {
     ring: RwLock<Ring>,
@@ -111,7 +111,9 @@ impl Tail {
     }
 }
 
-async fn read_page(store: &dyn EventStore, codec: &EventCodec, after: Position) -> Result<Vec<DecodedEvent>, crate::ProjectionError> {
+/// The page of events after `after`, decoded: what the tail holds, and what a
+/// subscriber behind the tail reads for itself.
+pub(crate) async fn read_page(store: &dyn EventStore, codec: &EventCodec, after: Position) -> Result<Vec<DecodedEvent>, crate::ProjectionError> {
     let mut page = Vec::new();
     for recorded in store.read_all(after, PAGE).await? {
         page.push(codec.decode(recorded).await?);
