@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
 use catalog::{expand, read_catalog, write_catalog};
@@ -72,6 +72,9 @@ struct Args {
     /// Reuse this data directory of an earlier `--keep` run (its import), instead of importing again.
     #[arg(long)]
     reuse_data: Option<PathBuf>,
+    /// Measure medledger only (no PostgreSQL baseline): for quick runs while tuning.
+    #[arg(long)]
+    medledger_only: bool,
     /// Passes over the mix for --probe-index.
     #[arg(long, default_value_t = 5)]
     probe_passes: usize,
@@ -214,21 +217,7 @@ async fn latency(
     let rss_after = server.rss_kb()?;
     drop(server);
 
-    eprintln!("  PostgreSQL: load {} docs, GIN index", big.len());
-    let started = Instant::now();
-    fts::load(pg, &big.iter().map(fts::doc_of).collect::<Vec<_>>()).await?;
-    let pg_load = started.elapsed();
-    let started = Instant::now();
-    // Apart: VACUUM refuses to run in a multi-statement string (an implicit transaction).
-    sqlx::raw_sql("CREATE INDEX docs_both ON docs USING gin (doc_both)").execute(pg).await?;
-    sqlx::raw_sql("VACUUM ANALYZE docs").execute(pg).await?;
-    let pg_index = started.elapsed();
-    // AND everywhere: PostgreSQL's better-ranking formulation on the judged queries.
-    let pg_and = measure("PostgreSQL, AND", args.rate, args.seconds, &mix, fts::sender(pg, fts::BOTH_AND, fts::BOTH_AND), true, true).await;
-    // Searches as OR (any word, like medledger's ranked search): every match is ranked,
-    // far too slow for the open-loop rate; one at a time only.
-    eprintln!("  PostgreSQL, OR searches: one at a time");
-    let pg_or = measure("PostgreSQL, OR", args.rate, args.seconds, &mix, fts::sender(pg, fts::BOTH_OR, fts::BOTH_AND), false, false).await;
+    let baseline = if args.medledger_only { None } else { Some(postgres_baseline(args, pg, &big, &mix).await?) };
 
     let _ = writeln!(report, "### At {} datasets\n", big.len());
     let _ = writeln!(report, "| step | result |\n|---|---|");
@@ -257,33 +246,67 @@ async fn latency(
         rss_idle as f64 / 1024.0,
         rss_after as f64 / 1024.0
     );
-    let _ = writeln!(
-        report,
-        "| PostgreSQL: load rows / build GIN index + ANALYZE | {:.1} s / {:.1} s |\n",
-        pg_load.as_secs_f64(),
-        pg_index.as_secs_f64()
-    );
+    if let Some(b) = &baseline {
+        let _ = writeln!(
+            report,
+            "| PostgreSQL: load rows / build GIN index + ANALYZE | {:.1} s / {:.1} s |",
+            b.load.as_secs_f64(),
+            b.index.as_secs_f64()
+        );
+    }
+    report.push('\n');
     let header = "| engine | requests | n | p50 | p90 | p99 | max | errors |\n|---|---|---|---|---|---|---|---|";
     let _ = writeln!(report, "One at a time: each of the {} distinct requests once, after a warm-up pass (ms):\n\n{header}", mix.len());
     report.push_str(&latency_rows("medledger (HTTP)", &medledger.one_at_a_time));
-    report.push_str(&latency_rows("PostgreSQL FTS, AND (SQL)", &pg_and.one_at_a_time));
-    report.push_str(&latency_rows("PostgreSQL FTS, OR searches (SQL)", &pg_or.one_at_a_time));
+    if let Some(b) = &baseline {
+        report.push_str(&latency_rows("PostgreSQL FTS, AND (SQL)", &b.and.one_at_a_time));
+        report.push_str(&latency_rows("PostgreSQL FTS, OR searches (SQL)", &b.or.one_at_a_time));
+    }
     let _ = writeln!(
         report,
         "\nOpen loop: {} requests/s for {} s, the mix round-robin (ms, from the scheduled send to the full answer):\n\n{header}",
         args.rate, args.seconds
     );
-    for (name, m) in [("medledger (HTTP)", &medledger), ("PostgreSQL FTS, AND (SQL)", &pg_and)] {
-        if let Some(samples) = &m.open_loop {
+    let pg_and = baseline.as_ref().map(|b| &b.and);
+    for (name, m) in [("medledger (HTTP)", Some(&medledger)), ("PostgreSQL FTS, AND (SQL)", pg_and)] {
+        if let Some(samples) = m.and_then(|m| m.open_loop.as_ref()) {
             report.push_str(&latency_rows(name, samples));
         }
     }
     let _ = writeln!(
         report,
         "\nLoad average (1/5/15 min) before each open-loop run: medledger {}; PostgreSQL {}.\n",
-        medledger.load_before, pg_and.load_before
+        medledger.load_before,
+        pg_and.map_or("not measured", |m| m.load_before.as_str())
     );
     Ok(())
+}
+
+/// The same mix against PostgreSQL full-text search over the same documents.
+struct Baseline {
+    load: Duration,
+    index: Duration,
+    and: load::Measured,
+    or: load::Measured,
+}
+
+async fn postgres_baseline(args: &Args, pg: &PgPool, big: &[Map<String, Value>], mix: &[load::Request]) -> anyhow::Result<Baseline> {
+    eprintln!("  PostgreSQL: load {} docs, GIN index", big.len());
+    let started = Instant::now();
+    fts::load(pg, &big.iter().map(fts::doc_of).collect::<Vec<_>>()).await?;
+    let pg_load = started.elapsed();
+    let started = Instant::now();
+    // Apart: VACUUM refuses to run in a multi-statement string (an implicit transaction).
+    sqlx::raw_sql("CREATE INDEX docs_both ON docs USING gin (doc_both)").execute(pg).await?;
+    sqlx::raw_sql("VACUUM ANALYZE docs").execute(pg).await?;
+    let pg_index = started.elapsed();
+    // AND everywhere: PostgreSQL's better-ranking formulation on the judged queries.
+    let pg_and = measure("PostgreSQL, AND", args.rate, args.seconds, mix, fts::sender(pg, fts::BOTH_AND, fts::BOTH_AND), true, true).await;
+    // Searches as OR (any word, like medledger's ranked search): every match is ranked,
+    // far too slow for the open-loop rate; one at a time only.
+    eprintln!("  PostgreSQL, OR searches: one at a time");
+    let pg_or = measure("PostgreSQL, OR", args.rate, args.seconds, mix, fts::sender(pg, fts::BOTH_OR, fts::BOTH_AND), false, false).await;
+    Ok(Baseline { load: pg_load, index: pg_index, and: pg_and, or: pg_or })
 }
 
 #[tokio::main]

@@ -41,21 +41,30 @@ fn clean(word: &str) -> String {
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut rows = vec![(0..=b.len()).collect::<Vec<_>>(); a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
+    // Three rows suffice for transpositions: the one two back, the previous, the current.
+    let mut two_back = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
     for i in 1..=a.len() {
+        current[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            let mut d = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(rows[i - 2][j - 2] + 1);
+                d = d.min(two_back[j - 2] + 1);
             }
-            rows[i][j] = d;
+            current[j] = d;
         }
+        std::mem::swap(&mut two_back, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
     }
-    rows[a.len()][b.len()]
+    previous[b.len()]
+}
+
+/// Whether `a` and `b` are at most `budget` edits apart; words whose lengths differ by
+/// more than the budget are not compared letter by letter.
+pub fn within_edits(a: &str, b: &str, budget: usize) -> bool {
+    a.chars().count().abs_diff(b.chars().count()) <= budget && edit_distance(a, b) <= budget
 }
 
 /// How many typos a word of this length may carry and still be recognised: none in short
@@ -80,7 +89,7 @@ fn fuzzy_stem_match(word: &str, stem: &str) -> bool {
     // added or removed a letter.
     (stem_len.saturating_sub(1)..=stem_len + 1).any(|n| {
         let prefix: String = word.chars().take(n).collect();
-        prefix.chars().count() == n && edit_distance(&prefix, stem) <= budget
+        prefix.chars().count() == n && within_edits(&prefix, stem, budget)
     })
 }
 
@@ -100,7 +109,7 @@ fn matches(concept: &Concept, words: &[String], at: usize, fuzzy: bool) -> usize
     let word = &words[at];
     let english = |t: &String| {
         !t.contains(' ')
-            && (t == word || (fuzzy && edit_distance(t, word) <= typo_budget(word.chars().count().min(t.chars().count()))))
+            && (t == word || (fuzzy && within_edits(t, word, typo_budget(word.chars().count().min(t.chars().count())))))
     };
     if best == 0 && concept.english.iter().any(english) {
         best = 1;

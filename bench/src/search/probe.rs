@@ -45,6 +45,10 @@ pub fn run(dir: &Path, mix: &[Request], passes: usize) -> anyhow::Result<()> {
         eprintln!("probe: compacted in {:.2} s", started.elapsed().as_secs_f64());
     }
     eprintln!("probe: {} documents in {}", index.num_docs(), dir.display());
+    // PROBE_ONLY=text keeps the requests whose description contains it (for profiling one).
+    let only = std::env::var("PROBE_ONLY").ok();
+    let mix: Vec<Request> = mix.iter().filter(|r| only.as_ref().is_none_or(|o| r.describe().contains(o.as_str()))).cloned().collect();
+    let mix = mix.as_slice();
     let requests: Vec<SearchRequest> = mix.iter().map(engine_request).collect();
     for r in &requests {
         index.search(r)?;

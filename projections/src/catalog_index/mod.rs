@@ -5,6 +5,7 @@
 
 mod analysis;
 mod search;
+mod tiers;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -8,20 +8,21 @@
 //! or an area (a soft filter: it raises those datasets without excluding the others).
 //!
 //! Ranking: datasets matching more concept groups come first (one about "pneumonia"
-//! *and* "chest" *and* "CT" before one about CT alone), then by BM25. When the datasets
-//! matching every group fill the page they are found by an intersection; otherwise BM25
-//! picks candidates from every partial match and they are sorted by that tier order.
+//! *and* "chest" *and* "CT" before one about CT alone), then by BM25, then by id. The
+//! order is exact over every match; `tiers` finds it while scoring only the datasets of
+//! the tiers the page reaches.
 
 use std::collections::BTreeMap;
 
 use medledger_domain::vocabulary::{self, area_code, modality_code, typo_budget};
 use serde::Serialize;
-use tantivy::collector::{Count, FacetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, EnableScoring, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::collector::{Count, FacetCollector};
+use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::Language;
-use tantivy::{DocAddress, DocSet, Searcher, Term};
+use tantivy::{Score, Searcher, Term};
 
+use super::tiers::{self, Candidate, Concept, Plan};
 use super::{CatalogIndex, IndexError, analysis};
 
 /// Hard filters: a dataset must match one value of every non-empty list.
@@ -79,18 +80,12 @@ pub struct Faceted {
 pub const MAX_GROUPS: usize = 20;
 /// How much a concept's other wordings count relative to the preferred one.
 const SYNONYM_WEIGHT: f32 = 0.6;
-/// Candidates re-ranked beyond the requested page.
-const RERANK_DEPTH: usize = 100;
 const FACET_DIMENSIONS: [&str; 4] = ["modality", "area", "task_type", "tags"];
 /// Tags are open-ended: only the most frequent are counted.
 const MAX_TAG_FACETS: usize = 30;
 
 fn term_query(field: Field, text: &str) -> Box<dyn Query> {
     Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::WithFreqs))
-}
-
-fn any_of(field: Field, values: &[String]) -> Box<dyn Query> {
-    Box::new(BooleanQuery::new(values.iter().map(|v| (Occur::Should, term_query(field, v))).collect()))
 }
 
 fn is_cyrillic(word: &str) -> bool {
@@ -119,6 +114,12 @@ impl Clause {
         };
         if boost == 1.0 { inner } else { Box::new(BoostQuery::new(inner, boost)) }
     }
+
+    /// A fuzzy match scores its boost whatever the document (tantivy's automaton
+    /// weight is a constant scorer).
+    fn constant_score(&self, boost: f32) -> Option<Score> {
+        matches!(self, Clause::Fuzzy { .. }).then_some(boost)
+    }
 }
 
 /// The clauses of one concept with their weights, each clause once.
@@ -136,8 +137,9 @@ impl Weighted {
 
 impl CatalogIndex {
     /// Clauses matching one alternative wording of a concept in a pair of (title, body)
-    /// fields analysed for `language`.
-    fn text_clauses(&self, searcher: &Searcher, language: Language, title: Field, body: Field, alt: &str, weight: f32, out: &mut Weighted) {
+    /// fields analysed for `language`. Only a wording the user typed may be a typo: the
+    /// vocabulary's synonyms are spelt right, and one the catalog never uses matches nothing.
+    fn text_clauses(&self, searcher: &Searcher, language: Language, (title, body): (Field, Field), alt: &str, typed: bool, weight: f32, out: &mut Weighted) {
         let terms = analysis::terms(language, alt);
         match terms.as_slice() {
             [] => {}
@@ -153,7 +155,7 @@ impl CatalogIndex {
                 // Walking the term dictionary with a Levenshtein automaton is the most
                 // expensive step of a query; pointless when no indexed word is written
                 // in the word's alphabet (a Russian word against an English catalog).
-                if distance > 0 && unseen() && script_present(searcher, [title, body], one) {
+                if typed && distance > 0 && unseen() && script_present(searcher, [title, body], one) {
                     out.add(Clause::Fuzzy { field: title, text: one.clone(), distance }, weight);
                     out.add(Clause::Fuzzy { field: body, text: one.clone(), distance }, 0.5 * weight);
                 }
@@ -166,8 +168,9 @@ impl CatalogIndex {
     }
 
     /// One concept: any of its wordings, in either language's fields, or its modality
-    /// or area as a soft filter.
-    fn group_query(&self, searcher: &Searcher, group: &[String]) -> Option<Box<dyn Query>> {
+    /// or area as a soft filter. `typed`: the first wording is the user's own word (not
+    /// one the vocabulary put in its place).
+    fn group_clauses(&self, searcher: &Searcher, group: &[String], typed: bool) -> Weighted {
         let f = self.fields;
         let mut clauses = Weighted::default();
         for (i, alt) in group.iter().enumerate() {
@@ -175,9 +178,9 @@ impl CatalogIndex {
             // favour echo datasets over every dataset that merely says "ultrasound".
             let weight = if i == 0 { 1.0 } else { SYNONYM_WEIGHT };
             if is_cyrillic(alt) {
-                self.text_clauses(searcher, Language::Russian, f.title_ru, f.text_ru, alt, weight, &mut clauses);
+                self.text_clauses(searcher, Language::Russian, (f.title_ru, f.text_ru), alt, typed && i == 0, weight, &mut clauses);
             } else {
-                self.text_clauses(searcher, Language::English, f.title_en, f.text_en, alt, weight, &mut clauses);
+                self.text_clauses(searcher, Language::English, (f.title_en, f.text_en), alt, typed && i == 0, weight, &mut clauses);
             }
             if let Some(code) = modality_code(alt) {
                 clauses.add(Clause::Term { field: f.modality, text: code.to_string() }, 1.5 * weight);
@@ -186,144 +189,120 @@ impl CatalogIndex {
                 clauses.add(Clause::Term { field: f.area, text: area.to_string() }, 1.5 * weight);
             }
         }
-        (!clauses.0.is_empty()).then(|| {
-            Box::new(BooleanQuery::new(clauses.0.iter().map(|(c, w)| (Occur::Should, c.query(*w))).collect())) as _
-        })
+        clauses
     }
 
-    fn filter_clauses(&self, filters: &SearchFilters) -> Vec<(Occur, Box<dyn Query>)> {
+    /// Per filter dimension with values: (field, value) for each value.
+    fn filter_terms(&self, filters: &SearchFilters) -> Vec<(Field, Vec<String>)> {
         let f = self.fields;
         [(f.modality, &filters.modality), (f.area, &filters.area), (f.task, &filters.task_types), (f.tag, &filters.tags)]
             .into_iter()
             .filter(|(_, values)| !values.is_empty())
-            .map(|(field, values)| (Occur::Must, any_of(field, values)))
+            .map(|(field, values)| (field, values.clone()))
             .collect()
     }
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchHits, IndexError> {
         let searcher = self.reader.searcher();
-        let mut groups: Vec<Box<dyn Query>> = Vec::new();
-        let mut occurs: Vec<Occur> = Vec::new();
+        let mut concepts: Vec<(Weighted, bool)> = Vec::new();
+        let text = request.text.to_lowercase();
         for group in vocabulary::expand(&request.text).iter().take(MAX_GROUPS) {
-            let Some(query) = self.group_query(&searcher, group) else { continue };
+            let typed = group.first().is_some_and(|first| text.contains(first.as_str()));
+            let clauses = self.group_clauses(&searcher, group, typed);
+            if clauses.0.is_empty() {
+                continue;
+            }
             // The catalog is written in English: a Russian word the vocabulary does not
             // know can only match the rare Russian text, so even a filter-like query
             // ("МРТ коленного сустава") must not require it.
             let unknown_russian = matches!(group.as_slice(), [word] if is_cyrillic(word));
-            occurs.push(match request.semantics {
-                Semantics::AllConcepts if !unknown_russian => Occur::Must,
-                _ => Occur::Should,
-            });
-            groups.push(query);
+            let required = request.semantics == Semantics::AllConcepts && !unknown_russian;
+            concepts.push((clauses, required));
         }
-        let query_of = |occurs: &[Occur]| {
-            let mut clauses = self.filter_clauses(&request.filters);
-            if groups.is_empty() {
-                clauses.push((Occur::Must, Box::new(AllQuery) as Box<dyn Query>));
-            } else {
-                let text = BooleanQuery::new(occurs.iter().zip(&groups).map(|(o, g)| (*o, g.box_clone())).collect());
-                clauses.push((Occur::Must, Box::new(text)));
-            }
-            BooleanQuery::new(clauses)
+        let filters = self.filter_terms(&request.filters);
+        let plan = Plan {
+            concepts: concepts
+                .iter()
+                .map(|(clauses, required)| {
+                    let clauses = clauses
+                        .0
+                        .iter()
+                        .map(|(c, w)| tiers::Clause::new(&searcher, c.query(*w).as_ref(), c.constant_score(*w)))
+                        .collect::<Result<_, _>>()?;
+                    Ok(Concept { clauses, required: *required })
+                })
+                .collect::<Result<_, IndexError>>()?,
+            filters: filters
+                .iter()
+                .map(|(field, values)| values.iter().map(|v| tiers::Clause::new(&searcher, term_query(*field, v).as_ref(), None)).collect())
+                .collect::<Result<_, _>>()?,
+            page_end: request.offset.saturating_add(request.limit),
         };
-        let page_end = request.offset.saturating_add(request.limit);
-        // Datasets matching every concept rank above all others. When there are enough
-        // of them to fill the page, finding them is an intersection, which skips most of
-        // the catalog; only otherwise does the search score every partial match.
-        if request.semantics == Semantics::Ranked && !request.facets && groups.len() > 1 {
-            let all = query_of(&vec![Occur::Must; groups.len()]);
-            let top = searcher.search(&all, &TopDocs::with_limit(page_end).order_by_score())?;
-            if top.len() >= page_end {
-                let coverage = vec![1.0; top.len()];
-                return Ok(SearchHits { hits: self.rank(&searcher, &top, &coverage, groups.len(), request)?, facets: None });
-            }
-        }
-        let query = query_of(&occurs);
-        let top_docs = TopDocs::with_limit(page_end.max(RERANK_DEPTH)).order_by_score();
-        // Counting visits every match; without facets nobody asks for the total.
-        let (top, facets) = if request.facets {
-            let mut facets = FacetCollector::for_field("facets");
-            for d in FACET_DIMENSIONS {
-                facets.add_facet(format!("/{d}").as_str());
-            }
-            let (top, total, counts) = searcher.search(&query, &(top_docs, Count, facets))?;
-            (top, Some(Faceted { total, counts: facet_map(&counts) }))
-        } else {
-            (searcher.search(&query, &top_docs)?, None)
-        };
-        let coverage = self.coverage(&searcher, &groups, &top)?;
-        Ok(SearchHits { hits: self.rank(&searcher, &top, &coverage, groups.len(), request)?, facets })
+        let hits = rank(plan.candidates(&searcher)?, concepts.len(), request);
+        let facets = if request.facets { Some(self.facets(&searcher, &concepts, &filters)?) } else { None };
+        Ok(SearchHits { hits, facets })
     }
 
-    /// Orders candidates by how many concepts they match, then by BM25. The relevance
-    /// score keeps that order in [0, 1]: a dataset matching m of n concepts scores
-    /// between (m − 1)/n and m/n, placed by its BM25 relative to the best of its tier.
-    fn rank(
-        &self,
-        searcher: &Searcher,
-        top: &[(f32, DocAddress)],
-        coverage: &[f32],
-        groups: usize,
-        request: &SearchRequest,
-    ) -> Result<Vec<SearchHit>, IndexError> {
-        let matched = |covered: f32| (covered * groups as f32).round().max(1.0);
-        let mut best_of_tier: BTreeMap<u32, f32> = BTreeMap::new();
-        for ((score, _), covered) in top.iter().zip(coverage) {
-            let best = best_of_tier.entry(matched(*covered) as u32).or_insert(0.0);
-            *best = best.max(*score);
+    /// How many datasets match in all, and per facet value. A separate pass with
+    /// tantivy's collectors: only asked for by clients that show facets.
+    fn facets(&self, searcher: &Searcher, concepts: &[(Weighted, bool)], filters: &[(Field, Vec<String>)]) -> Result<Faceted, IndexError> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = filters
+            .iter()
+            .map(|(field, values)| {
+                let any: Box<dyn Query> = Box::new(BooleanQuery::new(values.iter().map(|v| (Occur::Should, term_query(*field, v))).collect()));
+                (Occur::Must, any)
+            })
+            .collect();
+        if concepts.is_empty() {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        } else {
+            let text = concepts.iter().map(|(weighted, required)| {
+                let group: Box<dyn Query> = Box::new(BooleanQuery::new(weighted.0.iter().map(|(c, w)| (Occur::Should, c.query(*w))).collect()));
+                (if *required { Occur::Must } else { Occur::Should }, group)
+            });
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(text.collect()))));
         }
-        // Opening a fast-field column is not free: once per segment, not per hit.
-        let mut ids = Vec::with_capacity(searcher.segment_readers().len());
-        for segment in searcher.segment_readers() {
-            ids.push(segment.fast_fields().i64("id")?);
+        let mut facets = FacetCollector::for_field("facets");
+        for d in FACET_DIMENSIONS {
+            facets.add_facet(format!("/{d}").as_str());
         }
-        let mut ranked = Vec::with_capacity(top.len());
-        for ((score, address), covered) in top.iter().zip(coverage) {
-            let id = ids
-                .get(address.segment_ord as usize)
-                .and_then(|column| column.first(address.doc_id))
-                .ok_or_else(|| IndexError::Tantivy(tantivy::TantivyError::InternalError("document without id".into())))?;
-            let relevance = if groups == 0 {
+        let (total, counts) = searcher.search(&BooleanQuery::new(clauses), &(Count, facets))?;
+        Ok(Faceted { total, counts: facet_map(&counts) })
+    }
+}
+
+/// Orders candidates by how many concepts they match, then by BM25, then by id. The
+/// relevance score keeps that order in [0, 1]: a dataset matching m of n concepts scores
+/// between (m − 1)/n and m/n, placed by its BM25 relative to the best of its tier.
+fn rank(candidates: Vec<Candidate>, concepts: usize, request: &SearchRequest) -> Vec<SearchHit> {
+    let tier = |c: &Candidate| c.matched.max(1);
+    let mut best_of_tier = vec![0.0f32; concepts + 2];
+    for c in &candidates {
+        if let Some(best) = best_of_tier.get_mut(tier(c)) {
+            *best = best.max(c.score);
+        }
+    }
+    let mut ranked: Vec<SearchHit> = candidates
+        .iter()
+        .map(|c| {
+            let relevance = if concepts == 0 {
                 1.0
             } else {
-                let m = matched(*covered);
-                let best = best_of_tier.get(&(m as u32)).copied().filter(|b| *b > 0.0).unwrap_or(1.0);
-                ((m - 1.0 + (score / best).clamp(0.0, 1.0)) / groups as f32).clamp(0.0, 1.0)
+                let best = best_of_tier.get(tier(c)).copied().filter(|b| *b > 0.0).unwrap_or(1.0);
+                ((tier(c) as f32 - 1.0 + (c.score / best).clamp(0.0, 1.0)) / concepts as f32).clamp(0.0, 1.0)
             };
-            ranked.push(SearchHit { id, relevance: (relevance * 10_000.0).round() / 10_000.0 });
-        }
-        ranked.sort_by(|a, b| b.relevance.total_cmp(&a.relevance).then(a.id.cmp(&b.id)));
-        Ok(ranked.into_iter().skip(request.offset).take(request.limit).collect())
+            SearchHit { id: c.id, relevance: (relevance * 10_000.0).round() / 10_000.0 }
+        })
+        .collect();
+    let order = |a: &SearchHit, b: &SearchHit| b.relevance.total_cmp(&a.relevance).then(a.id.cmp(&b.id));
+    // The lowest tier may hold thousands of candidates: order only the page's worth.
+    let page_end = request.offset.saturating_add(request.limit);
+    if ranked.len() > page_end && page_end > 0 {
+        ranked.select_nth_unstable_by(page_end - 1, order);
+        ranked.truncate(page_end);
     }
-
-    /// For each hit, the share of concept groups it matches.
-    fn coverage(&self, searcher: &Searcher, groups: &[Box<dyn Query>], top: &[(f32, DocAddress)]) -> Result<Vec<f32>, IndexError> {
-        let mut matched = vec![0usize; top.len()];
-        if groups.is_empty() {
-            return Ok(vec![1.0; top.len()]);
-        }
-        // Visit hits segment by segment in doc order so each group's scorer only moves forward.
-        let mut order: Vec<usize> = (0..top.len()).collect();
-        order.sort_by_key(|i| (top[*i].1.segment_ord, top[*i].1.doc_id));
-        for group in groups {
-            let weight = group.weight(EnableScoring::disabled_from_searcher(searcher))?;
-            let mut current: Option<(u32, Box<dyn tantivy::query::Scorer>)> = None;
-            for &i in &order {
-                let address = top[i].1;
-                if current.as_ref().map(|(s, _)| *s) != Some(address.segment_ord) {
-                    let reader = searcher.segment_reader(address.segment_ord);
-                    current = Some((address.segment_ord, weight.scorer(reader, 1.0)?));
-                }
-                if let Some((_, scorer)) = current.as_mut() {
-                    let at = if scorer.doc() < address.doc_id { scorer.seek(address.doc_id) } else { scorer.doc() };
-                    if at == address.doc_id {
-                        matched[i] += 1;
-                    }
-                }
-            }
-        }
-        Ok(matched.into_iter().map(|m| m as f32 / groups.len() as f32).collect())
-    }
+    ranked.sort_by(order);
+    ranked.into_iter().skip(request.offset).take(request.limit).collect()
 }
 
 /// Whether any segment holds, in one of `fields`, a term in the same alphabet (Latin
