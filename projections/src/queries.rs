@@ -1,6 +1,7 @@
 //! Read-side queries the API serves straight from the read models.
 
-use serde::Serialize;
+use medledger_domain::catalog::DatasetFields;
+use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -181,7 +182,7 @@ pub async fn audit_entry(read: &AnyPool, id: i64) -> Result<Option<AuditRow>, sq
 
 
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DatasetRow {
     pub id: i64,
     pub slug: String,
@@ -196,6 +197,27 @@ pub struct DatasetRow {
     pub license: String,
     pub tags: Vec<String>,
     pub year: Option<i64>,
+}
+
+impl DatasetRow {
+    /// The row as the datasets read model holds it after this dataset's latest event.
+    pub fn from_fields(id: i64, f: &DatasetFields) -> Self {
+        Self {
+            id,
+            slug: f.slug.clone(),
+            title: f.title.clone(),
+            description: f.description.clone(),
+            source_url: f.source_url.clone(),
+            modality: f.modality.clone(),
+            area: f.area.clone(),
+            task_types: f.task_types.clone(),
+            num_images: f.num_images,
+            size_mb: f.size_mb,
+            license: f.license.clone(),
+            tags: f.tags.clone(),
+            year: f.year.map(i64::from),
+        }
+    }
 }
 
 type DatasetTuple =
@@ -318,12 +340,4 @@ pub async fn datasets(
     }
     let rows = query.bind(limit).bind(offset).fetch_all(read).await?;
     Ok(rows.into_iter().map(dataset_row).collect())
-}
-
-/// The live datasets among `ids`, in the order of `ids` (a search's ranking).
-pub async fn datasets_in_order(read: &AnyPool, ids: &[i64]) -> Result<Vec<DatasetRow>, sqlx::Error> {
-    let filter = DatasetFilter { ids: Some(ids.to_vec()), ..Default::default() };
-    let rows = datasets(read, &filter, "id", ids.len() as i64, 0).await?;
-    let mut by_id: std::collections::HashMap<i64, DatasetRow> = rows.into_iter().map(|r| (r.id, r)).collect();
-    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }

@@ -47,7 +47,11 @@ pub fn run(dir: &Path, mix: &[Request], passes: usize) -> anyhow::Result<()> {
     eprintln!("probe: {} documents in {}", index.num_docs(), dir.display());
     // PROBE_ONLY=text keeps the requests whose description contains it (for profiling one).
     let only = std::env::var("PROBE_ONLY").ok();
-    let mix: Vec<Request> = mix.iter().filter(|r| only.as_ref().is_none_or(|o| r.describe().contains(o.as_str()))).cloned().collect();
+    let mut mix: Vec<Request> = mix.iter().filter(|r| only.as_ref().is_none_or(|o| r.describe().contains(o.as_str()))).cloned().collect();
+    // PROBE_QUERY=text: that text alone, ranked, without filters.
+    if let Ok(text) = std::env::var("PROBE_QUERY") {
+        mix = vec![Request::Search { text, filters: Default::default() }];
+    }
     let mix = mix.as_slice();
     let requests: Vec<SearchRequest> = mix.iter().map(engine_request).collect();
     for r in &requests {

@@ -51,6 +51,9 @@ pub(crate) struct Fields {
     pub task: Field,
     pub tag: Field,
     pub facets: Field,
+    /// The dataset as the API shows it (JSON), so a search answers without a read-model
+    /// round trip, and with the version of each dataset it ranked.
+    pub row: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -73,6 +76,7 @@ fn schema() -> (Schema, Fields) {
         task: b.add_text_field("task", STRING),
         tag: b.add_text_field("tag", STRING),
         facets: b.add_facet_field("facets", FacetOptions::default()),
+        row: b.add_text_field("row", STORED),
     };
     (b.build(), fields)
 }
@@ -198,6 +202,9 @@ impl CatalogIndex {
         let fl = self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_i64(fl.id, id);
+        if let Ok(row) = serde_json::to_string(&crate::queries::DatasetRow::from_fields(id, f)) {
+            doc.add_text(fl.row, row);
+        }
         let body = format!("{}\n{}\n{}\n{}", f.description, f.tags.join(", "), f.task_types.join(" "), f.slug.replace('-', " "));
         for (title, text) in [(fl.title_en, fl.text_en), (fl.title_ru, fl.text_ru)] {
             doc.add_text(title, &f.title);

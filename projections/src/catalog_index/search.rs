@@ -20,9 +20,11 @@ use tantivy::collector::{Count, FacetCollector};
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::Language;
-use tantivy::{Score, Searcher, Term};
+use tantivy::schema::Value as _;
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use super::tiers::{self, Candidate, Concept, Plan};
+use crate::queries::DatasetRow;
 use super::{CatalogIndex, IndexError, analysis};
 
 /// Hard filters: a dataset must match one value of every non-empty list.
@@ -52,10 +54,12 @@ pub struct SearchRequest {
     pub facets: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchHit {
     pub id: i64,
     pub relevance: f32,
+    /// The dataset as the index holds it (the version that was ranked).
+    pub dataset: DatasetRow,
 }
 
 /// Counts per value, per dimension (modality, area, task_type, tags).
@@ -115,10 +119,17 @@ impl Clause {
         if boost == 1.0 { inner } else { Box::new(BoostQuery::new(inner, boost)) }
     }
 
-    /// A fuzzy match scores its boost whatever the document (tantivy's automaton
-    /// weight is a constant scorer).
-    fn constant_score(&self, boost: f32) -> Option<Score> {
-        matches!(self, Clause::Fuzzy { .. }).then_some(boost)
+    /// How the clause runs within its concept: a phrase one of whose words is itself a
+    /// clause of the concept in the same field matches nothing that word does not.
+    fn kind(&self, boost: f32, concept: &Weighted) -> tiers::Kind {
+        match self {
+            Clause::Term { .. } => tiers::Kind::Term,
+            Clause::Phrase { field, terms } => {
+                let subsumed = concept.0.iter().any(|(c, _)| matches!(c, Clause::Term { field: f, text } if f == field && terms.contains(text)));
+                tiers::Kind::Phrase { matches: !subsumed }
+            }
+            Clause::Fuzzy { .. } => tiers::Kind::Constant(boost),
+        }
     }
 }
 
@@ -227,20 +238,29 @@ impl CatalogIndex {
                     let clauses = clauses
                         .0
                         .iter()
-                        .map(|(c, w)| tiers::Clause::new(&searcher, c.query(*w).as_ref(), c.constant_score(*w)))
+                        .map(|(c, w)| tiers::Clause::new(&searcher, c.query(*w).as_ref(), c.kind(*w, clauses)))
                         .collect::<Result<_, _>>()?;
                     Ok(Concept { clauses, required: *required })
                 })
                 .collect::<Result<_, IndexError>>()?,
             filters: filters
                 .iter()
-                .map(|(field, values)| values.iter().map(|v| tiers::Clause::new(&searcher, term_query(*field, v).as_ref(), None)).collect())
+                .map(|(field, values)| values.iter().map(|v| tiers::Clause::new(&searcher, term_query(*field, v).as_ref(), tiers::Kind::Term)).collect())
                 .collect::<Result<_, _>>()?,
             page_end: request.offset.saturating_add(request.limit),
         };
-        let hits = rank(plan.candidates(&searcher)?, concepts.len(), request);
+        let hits = rank(plan.candidates(&searcher)?, concepts.len(), request)
+            .into_iter()
+            .map(|(relevance, c)| Ok(SearchHit { id: c.id, relevance, dataset: self.stored_row(&searcher, c.address)? }))
+            .collect::<Result<_, IndexError>>()?;
         let facets = if request.facets { Some(self.facets(&searcher, &concepts, &filters)?) } else { None };
         Ok(SearchHits { hits, facets })
+    }
+
+    fn stored_row(&self, searcher: &Searcher, address: DocAddress) -> Result<DatasetRow, IndexError> {
+        let doc: TantivyDocument = searcher.doc(address)?;
+        let json = doc.get_first(self.fields.row).and_then(|v| v.as_str()).unwrap_or_default();
+        serde_json::from_str(json).map_err(|e| IndexError::Tantivy(tantivy::TantivyError::InternalError(format!("stored dataset: {e}"))))
     }
 
     /// How many datasets match in all, and per facet value. A separate pass with
@@ -274,7 +294,7 @@ impl CatalogIndex {
 /// Orders candidates by how many concepts they match, then by BM25, then by id. The
 /// relevance score keeps that order in [0, 1]: a dataset matching m of n concepts scores
 /// between (m − 1)/n and m/n, placed by its BM25 relative to the best of its tier.
-fn rank(candidates: Vec<Candidate>, concepts: usize, request: &SearchRequest) -> Vec<SearchHit> {
+fn rank(candidates: Vec<Candidate>, concepts: usize, request: &SearchRequest) -> Vec<(f32, Candidate)> {
     let tier = |c: &Candidate| c.matched.max(1);
     let mut best_of_tier = vec![0.0f32; concepts + 2];
     for c in &candidates {
@@ -282,22 +302,25 @@ fn rank(candidates: Vec<Candidate>, concepts: usize, request: &SearchRequest) ->
             *best = best.max(c.score);
         }
     }
-    let mut ranked: Vec<SearchHit> = candidates
-        .iter()
+    let mut ranked: Vec<(f32, Candidate)> = candidates
+        .into_iter()
         .map(|c| {
             let relevance = if concepts == 0 {
                 1.0
             } else {
-                let best = best_of_tier.get(tier(c)).copied().filter(|b| *b > 0.0).unwrap_or(1.0);
-                ((tier(c) as f32 - 1.0 + (c.score / best).clamp(0.0, 1.0)) / concepts as f32).clamp(0.0, 1.0)
+                let best = best_of_tier.get(tier(&c)).copied().filter(|b| *b > 0.0).unwrap_or(1.0);
+                ((tier(&c) as f32 - 1.0 + (c.score / best).clamp(0.0, 1.0)) / concepts as f32).clamp(0.0, 1.0)
             };
-            SearchHit { id: c.id, relevance: (relevance * 10_000.0).round() / 10_000.0 }
+            ((relevance * 10_000.0).round() / 10_000.0, c)
         })
         .collect();
-    let order = |a: &SearchHit, b: &SearchHit| b.relevance.total_cmp(&a.relevance).then(a.id.cmp(&b.id));
+    let order = |a: &(f32, Candidate), b: &(f32, Candidate)| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id));
     // The lowest tier may hold thousands of candidates: order only the page's worth.
     let page_end = request.offset.saturating_add(request.limit);
-    if ranked.len() > page_end && page_end > 0 {
+    if page_end == 0 {
+        return Vec::new();
+    }
+    if ranked.len() > page_end {
         ranked.select_nth_unstable_by(page_end - 1, order);
         ranked.truncate(page_end);
     }

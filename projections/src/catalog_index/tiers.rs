@@ -11,7 +11,7 @@
 
 use tantivy::fastfield::AliveBitSet;
 use tantivy::query::{EnableScoring, Query, Weight};
-use tantivy::{DocId, Score, Searcher, SegmentReader, TERMINATED};
+use tantivy::{DocAddress, DocId, DocSet, Score, SeekDangerResult, Searcher, SegmentReader, TERMINATED};
 
 use super::IndexError;
 
@@ -56,6 +56,19 @@ impl Bits {
         self.0.get(doc as usize / 64).is_some_and(|word| word & (1 << (doc % 64)) != 0)
     }
 
+    /// The first member at or after `from`.
+    fn next_from(&self, from: DocId) -> Option<DocId> {
+        let mut i = from as usize / 64;
+        let mut word = *self.0.get(i)? & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                return Some(i as DocId * 64 + word.trailing_zeros());
+            }
+            i += 1;
+            word = *self.0.get(i)?;
+        }
+    }
+
     fn intersect(&mut self, other: &Bits) {
         for (a, b) in self.0.iter_mut().zip(&other.0) {
             *a &= b;
@@ -86,32 +99,63 @@ impl Bits {
     }
 }
 
+/// How a clause finds and scores its matches.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Kind {
+    /// One term: its posting list is cheap to walk and to seek.
+    Term,
+    /// Several terms in a row: every candidate costs a look at positions, so it is
+    /// looked at only where the filters allow, and scored by checking each candidate
+    /// alone. `matches` is false when a term clause of the same concept and field
+    /// already finds every document it could match (the phrase then only scores).
+    Phrase { matches: bool },
+    /// Every match scores the same (a fuzzy match: tantivy's automaton weight is a
+    /// constant scorer); scored from the first pass instead of running it again.
+    Constant(Score),
+}
+
 /// One way a concept (or a filter value) matches, ready to run.
 pub(super) struct Clause {
     /// Finds the matching documents without scoring them.
     matching: Box<dyn Weight>,
     /// Scores them (BM25 with the clause's boost).
     scoring: Box<dyn Weight>,
-    /// A clause whose every match scores the same (a fuzzy match): scored from the
-    /// first pass's bitset instead of running the automaton again.
-    constant: Option<Score>,
+    kind: Kind,
 }
 
 impl Clause {
-    pub fn new(searcher: &Searcher, query: &dyn Query, constant: Option<Score>) -> Result<Self, IndexError> {
+    pub fn new(searcher: &Searcher, query: &dyn Query, kind: Kind) -> Result<Self, IndexError> {
         Ok(Self {
             matching: query.weight(EnableScoring::disabled_from_searcher(searcher))?,
             scoring: query.weight(EnableScoring::enabled_from_searcher(searcher))?,
-            constant,
+            kind,
         })
     }
 
-    fn collect(&self, reader: &SegmentReader, into: &mut Bits) -> Result<(), IndexError> {
-        self.matching.for_each_no_score(reader, &mut |docs| {
-            for doc in docs {
-                into.insert(*doc);
+    /// Adds the clause's matches to `into`; with `within`, only those among it (others
+    /// may or may not be added).
+    fn collect(&self, reader: &SegmentReader, within: Option<&Bits>, into: &mut Bits) -> Result<(), IndexError> {
+        let Some(within) = within.filter(|_| matches!(self.kind, Kind::Phrase { .. })) else {
+            self.matching.for_each_no_score(reader, &mut |docs| {
+                for doc in docs {
+                    into.insert(*doc);
+                }
+            })?;
+            return Ok(());
+        };
+        let mut scorer = self.matching.scorer(reader, 1.0)?;
+        let mut doc = scorer.doc();
+        while doc != TERMINATED {
+            if within.contains(doc) {
+                into.insert(doc);
+                doc = scorer.advance();
+            } else {
+                match within.next_from(doc + 1) {
+                    Some(next) => doc = scorer.seek(next),
+                    None => break,
+                }
             }
-        })?;
+        }
         Ok(())
     }
 }
@@ -137,15 +181,21 @@ pub(super) struct Candidate {
     pub matched: usize,
     pub score: Score,
     pub id: i64,
+    pub address: DocAddress,
 }
 
+/// Up to this many candidates, a phrase the first pass skipped is checked on each.
+const FEW_CANDIDATES: usize = 256;
+
 struct SegmentPass {
+    /// Passing the filters and every required concept.
     allowed: Bits,
     /// Matching at least one concept.
     any: Bits,
     counts: Vec<u8>,
-    /// The bitset of each constant-score clause, by (concept, clause).
-    constant_bits: Vec<((usize, usize), Bits)>,
+    /// The matches of each phrase and constant clause the first pass ran (within
+    /// `allowed`), by (concept, clause).
+    clause_bits: Vec<((usize, usize), Bits)>,
 }
 
 impl Plan {
@@ -179,7 +229,7 @@ impl Plan {
             }
         }
         let mut out = Vec::new();
-        for (pass, reader) in passes.iter().zip(searcher.segment_readers()) {
+        for (segment_ord, (pass, reader)) in passes.iter().zip(searcher.segment_readers()).enumerate() {
             let docs: Vec<DocId> = pass.allowed.iter().filter(|d| pass.counts[*d as usize] as usize >= lowest).collect();
             let scores = if self.concepts.is_empty() { vec![0.0; docs.len()] } else { self.score(reader, pass, &docs)? };
             let ids = reader.fast_fields().i64("id")?;
@@ -187,7 +237,8 @@ impl Plan {
                 let id = ids
                     .first(doc)
                     .ok_or_else(|| IndexError::Tantivy(tantivy::TantivyError::InternalError("document without id".into())))?;
-                out.push(Candidate { matched: pass.counts[doc as usize] as usize, score, id });
+                let address = DocAddress::new(segment_ord as u32, doc);
+                out.push(Candidate { matched: pass.counts[doc as usize] as usize, score, id, address });
             }
         }
         Ok(out)
@@ -200,23 +251,28 @@ impl Plan {
         for values in &self.filters {
             scratch.clear();
             for value in values {
-                value.collect(reader, &mut scratch)?;
+                value.collect(reader, None, &mut scratch)?;
             }
             allowed.intersect(&scratch);
         }
         let mut counts = vec![0u8; max_doc as usize];
         let mut any = Bits::empty(max_doc);
-        let mut constant_bits = Vec::new();
-        for (c, concept) in self.concepts.iter().enumerate() {
+        let mut clause_bits = Vec::new();
+        // Required concepts first: each narrows where the others need looking.
+        let order = self.concepts.iter().enumerate().filter(|(_, c)| c.required).chain(self.concepts.iter().enumerate().filter(|(_, c)| !c.required));
+        for (c, concept) in order {
             scratch.clear();
             for (k, clause) in concept.clauses.iter().enumerate() {
-                if clause.constant.is_some() {
-                    let mut own = Bits::empty(max_doc);
-                    clause.collect(reader, &mut own)?;
-                    scratch.union(&own);
-                    constant_bits.push(((c, k), own));
-                } else {
-                    clause.collect(reader, &mut scratch)?;
+                match clause.kind {
+                    Kind::Term => clause.collect(reader, Some(&allowed), &mut scratch)?,
+                    Kind::Phrase { matches: false } => {}
+                    Kind::Phrase { matches: true } | Kind::Constant(_) => {
+                        let mut own = Bits::empty(max_doc);
+                        clause.collect(reader, Some(&allowed), &mut own)?;
+                        own.intersect(&allowed);
+                        scratch.union(&own);
+                        clause_bits.push(((c, k), own));
+                    }
                 }
             }
             if concept.required {
@@ -229,47 +285,83 @@ impl Plan {
                 }
             }
         }
-        Ok(SegmentPass { allowed, any, counts, constant_bits })
+        Ok(SegmentPass { allowed, any, counts, clause_bits })
     }
 
     /// The BM25 score of each of `docs` (ascending): the sum over the clauses it
     /// matches, filters included, as the equivalent boolean query would score it.
     fn score(&self, reader: &SegmentReader, pass: &SegmentPass, docs: &[DocId]) -> Result<Vec<Score>, IndexError> {
         let mut scores = vec![0.0; docs.len()];
-        let mut add = |weight: &dyn Weight| -> Result<(), IndexError> {
-            let mut scorer = weight.scorer(reader, 1.0)?;
-            for (i, &doc) in docs.iter().enumerate() {
-                let at = if scorer.doc() < doc { scorer.seek(doc) } else { scorer.doc() };
-                if at == TERMINATED {
-                    break;
-                }
-                if at == doc {
-                    scores[i] += scorer.score();
-                }
-            }
-            Ok(())
-        };
-        for clause in self.concepts.iter().flat_map(|c| &c.clauses) {
-            if clause.constant.is_none() {
-                add(clause.scoring.as_ref())?;
-            }
+        for clause in self.filters.iter().flatten() {
+            add_scores(reader, clause.scoring.as_ref(), docs, &mut scores)?;
         }
-        for values in &self.filters {
-            for value in values {
-                add(value.scoring.as_ref())?;
-            }
-        }
-        for ((c, k), bits) in &pass.constant_bits {
-            let Some(score) = self.concepts.get(*c).and_then(|concept| concept.clauses.get(*k)).and_then(|clause| clause.constant) else {
-                continue;
-            };
-            for (i, doc) in docs.iter().enumerate() {
-                if bits.contains(*doc) {
-                    scores[i] += score;
+        let mut candidates: Option<Bits> = None;
+        for (c, concept) in self.concepts.iter().enumerate() {
+            for (k, clause) in concept.clauses.iter().enumerate() {
+                let known = pass.clause_bits.iter().find(|(at, _)| *at == (c, k)).map(|(_, bits)| bits);
+                match (clause.kind, known) {
+                    (Kind::Term, _) => add_scores(reader, clause.scoring.as_ref(), docs, &mut scores)?,
+                    (Kind::Constant(score), Some(bits)) => {
+                        for (i, doc) in docs.iter().enumerate() {
+                            if bits.contains(*doc) {
+                                scores[i] += score;
+                            }
+                        }
+                    }
+                    (Kind::Phrase { .. }, Some(bits)) => add_phrase_scores(reader, clause.scoring.as_ref(), docs, Some(bits), &mut scores)?,
+                    // A phrase the first pass skipped: checking a few candidates one by
+                    // one is cheapest; for many, find its matches among them first.
+                    (Kind::Phrase { .. }, None) if docs.len() > FEW_CANDIDATES => {
+                        let within = candidates.get_or_insert_with(|| {
+                            let mut bits = Bits::empty(reader.max_doc());
+                            docs.iter().for_each(|d| bits.insert(*d));
+                            bits
+                        });
+                        let mut matched = Bits::empty(reader.max_doc());
+                        clause.collect(reader, Some(within), &mut matched)?;
+                        add_phrase_scores(reader, clause.scoring.as_ref(), docs, Some(&matched), &mut scores)?;
+                    }
+                    (Kind::Phrase { .. }, None) => add_phrase_scores(reader, clause.scoring.as_ref(), docs, None, &mut scores)?,
+                    (Kind::Constant(_), None) => {}
                 }
             }
         }
         Ok(scores)
+    }
+}
+
+/// Adds a term clause's score to each of `docs` (ascending) it matches.
+fn add_scores(reader: &SegmentReader, weight: &dyn Weight, docs: &[DocId], scores: &mut [Score]) -> Result<(), IndexError> {
+    let mut scorer = weight.scorer(reader, 1.0)?;
+    for (i, &doc) in docs.iter().enumerate() {
+        let at = if scorer.doc() < doc { scorer.seek(doc) } else { scorer.doc() };
+        if at == TERMINATED {
+            break;
+        }
+        if at == doc {
+            scores[i] += scorer.score();
+        }
+    }
+    Ok(())
+}
+
+/// Adds a phrase's score to each of `docs` (ascending) it matches; with `only`, to
+/// those of them it is known to match. Seeking a phrase scorer reads positions all the
+/// way to its next match; `seek_danger` checks only the document asked about.
+fn add_phrase_scores(reader: &SegmentReader, weight: &dyn Weight, docs: &[DocId], only: Option<&Bits>, scores: &mut [Score]) -> Result<(), IndexError> {
+    let mut wanted = docs.iter().enumerate().filter(|(_, d)| only.is_none_or(|bits| bits.contains(**d)));
+    let Some((mut i, &first)) = wanted.next() else { return Ok(()) };
+    let (mut found, mut scorer) = weight.scorer_danger(reader, first, 1.0)?;
+    let mut bound = 0;
+    loop {
+        match found {
+            SeekDangerResult::Found => scores[i] += scorer.score(),
+            // Nothing before `lower` matches: the candidates below it are skipped.
+            SeekDangerResult::SeekLowerBound(lower) => bound = lower,
+        }
+        let Some((next, &doc)) = wanted.find(|(_, d)| **d >= bound) else { return Ok(()) };
+        i = next;
+        found = scorer.seek_danger(doc);
     }
 }
 
@@ -291,5 +383,9 @@ mod tests {
         let mut both = all.clone();
         both.intersect(&bits);
         assert_eq!(both.iter().collect::<Vec<_>>(), vec![0, 64, 129]);
+        assert_eq!(bits.next_from(1), Some(64));
+        assert_eq!(bits.next_from(64), Some(64));
+        assert_eq!(bits.next_from(65), Some(129));
+        assert_eq!(bits.next_from(130), None);
     }
 }

@@ -105,11 +105,10 @@ async fn list(State(state): State<AppState>, _auth: Auth<Detail>, Query(q): Quer
     };
     let index = state.catalog_index.clone();
     let found = tokio::task::spawn_blocking(move || index.search(&request)).await.map_err(|_| ApiError::internal())??;
-    let ids: Vec<i64> = found.hits.iter().map(|h| h.id).collect();
     let rows = match order_sql {
-        None => queries::datasets_in_order(&state.dbs.read, &ids).await?,
+        None => found.hits.into_iter().map(|h| h.dataset).collect(),
         Some(order) => {
-            filter.ids = Some(ids);
+            filter.ids = Some(found.hits.iter().map(|h| h.id).collect());
             queries::datasets(&state.dbs.read, &filter, order, limit, offset).await?
         }
     };

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use medledger_projections::catalog_index::{SearchHits, SearchRequest, Semantics};
-use medledger_projections::queries;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -107,15 +106,7 @@ async fn search(
     let index = state.catalog_index.clone();
     let SearchHits { hits, facets } =
         tokio::task::spawn_blocking(move || index.search(&request)).await.map_err(|_| ApiError::internal())??;
-    let ids: Vec<i64> = hits.iter().map(|h| h.id).collect();
-    let rows = queries::datasets_in_order(&state.dbs.read, &ids).await?;
-    let results: Vec<Value> = rows
-        .iter()
-        .filter_map(|row| {
-            let hit = hits.iter().find(|h| h.id == row.id)?;
-            Some(json!({ "dataset": row, "relevance_score": hit.relevance }))
-        })
-        .collect();
+    let results: Vec<Value> = hits.iter().map(|hit| json!({ "dataset": hit.dataset, "relevance_score": hit.relevance })).collect();
     if let Some(faceted) = facets {
         return Ok(Json(json!({ "count": faceted.total, "results": results, "facets": faceted.counts })));
     }
