@@ -205,13 +205,56 @@ async fn the_index_follows_admin_changes_(kind: Kind) {
     changed["description"] = json!("Cardiac ultrasound of larvae.");
     expect(app.put(&format!("/api/v1/admin/datasets/{id}/"), &changed, Some(&admin)).await, 200).await;
     assert_eq!(search(&app, &admin, json!({"query_text": "zebrafish"})).await, json!([]));
-    assert_eq!(result_slugs(&search(&app, &admin, json!({"query_text": "danio"})).await), ["larval-heart-echo"]);
+    let danio = search(&app, &admin, json!({"query_text": "danio"})).await;
+    assert_eq!(result_slugs(&danio), ["larval-heart-echo"]);
+    // The search answers with the dataset as the index holds it: the new version, the
+    // same as the dataset's own endpoint shows.
+    let detail = expect(app.get(&format!("/api/v1/datasets/{id}/"), Some(&admin)).await, 200).await;
+    assert_eq!(danio[0]["dataset"], detail);
+    assert_eq!(danio[0]["dataset"]["title"], "Danio rerio cardiac ultrasound");
+    let listed = expect(app.get("/api/v1/datasets/?q=danio", Some(&admin)).await, 200).await;
+    assert_eq!(listed, json!([detail]));
 
     let r = app.client.delete(app.url(&format!("/api/v1/admin/datasets/{id}/"))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 204);
     assert_eq!(search(&app, &admin, json!({"query_text": "danio"})).await, json!([]));
     let list = expect(app.get("/api/v1/datasets/?q=danio", Some(&admin)).await, 200).await;
     assert_eq!(list, json!([]));
+}
+
+#[tokio::test]
+async fn a_dataset_matching_every_concept_outranks_any_number_matching_fewer() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    // 150 datasets about pneumonia alone, each scoring high for that word, and one that
+    // mentions pneumonia and the liver once each in a long description (a low BM25).
+    let mut lines: Vec<String> = (0..150)
+        .map(|i| {
+            json!({"slug": format!("pneumonia-{i}"), "title": format!("Pneumonia radiographs {i}"), "description": "Pneumonia. Pneumonia cases, pneumonia controls.",
+                   "modality": ["XR"], "area": "chest", "task_types": ["classification"]})
+            .to_string()
+        })
+        .collect();
+    let filler = "Scans from a regional hospital archive collected over ten years for teaching. ".repeat(20);
+    lines.push(
+        json!({"slug": "mixed-archive", "title": "Regional archive", "description": format!("{filler} One case shows pneumonia, another the liver."),
+               "modality": ["CT"], "area": "abdomen", "task_types": ["classification"]})
+        .to_string(),
+    );
+    let datasets = lines.iter().map(|l| medledger_application::catalog::parse_line(l).unwrap()).collect();
+    let report = app.state.catalog.import(datasets, &medledger_application::metadata::CommandContext::system()).await.unwrap();
+    app.state.caught_up(report.last_position.unwrap()).await;
+    let token = app.register("reader@example.org").await.1;
+
+    let found = search(&app, &token, json!({"query_text": "pneumonia liver", "limit": 5})).await;
+    let slugs = result_slugs(&found);
+    assert_eq!(slugs[0], "mixed-archive", "{slugs:?}");
+    assert_eq!(found[0]["relevance_score"], 1.0);
+    assert!(slugs[1..].iter().all(|s| s.starts_with("pneumonia-")), "{slugs:?}");
+    assert_scores_descend_within_unit_interval(&found);
+    // The order is the same whatever the page: the second page continues the first.
+    let next = search(&app, &token, json!({"query_text": "pneumonia liver", "limit": 5, "offset": 5})).await;
+    let ten = search(&app, &token, json!({"query_text": "pneumonia liver", "limit": 10})).await;
+    assert_eq!([result_slugs(&found), result_slugs(&next)].concat(), result_slugs(&ten));
 }
 
 fn request(text: &str) -> SearchRequest {
