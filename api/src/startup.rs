@@ -143,7 +143,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let core = core(&config).await?;
     let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone())
         .one_read_writer_at_a_time(core.dbs.read_single_writer);
-    let runner = medledger_projections::all().into_iter().fold(runner, |r, p| r.projection(p));
+    let task_watch = medledger_projections::TaskWatch::default();
+    let runner = medledger_projections::all_with(task_watch.clone()).into_iter().fold(runner, |r, p| r.projection(p));
     let catalog_index = CatalogIndex::open_for(&config.catalog_index_dir(), &*core.dbs.store).await?;
     let runner = runner.index(Arc::new(catalog_index.clone()));
     let mailer: Arc<dyn Mailer> = match &config.smtp_url {
@@ -175,6 +176,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         collections: core.collections,
         inference: core.inference,
         progress: runner.progress(),
+        task_watch,
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit, Duration::from_secs(60))),

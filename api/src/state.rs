@@ -33,6 +33,8 @@ pub struct AppState {
     pub collections: Collections,
     pub inference: InferenceTasks,
     pub progress: Progress,
+    /// Wakes a request waiting on one inference task when that task's row changes.
+    pub task_watch: medledger_projections::TaskWatch,
     pub idempotency: Arc<IdempotencyRecords>,
     pub auth_limiter: Arc<RateLimiter>,
     pub api_limiter: Arc<RateLimiter>,

@@ -18,7 +18,7 @@ use sha2::Digest as _;
 use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
-use crate::ports::{BlobStore, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage};
+use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage, StoreError};
 use crate::workers::Workers;
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
@@ -125,7 +125,7 @@ impl InferenceTasks {
         self.blobs.put(&key, &onnx).await?;
         let command = ModelCommand::Register { model_id, manifest: manifest.clone(), blob_key: key, sha256: sha256_hex(&onnx), builtin: false };
         let events = Model::default().handle(command)?;
-        let part = self.ledger.prepare(&model::stream_id(model_id), crate::ports::ExpectedVersion::NoStream, &events, ctx).await?;
+        let part = self.ledger.prepare(&model::stream_id(model_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
         load_off_runtime(&engine, model_id, manifest.clone(), onnx).await?.map_err(AppError::internal)?;
         self.remember(model_id, manifest);
@@ -189,7 +189,7 @@ impl InferenceTasks {
             sha256: sha256_hex(bytes),
         };
         let events = InferenceTask::default().handle(TaskCommand::Create { task_id, owner_id, detection_model_id, classification_model_id, input })?;
-        let part = self.ledger.prepare(&task::stream_id(task_id), crate::ports::ExpectedVersion::NoStream, &events, ctx).await?;
+        let part = self.ledger.prepare(&task::stream_id(task_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
         Ok((task_id, appended.last_position))
     }
@@ -222,26 +222,60 @@ impl InferenceTasks {
 
     /// Runs one task to its end, exactly once as far as the history can tell: the start
     /// and the result are appended against the stream's version, so of two runners (or a
-    /// run after a crash) only one result is recorded.
+    /// run after a crash) only one result is recorded. The task is read once; only a
+    /// conflicting write (another runner, a DELETE) makes it decide again on a reload.
     pub async fn run(&self, task_id: TaskId) -> Result<(), AppError> {
+        let ctx = CommandContext::system();
+        let stream = task::stream_id(task_id);
+        let (mut task, version) = self.ledger.load::<InferenceTask>(&stream).await?;
+        let started = task.handle(TaskCommand::Start)?;
+        if !started.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. })) {
+            return Ok(());
+        }
+        let Some(version) = self.append_at(&stream, version, &started, &ctx).await? else {
+            return self.run_reloading(task_id).await;
+        };
+        for e in &started {
+            task.apply(e);
+        }
+        let outcome = self.infer(&task).await;
+        let command = || end_command(&outcome);
+        let ended = task.handle(command())?;
+        if ended.is_empty() || self.append_at(&stream, version, &ended, &ctx).await?.is_some() {
+            return Ok(());
+        }
+        self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(command())).await?;
+        Ok(())
+    }
+
+    /// Appends `events` if the stream is still at `version`; None when it moved on.
+    async fn append_at(&self, stream: &str, version: i64, events: &[TaskEvent], ctx: &CommandContext) -> Result<Option<i64>, AppError> {
+        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        let part = self.ledger.prepare(stream, expected, events, ctx).await?;
+        match self.ledger.commit(vec![part]).await {
+            Ok(_) => Ok(Some(version + events.len() as i64)),
+            Err(AppError::Store(StoreError::Conflict { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `run` when the stream changed under it: each step reloads the task.
+    async fn run_reloading(&self, task_id: TaskId) -> Result<(), AppError> {
         let ctx = CommandContext::system();
         let stream = task::stream_id(task_id);
         let (started, _) = self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(TaskCommand::Start)).await?;
         if !started.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. })) {
             return Ok(());
         }
-        let outcome = self.infer(task_id).await;
-        let command = move || match &outcome {
-            Ok((result, model_ms)) => TaskCommand::Complete { result: result.clone(), model_ms: *model_ms },
-            Err(reason) => TaskCommand::Fail { reason: reason.clone() },
-        };
+        let (task, _) = self.ledger.load::<InferenceTask>(&stream).await?;
+        let outcome = self.infer(&task).await;
+        let command = || end_command(&outcome);
         self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(command())).await?;
         Ok(())
     }
 
-    async fn infer(&self, task_id: TaskId) -> Result<(InferenceResult, f64), String> {
+    async fn infer(&self, task: &InferenceTask) -> Result<(InferenceResult, f64), String> {
         let engine = self.engine.clone()?;
-        let (task, _) = self.ledger.load::<InferenceTask>(&task::stream_id(task_id)).await.map_err(|e| e.to_string())?;
         let (detector, classifier) = task.models().ok_or("the task has no models")?;
         let input = task.input().ok_or("the task has no input")?;
         let bytes = self.blobs.get(&input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
@@ -265,6 +299,14 @@ impl InferenceTasks {
             })
             .await
             .ok_or("the inference workers stopped")?
+    }
+}
+
+/// What a run's outcome records: its result, or why it failed.
+fn end_command(outcome: &Result<(InferenceResult, f64), String>) -> TaskCommand {
+    match outcome {
+        Ok((result, model_ms)) => TaskCommand::Complete { result: result.clone(), model_ms: *model_ms },
+        Err(reason) => TaskCommand::Fail { reason: reason.clone() },
     }
 }
 

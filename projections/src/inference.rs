@@ -1,7 +1,11 @@
 //! The `inference_models` and `inference_tasks` read models (contract 004).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
+use tokio::sync::Notify;
 use medledger_domain::inference::model::ModelEvent;
 use medledger_domain::inference::task::{TaskEvent, TaskStatus};
 use sqlx::AnyConnection;
@@ -45,10 +49,58 @@ impl Projection for InferenceModelsProjection {
 /// The name the runner's progress knows the task list by.
 pub const TASKS_PROJECTION: &str = "inference_tasks";
 
-pub struct InferenceTasksProjection;
+/// Which tasks' rows changed, for requests waiting on one task (`?wait=`): each wakes
+/// when its own task's row has changed, not on every page of the task list.
+#[derive(Clone, Default)]
+pub struct TaskWatch(Arc<Mutex<HashMap<i64, Weak<Notify>>>>);
+
+impl TaskWatch {
+    /// Notified after each commit that changes task `id`'s row. Create the `notified()`
+    /// future before reading the row, so a change between the read and the wait counts.
+    pub fn watch(&self, id: i64) -> Arc<Notify> {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(notify) = map.get(&id).and_then(Weak::upgrade) {
+            return notify;
+        }
+        if map.len() >= 1024 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let notify = Arc::new(Notify::new());
+        map.insert(id, Arc::downgrade(&notify));
+        notify
+    }
+
+    fn changed(&self, id: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match map.get(&id).and_then(Weak::upgrade) {
+            Some(notify) => notify.notify_waiters(),
+            None => {
+                map.remove(&id);
+            }
+        }
+    }
+}
+
+pub struct InferenceTasksProjection {
+    watch: TaskWatch,
+}
+
+impl InferenceTasksProjection {
+    pub fn new(watch: TaskWatch) -> Self {
+        Self { watch }
+    }
+}
 
 #[async_trait]
 impl Projection for InferenceTasksProjection {
+    fn committed(&self, events: &[Arc<DecodedEvent>]) {
+        for event in events {
+            if let Some(e) = event.to_domain::<TaskEvent>() {
+                self.watch.changed(e.task_id());
+            }
+        }
+    }
+
     fn name(&self) -> &'static str {
         TASKS_PROJECTION
     }

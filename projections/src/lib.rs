@@ -25,7 +25,7 @@ pub use audit_log::AuditLogProjection;
 pub use catalog::DatasetsProjection;
 pub use collections::{CollectionsProjection, DatasetItemsProjection};
 pub use error::ProjectionError;
-pub use inference::{InferenceModelsProjection, InferenceTasksProjection};
+pub use inference::{InferenceModelsProjection, InferenceTasksProjection, TaskWatch};
 pub use runner::{Progress, Runner, RunnerHandle, rebuild, table_snapshot};
 pub use users::{SqlUserDirectory, UsersProjection};
 
@@ -42,6 +42,10 @@ pub trait Projection: Send + Sync {
     fn handles(&self, event: &DecodedEvent) -> bool;
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError>;
+
+    /// Called by the runner once a page of `events` (those it handles) has committed,
+    /// before its position is published: for telling in-process waiters what changed.
+    fn committed(&self, _events: &[std::sync::Arc<DecodedEvent>]) {}
 }
 
 /// How many events a read model's or saga's written checkpoint may lag behind what it
@@ -51,6 +55,11 @@ pub(crate) const LAZY_CHECKPOINT: medledger_application::ports::Position = 1_000
 
 /// Every read model the server keeps.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    all_with(TaskWatch::default())
+}
+
+/// Every read model, the task list telling `tasks` which tasks changed.
+pub fn all_with(tasks: TaskWatch) -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(UsersProjection),
         std::sync::Arc::new(AuditLogProjection),
@@ -58,7 +67,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(DatasetItemsProjection),
         std::sync::Arc::new(CollectionsProjection),
         std::sync::Arc::new(InferenceModelsProjection),
-        std::sync::Arc::new(InferenceTasksProjection),
+        std::sync::Arc::new(InferenceTasksProjection::new(tasks)),
     ]
 }
 

@@ -47,11 +47,6 @@ impl Progress {
         true
     }
 
-    /// Changes whenever `name` (a projection) has applied another page.
-    pub fn watch(&self, name: &str) -> Option<watch::Receiver<Position>> {
-        self.positions.get(name).cloned()
-    }
-
     pub fn positions(&self) -> Vec<(String, Position)> {
         self.positions.iter().map(|(n, rx)| (n.clone(), *rx.borrow())).collect()
     }
@@ -307,6 +302,7 @@ async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, Project
                 return Ok(Some(Reached::at(load_checkpoint(db, &name).await?)));
             }
             tx.commit().await?;
+            p.committed(&decoded);
         }
         Subscriber::Index(index) => {
             // The index decides itself whether the page is worth a commit.

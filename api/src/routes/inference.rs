@@ -173,13 +173,15 @@ async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<S
     let mut row = visible(&state, &user, &raw).await?;
     if let (Some(wait), false) = (wait, is_final(&row.status)) {
         let deadline = tokio::time::Instant::now() + wait;
-        if let Some(mut applied) = state.progress.watch(queries::TASKS_PROJECTION) {
-            loop {
-                applied.borrow_and_update();
-                row = visible(&state, &user, &raw).await?;
-                if is_final(&row.status) || !matches!(tokio::time::timeout_at(deadline, applied.changed()).await, Ok(Ok(()))) {
-                    break;
-                }
+        let changes = state.task_watch.watch(row.id);
+        loop {
+            // Registered before the read: a change committed in between still wakes it.
+            let changed = changes.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            row = visible(&state, &user, &raw).await?;
+            if is_final(&row.status) || tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break;
             }
         }
     }

@@ -90,6 +90,19 @@ pub enum TaskEvent {
     InferenceTaskDeleted { task_id: TaskId },
 }
 
+impl TaskEvent {
+    pub fn task_id(&self) -> TaskId {
+        match self {
+            TaskEvent::InferenceTaskCreated { task_id, .. }
+            | TaskEvent::InferenceTaskStarted { task_id, .. }
+            | TaskEvent::InferenceTaskCompleted { task_id, .. }
+            | TaskEvent::InferenceTaskFailed { task_id, .. }
+            | TaskEvent::InferenceTaskCancelled { task_id }
+            | TaskEvent::InferenceTaskDeleted { task_id } => *task_id,
+        }
+    }
+}
+
 impl DomainEvent for TaskEvent {
     fn event_type(&self) -> &'static str {
         match self {
