@@ -18,7 +18,7 @@ use sha2::Digest as _;
 use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
-use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage, StoreError};
+use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage};
 use crate::workers::Workers;
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
@@ -227,50 +227,13 @@ impl InferenceTasks {
     pub async fn run(&self, task_id: TaskId) -> Result<(), AppError> {
         let ctx = CommandContext::system();
         let stream = task::stream_id(task_id);
-        let (mut task, version) = self.ledger.load::<InferenceTask>(&stream).await?;
-        let started = task.handle(TaskCommand::Start)?;
-        if !started.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. })) {
+        let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, None, |t| t.handle(TaskCommand::Start)).await?;
+        if !start.events.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. })) {
             return Ok(());
         }
-        let Some(version) = self.append_at(&stream, version, &started, &ctx).await? else {
-            return self.run_reloading(task_id).await;
-        };
-        for e in &started {
-            task.apply(e);
-        }
-        let outcome = self.infer(&task).await;
-        let command = || end_command(&outcome);
-        let ended = task.handle(command())?;
-        if ended.is_empty() || self.append_at(&stream, version, &ended, &ctx).await?.is_some() {
-            return Ok(());
-        }
-        self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(command())).await?;
-        Ok(())
-    }
-
-    /// Appends `events` if the stream is still at `version`; None when it moved on.
-    async fn append_at(&self, stream: &str, version: i64, events: &[TaskEvent], ctx: &CommandContext) -> Result<Option<i64>, AppError> {
-        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
-        let part = self.ledger.prepare(stream, expected, events, ctx).await?;
-        match self.ledger.commit(vec![part]).await {
-            Ok(_) => Ok(Some(version + events.len() as i64)),
-            Err(AppError::Store(StoreError::Conflict { .. })) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `run` when the stream changed under it: each step reloads the task.
-    async fn run_reloading(&self, task_id: TaskId) -> Result<(), AppError> {
-        let ctx = CommandContext::system();
-        let stream = task::stream_id(task_id);
-        let (started, _) = self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(TaskCommand::Start)).await?;
-        if !started.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. })) {
-            return Ok(());
-        }
-        let (task, _) = self.ledger.load::<InferenceTask>(&stream).await?;
-        let outcome = self.infer(&task).await;
-        let command = || end_command(&outcome);
-        self.ledger.execute::<InferenceTask>(&stream, &ctx, |t| t.handle(command())).await?;
+        let outcome = self.infer(&start.state).await;
+        let known = Some((start.state, start.version));
+        self.ledger.execute_from::<InferenceTask>(&stream, &ctx, known, |t| t.handle(end_command(&outcome))).await?;
         Ok(())
     }
 

@@ -18,6 +18,15 @@ pub struct Ledger {
     codec: EventCodec,
 }
 
+/// What `execute_from` did: the events appended (none: no change), the position of the
+/// last, and the aggregate with its stream version after them.
+pub struct Executed<A: Aggregate> {
+    pub state: A,
+    pub version: i64,
+    pub events: Vec<A::Event>,
+    pub position: Option<Position>,
+}
+
 /// One stream's share of an atomic multi-stream append.
 pub struct Pending {
     write: StreamWrite,
@@ -82,17 +91,40 @@ impl Ledger {
         ctx: &CommandContext,
         decide: impl Fn(&A) -> Result<Vec<A::Event>, medledger_domain::DomainError>,
     ) -> Result<(Vec<A::Event>, Option<Position>), AppError> {
+        let done = self.execute_from(stream_id, ctx, None, decide).await?;
+        Ok((done.events, done.position))
+    }
+
+    /// `execute`, deciding first on `known` (the aggregate and its stream version as the
+    /// caller last saw them, saving a load) when given; a conflicting append reloads and
+    /// decides again. Returns the aggregate as the append left it.
+    pub async fn execute_from<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        ctx: &CommandContext,
+        mut known: Option<(A, i64)>,
+        decide: impl Fn(&A) -> Result<Vec<A::Event>, medledger_domain::DomainError>,
+    ) -> Result<Executed<A>, AppError> {
         let mut attempt = 0;
         loop {
-            let (state, version) = self.load::<A>(stream_id).await?;
+            let (mut state, version) = match known.take() {
+                Some(known) => known,
+                None => self.load::<A>(stream_id).await?,
+            };
             let events = decide(&state)?;
             if events.is_empty() {
-                return Ok((events, None));
+                return Ok(Executed { state, version, events, position: None });
             }
             let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
             let part = self.prepare(stream_id, expected, &events, ctx).await?;
             match self.commit(vec![part]).await {
-                Ok(appended) => return Ok((events, Some(appended.last_position))),
+                Ok(appended) => {
+                    for e in &events {
+                        state.apply(e);
+                    }
+                    let version = version + events.len() as i64;
+                    return Ok(Executed { state, version, events, position: Some(appended.last_position) });
+                }
                 Err(AppError::Store(StoreError::Conflict { .. })) if attempt < CONFLICT_RETRIES => attempt += 1,
                 Err(e) => return Err(e),
             }

@@ -170,21 +170,23 @@ async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<S
             Some(std::time::Duration::from_secs_f64(seconds.min(MAX_WAIT_SECONDS)))
         }
     };
-    let mut row = visible(&state, &user, &raw).await?;
-    if let (Some(wait), false) = (wait, is_final(&row.status)) {
-        let deadline = tokio::time::Instant::now() + wait;
-        let changes = state.task_watch.watch(row.id);
-        loop {
-            // Registered before the read: a change committed in between still wakes it.
-            let changed = changes.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            row = visible(&state, &user, &raw).await?;
-            if is_final(&row.status) || tokio::time::timeout_at(deadline, changed).await.is_err() {
-                break;
+    let row = match wait {
+        None => visible(&state, &user, &raw).await?,
+        Some(wait) => {
+            let deadline = tokio::time::Instant::now() + wait;
+            let changes = state.task_watch.watch(task_id(&raw)?);
+            loop {
+                // Registered before the read: a change committed in between still wakes it.
+                let changed = changes.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let row = visible(&state, &user, &raw).await?;
+                if is_final(&row.status) || tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    break row;
+                }
             }
         }
-    }
+    };
     let result = match (&row.result, row.status.as_str()) {
         (Some(r), "done") => serde_json::from_str(r).unwrap_or(Value::Null),
         _ => json!("None"),
