@@ -21,7 +21,8 @@ use medledger_application::metadata::CommandContext;
 use medledger_application::ports::{Mailer, PasswordHasher, SystemClock, UserDirectory};
 use medledger_application::sagas::ResetMailSaga;
 use medledger_domain::role::{Role, Roles};
-use medledger_infrastructure::aux::{IdempotencyRecords, SqlIdGenerator, SqlVault};
+use medledger_infrastructure::aux::{IdempotencyRecords, SqlVault};
+use medledger_infrastructure::ids::SqlIdGenerator;
 use medledger_infrastructure::crypto::SecretKey;
 use medledger_infrastructure::jwt::JwtService;
 use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
@@ -83,7 +84,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     }
     let images = Arc::new(medledger_infrastructure::onnx::UploadedImages { max_side: crate::builtin_models::MAX_IMAGE_SIDE });
     let workers = medledger_application::workers::Workers::new("inference", config.inference_workers, config.inference_queue)?;
-    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, workers);
+    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, workers, config.inference_queue);
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),

@@ -50,4 +50,11 @@ impl AppState {
             tracing::warn!(position, "read models did not reach the command's position in time");
         }
     }
+
+    /// `caught_up` for one read model: the one the caller's next request reads.
+    pub async fn caught_up_on(&self, read_model: &str, position: Position) {
+        if !self.progress.wait_for_one(read_model, position, READ_YOUR_WRITES).await {
+            tracing::warn!(position, read_model, "the read model did not reach the command's position in time");
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! Domain events ⇄ stored events: serialisation, sealing personal data, upcasting.
 
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use medledger_domain::DomainEvent;
+use serde::de::value::MapDeserializer;
 use serde_json::{Map, Value, json};
 
 use crate::AppError;
@@ -21,6 +23,32 @@ pub struct DecodedEvent {
     pub metadata: EventMetadata,
     /// True when personal data in this event could not be opened (its key is erased).
     pub erased: bool,
+    /// What `to_domain` made of the event, by domain enum.
+    read_as: ReadAs,
+}
+
+/// Every subscriber asks each event whether it is one of its own (a dozen of them per
+/// event), and the ones it is asks again to apply it: one parse per domain enum, not
+/// one per question.
+#[derive(Default)]
+struct ReadAs(Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>);
+
+impl ReadAs {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Vec<(TypeId, Arc<dyn Any + Send + Sync>)>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Clone for ReadAs {
+    fn clone(&self) -> Self {
+        Self(Mutex::new(self.entries().clone()))
+    }
+}
+
+impl std::fmt::Debug for ReadAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadAs")
+    }
 }
 
 impl DecodedEvent {
@@ -30,7 +58,21 @@ impl DecodedEvent {
 
     /// Deserialises into the domain enum; `None` if the type belongs to another enum.
     pub fn to_domain<E: DomainEvent>(&self) -> Option<E> {
-        serde_json::from_value(json!({"type": self.recorded.event_type, "data": self.data})).ok()
+        let enum_id = TypeId::of::<E>();
+        if let Some((_, read)) = self.read_as.entries().iter().find(|(id, _)| *id == enum_id) {
+            return read.downcast_ref::<Option<E>>().and_then(Clone::clone);
+        }
+        let read: Option<E> = self.parse();
+        self.read_as.entries().push((enum_id, Arc::new(read.clone())));
+        read
+    }
+
+    /// The stored shape is `{"type": …, "data": …}`; read from the parts in place
+    /// rather than from a copy of the payload put back together.
+    fn parse<E: DomainEvent>(&self) -> Option<E> {
+        let tag = Value::String(self.recorded.event_type.clone());
+        let fields = [("type", &tag), ("data", &self.data)];
+        E::deserialize(MapDeserializer::<_, serde_json::Error>::new(fields.into_iter())).ok()
     }
 }
 
@@ -139,7 +181,7 @@ impl EventCodec {
             metadata.client_ip = Some(medledger_domain::ERASED.into());
             metadata.user_agent = Some(medledger_domain::ERASED.into());
         }
-        Ok(DecodedEvent { recorded, data, metadata, erased })
+        Ok(DecodedEvent { recorded, data, metadata, erased, read_as: ReadAs::default() })
     }
 }
 

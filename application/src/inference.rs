@@ -6,8 +6,10 @@
 //! store; each process loads a model's session the first time it needs it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
+
+use tokio::sync::{Semaphore, watch};
 
 use medledger_domain::{Aggregate, DomainError};
 use medledger_domain::inference::model::{self, Model, ModelCommand};
@@ -54,6 +56,68 @@ pub struct InferenceTasks {
     manifests: Arc<RwLock<HashMap<ModelId, ModelManifest>>>,
     /// Where the models run.
     workers: Workers,
+    /// Runs started by `submit` itself, so that the saga waits for them.
+    dispatched: Dispatched,
+}
+
+/// Tasks that `submit` hands straight to the models, with the image it has just decoded
+/// and the aggregate it has just recorded: no wait for the saga to read the new event,
+/// no second read of the stream, blob and image. The saga stays the guarantee: it
+/// still sees every `InferenceTaskCreated`, waits for such a run to end, and runs the
+/// task itself only when that run did not record an outcome (or never existed: another
+/// process, a restart, no room here).
+#[derive(Clone)]
+struct Dispatched {
+    /// Task → the run's outcome once it ends (`Some(true)`: an outcome was recorded).
+    runs: Arc<Mutex<HashMap<TaskId, watch::Receiver<Option<bool>>>>>,
+    /// Runs in flight at once; beyond that, tasks wait in the event store for the saga.
+    room: Arc<Semaphore>,
+}
+
+impl Dispatched {
+    fn new(limit: usize) -> Self {
+        Self { runs: Arc::default(), room: Arc::new(Semaphore::new(limit.max(1))) }
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, watch::Receiver<Option<bool>>>> {
+        self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a run before its task is recorded, so the saga cannot miss it.
+    fn claim(&self, task_id: TaskId) -> Option<Claim> {
+        let permit = self.room.clone().try_acquire_owned().ok()?;
+        let (outcome, rx) = watch::channel(None);
+        self.runs().insert(task_id, rx);
+        Some(Claim { dispatched: self.clone(), task_id, outcome, _permit: permit })
+    }
+
+    /// Waits for this process's run of `task_id`, if there is one: whether it recorded
+    /// an outcome. `None`: no such run, or it ended without saying.
+    async fn wait(&self, task_id: TaskId) -> Option<bool> {
+        let mut rx = self.runs().get(&task_id)?.clone();
+        rx.wait_for(Option::is_some).await.ok().and_then(|o| *o)
+    }
+}
+
+/// A dispatched run's place; dropping it (a failed append, a panic) ends the run for
+/// the saga without an outcome, so the saga runs the task itself.
+struct Claim {
+    dispatched: Dispatched,
+    task_id: TaskId,
+    outcome: watch::Sender<Option<bool>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Claim {
+    fn finish(self, recorded: bool) {
+        self.outcome.send_replace(Some(recorded));
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.dispatched.runs().remove(&self.task_id);
+    }
 }
 
 fn blob_key_for_model(id: ModelId) -> String {
@@ -72,8 +136,9 @@ impl InferenceTasks {
         images: Arc<dyn ImageDecoder>,
         engine: Result<Arc<dyn InferenceEngine>, String>,
         workers: Workers,
+        in_flight: usize,
     ) -> Self {
-        Self { ledger, ids, blobs, images, engine, manifests: Arc::default(), workers }
+        Self { ledger, ids, blobs, images, engine, manifests: Arc::default(), workers, dispatched: Dispatched::new(in_flight) }
     }
 
     /// Registers the built-in models (nothing is appended when they already are) and
@@ -154,19 +219,28 @@ impl InferenceTasks {
         }
     }
 
-    /// Records a task for `owner`. `models` lists every model for the contract's 400.
-    pub async fn create(
-        &self,
-        owner_id: i64,
-        detection_model_id: ModelId,
-        classification_model_id: ModelId,
-        models: &[ModelSummary],
-        bytes: &[u8],
-        ctx: &CommandContext,
-    ) -> Result<(TaskId, Position), AppError> {
-        let kind_of = |id: ModelId| models.iter().find(|m| m.id == id).map(|m| m.kind);
-        if kind_of(detection_model_id) != Some(ModelKind::Detection) || kind_of(classification_model_id) != Some(ModelKind::Classification) {
-            return Err(AppError::Domain(DomainError::invalid("model_id", model_choice_message(models))));
+    /// Records a task for `owner` and leaves it to the saga. A model id that names no
+    /// model of the right kind is `InvalidValue` on `model_id`.
+    pub async fn create(&self, task: NewTask, bytes: &[u8], ctx: &CommandContext) -> Result<(TaskId, Position), AppError> {
+        self.record(task, bytes, ctx, false).await
+    }
+
+    /// `create`, and the task goes to the models at once when there is room (see
+    /// [`Dispatched`]); the POST of contract 004.
+    pub async fn submit(&self, task: NewTask, bytes: &[u8], ctx: &CommandContext) -> Result<(TaskId, Position), AppError> {
+        self.record(task, bytes, ctx, true).await
+    }
+
+    async fn is_model_of_kind(&self, id: ModelId, kind: ModelKind) -> Result<bool, AppError> {
+        Ok(self.manifest(id).await?.is_some_and(|m| m.kind == kind))
+    }
+
+    async fn record(&self, new: NewTask, bytes: &[u8], ctx: &CommandContext, dispatch: bool) -> Result<(TaskId, Position), AppError> {
+        let NewTask { owner_id, detection_model_id, classification_model_id } = new;
+        if !self.is_model_of_kind(detection_model_id, ModelKind::Detection).await?
+            || !self.is_model_of_kind(classification_model_id, ModelKind::Classification).await?
+        {
+            return Err(AppError::Domain(DomainError::invalid("model_id", "no such model of that kind")));
         }
         let images = self.images.clone();
         let owned = bytes.to_vec();
@@ -189,8 +263,20 @@ impl InferenceTasks {
             sha256: sha256_hex(bytes),
         };
         let events = InferenceTask::default().handle(TaskCommand::Create { task_id, owner_id, detection_model_id, classification_model_id, input })?;
+        let claim = if dispatch { self.dispatched.claim(task_id) } else { None };
         let part = self.ledger.prepare(&task::stream_id(task_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
+        if let Some(claim) = claim {
+            let (this, state) = (self.clone(), InferenceTask::from_events(&events));
+            let version = events.len() as i64;
+            tokio::spawn(async move {
+                let recorded = this.run_fresh(task_id, state, version, checked.image).await;
+                if let Err(e) = &recorded {
+                    tracing::warn!(task_id, error = %e, "a task run straight from its POST ended without an outcome; the saga runs it");
+                }
+                claim.finish(recorded.is_ok());
+            });
+        }
         Ok((task_id, appended.last_position))
     }
 
@@ -224,31 +310,58 @@ impl InferenceTasks {
     /// and the result are appended against the stream's version, so of two runners (or a
     /// run after a crash) only one result is recorded. The task is read once; only a
     /// conflicting write (another runner, a DELETE) makes it decide again on a reload.
+    /// A run this process began at the POST is waited for, not repeated.
     pub async fn run(&self, task_id: TaskId) -> Result<(), AppError> {
+        if self.dispatched.wait(task_id).await == Some(true) {
+            return Ok(());
+        }
         let ctx = CommandContext::system();
         let stream = task::stream_id(task_id);
         let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, None, |t| t.handle(TaskCommand::Start)).await?;
-        if !start.events.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. })) {
+        if !started(&start.events) {
             return Ok(());
         }
-        let outcome = self.infer(&start.state).await;
+        let outcome = match self.input_image(&start.state).await {
+            Ok(image) => self.infer(start.state.models(), image).await,
+            Err(reason) => Err(reason),
+        };
         let known = Some((start.state, start.version));
         self.ledger.execute_from::<InferenceTask>(&stream, &ctx, known, |t| t.handle(end_command(&outcome))).await?;
         Ok(())
     }
 
-    async fn infer(&self, task: &InferenceTask) -> Result<(InferenceResult, f64), String> {
-        let engine = self.engine.clone()?;
-        let (detector, classifier) = task.models().ok_or("the task has no models")?;
+    /// A task recorded a moment ago (`state` at `version`), with its decoded image: the
+    /// start is appended while the models already run, since a queued task's start can
+    /// only be refused by a DELETE in between, and then the outcome is dropped.
+    async fn run_fresh(&self, task_id: TaskId, state: InferenceTask, version: i64, image: RgbImage) -> Result<(), AppError> {
+        let ctx = CommandContext::system();
+        let stream = task::stream_id(task_id);
+        let infer = self.infer(state.models(), image);
+        let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, Some((state, version)), |t| t.handle(TaskCommand::Start));
+        let (start, outcome) = tokio::join!(start, infer);
+        let start = start?;
+        if !started(&start.events) {
+            return Ok(());
+        }
+        let known = Some((start.state, start.version));
+        self.ledger.execute_from::<InferenceTask>(&stream, &ctx, known, |t| t.handle(end_command(&outcome))).await?;
+        Ok(())
+    }
+
+    /// The task's stored image, decoded.
+    async fn input_image(&self, task: &InferenceTask) -> Result<RgbImage, String> {
         let input = task.input().ok_or("the task has no input")?;
         let bytes = self.blobs.get(&input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
+        let images = self.images.clone();
+        Ok(tokio::task::spawn_blocking(move || images.decode(&bytes)).await.map_err(|e| format!("image decoder: {e}"))??.image)
+    }
+
+    /// Runs the detector and then the classifier on the image.
+    async fn infer(&self, models: Option<(ModelId, ModelId)>, image: RgbImage) -> Result<(InferenceResult, f64), String> {
+        let engine = self.engine.clone()?;
+        let (detector, classifier) = models.ok_or("the task has no models")?;
         let detection_manifest = self.manifest(detector).await.map_err(|e| e.to_string())?.ok_or("the detection model is gone")?;
         let scene_manifest = self.manifest(classifier).await.map_err(|e| e.to_string())?.ok_or("the classification model is gone")?;
-        let images = self.images.clone();
-        let image: RgbImage = tokio::task::spawn_blocking(move || images.decode(&bytes))
-            .await
-            .map_err(|e| format!("image decoder: {e}"))??
-            .image;
         self.workers
             .run(move || {
                 let started = Instant::now();
@@ -263,6 +376,17 @@ impl InferenceTasks {
             .await
             .ok_or("the inference workers stopped")?
     }
+}
+
+/// What a user asks for: their image through these two models.
+pub struct NewTask {
+    pub owner_id: i64,
+    pub detection_model_id: ModelId,
+    pub classification_model_id: ModelId,
+}
+
+fn started(events: &[TaskEvent]) -> bool {
+    events.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. }))
 }
 
 /// What a run's outcome records: its result, or why it failed.

@@ -232,9 +232,29 @@ async fn one_at_a_time(server: &Server, http: &reqwest::Client, query: &str, ima
     Ok(timed)
 }
 
+/// What a throughput run measured: tasks/s, seconds, and CPU ms per task of the
+/// server's model threads, of the rest of the server, and of the clients.
+struct Throughput {
+    per_s: f64,
+    seconds: f64,
+    model_cpu_ms: f64,
+    server_cpu_ms: f64,
+    client_cpu_ms: f64,
+}
+
+/// (model threads, every other server thread, this process), CPU ms so far.
+fn cpu_split(server: &Server) -> anyhow::Result<(f64, f64, f64)> {
+    let threads = server.cpu_ms_by_thread()?;
+    let model: f64 = threads.iter().filter(|(name, _)| name.starts_with("inference-")).map(|(_, ms)| ms).sum();
+    let all: f64 = threads.iter().map(|(_, ms)| ms).sum();
+    let client: f64 = server::cpu_ms_by_thread(std::process::id())?.iter().map(|(_, ms)| ms).sum();
+    Ok((model, all - model, client))
+}
+
 /// `clients` concurrent clients, each sending `per_client` tasks one after another:
 /// tasks finished per second.
-async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask, clients: usize, per_client: usize) -> anyhow::Result<(f64, f64)> {
+async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask, clients: usize, per_client: usize) -> anyhow::Result<Throughput> {
+    let cpu_before = cpu_split(server)?;
     let started = Instant::now();
     let clients = (0..clients).map(|_| {
         let (server, http, query, image) = (server.clone(), http.clone(), query.to_string(), image.to_vec());
@@ -250,7 +270,15 @@ async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, i
         joined??;
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok((n as f64 / seconds, seconds))
+    let cpu_after = cpu_split(server)?;
+    let per_task = |after: f64, before: f64| (after - before) / n as f64;
+    Ok(Throughput {
+        per_s: n as f64 / seconds,
+        seconds,
+        model_cpu_ms: per_task(cpu_after.0, cpu_before.0),
+        server_cpu_ms: per_task(cpu_after.1, cpu_before.1),
+        client_cpu_ms: per_task(cpu_after.2, cpu_before.2),
+    })
 }
 
 /// Where a sequential task's time went, from the client's clock and the events' own
@@ -357,13 +385,19 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain: &Plain, plain_im
         println!("- Overhead at p50, {}: **{overhead:.2} ms** (target ≤ 10 ms).", ask.describe());
     }
     println!("- Plain loop: {plain_images_per_s:.1} images/s.");
-    for (ask, (per_s, seconds)) in &throughput {
+    for (ask, t) in &throughput {
         println!(
-            "- {} clients × {} tasks, {}: {per_s:.1} tasks/s ({seconds:.1} s), **{:.0}%** of the plain loop (target ≥ 90%).",
+            "- {} clients × {} tasks, {}: {:.1} tasks/s ({:.1} s), **{:.0}%** of the plain loop (target ≥ 90%). \
+             CPU per task: model thread {:.2} ms, rest of the server {:.2} ms, clients {:.2} ms.",
             args.clients,
             args.per_client,
             ask.describe(),
-            100.0 * per_s / plain_images_per_s
+            t.per_s,
+            t.seconds,
+            100.0 * t.per_s / plain_images_per_s,
+            t.model_cpu_ms,
+            t.server_cpu_ms,
+            t.client_cpu_ms,
         );
     }
     Ok(())

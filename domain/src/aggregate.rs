@@ -8,7 +8,7 @@ use crate::DomainError;
 /// the type and the data apart, and the codec in `application` puts them back together.
 /// A top-level `personal` object in `data` holds personal data; the codec encrypts it
 /// under the key of [`DomainEvent::personal_subject`] so that erasing that key shreds it.
-pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync {
+pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The stable name stored with the event.
     fn event_type(&self) -> &'static str;
 

@@ -1,11 +1,11 @@
-//! Small tables beside the event store: personal-data keys, integer id sequences and
-//! idempotency records. Portable SQL over `AnyPool`.
+//! Small tables beside the event store: personal-data keys and idempotency records
+//! (integer id sequences: `ids`). Portable SQL over `AnyPool`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use medledger_application::ports::{IdGenerator, PersonalDataVault, StoreError};
+use medledger_application::ports::{PersonalDataVault, StoreError};
 use sqlx::AnyPool;
 
 use crate::crypto::SecretKey;
@@ -102,30 +102,6 @@ impl PersonalDataVault for SqlVault {
             c.remove(subject);
         }
         Ok(())
-    }
-}
-
-pub struct SqlIdGenerator {
-    pool: AnyPool,
-}
-
-impl SqlIdGenerator {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
-    }
-}
-
-#[async_trait]
-impl IdGenerator for SqlIdGenerator {
-    async fn next_id(&self, sequence: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar(
-            "INSERT INTO id_sequences (name, value) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET value = id_sequences.value + 1 RETURNING value",
-        )
-        .bind(sequence)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)
     }
 }
 

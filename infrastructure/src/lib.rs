@@ -3,6 +3,7 @@
 pub mod aux;
 pub mod blobs;
 pub mod crypto;
+pub mod ids;
 pub mod jwt;
 pub mod mail;
 pub mod onnx;

@@ -49,13 +49,13 @@ impl Projection for InferenceModelsProjection {
 /// The name the runner's progress knows the task list by.
 pub const TASKS_PROJECTION: &str = "inference_tasks";
 
-/// Which tasks' rows changed, for requests waiting on one task (`?wait=`): each wakes
-/// when its own task's row has changed, not on every page of the task list.
+/// Which tasks ended, for requests waiting on one task (`?wait=`): each wakes when its
+/// own task's row shows the end, not on every page of the task list.
 #[derive(Clone, Default)]
 pub struct TaskWatch(Arc<Mutex<HashMap<i64, Weak<Notify>>>>);
 
 impl TaskWatch {
-    /// Notified after each commit that changes task `id`'s row. Create the `notified()`
+    /// Notified after each commit that ends task `id` (or deletes it). Create the `notified()`
     /// future before reading the row, so a change between the read and the wait counts.
     pub fn watch(&self, id: i64) -> Arc<Notify> {
         let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -93,10 +93,12 @@ impl InferenceTasksProjection {
 
 #[async_trait]
 impl Projection for InferenceTasksProjection {
+    /// Waiters want the end of a task, so only events that end one wake them.
     fn committed(&self, events: &[Arc<DecodedEvent>]) {
         for event in events {
-            if let Some(e) = event.to_domain::<TaskEvent>() {
-                self.watch.changed(e.task_id());
+            match event.to_domain::<TaskEvent>() {
+                None | Some(TaskEvent::InferenceTaskCreated { .. } | TaskEvent::InferenceTaskStarted { .. }) => {}
+                Some(ended) => self.watch.changed(ended.task_id()),
             }
         }
     }

@@ -47,6 +47,13 @@ impl Progress {
         true
     }
 
+    /// `wait_for`, for the one read model named `name` (false also when there is none).
+    pub async fn wait_for_one(&self, name: &str, position: Position, timeout: Duration) -> bool {
+        let Some(mut rx) = self.positions.get(name).cloned() else { return false };
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
     pub fn positions(&self) -> Vec<(String, Position)> {
         self.positions.iter().map(|(n, rx)| (n.clone(), *rx.borrow())).collect()
     }
@@ -239,17 +246,26 @@ async fn advance_checkpoint(
     from: Position,
     to: Position,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
-        .bind(name)
-        .execute(&mut *conn)
-        .await?;
     let moved = sqlx::query("UPDATE projection_checkpoints SET position = $3 WHERE name = $1 AND position = $2")
         .bind(name)
         .bind(from)
         .bind(to)
         .execute(&mut *conn)
         .await?;
-    Ok(moved.rows_affected() == 1)
+    if moved.rows_affected() == 1 {
+        return Ok(true);
+    }
+    // No row yet is position 0; the first write creates it (one statement per page
+    // otherwise, where an upsert-then-update took two).
+    if from != 0 {
+        return Ok(false);
+    }
+    let created = sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(to)
+        .execute(&mut *conn)
+        .await?;
+    Ok(created.rows_affected() == 1)
 }
 
 /// How far a subscriber has got, and how far of that is written down. Pages with no event

@@ -7,7 +7,9 @@ use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::inference::{ModelSummary, model_choice_message};
+use medledger_application::AppError;
+use medledger_application::inference::{ModelSummary, NewTask, model_choice_message};
+use medledger_domain::DomainError;
 use medledger_application::ports::TokenError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
 use medledger_projections::inference as queries;
@@ -95,6 +97,12 @@ async fn all_models(state: &AppState) -> Res<Vec<ModelSummary>> {
         .collect())
 }
 
+/// The contract's sentence for a missing, malformed or wrong model id: it lists every
+/// model (read only then: a good request does not need the list).
+async fn model_choice(state: &AppState) -> Res<String> {
+    Ok(model_choice_message(&all_models(state).await?))
+}
+
 async fn create(
     State(state): State<AppState>,
     user: TaskUser,
@@ -102,24 +110,30 @@ async fn create(
     Query(params): Query<std::collections::HashMap<String, String>>,
     body: Bytes,
 ) -> Res<Json<Value>> {
-    let models = all_models(&state).await?;
-    let id_param = |name: &str| -> Res<i64> {
-        let raw = params.get(name).ok_or_else(|| bad(format!("{name} is required. {}", model_choice_message(&models))))?;
-        raw.trim().parse().map_err(|_| bad(model_choice_message(&models)))
-    };
-    let (detector, classifier) = (id_param("detection_model_id")?, id_param("classification_model_id")?);
+    let mut ids = [0; 2];
+    for (id, name) in ids.iter_mut().zip(["detection_model_id", "classification_model_id"]) {
+        let Some(raw) = params.get(name) else {
+            return Err(bad(format!("{name} is required. {}", model_choice(&state).await?)));
+        };
+        *id = match raw.trim().parse() {
+            Ok(id) => id,
+            Err(_) => return Err(bad(model_choice(&state).await?)),
+        };
+    }
+    let [detection_model_id, classification_model_id] = ids;
     if body.is_empty() {
         return Err(bad("The request body is empty: send the image (JPEG or PNG) as the body."));
     }
-    let (id, position) = state
-        .inference
-        .create(user.id, detector, classifier, &models, &body, &ctx.with_actor(user.id))
-        .await
-        .map_err(|e| match e {
-            medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidValue { message, .. }) => bad(message),
-            other => other.into(),
-        })?;
-    state.caught_up(position).await;
+    let task = NewTask { owner_id: user.id, detection_model_id, classification_model_id };
+    let submitted = state.inference.submit(task, &body, &ctx.with_actor(user.id)).await;
+    let (id, position) = match submitted {
+        Ok(done) => done,
+        Err(AppError::Domain(DomainError::InvalidValue { field: "model_id", .. })) => return Err(bad(model_choice(&state).await?)),
+        Err(AppError::Domain(DomainError::InvalidValue { message, .. })) => return Err(bad(message)),
+        Err(other) => return Err(other.into()),
+    };
+    // The client's next request reads the task list; other read models follow on their own.
+    state.caught_up_on(queries::TASKS_PROJECTION, position).await;
     Ok(Json(json!({ "id": id })))
 }
 

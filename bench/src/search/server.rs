@@ -165,6 +165,11 @@ impl Server {
         line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS value")
     }
 
+    /// CPU time (user + system, ms) of the server's threads, by thread name.
+    pub fn cpu_ms_by_thread(&self) -> anyhow::Result<Vec<(String, f64)>> {
+        cpu_ms_by_thread(self.child.id())
+    }
+
     pub async fn search(&self, http: &reqwest::Client, body: &Value) -> anyhow::Result<Vec<String>> {
         let hits: Vec<Value> = http
             .post(format!("{}/api/v1/search/datasets/", self.base))
@@ -217,4 +222,21 @@ pub fn sender(server: &Arc<Server>, http: &reqwest::Client) -> impl Fn(Request) 
             Ok(())
         })
     }
+}
+
+/// CPU time (user + system, ms) of each thread of process `pid`, with its name.
+pub fn cpu_ms_by_thread(pid: u32) -> anyhow::Result<Vec<(String, f64)>> {
+    // The kernel counts in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    const MS_PER_TICK: f64 = 10.0;
+    let mut threads = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else { continue };
+        // "tid (name) state ...": the name may hold spaces, so split after its ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // After the name: state is field 0, utime 11, stime 12.
+        threads.push((stat[open + 1..close].to_string(), (ticks(11) + ticks(12)) * MS_PER_TICK));
+    }
+    Ok(threads)
 }

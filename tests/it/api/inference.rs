@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use medledger_application::inference::NewTask;
 use medledger_application::metadata::CommandContext;
 use medledger_domain::inference::task::{self, TaskCommand};
 use medledger_tests::Kind;
@@ -183,10 +184,9 @@ async fn a_task_interrupted_by_a_crash_ends_exactly_once() {
     // Recorded with no saga running, then "started" by a runner that died.
     let core = medledger_api::core(&config).await.unwrap();
     core.inference.register_builtins(&medledger_api::builtin_models::builtins()).await.unwrap();
-    let models = [(1, "primitives-grid-tiny", medledger_domain::inference::ModelKind::Detection), (3, "scenes-cnn", medledger_domain::inference::ModelKind::Classification)]
-        .map(|(id, name, kind)| medledger_application::inference::ModelSummary { id, name: name.into(), kind });
     let ctx = CommandContext::system();
-    let (id, _) = core.inference.create(owner, 1, 3, &models, &fixture("fixture_4_nature_4obj.png"), &ctx).await.unwrap();
+    let task = NewTask { owner_id: owner, detection_model_id: 1, classification_model_id: 3 };
+    let (id, _) = core.inference.create(task, &fixture("fixture_4_nature_4obj.png"), &ctx).await.unwrap();
     core.ledger
         .execute::<medledger_domain::inference::task::InferenceTask>(&task::stream_id(id), &ctx, |t| {
             medledger_domain::Aggregate::handle(t, TaskCommand::Start)

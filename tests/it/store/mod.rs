@@ -30,4 +30,5 @@ mod concurrency;
 mod expected_version;
 mod global_order;
 mod idempotency;
+mod ids;
 mod watch;
