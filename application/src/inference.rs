@@ -250,7 +250,8 @@ impl InferenceTasks {
             .map_err(|reason| DomainError::invalid("image", reason))?;
         let task_id = self.ids.next_id("inference_task").await?;
         let filename = TaskInput::filename_for(task_id, checked.content_type)?;
-        let key = format!("inference/{task_id}/{filename}");
+        // A directory per thousand tasks: creating one per task cost more than the file.
+        let key = format!("inference/{}/{filename}", task_id / 1000);
         // The bytes first: an event never points at a blob that is not there.
         self.blobs.put(&key, bytes).await?;
         let input = TaskInput {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use medledger_application::codec::EventCodec;
+use medledger_application::codec::{DecodedEvent, EventCodec};
 use medledger_application::ports::{EventStore, Position};
 use medledger_application::sagas::Saga;
 use sqlx::{AnyPool, Column as _, Row as _};
@@ -288,15 +288,20 @@ impl Reached {
     }
 }
 
+/// The events after `from`, at most a page.
+async fn page_after(worker: &Worker, from: Position) -> Result<Vec<Arc<DecodedEvent>>, ProjectionError> {
+    Ok(match worker.tail.after(from, PAGE) {
+        Some(events) => events,
+        // Further behind than the tail reaches: catch up from the store.
+        None => crate::tail::read_page(&*worker.store, &worker.codec, from).await?.into_iter().map(Arc::new).collect(),
+    })
+}
+
 /// Applies one page after `from`; `None` when there was nothing new.
 async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, ProjectionError> {
     let Worker { sub, db, .. } = worker;
-    let mut decoded = match worker.tail.after(from.position, PAGE) {
-        Some(events) => events,
-        // Further behind than the tail reaches: catch up from the store.
-        None => crate::tail::read_page(&*worker.store, &worker.codec, from.position).await?.into_iter().map(Arc::new).collect(),
-    };
-    let Some(last) = decoded.last().map(|e| e.recorded.position) else { return Ok(None) };
+    let mut decoded = page_after(worker, from.position).await?;
+    let Some(mut last) = decoded.last().map(|e| e.recorded.position) else { return Ok(None) };
     let name = sub.checkpoint_name();
     match sub {
         Subscriber::Projection(p) => {
@@ -305,7 +310,15 @@ async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, Project
                 return Ok(Some(Reached { position: last, persisted: from.persisted }));
             }
             let _turn = match &worker.turns {
-                Some(t) => Some(t.lock().await),
+                Some(t) => {
+                    let turn = t.lock().await;
+                    // Whatever arrived while another read model wrote joins this page:
+                    // under load a transaction then carries many events, not one.
+                    decoded = page_after(worker, from.position).await?;
+                    last = decoded.last().map_or(last, |e| e.recorded.position);
+                    decoded.retain(|e| p.handles(e));
+                    Some(turn)
+                }
                 None => None,
             };
             // Rows and checkpoint in one transaction: exactly-once effect.

@@ -14,10 +14,13 @@ use super::load::{Request, Sent};
 const ADMIN_EMAIL: &str = "bench@example.org";
 const ADMIN_PASSWORD: &str = "bench-search-password";
 
-/// A `medledger` command on one data directory, embedded SQLite.
+/// A `medledger` command on one data directory, embedded SQLite. Its log level is
+/// `warn` unless `BENCH_SERVER_LOG` says otherwise (say `sqlx::query=debug`, to count
+/// statements in the kept `server.log`).
 fn medledger(bin: &Path, data_dir: &Path) -> Command {
     let mut c = Command::new(bin);
-    c.env("MEDLEDGER_DATA_DIR", data_dir).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
+    let level = std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_string());
+    c.env("MEDLEDGER_DATA_DIR", data_dir).env_remove("DATABASE_URL").env("RUST_LOG", level);
     c
 }
 

@@ -90,6 +90,9 @@ async fn any_pool(url: &str, sqlite: bool, max: u32, durability: Durability) -> 
     sqlx::any::install_default_drivers();
     AnyPoolOptions::new()
         .max_connections(max)
+        // An SQLite connection is a file handle: a ping before each use (the default)
+        // only costs a round trip to its worker thread.
+        .test_before_acquire(!sqlite)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(10))
         .idle_timeout(Duration::from_secs(60))
@@ -165,6 +168,7 @@ impl Databases {
                     .busy_timeout(Duration::from_secs(10));
                 let pool = sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(4)
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(unavailable)?;

@@ -94,6 +94,74 @@ async fn poll(pool: SqlitePool, committed: std::sync::Weak<watch::Sender<Positio
     }
 }
 
+/// Most bound values in one statement: SQLite's default limit is 32,766.
+const MAX_BINDS: usize = 30_000;
+const EVENT_COLUMNS: usize = 11;
+
+/// "?, ?, …" for `n` values (appends are batched: a statement per batch, not per row).
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Each stream's current version (absent: no events yet).
+async fn latest_versions(tx: &mut sqlx::SqliteConnection, streams: &[String]) -> Result<HashMap<String, i64>, StoreError> {
+    let mut versions = HashMap::new();
+    for chunk in streams.chunks(MAX_BINDS) {
+        let sql = format!("SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({}) GROUP BY stream_id", placeholders(chunk.len()));
+        let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+        for stream in chunk {
+            query = query.bind(stream);
+        }
+        versions.extend(query.fetch_all(&mut *tx).await.map_err(unavailable)?);
+    }
+    Ok(versions)
+}
+
+/// The batch's event ids that are already stored (a retried command).
+async fn stored_events(tx: &mut sqlx::SqliteConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Existing>, StoreError> {
+    let mut existing = HashMap::new();
+    for chunk in ids.chunks(MAX_BINDS) {
+        let sql = format!("SELECT event_id, position, stream_id, event_type, payload FROM events WHERE event_id IN ({})", placeholders(chunk.len()));
+        let mut query = sqlx::query_as::<_, (String, i64, String, String, String)>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for (id, position, stream_id, event_type, payload) in query.fetch_all(&mut *tx).await.map_err(unavailable)? {
+            let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("event {position}: {e}")))?;
+            existing.insert(id, Existing { position, stream_id, event_type, payload });
+        }
+    }
+    Ok(existing)
+}
+
+async fn insert_events(tx: &mut sqlx::SqliteConnection, rows: &[RecordedEvent]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MAX_BINDS / EVENT_COLUMNS) {
+        let row = format!("({})", placeholders(EVENT_COLUMNS));
+        let sql = format!(
+            "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, \
+             metadata, recorded_at_us, prev_hash, hash) VALUES {}",
+            vec![row.as_str(); chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(r.position)
+                .bind(&r.stream_id)
+                .bind(r.version)
+                .bind(r.event_id.to_string())
+                .bind(&r.event_type)
+                .bind(r.schema_version)
+                .bind(&r.payload)
+                .bind(&r.metadata)
+                .bind(r.recorded_at_us)
+                .bind(r.prev_hash.to_vec())
+                .bind(r.hash.to_vec());
+        }
+        query.execute(&mut *tx).await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Backend for SqliteBackend {
     async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<(Vec<Result<Appended, StoreError>>, ChainHead), StoreError> {
@@ -101,56 +169,15 @@ impl Backend for SqliteBackend {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let head = read_head(&mut *tx).await?;
         let (streams, ids) = plan::keys(requests);
-        let mut versions = HashMap::new();
-        for stream in streams {
-            let v: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM events WHERE stream_id = ?1 ORDER BY version DESC LIMIT 1")
-                .bind(&stream)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            if let Some(v) = v {
-                versions.insert(stream, v);
-            }
-        }
-        let mut existing = HashMap::new();
-        for id in ids {
-            let found: Option<(i64, String, String, String)> =
-                sqlx::query_as("SELECT position, stream_id, event_type, payload FROM events WHERE event_id = ?1")
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            if let Some((position, stream_id, event_type, payload)) = found {
-                existing.insert(id, Existing { position, stream_id, event_type, payload });
-            }
-        }
+        let versions = latest_versions(&mut tx, &streams).await?;
+        let existing = stored_events(&mut tx, &ids).await?;
         let now_us = chrono::Utc::now().timestamp_micros();
         let planned = plan::plan(Snapshot { head, versions, existing }, requests, now_us);
         if planned.rows.is_empty() {
             tx.rollback().await.map_err(unavailable)?;
             return Ok((planned.results, head));
         }
-        for r in &planned.rows {
-            sqlx::query(
-                "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, \
-                 metadata, recorded_at_us, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .bind(r.position)
-            .bind(&r.stream_id)
-            .bind(r.version)
-            .bind(r.event_id.to_string())
-            .bind(&r.event_type)
-            .bind(r.schema_version)
-            .bind(&r.payload)
-            .bind(&r.metadata)
-            .bind(r.recorded_at_us)
-            .bind(r.prev_hash.to_vec())
-            .bind(r.hash.to_vec())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
+        insert_events(&mut tx, &planned.rows).await?;
         sqlx::query("UPDATE chain_head SET position = ?1, hash = ?2 WHERE id = 1")
             .bind(planned.head.position)
             .bind(planned.head.hash.to_vec())

@@ -90,10 +90,12 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
     assert_eq!(r["result"]["image_class"], "kitchen", "{r}");
 
     // Delete: the task is gone for its owner, and its image with it.
+    let stored = app.data_dir().join(format!("blobs/inference/{}/img_{id}.png", id / 1000));
+    assert!(stored.exists(), "the image is kept at {}", stored.display());
     assert_eq!(expect(app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&token).send().await.unwrap(), 200).await, json!({"id": id}));
     let gone = expect(app.get(&format!("/api/tasks/{id}/status"), Some(&token)).await, 404).await;
     assert_eq!(gone, json!({"detail": format!("Task with id {id} does not exist.")}));
-    assert!(!app.data_dir().join(format!("blobs/inference/{id}/img_{id}.png")).exists());
+    assert!(!stored.exists());
 }
 crate::on_both!(tasks_run_with_the_real_models_, tasks_run_with_the_real_models);
 
