@@ -288,9 +288,9 @@ async fn stages(data: &Path, timed: &[Timed]) -> anyhow::Result<Vec<(&'static st
     let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", data.join("events.db").display())).await?;
     let mut out: Vec<(&'static str, Vec<f64>)> = vec![
         ("  stage: sent → created (POST handler)", vec![]),
-        ("  stage: created → POST answered (read models)", vec![]),
-        ("  stage: created → started (saga picks it up)", vec![]),
-        ("  stage: started → completed (decode, models, append)", vec![]),
+        ("  stage: created → POST answered (task list)", vec![]),
+        ("  stage: created → started (the run begins)", vec![]),
+        ("  stage: started → completed (models, append)", vec![]),
         ("  stage: completed → client sees it", vec![]),
     ];
     for t in timed {

@@ -83,19 +83,25 @@ impl Tail {
             ring.start = Some(at);
         }
         self.reached.send_replace(at);
+        let mut found_nothing = false;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match read_page(&*store, &codec, at).await {
-                Ok(page) if page.is_empty() => {
-                    tokio::select! {
-                        _ = wake.changed() => {}
-                        _ = tokio::time::sleep(crate::runner::POLL) => {}
-                        _ = shutdown.changed() => return,
-                    }
+            // Read again at once only when the store says it is ahead: re-reading after
+            // every page to learn that nothing followed cost a query per append.
+            let behind = *wake.borrow_and_update() > at;
+            if found_nothing || !behind {
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(crate::runner::POLL) => {}
+                    _ = shutdown.changed() => return,
                 }
+            }
+            match read_page(&*store, &codec, at).await {
+                Ok(page) if page.is_empty() => found_nothing = true,
                 Ok(page) => {
+                    found_nothing = false;
                     at = page.last().map_or(at, |e| e.recorded.position);
                     self.push(page);
                 }
