@@ -169,6 +169,7 @@ impl Server {
     }
 
     /// CPU time (user + system, ms) of the server's threads, by thread name.
+    #[allow(dead_code)] // bench-inference's; bench-search includes this module too
     pub fn cpu_ms_by_thread(&self) -> anyhow::Result<Vec<(String, f64)>> {
         cpu_ms_by_thread(self.child.id())
     }
@@ -228,6 +229,7 @@ pub fn sender(server: &Arc<Server>, http: &reqwest::Client) -> impl Fn(Request) 
 }
 
 /// CPU time (user + system, ms) of each thread of process `pid`, with its name.
+#[allow(dead_code)] // bench-inference's; bench-search includes this module too
 pub fn cpu_ms_by_thread(pid: u32) -> anyhow::Result<Vec<(String, f64)>> {
     // The kernel counts in clock ticks of 10 ms (USER_HZ is 100 on Linux).
     const MS_PER_TICK: f64 = 10.0;

@@ -61,6 +61,10 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
 
     let done = result_when_settled(&app, &token, id).await;
     assert_eq!(done["status"], "done", "{done}");
+    // Run once, from the POST: the saga waited for that run instead of starting another.
+    let events = app.state.dbs.store.read_stream(&task::stream_id(id)).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["InferenceTaskCreated", "InferenceTaskStarted", "InferenceTaskCompleted"]);
     assert_eq!(done["result"]["image_class"], image["ground_truth"]["scene"]);
     let reference = image["models"]["primitives-large"]["postprocessed"]["detections"].as_array().unwrap();
     let primitives = done["result"]["primitives"].as_array().unwrap();
