@@ -38,6 +38,9 @@ pub struct Config {
     pub inference_queue: usize,
     /// `MEDLEDGER_INFERENCE_WORKERS`: threads that run models, one task at a time each.
     pub inference_workers: usize,
+    /// `MEDLEDGER_REQUEST_NICE`: how many nice levels every thread but the model threads
+    /// runs below them (0: all alike). See `priority`.
+    pub request_nice: u32,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -76,6 +79,7 @@ impl Config {
             inference_threads: env_u32("MEDLEDGER_INFERENCE_THREADS", 1).max(1) as usize,
             inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
             inference_workers: env_u32("MEDLEDGER_INFERENCE_WORKERS", 1).max(1) as usize,
+            request_nice: env_u32("MEDLEDGER_REQUEST_NICE", 10).min(19),
         }
     }
 

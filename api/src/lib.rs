@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
+pub mod priority;
 pub mod ratelimit;
 pub mod routes;
 pub mod startup;

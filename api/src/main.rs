@@ -11,6 +11,12 @@ use medledger_application::chain::{VerifyError, verify_store};
 use medledger_application::metadata::CommandContext;
 use medledger_domain::role::{Role, Roles};
 
+/// glibc's malloc cost the server about a tenth of its CPU outside the models under load
+/// (many small, short-lived allocations across threads); mimalloc's thread-local heaps
+/// take far less (BENCHMARKS.md, stop 11).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "medledger", version, about = "Event-sourced backend for medical-imaging data work")]
 struct Cli {
@@ -196,9 +202,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let (nice, intra_threads) = (config.request_nice, config.inference_threads);
     let app = medledger_api::build(config).await?;
+    favour_model_threads(nice, intra_threads);
     tracing::info!(%addr, ready_in_ms = started.elapsed().as_millis() as u64, "medledger is serving");
     app.serve(listener, shutdown_signal()).await
+}
+
+/// Once the models are loaded and the runtime is up: every thread but the model
+/// threads moves down `nice` levels (decision #45). Not with several intra-op threads:
+/// ONNX Runtime's own pool threads carry no name to keep them apart by.
+fn favour_model_threads(nice: u32, intra_threads: usize) {
+    if nice == 0 {
+        return;
+    }
+    if intra_threads > 1 {
+        tracing::info!("MEDLEDGER_REQUEST_NICE left unapplied: the models run on several intra-op threads");
+        return;
+    }
+    match medledger_api::priority::lower_threads_except("inference-", nice as i32) {
+        Ok(threads) => tracing::info!(threads, nice, "request threads run below the model threads"),
+        Err(e) => tracing::warn!(error = %e, "could not lower the request threads' priority"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -20,7 +20,7 @@ use sha2::Digest as _;
 use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
-use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage};
+use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, ModelInput, Position, RgbImage};
 use crate::workers::Workers;
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
@@ -231,23 +231,39 @@ impl InferenceTasks {
         self.record(task, bytes, ctx, true).await
     }
 
-    async fn is_model_of_kind(&self, id: ModelId, kind: ModelKind) -> Result<bool, AppError> {
-        Ok(self.manifest(id).await?.is_some_and(|m| m.kind == kind))
+    async fn model_of_kind(&self, id: ModelId, kind: ModelKind) -> Result<Option<ModelManifest>, AppError> {
+        Ok(self.manifest(id).await?.filter(|m| m.kind == kind))
+    }
+
+    /// A task's two models with their manifests; `None` names the one that is gone.
+    async fn task_models(&self, models: Option<(ModelId, ModelId)>) -> Result<TaskModels, String> {
+        let (detector, classifier) = models.ok_or("the task has no models")?;
+        let detection = self.manifest(detector).await.map_err(|e| e.to_string())?.ok_or("the detection model is gone")?;
+        let scene = self.manifest(classifier).await.map_err(|e| e.to_string())?.ok_or("the classification model is gone")?;
+        Ok(TaskModels { detector, classifier, detection, scene })
     }
 
     async fn record(&self, new: NewTask, bytes: &[u8], ctx: &CommandContext, dispatch: bool) -> Result<(TaskId, Position), AppError> {
         let NewTask { owner_id, detection_model_id, classification_model_id } = new;
-        if !self.is_model_of_kind(detection_model_id, ModelKind::Detection).await?
-            || !self.is_model_of_kind(classification_model_id, ModelKind::Classification).await?
-        {
+        let (Some(detection), Some(scene)) = (
+            self.model_of_kind(detection_model_id, ModelKind::Detection).await?,
+            self.model_of_kind(classification_model_id, ModelKind::Classification).await?,
+        ) else {
             return Err(AppError::Domain(DomainError::invalid("model_id", "no such model of that kind")));
-        }
-        let images = self.images.clone();
-        let owned = bytes.to_vec();
-        let checked = tokio::task::spawn_blocking(move || images.decode(&owned))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(|reason| DomainError::invalid("image", reason))?;
+        };
+        let models = TaskModels { detector: detection_model_id, classifier: classification_model_id, detection, scene };
+        // A run from here needs the models' inputs: made in the same trip to the
+        // blocking pool as the decode.
+        let for_run = dispatch.then(|| (self.engine.clone(), models.clone()));
+        let (images, owned) = (self.images.clone(), bytes.to_vec());
+        let (checked, inputs) = tokio::task::spawn_blocking(move || {
+            let checked = images.decode(&owned)?;
+            let inputs = for_run.map(|(engine, models)| models.inputs(&engine?, &checked.image));
+            Ok::<_, String>((checked, inputs))
+        })
+        .await
+        .map_err(AppError::internal)?
+        .map_err(|reason| DomainError::invalid("image", reason))?;
         let task_id = self.ids.next_id("inference_task").await?;
         let filename = TaskInput::filename_for(task_id, checked.content_type)?;
         // A directory per thousand tasks: creating one per task cost more than the file.
@@ -264,14 +280,14 @@ impl InferenceTasks {
             sha256: sha256_hex(bytes),
         };
         let events = InferenceTask::default().handle(TaskCommand::Create { task_id, owner_id, detection_model_id, classification_model_id, input })?;
-        let claim = if dispatch { self.dispatched.claim(task_id) } else { None };
+        let claim = if inputs.is_some() { self.dispatched.claim(task_id) } else { None };
         let part = self.ledger.prepare(&task::stream_id(task_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
-        if let Some(claim) = claim {
+        if let (Some(claim), Some(inputs)) = (claim, inputs) {
             let (this, state) = (self.clone(), InferenceTask::from_events(&events));
             let version = events.len() as i64;
             tokio::spawn(async move {
-                let recorded = this.run_fresh(task_id, state, version, checked.image).await;
+                let recorded = this.run_fresh(task_id, state, version, models, inputs).await;
                 if let Err(e) = &recorded {
                     tracing::warn!(task_id, error = %e, "a task run straight from its POST ended without an outcome; the saga runs it");
                 }
@@ -322,8 +338,11 @@ impl InferenceTasks {
         if !started(&start.events) {
             return Ok(());
         }
-        let outcome = match self.input_image(&start.state).await {
-            Ok(image) => self.infer(start.state.models(), image).await,
+        let outcome = match self.task_models(start.state.models()).await {
+            Ok(models) => {
+                let inputs = self.stored_inputs(&start.state, &models).await;
+                self.infer(&models, inputs).await
+            }
             Err(reason) => Err(reason),
         };
         let known = Some((start.state, start.version));
@@ -331,13 +350,20 @@ impl InferenceTasks {
         Ok(())
     }
 
-    /// A task recorded a moment ago (`state` at `version`), with its decoded image: the
+    /// A task recorded a moment ago (`state` at `version`), with its models' inputs: the
     /// start is appended while the models already run, since a queued task's start can
     /// only be refused by a DELETE in between, and then the outcome is dropped.
-    async fn run_fresh(&self, task_id: TaskId, state: InferenceTask, version: i64, image: RgbImage) -> Result<(), AppError> {
+    async fn run_fresh(
+        &self,
+        task_id: TaskId,
+        state: InferenceTask,
+        version: i64,
+        models: TaskModels,
+        inputs: Result<ModelInputs, String>,
+    ) -> Result<(), AppError> {
         let ctx = CommandContext::system();
         let stream = task::stream_id(task_id);
-        let infer = self.infer(state.models(), image);
+        let infer = self.infer(&models, inputs);
         let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, Some((state, version)), |t| t.handle(TaskCommand::Start));
         let (start, outcome) = tokio::join!(start, infer);
         let start = start?;
@@ -349,34 +375,63 @@ impl InferenceTasks {
         Ok(())
     }
 
-    /// The task's stored image, decoded.
-    async fn input_image(&self, task: &InferenceTask) -> Result<RgbImage, String> {
+    /// The models' inputs from the task's stored image.
+    async fn stored_inputs(&self, task: &InferenceTask, models: &TaskModels) -> Result<ModelInputs, String> {
         let input = task.input().ok_or("the task has no input")?;
         let bytes = self.blobs.get(&input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
-        let images = self.images.clone();
-        Ok(tokio::task::spawn_blocking(move || images.decode(&bytes)).await.map_err(|e| format!("image decoder: {e}"))??.image)
+        let (images, engine, models) = (self.images.clone(), self.engine.clone()?, models.clone());
+        tokio::task::spawn_blocking(move || models.inputs(&engine, &images.decode(&bytes)?.image))
+            .await
+            .map_err(|e| format!("image decoder: {e}"))?
     }
 
-    /// Runs the detector and then the classifier on the image.
-    async fn infer(&self, models: Option<(ModelId, ModelId)>, image: RgbImage) -> Result<(InferenceResult, f64), String> {
+    /// Runs the detector and then the classifier; only the sessions' runs take the model
+    /// threads, the one resource every task queues for.
+    async fn infer(&self, models: &TaskModels, inputs: Result<ModelInputs, String>) -> Result<(InferenceResult, f64), String> {
+        let inputs = inputs?;
         let engine = self.engine.clone()?;
-        let (detector, classifier) = models.ok_or("the task has no models")?;
-        let detection_manifest = self.manifest(detector).await.map_err(|e| e.to_string())?.ok_or("the detection model is gone")?;
-        let scene_manifest = self.manifest(classifier).await.map_err(|e| e.to_string())?.ok_or("the classification model is gone")?;
-        self.workers
+        let (detector, classifier) = (models.detector, models.classifier);
+        let (rows, probabilities, model_ms) = self
+            .workers
             .run(move || {
                 let started = Instant::now();
-                let rows = engine.run(detector, &image)?;
-                let probabilities = engine.run(classifier, &image)?;
-                let model_ms = started.elapsed().as_secs_f64() * 1000.0;
-                let primitives =
-                    decode_detections(&rows, &detection_manifest, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES).map_err(|e| e.to_string())?;
-                let (image_class, _) = top_class(&probabilities, &scene_manifest.classes).map_err(|e| e.to_string())?;
-                Ok((InferenceResult { image_class, primitives }, model_ms))
+                let rows = engine.run(detector, &inputs.detection)?;
+                let probabilities = engine.run(classifier, inputs.classification.as_ref().unwrap_or(&inputs.detection))?;
+                Ok::<_, String>((rows, probabilities, started.elapsed().as_secs_f64() * 1000.0))
             })
             .await
-            .ok_or("the inference workers stopped")?
+            .ok_or("the inference workers stopped")??;
+        let primitives =
+            decode_detections(&rows, &models.detection, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES).map_err(|e| e.to_string())?;
+        let (image_class, _) = top_class(&probabilities, &models.scene.classes).map_err(|e| e.to_string())?;
+        Ok((InferenceResult { image_class, primitives }, model_ms))
     }
+}
+
+/// A task's detector and scene classifier, with their manifests.
+#[derive(Clone)]
+struct TaskModels {
+    detector: ModelId,
+    classifier: ModelId,
+    detection: ModelManifest,
+    scene: ModelManifest,
+}
+
+impl TaskModels {
+    /// The image as both models take it: one tensor when their inputs agree.
+    fn inputs(&self, engine: &Arc<dyn InferenceEngine>, image: &RgbImage) -> Result<ModelInputs, String> {
+        let detection = engine.input(self.detector, image)?;
+        let classification =
+            if self.detection.input.same_tensor_as(&self.scene.input) { None } else { Some(engine.input(self.classifier, image)?) };
+        Ok(ModelInputs { detection, classification })
+    }
+}
+
+/// What the models of a task run on; no classification input when the detection
+/// input serves both.
+struct ModelInputs {
+    detection: ModelInput,
+    classification: Option<ModelInput>,
 }
 
 /// What a user asks for: their image through these two models.

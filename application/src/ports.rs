@@ -278,7 +278,18 @@ pub trait ImageDecoder: Send + Sync {
 pub trait InferenceEngine: Send + Sync {
     fn load(&self, model_id: medledger_domain::inference::ModelId, manifest: &medledger_domain::inference::ModelManifest, onnx: &[u8]) -> Result<(), String>;
     fn is_loaded(&self, model_id: medledger_domain::inference::ModelId) -> bool;
-    /// Resizes and normalises `image` as the model's manifest says, runs the model and
-    /// returns its one output tensor, flattened.
-    fn run(&self, model_id: medledger_domain::inference::ModelId, image: &RgbImage) -> Result<Vec<f32>, String>;
+    /// `image` resized and normalised as the model's manifest says. Kept apart from
+    /// `run` so that this CPU work stays off the model threads, which are the bottleneck.
+    fn input(&self, model_id: medledger_domain::inference::ModelId, image: &RgbImage) -> Result<ModelInput, String>;
+    /// Runs the model on an input made by `input` and returns its one output tensor,
+    /// flattened.
+    fn run(&self, model_id: medledger_domain::inference::ModelId, input: &ModelInput) -> Result<Vec<f32>, String>;
+}
+
+/// A model's input tensor: `[1, 3, height, width]` floats, channel planes in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    pub width: u32,
+    pub height: u32,
+    pub values: Vec<f32>,
 }

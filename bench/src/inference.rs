@@ -50,6 +50,9 @@ struct Args {
     /// Timed runs of the plain loop (after 50 warm-up runs).
     #[arg(long, default_value_t = 1000)]
     plain_runs: usize,
+    /// Runs of the plain loop just before and just after each throughput run.
+    #[arg(long, default_value_t = 300)]
+    adjacent_runs: usize,
     /// Tasks sent one at a time (after 20 warm-up tasks).
     #[arg(long, default_value_t = 300)]
     sequential: usize,
@@ -116,8 +119,14 @@ struct Plain {
     classifier: Vec<f64>,
 }
 
+/// The plain ONNX Runtime loop's two sessions, warmed up.
+struct PlainLoop {
+    detector: PlainModel,
+    classifier: PlainModel,
+}
+
 /// The plain ONNX Runtime loop: detector then classifier on the prepared tensors.
-fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<Plain> {
+fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<PlainLoop> {
     let library = find_library(None).context("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")?;
     let env = ort::init_from(&library)?.with_name("bench-inference").build()?;
     let decoded = UploadedImages { max_side: 8192 }.decode(image).map_err(anyhow::Error::msg)?.image;
@@ -134,23 +143,32 @@ fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<Plain> {
             tensor: to_tensor(&decoded, spec).map_err(anyhow::Error::msg)?,
         })
     };
-    let (mut detector, mut classifier) = (load(args.detector)?, load(args.classifier)?);
-    for _ in 0..50 {
-        detector.run()?;
-        classifier.run()?;
-    }
-    let mut plain = Plain { per_image: Vec::new(), detector: Vec::new(), classifier: Vec::new() };
-    for _ in 0..args.plain_runs {
-        let started = Instant::now();
-        detector.run()?;
-        let between = Instant::now();
-        classifier.run()?;
-        let ended = Instant::now();
-        plain.detector.push((between - started).as_secs_f64() * 1e3);
-        plain.classifier.push((ended - between).as_secs_f64() * 1e3);
-        plain.per_image.push((ended - started).as_secs_f64() * 1e3);
-    }
+    let mut plain = PlainLoop { detector: load(args.detector)?, classifier: load(args.classifier)? };
+    plain.measure(50)?;
     Ok(plain)
+}
+
+impl PlainLoop {
+    fn measure(&mut self, runs: usize) -> anyhow::Result<Plain> {
+        let mut plain = Plain { per_image: Vec::new(), detector: Vec::new(), classifier: Vec::new() };
+        for _ in 0..runs {
+            let started = Instant::now();
+            self.detector.run()?;
+            let between = Instant::now();
+            self.classifier.run()?;
+            let ended = Instant::now();
+            plain.detector.push((between - started).as_secs_f64() * 1e3);
+            plain.classifier.push((ended - between).as_secs_f64() * 1e3);
+            plain.per_image.push((ended - started).as_secs_f64() * 1e3);
+        }
+        Ok(plain)
+    }
+}
+
+impl Plain {
+    fn images_per_s(&self) -> f64 {
+        1e3 * self.per_image.len() as f64 / self.per_image.iter().sum::<f64>()
+    }
 }
 
 /// One task as the client saw it: its id, when it was sent (wall clock, to set against
@@ -321,12 +339,13 @@ async fn main() -> anyhow::Result<()> {
     let image = std::fs::read(&args.image).with_context(|| format!("read {}", args.image.display()))?;
 
     eprintln!("plain ONNX Runtime loop: {} runs", args.plain_runs);
-    let plain = plain_loop(&args, &image)?;
-    let plain_images_per_s = 1e3 * plain.per_image.len() as f64 / plain.per_image.iter().sum::<f64>();
+    let mut plain_loop = plain_loop(&args, &image)?;
+    let plain = plain_loop.measure(args.plain_runs)?;
+    let plain_images_per_s = plain.images_per_s();
 
     let data = std::env::temp_dir().join(format!("medledger-bench-inference-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
-    let result = service(&args, &data, &image, &plain, plain_images_per_s).await;
+    let result = service(&args, &data, &image, &mut plain_loop, &plain, plain_images_per_s).await;
     if args.keep {
         eprintln!("kept {}", data.display());
     } else {
@@ -335,7 +354,7 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn service(args: &Args, data: &Path, image: &[u8], plain: &Plain, plain_images_per_s: f64) -> anyhow::Result<()> {
+async fn service(args: &Args, data: &Path, image: &[u8], plain_loop: &mut PlainLoop, plain: &Plain, plain_images_per_s: f64) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let env = [("MEDLEDGER_INFERENCE_THREADS", args.threads.to_string())];
     let server = Arc::new(Server::start_with(&args.medledger, data, &http, &env).await?);
@@ -352,7 +371,12 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain: &Plain, plain_im
     let mut throughput = Vec::new();
     for ask in [Ask::Poll(Duration::from_millis(args.client_poll_ms)), Ask::Wait] {
         eprintln!("{} clients, {}: {} tasks", args.clients, ask.describe(), args.clients * args.per_client);
-        throughput.push((ask, concurrent(&server, &http, &query, image, ask, args.clients, args.per_client).await?));
+        // The machine's speed drifts: the plain loop runs again just before and just
+        // after, and the run is set against the mean of those two.
+        let before = plain_loop.measure(args.adjacent_runs)?.images_per_s();
+        let run = concurrent(&server, &http, &query, image, ask, args.clients, args.per_client).await?;
+        let after = plain_loop.measure(args.adjacent_runs)?.images_per_s();
+        throughput.push((ask, run, (before, after)));
     }
 
     let (per_image, detector, classifier) = (sorted(plain.per_image.clone()), sorted(plain.detector.clone()), sorted(plain.classifier.clone()));
@@ -385,15 +409,18 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain: &Plain, plain_im
         println!("- Overhead at p50, {}: **{overhead:.2} ms** (target ≤ 10 ms).", ask.describe());
     }
     println!("- Plain loop: {plain_images_per_s:.1} images/s.");
-    for (ask, t) in &throughput {
+    for (ask, t, (before, after)) in &throughput {
+        let beside = (before + after) / 2.0;
         println!(
-            "- {} clients × {} tasks, {}: {:.1} tasks/s ({:.1} s), **{:.0}%** of the plain loop (target ≥ 90%). \
+            "- {} clients × {} tasks, {}: {:.1} tasks/s ({:.1} s), **{:.0}%** of the plain loop run just before and after \
+             ({before:.1} and {after:.1} images/s; target ≥ 90%), {:.0}% of the first plain loop. \
              CPU per task: model thread {:.2} ms, rest of the server {:.2} ms, clients {:.2} ms.",
             args.clients,
             args.per_client,
             ask.describe(),
             t.per_s,
             t.seconds,
+            100.0 * t.per_s / beside,
             100.0 * t.per_s / plain_images_per_s,
             t.model_cpu_ms,
             t.server_cpu_ms,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use image::{ImageFormat, ImageReader, Limits};
-use medledger_application::ports::{CheckedImage, ImageDecoder, InferenceEngine, RgbImage};
+use medledger_application::ports::{CheckedImage, ImageDecoder, InferenceEngine, ModelInput, RgbImage};
 use medledger_domain::inference::{InputSpec, ModelId, ModelManifest};
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
@@ -142,12 +142,19 @@ impl InferenceEngine for OnnxEngine {
         self.models.read().map(|m| m.contains_key(&model_id)).unwrap_or(false)
     }
 
-    fn run(&self, model_id: ModelId, image: &RgbImage) -> Result<Vec<f32>, String> {
+    fn input(&self, model_id: ModelId, image: &RgbImage) -> Result<ModelInput, String> {
+        let spec = &self.model(model_id)?.manifest.input;
+        Ok(ModelInput { width: spec.width, height: spec.height, values: to_tensor(image, spec)? })
+    }
+
+    fn run(&self, model_id: ModelId, input: &ModelInput) -> Result<Vec<f32>, String> {
         let model = self.model(model_id)?;
         let spec = &model.manifest.input;
-        let input = to_tensor(image, spec)?;
-        let shape = [1usize, 3, spec.height as usize, spec.width as usize];
-        let tensor = TensorRef::from_array_view((shape, input.as_slice())).map_err(|e| format!("input tensor: {e}"))?;
+        let (w, h) = (spec.width as usize, spec.height as usize);
+        if (input.width, input.height) != (spec.width, spec.height) || input.values.len() != 3 * w * h {
+            return Err(format!("model {model_id} takes a {w}x{h} input, not {}x{}", input.width, input.height));
+        }
+        let tensor = TensorRef::from_array_view(([1usize, 3, h, w], input.values.as_slice())).map_err(|e| format!("input tensor: {e}"))?;
         let mut session = model.session.lock().map_err(|_| "session poisoned".to_string())?;
         let outputs = session
             .run(ort::inputs![spec.name.as_str() => tensor])

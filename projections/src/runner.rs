@@ -35,12 +35,7 @@ impl Progress {
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         for (name, rx) in self.positions.iter() {
-            if name.starts_with("saga:") {
-                continue;
-            }
-            let mut rx = rx.clone();
-            let reached = tokio::time::timeout_at(deadline, rx.wait_for(|p| *p >= position)).await;
-            if !matches!(reached, Ok(Ok(_))) {
+            if !name.starts_with("saga:") && !reaches(rx.clone(), position, deadline).await {
                 return false;
             }
         }
@@ -49,14 +44,18 @@ impl Progress {
 
     /// `wait_for`, for the one read model named `name` (false also when there is none).
     pub async fn wait_for_one(&self, name: &str, position: Position, timeout: Duration) -> bool {
-        let Some(mut rx) = self.positions.get(name).cloned() else { return false };
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position)).await;
-        matches!(reached, Ok(Ok(_)))
+        let Some(rx) = self.positions.get(name).cloned() else { return false };
+        reaches(rx, position, tokio::time::Instant::now() + timeout).await
     }
 
     pub fn positions(&self) -> Vec<(String, Position)> {
         self.positions.iter().map(|(n, rx)| (n.clone(), *rx.borrow())).collect()
     }
+}
+
+/// Whether a subscriber's progress reaches `position` by `deadline`.
+async fn reaches(mut rx: watch::Receiver<Position>, position: Position, deadline: tokio::time::Instant) -> bool {
+    matches!(tokio::time::timeout_at(deadline, rx.wait_for(|p| *p >= position)).await, Ok(Ok(_)))
 }
 
 pub struct RunnerHandle {

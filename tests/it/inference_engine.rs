@@ -1,7 +1,7 @@
 //! The ONNX Runtime adapter against the reference outputs that Python's onnxruntime
 //! produced for the same models and images (tests/fixtures/inference/expected.json).
 
-use medledger_application::ports::{ImageDecoder, InferenceEngine};
+use medledger_application::ports::{ImageDecoder, InferenceEngine, ModelInput};
 use medledger_domain::inference::{ModelManifest, decode_detections};
 use medledger_infrastructure::onnx::{OnnxEngine, UploadedImages, find_library};
 use serde_json::Value;
@@ -34,7 +34,7 @@ fn outputs_match_python_onnxruntime_on_the_fixture_images() {
         let decoded = decoder.decode(&bytes).unwrap().image;
         for (id, name, manifest) in &models {
             let reference = &image["models"][*name];
-            let output = engine.run(*id, &decoded).unwrap();
+            let output = engine.run(*id, &engine.input(*id, &decoded).unwrap()).unwrap();
             if *name == "scenes" {
                 for (got, want) in output.iter().zip(reference["probabilities"].as_array().unwrap()) {
                     assert!((f64::from(*got) - want.as_f64().unwrap()).abs() < 1e-4, "{}: {got} vs {want}", image["file"]);
@@ -78,6 +78,16 @@ fn a_manifest_that_does_not_fit_the_graph_is_refused() {
     assert!(engine.load(9, &wrong_name, &onnx).unwrap_err().contains("logits"));
     assert!(engine.load(9, &models[2].2, b"not an onnx model").is_err());
     assert!(!engine.is_loaded(9));
+}
+
+#[test]
+fn an_input_made_for_another_size_is_refused_not_run() {
+    let (engine, _) = engine();
+    let wrong = ModelInput { width: 64, height: 64, values: vec![0.0; 3 * 64 * 64] };
+    assert!(engine.run(3, &wrong).unwrap_err().contains("128x128"));
+    let short = ModelInput { width: 128, height: 128, values: vec![0.0; 10] };
+    assert!(engine.run(3, &short).is_err());
+    assert!(engine.input(42, &medledger_application::ports::RgbImage { width: 1, height: 1, pixels: vec![0; 3] }).is_err());
 }
 
 #[test]

@@ -55,6 +55,14 @@ pub struct InputSpec {
     pub std: [f32; 3],
 }
 
+impl InputSpec {
+    /// Whether both specs turn an image into the same tensor (the graph input's name
+    /// aside), so one tensor can feed both models.
+    pub fn same_tensor_as(&self, other: &InputSpec) -> bool {
+        InputSpec { name: other.name.clone(), ..self.clone() } == *other
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
@@ -377,6 +385,18 @@ mod tests {
             Err(DomainError::InvalidValue { field, .. }) => field,
             other => panic!("expected an invalid value, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn one_tensor_feeds_models_whose_input_differs_only_in_name() {
+        let (a, mut b) = (detector().input, classifier().input);
+        b.name = "pixels".into();
+        assert!(a.same_tensor_as(&b));
+        b.std = [0.5, 0.5, 0.5];
+        assert!(!a.same_tensor_as(&b));
+        let mut c = detector().input;
+        c.width = 64;
+        assert!(!a.same_tensor_as(&c));
     }
 
     #[test]

@@ -1,0 +1,96 @@
+//! CPU priority of the server's threads. On a machine with few cores the model threads
+//! are the bottleneck of inference tasks, and every other thread (HTTP, the event store,
+//! the read models) competes with them for the same cores: measured on 2 cores, the
+//! model thread sat runnable but waiting for a CPU about 30% of the time under 32 clients.
+//! Lowering every other thread a few nice levels lets the models run whenever they
+//! have work, and the rest fill the remaining CPU time (BENCHMARKS.md, stop 11).
+//!
+//! Only lowering is possible without privileges, so the model threads keep the
+//! process's nice level and the others move down. Threads started later inherit the
+//! nice level of the thread that starts them, so the runtime's new threads follow.
+
+use std::io;
+
+/// Moves every thread of this process whose name does not start with `keep` down by
+/// `levels` nice levels (at most to 19). Returns how many threads were lowered.
+#[cfg(target_os = "linux")]
+pub fn lower_threads_except(keep: &str, levels: i32) -> io::Result<usize> {
+    let mut lowered = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let entry = entry?;
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else { continue };
+        // A thread that ended since the listing has no comm any more: nothing to lower.
+        let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
+        if name.trim_end().starts_with(keep) {
+            continue;
+        }
+        let target = (nice_of(tid)? + levels).min(19);
+        // SAFETY: setpriority only reads its integer arguments.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) } != 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::ESRCH) {
+                continue;
+            }
+            return Err(error);
+        }
+        lowered += 1;
+    }
+    Ok(lowered)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn lower_threads_except(_keep: &str, _levels: i32) -> io::Result<usize> {
+    Ok(0)
+}
+
+/// The nice level of thread `tid` (Linux keeps one per thread).
+#[cfg(target_os = "linux")]
+pub fn nice_of(tid: libc::id_t) -> io::Result<i32> {
+    // getpriority returns -1 both as a level and as an error: errno tells them apart.
+    // SAFETY: errno is thread-local; getpriority only reads its arguments.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if nice == -1 && *libc::__errno_location() != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(nice)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A named thread that reports its id and then waits until `release` drops.
+    fn parked(name: &str, release: &std::sync::Arc<std::sync::Mutex<()>>) -> (libc::id_t, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel();
+        let release = release.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                // SAFETY: gettid has no arguments and cannot fail.
+                tx.send(unsafe { libc::gettid() } as libc::id_t).unwrap();
+                drop(release.lock());
+            })
+            .unwrap();
+        (rx.recv().unwrap(), handle)
+    }
+
+    #[test]
+    fn other_threads_move_down_and_the_kept_ones_stay() {
+        let release = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let guard = release.lock().unwrap();
+        let (model, model_thread) = parked("keepme-model-0", &release);
+        let (other, other_thread) = parked("other-worker", &release);
+        let (model_before, other_before) = (nice_of(model).unwrap(), nice_of(other).unwrap());
+        let lowered = lower_threads_except("keepme-model-", 3).unwrap();
+        assert!(lowered >= 2, "this test's own thread and the other worker: {lowered}");
+        assert_eq!(nice_of(model).unwrap(), model_before);
+        assert_eq!(nice_of(other).unwrap(), (other_before + 3).min(19));
+        drop(guard);
+        model_thread.join().unwrap();
+        other_thread.join().unwrap();
+    }
+}
