@@ -235,7 +235,7 @@ impl InferenceTasks {
         Ok(self.manifest(id).await?.filter(|m| m.kind == kind))
     }
 
-    /// A task's two models with their manifests; `None` names the one that is gone.
+    /// A task's two models with their manifests; the error says which one is gone.
     async fn task_models(&self, models: Option<(ModelId, ModelId)>) -> Result<TaskModels, String> {
         let (detector, classifier) = models.ok_or("the task has no models")?;
         let detection = self.manifest(detector).await.map_err(|e| e.to_string())?.ok_or("the detection model is gone")?;
