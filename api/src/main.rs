@@ -220,7 +220,8 @@ fn favour_model_threads(nice: u32, intra_threads: usize) {
         tracing::info!("MEDLEDGER_REQUEST_NICE left unapplied: the models run on several intra-op threads");
         return;
     }
-    match medledger_api::priority::lower_threads_except("inference-", nice as i32) {
+    let model_threads = format!("{}-", medledger_api::startup::MODEL_THREADS);
+    match medledger_api::priority::lower_threads_except(&model_threads, nice as i32) {
         Ok(threads) => tracing::info!(threads, nice, "request threads run below the model threads"),
         Err(e) => tracing::warn!(error = %e, "could not lower the request threads' priority"),
     }

@@ -56,6 +56,10 @@ pub struct Core {
     pub secret: Vec<u8>,
 }
 
+/// The model threads' name: they are `{MODEL_THREADS}-0`, `-1`, … (`serve` keeps
+/// them at the process's priority by this name).
+pub const MODEL_THREADS: &str = "inference";
+
 pub async fn core(config: &Config) -> anyhow::Result<Core> {
     std::fs::create_dir_all(&config.data_dir)?;
     let secret = secret::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
@@ -83,7 +87,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         tracing::warn!(error = %e, "inference tasks will fail until ONNX Runtime is available");
     }
     let images = Arc::new(medledger_infrastructure::onnx::UploadedImages { max_side: crate::builtin_models::MAX_IMAGE_SIDE });
-    let workers = medledger_application::workers::Workers::new("inference", config.inference_workers, config.inference_queue)?;
+    let workers = medledger_application::workers::Workers::new(MODEL_THREADS, config.inference_workers, config.inference_queue)?;
     let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, workers, config.inference_queue);
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {

@@ -59,11 +59,13 @@ impl DecodedEvent {
     /// Deserialises into the domain enum; `None` if the type belongs to another enum.
     pub fn to_domain<E: DomainEvent>(&self) -> Option<E> {
         let enum_id = TypeId::of::<E>();
-        if let Some((_, read)) = self.read_as.entries().iter().find(|(id, _)| *id == enum_id) {
+        // One lock for the look and the store: two subscribers asking at once parse once.
+        let mut entries = self.read_as.entries();
+        if let Some((_, read)) = entries.iter().find(|(id, _)| *id == enum_id) {
             return read.downcast_ref::<Option<E>>().and_then(Clone::clone);
         }
         let read: Option<E> = self.parse();
-        self.read_as.entries().push((enum_id, Arc::new(read.clone())));
+        entries.push((enum_id, Arc::new(read.clone())));
         read
     }
 

@@ -98,17 +98,19 @@ async fn any_pool(url: &str, sqlite: bool, max: u32, durability: Durability) -> 
         .idle_timeout(Duration::from_secs(60))
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                let settings = match (sqlite, durability) {
-                    (true, Durability::Full) => {
-                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA mmap_size = 268435456;"
-                    }
-                    (true, Durability::Rebuildable) => {
-                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456;"
-                    }
+                let synchronous = match (sqlite, durability) {
+                    (true, Durability::Full) => "FULL",
+                    (true, Durability::Rebuildable) => "NORMAL",
                     (false, Durability::Full) => return Ok(()),
-                    (false, Durability::Rebuildable) => "SET synchronous_commit = off",
+                    (false, Durability::Rebuildable) => {
+                        sqlx::raw_sql("SET synchronous_commit = off").execute(conn).await?;
+                        return Ok(());
+                    }
                 };
-                sqlx::raw_sql(settings).execute(conn).await?;
+                let settings = format!(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA mmap_size = {MMAP_BYTES};"
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(settings)).execute(conn).await?;
                 Ok(())
             })
         })
