@@ -3,6 +3,11 @@
 
 use std::path::PathBuf;
 
+use crate::priority::RequestPriority;
+
+/// Decision #45 and its revision #48 (BENCHMARKS.md, stop 12).
+pub const DEFAULT_REQUEST_PRIORITY: RequestPriority = RequestPriority::Nice(19);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
@@ -38,9 +43,10 @@ pub struct Config {
     pub inference_queue: usize,
     /// `MEDLEDGER_INFERENCE_WORKERS`: threads that run models, one task at a time each.
     pub inference_workers: usize,
-    /// `MEDLEDGER_REQUEST_NICE`: how many nice levels every thread but the model threads
-    /// runs below them (0: all alike). See `priority`.
-    pub request_nice: u32,
+    /// `MEDLEDGER_REQUEST_PRIORITY`: where every thread but the model threads runs,
+    /// `idle` or a number of nice levels below them (0: all alike). See `priority`; an
+    /// unreadable value is kept as the message `serve` refuses to start with.
+    pub request_priority: Result<RequestPriority, String>,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -79,7 +85,8 @@ impl Config {
             inference_threads: env_u32("MEDLEDGER_INFERENCE_THREADS", 1).max(1) as usize,
             inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
             inference_workers: env_u32("MEDLEDGER_INFERENCE_WORKERS", 1).max(1) as usize,
-            request_nice: env_u32("MEDLEDGER_REQUEST_NICE", 10).min(19),
+            request_priority: env_opt("MEDLEDGER_REQUEST_PRIORITY")
+                .map_or(Ok(DEFAULT_REQUEST_PRIORITY), |v| v.parse().map_err(|e| format!("MEDLEDGER_REQUEST_PRIORITY: {e}"))),
         }
     }
 

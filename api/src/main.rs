@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use medledger_api::Config;
+use medledger_api::priority::RequestPriority;
 use medledger_application::accounts::Registration;
 use medledger_application::chain::{VerifyError, verify_store};
 use medledger_application::metadata::CommandContext;
@@ -202,27 +203,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let (nice, intra_threads) = (config.request_nice, config.inference_threads);
+    let priority = config.request_priority.clone().map_err(anyhow::Error::msg)?;
+    let intra_threads = config.inference_threads;
     let app = medledger_api::build(config).await?;
-    favour_model_threads(nice, intra_threads);
+    favour_model_threads(priority, intra_threads);
     tracing::info!(%addr, ready_in_ms = started.elapsed().as_millis() as u64, "medledger is serving");
     app.serve(listener, shutdown_signal()).await
 }
 
 /// Once the models are loaded and the runtime is up: every thread but the model
-/// threads moves down `nice` levels (decision #45). Not with several intra-op threads:
-/// ONNX Runtime's own pool threads carry no name to keep them apart by.
-fn favour_model_threads(nice: u32, intra_threads: usize) {
-    if nice == 0 {
+/// threads moves down to `priority` (decisions #45, #48). Not with several intra-op
+/// threads: ONNX Runtime's own pool threads carry no name to keep them apart by.
+fn favour_model_threads(priority: RequestPriority, intra_threads: usize) {
+    if priority == RequestPriority::Nice(0) {
         return;
     }
     if intra_threads > 1 {
-        tracing::info!("MEDLEDGER_REQUEST_NICE left unapplied: the models run on several intra-op threads");
+        tracing::info!("MEDLEDGER_REQUEST_PRIORITY left unapplied: the models run on several intra-op threads");
         return;
     }
     let model_threads = format!("{}-", medledger_api::startup::MODEL_THREADS);
-    match medledger_api::priority::lower_threads_except(&model_threads, nice as i32) {
-        Ok(threads) => tracing::info!(threads, nice, "request threads run below the model threads"),
+    match medledger_api::priority::lower_threads_except(&model_threads, priority) {
+        Ok(threads) => tracing::info!(threads, ?priority, "request threads run below the model threads"),
         Err(e) => tracing::warn!(error = %e, "could not lower the request threads' priority"),
     }
 }

@@ -10,11 +10,38 @@
 //! nice level of the thread that starts them, so the runtime's new threads follow.
 
 use std::io;
+use std::str::FromStr;
 
-/// Moves every thread of this process whose name does not start with `keep` down by
-/// `levels` nice levels (at most to 19). Returns how many threads were lowered.
+/// Where the threads other than the model threads run (`MEDLEDGER_REQUEST_PRIORITY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestPriority {
+    /// This many nice levels below the model threads (0: all alike).
+    Nice(u8),
+    /// Linux's `SCHED_IDLE`: they run on whatever CPU time the model threads leave, and
+    /// a model thread that wakes takes its CPU back at once. A lower nice level only
+    /// shrinks their share: the kernel still lets a running thread finish its time
+    /// slice before a woken model thread gets the CPU.
+    Idle,
+}
+
+impl FromStr for RequestPriority {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "idle" => Ok(Self::Idle),
+            n => match n.parse::<u8>() {
+                Ok(levels) if levels <= 19 => Ok(Self::Nice(levels)),
+                _ => Err(format!("'{s}' is neither 'idle' nor a number of nice levels from 0 to 19")),
+            },
+        }
+    }
+}
+
+/// Moves every thread of this process whose name does not start with `keep` down to
+/// `to`. Returns how many threads were lowered.
 #[cfg(target_os = "linux")]
-pub fn lower_threads_except(keep: &str, levels: i32) -> io::Result<usize> {
+pub fn lower_threads_except(keep: &str, to: RequestPriority) -> io::Result<usize> {
     let mut lowered = 0;
     for entry in std::fs::read_dir("/proc/self/task")? {
         let entry = entry?;
@@ -24,9 +51,19 @@ pub fn lower_threads_except(keep: &str, levels: i32) -> io::Result<usize> {
         if name.trim_end().starts_with(keep) {
             continue;
         }
-        let target = (nice_of(tid)? + levels).min(19);
-        // SAFETY: setpriority only reads its integer arguments.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) } != 0 {
+        let done = match to {
+            RequestPriority::Nice(levels) => {
+                let target = (nice_of(tid)? + i32::from(levels)).min(19);
+                // SAFETY: setpriority only reads its integer arguments.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) }
+            }
+            RequestPriority::Idle => {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: `param` outlives the call, which only reads it.
+                unsafe { libc::sched_setscheduler(tid as libc::pid_t, libc::SCHED_IDLE, &param) }
+            }
+        };
+        if done != 0 {
             let error = io::Error::last_os_error();
             if error.raw_os_error() == Some(libc::ESRCH) {
                 continue;
@@ -39,7 +76,7 @@ pub fn lower_threads_except(keep: &str, levels: i32) -> io::Result<usize> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn lower_threads_except(_keep: &str, _levels: i32) -> io::Result<usize> {
+pub fn lower_threads_except(_keep: &str, _to: RequestPriority) -> io::Result<usize> {
     Ok(0)
 }
 
@@ -79,13 +116,41 @@ mod tests {
     }
 
     #[test]
+    fn the_setting_reads_idle_or_nice_levels() {
+        assert_eq!("idle".parse(), Ok(RequestPriority::Idle));
+        assert_eq!(" 19 ".parse(), Ok(RequestPriority::Nice(19)));
+        assert_eq!("0".parse(), Ok(RequestPriority::Nice(0)));
+        for bad in ["20", "-1", "high", ""] {
+            let refused = bad.parse::<RequestPriority>().unwrap_err();
+            assert!(refused.contains("neither 'idle' nor"), "{bad:?}: {refused}");
+        }
+    }
+
+    #[test]
+    fn idle_moves_other_threads_to_sched_idle() {
+        let release = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let guard = release.lock().unwrap();
+        let (model, model_thread) = parked("idlekeep-model-0", &release);
+        let (other, other_thread) = parked("idle-other-worker", &release);
+        // SAFETY: sched_getscheduler only reads its argument.
+        let policy = |tid: libc::id_t| unsafe { libc::sched_getscheduler(tid as libc::pid_t) };
+        let before = policy(model);
+        lower_threads_except("idlekeep-model-", RequestPriority::Idle).unwrap();
+        assert_eq!(policy(other), libc::SCHED_IDLE);
+        assert_eq!(policy(model), before);
+        drop(guard);
+        model_thread.join().unwrap();
+        other_thread.join().unwrap();
+    }
+
+    #[test]
     fn other_threads_move_down_and_the_kept_ones_stay() {
         let release = std::sync::Arc::new(std::sync::Mutex::new(()));
         let guard = release.lock().unwrap();
         let (model, model_thread) = parked("keepme-model-0", &release);
         let (other, other_thread) = parked("other-worker", &release);
         let (model_before, other_before) = (nice_of(model).unwrap(), nice_of(other).unwrap());
-        let lowered = lower_threads_except("keepme-model-", 3).unwrap();
+        let lowered = lower_threads_except("keepme-model-", RequestPriority::Nice(3)).unwrap();
         assert!(lowered >= 2, "this test's own thread and the other worker: {lowered}");
         assert_eq!(nice_of(model).unwrap(), model_before);
         assert_eq!(nice_of(other).unwrap(), (other_before + 3).min(19));

@@ -124,6 +124,14 @@ pub trait EventStore: Send + Sync {
     /// position is readable only once every smaller position is committed.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// `read_all` from memory, for subscribers in the appending process: the events
+    /// after `after` when this process committed the very next one itself and still
+    /// holds it; `None` means read the store. Never a gap, never a guess. Auditing
+    /// reads (`verify`) use `read_all`, which always reads what is stored.
+    fn read_recent(&self, _after: Position, _limit: usize) -> Option<Vec<RecordedEvent>> {
+        None
+    }
+
     async fn head(&self) -> Result<ChainHead, StoreError>;
 
     /// The highest position known committed; changes wake subscribers (who re-query).

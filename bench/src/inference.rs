@@ -258,6 +258,28 @@ struct Throughput {
     model_cpu_ms: f64,
     server_cpu_ms: f64,
     client_cpu_ms: f64,
+    /// The model thread's wall time during the run, in %: running, runnable but
+    /// waiting for a CPU, and idle (no task to run). Unlike tasks/s, this hardly
+    /// depends on how fast the machine happens to be at the moment.
+    model_time: (f64, f64, f64),
+}
+
+/// The model threads' (running, waiting for a CPU) ns so far, summed, from the
+/// scheduler's per-thread statistics.
+fn model_schedstat(server: &Server) -> anyhow::Result<(f64, f64)> {
+    let (mut running, mut waiting) = (0.0, 0.0);
+    for entry in std::fs::read_dir(format!("/proc/{}/task", server.pid()))? {
+        let path = entry?.path();
+        let Ok(name) = std::fs::read_to_string(path.join("comm")) else { continue };
+        if !name.starts_with("inference-") {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("schedstat")) else { continue };
+        let mut fields = stat.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(0.0));
+        running += fields.next().unwrap_or(0.0);
+        waiting += fields.next().unwrap_or(0.0);
+    }
+    Ok((running, waiting))
 }
 
 /// (model threads, every other server thread, this process), CPU ms so far.
@@ -273,6 +295,7 @@ fn cpu_split(server: &Server) -> anyhow::Result<(f64, f64, f64)> {
 /// tasks finished per second.
 async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask, clients: usize, per_client: usize) -> anyhow::Result<Throughput> {
     let cpu_before = cpu_split(server)?;
+    let sched_before = model_schedstat(server)?;
     let started = Instant::now();
     let clients = (0..clients).map(|_| {
         let (server, http, query, image) = (server.clone(), http.clone(), query.to_string(), image.to_vec());
@@ -289,6 +312,10 @@ async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, i
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = cpu_split(server)?;
+    let sched_after = model_schedstat(server)?;
+    let wall_ns = seconds * 1e9;
+    let (running, waiting) = (sched_after.0 - sched_before.0, sched_after.1 - sched_before.1);
+    let model_time = (100.0 * running / wall_ns, 100.0 * waiting / wall_ns, 100.0 * (wall_ns - running - waiting).max(0.0) / wall_ns);
     let per_task = |after: f64, before: f64| (after - before) / n as f64;
     Ok(Throughput {
         per_s: n as f64 / seconds,
@@ -296,6 +323,7 @@ async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, i
         model_cpu_ms: per_task(cpu_after.0, cpu_before.0),
         server_cpu_ms: per_task(cpu_after.1, cpu_before.1),
         client_cpu_ms: per_task(cpu_after.2, cpu_before.2),
+        model_time,
     })
 }
 
@@ -414,7 +442,8 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain_loop: &mut PlainL
         println!(
             "- {} clients × {} tasks, {}: {:.1} tasks/s ({:.1} s), **{:.0}%** of the plain loop run just before and after \
              ({before:.1} and {after:.1} images/s; target ≥ 90%), {:.0}% of the first plain loop. \
-             CPU per task: model thread {:.2} ms, rest of the server {:.2} ms, clients {:.2} ms.",
+             CPU per task: model thread {:.2} ms, rest of the server {:.2} ms, clients {:.2} ms. \
+             Model thread: running {:.1}%, waiting for a CPU {:.1}%, idle {:.1}% of the run.",
             args.clients,
             args.per_client,
             ask.describe(),
@@ -425,6 +454,9 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain_loop: &mut PlainL
             t.model_cpu_ms,
             t.server_cpu_ms,
             t.client_cpu_ms,
+            t.model_time.0,
+            t.model_time.1,
+            t.model_time.2,
         );
     }
     Ok(())

@@ -120,8 +120,12 @@ impl Tail {
 /// The page of events after `after`, decoded: what the tail holds, and what a
 /// subscriber behind the tail reads for itself.
 pub(crate) async fn read_page(store: &dyn EventStore, codec: &EventCodec, after: Position) -> Result<Vec<DecodedEvent>, crate::ProjectionError> {
-    let mut page = Vec::new();
-    for recorded in store.read_all(after, PAGE).await? {
+    let recorded = match store.read_recent(after, PAGE) {
+        Some(recent) => recent,
+        None => store.read_all(after, PAGE).await?,
+    };
+    let mut page = Vec::with_capacity(recorded.len());
+    for recorded in recorded {
         page.push(codec.decode(recorded).await?);
     }
     Ok(page)

@@ -170,8 +170,12 @@ impl Server {
 
     /// CPU time (user + system, ms) of the server's threads, by thread name.
     #[allow(dead_code)] // bench-inference's; bench-search includes this module too
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn cpu_ms_by_thread(&self) -> anyhow::Result<Vec<(String, f64)>> {
-        cpu_ms_by_thread(self.child.id())
+        cpu_ms_by_thread(self.pid())
     }
 
     pub async fn search(&self, http: &reqwest::Client, body: &Value) -> anyhow::Result<Vec<String>> {

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::plan::{self, Existing, Snapshot};
-use super::writer::{Backend, GroupCommitWriter, advance};
+use super::writer::{Backend, Committed, GroupCommitWriter, advance};
 use super::{hash32, unavailable};
 
 pub const NOTIFY_CHANNEL: &str = "medledger_events";
@@ -158,7 +158,7 @@ async fn read_head(pool: &PgPool) -> Result<ChainHead, StoreError> {
 
 #[async_trait]
 impl Backend for PgBackend {
-    async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<(Vec<Result<Appended, StoreError>>, ChainHead), StoreError> {
+    async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<Committed, StoreError> {
         // BEGIN and the head lock travel in one round trip.
         let mut tx = self
             .pool
@@ -209,7 +209,7 @@ impl Backend for PgBackend {
         let planned = plan::plan(Snapshot { head, versions, existing }, requests, now_us);
         if planned.rows.is_empty() {
             tx.rollback().await.map_err(unavailable)?;
-            return Ok((planned.results, head));
+            return Ok(Committed { results: planned.results, head, rows: Vec::new() });
         }
         let rows = &planned.rows;
         // Insert and move the head in one statement: one round trip while the head lock
@@ -240,7 +240,7 @@ impl Backend for PgBackend {
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         advance(&self.local_commits, planned.head.position);
-        Ok((planned.results, planned.head))
+        Ok(Committed { results: planned.results, head: planned.head, rows: planned.rows })
     }
 
 }
@@ -268,6 +268,10 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(unavailable)?;
         rows.into_iter().map(to_recorded).collect()
+    }
+
+    fn read_recent(&self, after: Position, limit: usize) -> Option<Vec<RecordedEvent>> {
+        self.writer.recent(after, limit)
     }
 
     async fn head(&self) -> Result<ChainHead, StoreError> {

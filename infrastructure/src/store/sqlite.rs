@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::plan::{self, Existing, Snapshot};
-use super::writer::{Backend, GroupCommitWriter, advance};
+use super::writer::{Backend, Committed, GroupCommitWriter, advance};
 use super::{hash32, unavailable};
 
 /// The event columns in `Row` order, followed by the rest of a literal query.
@@ -103,47 +103,81 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Each stream's current version (absent: no events yet).
-async fn latest_versions(tx: &mut sqlx::SqliteConnection, streams: &[String]) -> Result<HashMap<String, i64>, StoreError> {
-    let mut versions = HashMap::new();
-    for chunk in streams.chunks(MAX_BINDS) {
-        let sql = format!("SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({}) GROUP BY stream_id", placeholders(chunk.len()));
-        let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
-        for stream in chunk {
+/// What a batch must know under the write lock, read in one statement (each statement
+/// is a round trip to the connection's thread): the head, each stream's current version
+/// (absent: no events yet) and which of the batch's event ids are stored already (a
+/// retried command).
+async fn snapshot(tx: &mut sqlx::SqliteConnection, streams: &[String], ids: &[Uuid]) -> Result<Snapshot, StoreError> {
+    type Found = (i64, Option<String>, i64, Option<Vec<u8>>, Option<String>, Option<String>, Option<String>);
+    let mut head = None;
+    let (mut versions, mut existing) = (HashMap::new(), HashMap::new());
+    // Almost always one statement; a batch beyond SQLite's bind limit takes several.
+    let per_statement = MAX_BINDS / 2;
+    let (mut streams, mut ids) = (streams.chunks(per_statement), ids.chunks(per_statement));
+    let mut first = true;
+    loop {
+        let (some_streams, some_ids) = (streams.next().unwrap_or_default(), ids.next().unwrap_or_default());
+        if !first && some_streams.is_empty() && some_ids.is_empty() {
+            break;
+        }
+        let sql = format!(
+            "SELECT 0, NULL, position, hash, NULL, NULL, NULL FROM chain_head WHERE id = 1 AND ? \
+             UNION ALL SELECT 1, stream_id, MAX(version), NULL, NULL, NULL, NULL FROM events WHERE stream_id IN ({}) GROUP BY stream_id \
+             UNION ALL SELECT 2, event_id, position, NULL, stream_id, event_type, payload FROM events WHERE event_id IN ({})",
+            placeholders(some_streams.len().max(1)),
+            placeholders(some_ids.len().max(1)),
+        );
+        let mut query = sqlx::query_as::<_, Found>(sqlx::AssertSqlSafe(sql)).bind(first);
+        if some_streams.is_empty() {
+            query = query.bind(None::<String>);
+        }
+        for stream in some_streams {
             query = query.bind(stream);
         }
-        versions.extend(query.fetch_all(&mut *tx).await.map_err(unavailable)?);
-    }
-    Ok(versions)
-}
-
-/// The batch's event ids that are already stored (a retried command).
-async fn stored_events(tx: &mut sqlx::SqliteConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Existing>, StoreError> {
-    let mut existing = HashMap::new();
-    for chunk in ids.chunks(MAX_BINDS) {
-        let sql = format!("SELECT event_id, position, stream_id, event_type, payload FROM events WHERE event_id IN ({})", placeholders(chunk.len()));
-        let mut query = sqlx::query_as::<_, (String, i64, String, String, String)>(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
+        if some_ids.is_empty() {
+            query = query.bind(None::<String>);
+        }
+        for id in some_ids {
             query = query.bind(id.to_string());
         }
-        for (id, position, stream_id, event_type, payload) in query.fetch_all(&mut *tx).await.map_err(unavailable)? {
-            let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("event {position}: {e}")))?;
-            existing.insert(id, Existing { position, stream_id, event_type, payload });
+        for (kind, key, n, hash, stream_id, event_type, payload) in query.fetch_all(&mut *tx).await.map_err(unavailable)? {
+            match (kind, key) {
+                (0, _) => head = Some(ChainHead { position: n, hash: hash32(hash.unwrap_or_default(), "chain head", n)? }),
+                (1, Some(stream)) => {
+                    versions.insert(stream, n);
+                }
+                (_, Some(id)) => {
+                    let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("event {n}: {e}")))?;
+                    let (stream_id, event_type, payload) =
+                        (stream_id.unwrap_or_default(), event_type.unwrap_or_default(), payload.unwrap_or_default());
+                    existing.insert(id, Existing { position: n, stream_id, event_type, payload });
+                }
+                _ => {}
+            }
         }
+        first = false;
     }
-    Ok(existing)
+    let head = head.ok_or_else(|| StoreError::Corrupt("the chain head row is missing".into()))?;
+    Ok(Snapshot { head, versions, existing })
 }
 
-async fn insert_events(tx: &mut sqlx::SqliteConnection, rows: &[RecordedEvent]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(MAX_BINDS / EVENT_COLUMNS) {
+/// Inserts the rows and moves the head in one round trip: sqlx runs every statement of
+/// a query, binding each one's `?`s from where the last one's ended.
+async fn insert_events(tx: &mut sqlx::SqliteConnection, rows: &[RecordedEvent], head: ChainHead) -> Result<(), StoreError> {
+    let chunks: Vec<&[RecordedEvent]> = rows.chunks(MAX_BINDS / EVENT_COLUMNS).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
         let row = format!("({})", placeholders(EVENT_COLUMNS));
-        let sql = format!(
+        let mut sql = format!(
             "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, \
              metadata, recorded_at_us, prev_hash, hash) VALUES {}",
             vec![row.as_str(); chunk.len()].join(", ")
         );
+        let last = i + 1 == chunks.len();
+        if last {
+            sql.push_str("; UPDATE chain_head SET position = ?, hash = ? WHERE id = 1");
+        }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in chunk {
+        for r in *chunk {
             query = query
                 .bind(r.position)
                 .bind(&r.stream_id)
@@ -157,6 +191,9 @@ async fn insert_events(tx: &mut sqlx::SqliteConnection, rows: &[RecordedEvent]) 
                 .bind(r.prev_hash.to_vec())
                 .bind(r.hash.to_vec());
         }
+        if last {
+            query = query.bind(head.position).bind(head.hash.to_vec());
+        }
         query.execute(&mut *tx).await.map_err(unavailable)?;
     }
     Ok(())
@@ -164,28 +201,21 @@ async fn insert_events(tx: &mut sqlx::SqliteConnection, rows: &[RecordedEvent]) 
 
 #[async_trait]
 impl Backend for SqliteBackend {
-    async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<(Vec<Result<Appended, StoreError>>, ChainHead), StoreError> {
+    async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<Committed, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let head = read_head(&mut *tx).await?;
         let (streams, ids) = plan::keys(requests);
-        let versions = latest_versions(&mut tx, &streams).await?;
-        let existing = stored_events(&mut tx, &ids).await?;
+        let snapshot = snapshot(&mut tx, &streams, &ids).await?;
+        let head = snapshot.head;
         let now_us = chrono::Utc::now().timestamp_micros();
-        let planned = plan::plan(Snapshot { head, versions, existing }, requests, now_us);
+        let planned = plan::plan(snapshot, requests, now_us);
         if planned.rows.is_empty() {
             tx.rollback().await.map_err(unavailable)?;
-            return Ok((planned.results, head));
+            return Ok(Committed { results: planned.results, head, rows: Vec::new() });
         }
-        insert_events(&mut tx, &planned.rows).await?;
-        sqlx::query("UPDATE chain_head SET position = ?1, hash = ?2 WHERE id = 1")
-            .bind(planned.head.position)
-            .bind(planned.head.hash.to_vec())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        insert_events(&mut tx, &planned.rows, planned.head).await?;
         tx.commit().await.map_err(unavailable)?;
-        Ok((planned.results, planned.head))
+        Ok(Committed { results: planned.results, head: planned.head, rows: planned.rows })
     }
 }
 
@@ -212,6 +242,10 @@ impl EventStore for SqliteEventStore {
             .await
             .map_err(unavailable)?;
         rows.into_iter().map(to_recorded).collect()
+    }
+
+    fn read_recent(&self, after: Position, limit: usize) -> Option<Vec<RecordedEvent>> {
+        self.writer.recent(after, limit)
     }
 
     async fn head(&self) -> Result<ChainHead, StoreError> {

@@ -31,4 +31,5 @@ mod expected_version;
 mod global_order;
 mod idempotency;
 mod ids;
+mod recent;
 mod watch;
