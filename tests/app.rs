@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use medledger_api::{App, Config};
 use medledger_api::state::AppState;
+use medledger_api::{App, Config};
 use medledger_application::accounts::Registration;
 use medledger_application::metadata::CommandContext;
 use medledger_domain::role::Roles;
@@ -111,11 +111,7 @@ impl TestApp {
     /// Registers through 002 and returns (user id, access, refresh).
     pub async fn register(&self, email: &str) -> (i64, String, String) {
         let r = self
-            .post(
-                "/api/auth/register/",
-                &json!({"email": email, "password": PASSWORD, "firstName": "Test", "lastName": "User"}),
-                None,
-            )
+            .post("/api/auth/register/", &json!({"email": email, "password": PASSWORD, "firstName": "Test", "lastName": "User"}), None)
             .await;
         assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
         let body: Value = r.json().await.expect("json");

@@ -33,10 +33,7 @@ pub async fn fresh_postgres() -> Option<String> {
         }
     };
     let name = format!("medledger_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create test database");
     let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
     Some(format!("{prefix}/{name}"))
 }

@@ -74,8 +74,7 @@ impl Config {
             max_json_bytes: env_u32("MEDLEDGER_MAX_JSON_BYTES", 1024 * 1024) as usize,
             admin_email: env_opt("MEDLEDGER_ADMIN_EMAIL"),
             admin_password: env_opt("MEDLEDGER_ADMIN_PASSWORD"),
-            reset_link_base: env_opt("MEDLEDGER_RESET_LINK_BASE")
-                .unwrap_or_else(|| "http://localhost:3000/reset-password".into()),
+            reset_link_base: env_opt("MEDLEDGER_RESET_LINK_BASE").unwrap_or_else(|| "http://localhost:3000/reset-password".into()),
             smtp_url: env_opt("MEDLEDGER_SMTP_URL"),
             mail_from: env_opt("MEDLEDGER_MAIL_FROM").unwrap_or_else(|| "medledger <noreply@medledger.local>".into()),
             collection_ttl: chrono::Duration::seconds(

@@ -46,7 +46,18 @@ impl ShapeKind {
     /// (unknown routes, wrong methods, oversize bodies).
     pub fn for_path(path: &str) -> Self {
         let myo = ["/api/auth", "/api/users", "/api/analytics", "/api/audit-logs", "/api/health"];
-        let django = ["/login", "/logout", "/register", "/upload", "/scan/", "/api/processing", "/api/scan", "/cbct", "/panoramic", "/nifti-metadata"];
+        let django = [
+            "/login",
+            "/logout",
+            "/register",
+            "/upload",
+            "/scan/",
+            "/api/processing",
+            "/api/scan",
+            "/cbct",
+            "/panoramic",
+            "/nifti-metadata",
+        ];
         if myo.iter().any(|p| path.starts_with(p)) {
             ShapeKind::Myo
         } else if django.iter().any(|p| path.starts_with(p)) {
@@ -118,11 +129,7 @@ impl<S: Shape> From<DomainError> for ApiError<S> {
         match e {
             DomainError::InvalidValue { field, message } => Self::field(field, message),
             DomainError::InvalidFields(errors) => {
-                let detail = errors
-                    .iter()
-                    .map(|(f, m)| format!("{f}: {}", m.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let detail = errors.iter().map(|(f, m)| format!("{f}: {}", m.join(" "))).collect::<Vec<_>>().join("; ");
                 let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid", detail);
                 err.field_errors = errors;
                 err
@@ -130,9 +137,7 @@ impl<S: Shape> From<DomainError> for ApiError<S> {
             DomainError::AlreadyExists(what) => Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
             DomainError::NotFound(what) => Self::not_found(format!("{what} not found")),
             DomainError::AccountInactive => Self::new(StatusCode::FORBIDDEN, "account_inactive", "User account is disabled."),
-            DomainError::InvalidResetToken => {
-                Self::field("token", "The password reset token is invalid or has expired.")
-            }
+            DomainError::InvalidResetToken => Self::field("token", "The password reset token is invalid or has expired."),
             DomainError::SessionEnded => Self::unauthorized("Token is invalid or expired"),
         }
     }
@@ -145,24 +150,16 @@ impl<S: Shape> From<AppError> for ApiError<S> {
             AppError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
             AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", m),
             AppError::NotFound(what) => Self::not_found(format!("{what} not found")),
-            AppError::TokenReuse => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "token_not_valid",
-                "Token has already been used; the session has been revoked",
-            ),
-            AppError::Store(StoreError::Conflict { .. }) => Self::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "The resource was changed by another request; retry",
-            ),
-            AppError::Store(StoreError::DuplicateEvent(_)) => Self::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "This request was already applied with different content",
-            ),
-            AppError::Store(StoreError::Erased(_)) => {
-                Self::new(StatusCode::GONE, "erased", "This account's personal data has been erased")
+            AppError::TokenReuse => {
+                Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Token has already been used; the session has been revoked")
             }
+            AppError::Store(StoreError::Conflict { .. }) => {
+                Self::new(StatusCode::CONFLICT, "conflict", "The resource was changed by another request; retry")
+            }
+            AppError::Store(StoreError::DuplicateEvent(_)) => {
+                Self::new(StatusCode::CONFLICT, "conflict", "This request was already applied with different content")
+            }
+            AppError::Store(StoreError::Erased(_)) => Self::new(StatusCode::GONE, "erased", "This account's personal data has been erased"),
             AppError::Store(StoreError::Unavailable(m)) => {
                 tracing::error!(error = %m, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")

@@ -166,16 +166,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut datasets = Vec::new();
             for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let fields = medledger_application::catalog::parse_line(line)
-                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), n + 1))?;
+                let fields =
+                    medledger_application::catalog::parse_line(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), n + 1))?;
                 datasets.push(fields);
             }
             let core = medledger_api::core(&config).await?;
-            let report = core
-                .catalog
-                .import(datasets, &CommandContext::system())
-                .await
-                .map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
+            let report =
+                core.catalog.import(datasets, &CommandContext::system()).await.map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
             println!("{} created, {} updated, {} unchanged", report.created, report.updated, report.unchanged);
         }
         Command::Catalog { command: CatalogCommand::Items { dataset, labels, dir } } => {
@@ -266,10 +263,9 @@ async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
         let head = core.dbs.store.head().await?.position;
         let progress = bar(head as u64, name);
         let started = std::time::Instant::now();
-        let reached = medledger_projections::rebuild(p, &*core.dbs.store, &core.codec, &core.dbs.read, |pos, _| {
-            progress.set_position(pos as u64)
-        })
-        .await?;
+        let reached =
+            medledger_projections::rebuild(p, &*core.dbs.store, &core.codec, &core.dbs.read, |pos, _| progress.set_position(pos as u64))
+                .await?;
         progress.finish();
         println!("{name}: rebuilt from {reached} events in {:.2?}", started.elapsed());
     }

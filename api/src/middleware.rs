@@ -32,11 +32,7 @@ pub async fn shape_errors(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let response = next.run(req).await;
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
+    let is_json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     if !status.is_client_error() || is_json {
         return response;
     }
@@ -55,10 +51,7 @@ pub async fn shape_errors(req: Request, next: Next) -> Response {
 }
 
 fn client_ip(req: &Request) -> String {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 fn too_many(path: &str, retry_after: u64) -> Response {
@@ -109,8 +102,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let (true, Some(key)) = (mutating, key) else { return next.run(req).await };
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
-    let Some(subject) = bearer(&parts).and_then(|t| state.accounts.tokens().verify_access(t).ok()).map(|c| c.user_id)
-    else {
+    let Some(subject) = bearer(&parts).and_then(|t| state.accounts.tokens().verify_access(t).ok()).map(|c| c.user_id) else {
         return next.run(Request::from_parts(parts, body)).await;
     };
     let scope = format!("{subject} {} {}", parts.method, path.trim_end_matches('/'));
@@ -147,12 +139,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let saved = SavedResponse {
         request_hash,
         status: status.as_u16(),
-        content_type: parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string(),
+        content_type: parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string(),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     if let Err(e) = state.idempotency.save(&scope, &key, &saved).await {
@@ -173,10 +160,7 @@ fn replay(saved: SavedResponse) -> Response {
 
 /// Request count and latency per route and status.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;

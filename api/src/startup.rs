@@ -9,26 +9,26 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
 use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
-use medledger_application::collections::Collections;
-use medledger_application::ports::BlobStore;
-use medledger_application::inference::InferenceTasks;
-use medledger_application::sagas::{CollectionBuildSaga, InferenceSaga};
-use medledger_infrastructure::blobs::LocalBlobStore;
-use medledger_projections::catalog_index::CatalogIndex;
 use medledger_application::codec::EventCodec;
+use medledger_application::collections::Collections;
+use medledger_application::inference::InferenceTasks;
 use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
+use medledger_application::ports::BlobStore;
 use medledger_application::ports::{Mailer, PasswordHasher, SystemClock, UserDirectory};
 use medledger_application::sagas::ResetMailSaga;
+use medledger_application::sagas::{CollectionBuildSaga, InferenceSaga};
 use medledger_domain::role::{Role, Roles};
 use medledger_infrastructure::aux::{IdempotencyRecords, SqlVault};
-use medledger_infrastructure::ids::SqlIdGenerator;
+use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_infrastructure::crypto::SecretKey;
+use medledger_infrastructure::ids::SqlIdGenerator;
 use medledger_infrastructure::jwt::JwtService;
 use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
 use medledger_infrastructure::password::Argon2Hasher;
 use medledger_infrastructure::secret;
 use medledger_infrastructure::store::{Backend, Databases};
+use medledger_projections::catalog_index::CatalogIndex;
 use medledger_projections::{Runner, RunnerHandle, SqlUserDirectory};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::Layer as _;
@@ -67,11 +67,8 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let dbs = Databases::open(&backend).await?;
     let codec = EventCodec::new(Arc::new(SqlVault::new(dbs.aux.clone(), &secret)));
     let ledger = Ledger::new(dbs.store.clone(), codec.clone());
-    let hasher: Arc<dyn PasswordHasher> = if config.fast_password_hash {
-        Arc::new(Argon2Hasher::fast_for_tests())
-    } else {
-        Arc::new(Argon2Hasher::recommended())
-    };
+    let hasher: Arc<dyn PasswordHasher> =
+        if config.fast_password_hash { Arc::new(Argon2Hasher::fast_for_tests()) } else { Arc::new(Argon2Hasher::recommended()) };
     let jwt_key = SecretKey::derive(&secret, "jwt-hs256");
     let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
     let ids: Arc<dyn medledger_application::ports::IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
@@ -94,15 +91,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
         reset: SecretKey::derive(&secret, "password-reset").as_bytes().to_vec(),
     };
-    let accounts = Accounts::new(
-        keys,
-        ledger.clone(),
-        hasher,
-        tokens,
-        ids,
-        directory,
-        Arc::new(SystemClock),
-    );
+    let accounts = Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock));
     Ok(Core { dbs, ledger, accounts, catalog, collections, inference, codec, secret })
 }
 
@@ -225,12 +214,7 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
         return Ok(());
     };
-    let form = Registration {
-        email: email.clone(),
-        password: password.clone(),
-        roles: Roles::new([Role::Admin]),
-        ..Default::default()
-    };
+    let form = Registration { email: email.clone(), password: password.clone(), roles: Roles::new([Role::Admin]), ..Default::default() };
     match state.accounts.register(form, &CommandContext::system()).await {
         Ok((id, position)) => {
             tracing::info!(user_id = id, "created the first admin from MEDLEDGER_ADMIN_EMAIL");
@@ -238,11 +222,7 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
             Ok(())
         }
         // Already there from an earlier start.
-        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f)))
-            if f.contains_key("email") =>
-        {
-            Ok(())
-        }
+        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f))) if f.contains_key("email") => Ok(()),
         Err(e) => Err(anyhow::anyhow!("cannot create the admin from MEDLEDGER_ADMIN_EMAIL: {e}")),
     }
 }

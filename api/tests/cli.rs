@@ -33,7 +33,10 @@ async fn user_admin_replay_and_verify_work_on_the_servers_store() {
     let o = medledger(&dir, &["user", "create", "--email", "root@example.org", "--password", "correct horse", "--admin"]);
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).contains("created user 1"));
-    let o = medledger(&dir, &["user", "create", "--email", "l@example.org", "--password", "correct horse", "--role", "labeler", "--role", "customer"]);
+    let o = medledger(
+        &dir,
+        &["user", "create", "--email", "l@example.org", "--password", "correct horse", "--role", "labeler", "--role", "customer"],
+    );
     assert!(o.status.success(), "{o:?}");
     let o = medledger(&dir, &["user", "create", "--email", "ROOT@example.org", "--password", "correct horse"]);
     assert!(!o.status.success(), "a second account with the same email");
@@ -137,7 +140,8 @@ impl Served {
     /// The admin's token, once the users read model knows the admin.
     async fn token(&self, http: &reqwest::Client) -> String {
         for _ in 0..300 {
-            let r = http.post(format!("{}/oauth/login", self.base)).form(&[("username", ADMIN.0), ("password", ADMIN.1)]).send().await.unwrap();
+            let r =
+                http.post(format!("{}/oauth/login", self.base)).form(&[("username", ADMIN.0), ("password", ADMIN.1)]).send().await.unwrap();
             if r.status().is_success() {
                 let body: serde_json::Value = r.json().await.unwrap();
                 return body["access_token"].as_str().unwrap().to_string();
@@ -206,7 +210,8 @@ async fn a_server_killed_while_tasks_run_finishes_each_exactly_once_after_restar
         assert!(statuses.iter().all(|s| s.is_success()), "{statuses:?}");
         submitted += statuses.len();
         server.kill();
-        interrupted = task_histories(&dir).await.into_iter().filter(|(_, started, completed, failed)| *started > completed + failed).collect();
+        interrupted =
+            task_histories(&dir).await.into_iter().filter(|(_, started, completed, failed)| *started > completed + failed).collect();
         if !interrupted.is_empty() {
             break;
         }

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
+use hmac::{Hmac, Mac};
 use medledger_domain::role::Roles;
 use medledger_domain::session::{self, Session, SessionCommand};
 use medledger_domain::user::{self, ClaimEvent, IdentifierKind, User, UserCommand, UserEvent, UserId};
 use medledger_domain::values::{BoundedText, Email, NewPassword, PasswordHash, Username};
 use medledger_domain::{Aggregate, DomainError};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -18,8 +18,8 @@ use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{
-    AccessClaims, Clock, ExpectedVersion, IdGenerator, PasswordHasher, Position, RefreshClaims, StoreError,
-    TokenError, TokenService, UserDirectory,
+    AccessClaims, Clock, ExpectedVersion, IdGenerator, PasswordHasher, Position, RefreshClaims, StoreError, TokenError, TokenService,
+    UserDirectory,
 };
 
 pub const RESET_TOKEN_TTL_HOURS: i64 = 1;
@@ -158,10 +158,7 @@ impl Accounts {
 
     async fn hash_password(&self, password: NewPassword) -> Result<PasswordHash, AppError> {
         let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(password.expose()))
-            .await
-            .map_err(AppError::internal)?
-            .map_err(AppError::Internal)
+        tokio::task::spawn_blocking(move || hasher.hash(password.expose())).await.map_err(AppError::internal)?.map_err(AppError::Internal)
     }
 
     async fn verify_password(&self, password: &str, hash: Option<PasswordHash>) -> bool {
@@ -228,9 +225,7 @@ impl Accounts {
         let ctx = &ctx.clone().with_actor(user_id);
         let claim = |kind| [ClaimEvent::LoginIdentifierClaimed { user_id, kind }];
         let email_stream = identifier_stream(&self.keys.identifiers, IdentifierKind::Email, email.as_str());
-        let mut parts = vec![
-            self.ledger.prepare(&email_stream, ExpectedVersion::NoStream, &claim(IdentifierKind::Email), ctx).await?,
-        ];
+        let mut parts = vec![self.ledger.prepare(&email_stream, ExpectedVersion::NoStream, &claim(IdentifierKind::Email), ctx).await?];
         if let Some(u) = &username {
             let stream = identifier_stream(&self.keys.identifiers, IdentifierKind::Username, u.as_str());
             parts.push(self.ledger.prepare(&stream, ExpectedVersion::NoStream, &claim(IdentifierKind::Username), ctx).await?);
@@ -298,17 +293,13 @@ impl Accounts {
         let appended = self.ledger.commit(parts).await?;
         let roles = user.roles().clone();
         let access = self.issue_access(user_id, &roles, session_id)?;
-        let refresh = self
-            .tokens
-            .issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at)
-            .map_err(AppError::Internal)?;
+        let refresh =
+            self.tokens.issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at).map_err(AppError::Internal)?;
         Ok(LoggedIn { user_id, roles, tokens: Tokens { access, refresh }, position: appended.last_position })
     }
 
     fn issue_access(&self, user_id: UserId, roles: &Roles, session_id: Uuid) -> Result<String, AppError> {
-        self.tokens
-            .issue_access(&AccessClaims { user_id, roles: roles.clone(), session_id })
-            .map_err(AppError::Internal)
+        self.tokens.issue_access(&AccessClaims { user_id, roles: roles.clone(), session_id }).map_err(AppError::Internal)
     }
 
     fn refresh_claims(&self, token: &str) -> Result<RefreshClaims, AppError> {
@@ -343,10 +334,8 @@ impl Accounts {
             return Err(AppError::TokenReuse);
         }
         let access = self.issue_access(claims.user_id, user.roles(), claims.session_id)?;
-        let refresh = self
-            .tokens
-            .issue_refresh(&RefreshClaims { token_id: new_token_id, ..claims }, expires_at)
-            .map_err(AppError::Internal)?;
+        let refresh =
+            self.tokens.issue_refresh(&RefreshClaims { token_id: new_token_id, ..claims }, expires_at).map_err(AppError::Internal)?;
         Ok(Tokens { access, refresh })
     }
 
@@ -405,11 +394,7 @@ impl Accounts {
         let result = self
             .ledger
             .execute::<User>(&user::stream_id(user_id), ctx, |u| {
-                u.handle(UserCommand::RequestPasswordReset {
-                    nonce: nonce.clone(),
-                    token_hash: token_hash.clone(),
-                    expires_at,
-                })
+                u.handle(UserCommand::RequestPasswordReset { nonce: nonce.clone(), token_hash: token_hash.clone(), expires_at })
             })
             .await;
         match result {
@@ -420,10 +405,7 @@ impl Accounts {
 
     pub async fn confirm_password_reset(&self, token: &str, new_password: &str, ctx: &CommandContext) -> Result<(), AppError> {
         let new_password = NewPassword::parse(new_password, "new_password")?;
-        let user_id: UserId = token
-            .split_once('.')
-            .and_then(|(id, _)| id.parse().ok())
-            .ok_or(DomainError::InvalidResetToken)?;
+        let user_id: UserId = token.split_once('.').and_then(|(id, _)| id.parse().ok()).ok_or(DomainError::InvalidResetToken)?;
         let token_hash = hash_token(token);
         let password_hash = self.hash_password(new_password).await?;
         let now = self.clock.now();
@@ -432,11 +414,7 @@ impl Accounts {
                 if !u.exists() {
                     return Err(DomainError::InvalidResetToken);
                 }
-                u.handle(UserCommand::CompletePasswordReset {
-                    token_hash: token_hash.clone(),
-                    password_hash: password_hash.clone(),
-                    now,
-                })
+                u.handle(UserCommand::CompletePasswordReset { token_hash: token_hash.clone(), password_hash: password_hash.clone(), now })
             })
             .await?;
         Ok(())
@@ -444,12 +422,7 @@ impl Accounts {
 
     /// Applies a profile change. Roles and activation are for admins only: the API
     /// checks that before it builds a change with them.
-    pub async fn update_user(
-        &self,
-        user_id: UserId,
-        change: ProfileChange,
-        ctx: &CommandContext,
-    ) -> Result<Option<Position>, AppError> {
+    pub async fn update_user(&self, user_id: UserId, change: ProfileChange, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
         let mut errors = FieldErrors::default();
         let mut parse = |v: Option<String>, field, max| match v {
             Some(v) => errors.take(BoundedText::parse(&v, field, max)).map(Some),
@@ -479,15 +452,10 @@ impl Accounts {
             .await?;
         Ok(position)
     }
-
 }
 
 fn email_taken() -> AppError {
-    DomainError::InvalidFields(BTreeMap::from([(
-        "email".to_string(),
-        vec!["A user with this email already exists.".to_string()],
-    )]))
-    .into()
+    DomainError::InvalidFields(BTreeMap::from([("email".to_string(), vec!["A user with this email already exists.".to_string()])])).into()
 }
 
 fn token_invalid() -> AppError {

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use medledger_domain::Aggregate;
 use medledger_domain::DomainError;
 use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetEvent, DatasetFields, DatasetId};
-use medledger_domain::Aggregate;
 
 use crate::AppError;
 use crate::ledger::Ledger;
@@ -52,9 +52,7 @@ impl Catalog {
         let created = Dataset::default().handle(DatasetCommand::Create { dataset_id, fields: fields.clone() })?;
         let slug_stream = catalog::slug_stream_id(&fields.slug);
         let parts = vec![
-            self.ledger
-                .prepare(&slug_stream, ExpectedVersion::NoStream, &[DatasetEvent::DatasetSlugClaimed { dataset_id }], ctx)
-                .await?,
+            self.ledger.prepare(&slug_stream, ExpectedVersion::NoStream, &[DatasetEvent::DatasetSlugClaimed { dataset_id }], ctx).await?,
             self.ledger.prepare(&catalog::stream_id(dataset_id), ExpectedVersion::NoStream, &created, ctx).await?,
         ];
         match self.ledger.commit(parts).await {
@@ -65,12 +63,7 @@ impl Catalog {
     }
 
     /// Replaces a dataset's fields; `None` when nothing changed.
-    pub async fn update(
-        &self,
-        dataset_id: DatasetId,
-        fields: DatasetFields,
-        ctx: &CommandContext,
-    ) -> Result<Option<Position>, AppError> {
+    pub async fn update(&self, dataset_id: DatasetId, fields: DatasetFields, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
         let (_, position) = self
             .ledger
             .execute::<Dataset>(&catalog::stream_id(dataset_id), ctx, |d| d.handle(DatasetCommand::Update { fields: fields.clone() }))

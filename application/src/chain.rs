@@ -147,10 +147,7 @@ pub enum VerifyError {
 /// Every stored event is checked, including any beyond the sealed head: events and
 /// head commit together, so an event past the head can only have been forged. Appends
 /// that land while this runs are verified too.
-pub async fn verify_store(
-    store: &dyn crate::ports::EventStore,
-    mut on_page: impl FnMut(Position),
-) -> Result<VerifyReport, VerifyError> {
+pub async fn verify_store(store: &dyn crate::ports::EventStore, mut on_page: impl FnMut(Position)) -> Result<VerifyReport, VerifyError> {
     let mut verifier = ChainVerifier::default();
     loop {
         loop {

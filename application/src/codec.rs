@@ -92,12 +92,7 @@ impl EventCodec {
         &self.vault
     }
 
-    pub async fn encode<E: DomainEvent>(
-        &self,
-        event: &E,
-        event_id: uuid::Uuid,
-        metadata: &EventMetadata,
-    ) -> Result<NewEvent, AppError> {
+    pub async fn encode<E: DomainEvent>(&self, event: &E, event_id: uuid::Uuid, metadata: &EventMetadata) -> Result<NewEvent, AppError> {
         let tagged = serde_json::to_value(event).map_err(AppError::internal)?;
         let mut data = match tagged.get("data") {
             Some(Value::Object(map)) => map.clone(),
@@ -107,10 +102,7 @@ impl EventCodec {
         if let (Some(subject), Some(personal)) = (&subject, data.remove("personal")) {
             data.insert("personal".into(), self.seal(subject, &personal).await?);
         }
-        let metadata_subject = metadata
-            .actor_user_id
-            .map(medledger_domain::user::stream_id)
-            .or(subject);
+        let metadata_subject = metadata.actor_user_id.map(medledger_domain::user::stream_id).or(subject);
         Ok(NewEvent {
             event_id,
             event_type: event.event_type().to_string(),
@@ -131,13 +123,9 @@ impl EventCodec {
             // Not sealed (written before sealing, or plain by design): use as is.
             return Ok(Some(sealed.clone()));
         };
-        let bytes = B64
-            .decode(blob)
-            .map_err(|e| StoreError::Corrupt(format!("sealed personal data is not base64: {e}")))?;
+        let bytes = B64.decode(blob).map_err(|e| StoreError::Corrupt(format!("sealed personal data is not base64: {e}")))?;
         match self.vault.open(subject, &bytes).await? {
-            Some(plain) => Ok(Some(
-                serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(format!("sealed personal data: {e}")))?,
-            )),
+            Some(plain) => Ok(Some(serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(format!("sealed personal data: {e}")))?)),
             None => Ok(None),
         }
     }

@@ -125,7 +125,11 @@ impl Collections {
                 .collect();
             scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.item_id.cmp(&b.1.item_id)));
             let take = usize::try_from(request.limit_per_dataset).unwrap_or(usize::MAX);
-            chosen.extend(scored.into_iter().take(take).map(|(_, item)| ChosenItem { dataset_id: *dataset_id, dataset: dataset.clone(), item }));
+            chosen.extend(scored.into_iter().take(take).map(|(_, item)| ChosenItem {
+                dataset_id: *dataset_id,
+                dataset: dataset.clone(),
+                item,
+            }));
         }
         Ok(chosen)
     }

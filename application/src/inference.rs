@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use tokio::sync::{Semaphore, watch};
 
-use medledger_domain::{Aggregate, DomainError};
 use medledger_domain::inference::model::{self, Model, ModelCommand};
 use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput};
 use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelManifest, TaskId, decode_detections, top_class};
+use medledger_domain::{Aggregate, DomainError};
 use sha2::Digest as _;
 
 use crate::AppError;
@@ -173,7 +173,12 @@ impl InferenceTasks {
     }
 
     /// An admin's model: the manifest and the graph must agree (checked by loading it).
-    pub async fn register_model(&self, manifest: ModelManifest, onnx: Vec<u8>, ctx: &CommandContext) -> Result<(ModelId, Position), AppError> {
+    pub async fn register_model(
+        &self,
+        manifest: ModelManifest,
+        onnx: Vec<u8>,
+        ctx: &CommandContext,
+    ) -> Result<(ModelId, Position), AppError> {
         let manifest = manifest.validate()?;
         let engine = self.engine.clone().map_err(|e| AppError::Domain(DomainError::invalid("model", e)))?;
         // Loaded under a scratch id first: a model that does not load is refused before
@@ -188,7 +193,8 @@ impl InferenceTasks {
         };
         let key = blob_key_for_model(model_id);
         self.blobs.put(&key, &onnx).await?;
-        let command = ModelCommand::Register { model_id, manifest: manifest.clone(), blob_key: key, sha256: sha256_hex(&onnx), builtin: false };
+        let command =
+            ModelCommand::Register { model_id, manifest: manifest.clone(), blob_key: key, sha256: sha256_hex(&onnx), builtin: false };
         let events = Model::default().handle(command)?;
         let part = self.ledger.prepare(&model::stream_id(model_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
@@ -279,7 +285,13 @@ impl InferenceTasks {
             size_bytes: bytes.len() as i64,
             sha256: sha256_hex(bytes),
         };
-        let events = InferenceTask::default().handle(TaskCommand::Create { task_id, owner_id, detection_model_id, classification_model_id, input })?;
+        let events = InferenceTask::default().handle(TaskCommand::Create {
+            task_id,
+            owner_id,
+            detection_model_id,
+            classification_model_id,
+            input,
+        })?;
         let claim = if inputs.is_some() { self.dispatched.claim(task_id) } else { None };
         let part = self.ledger.prepare(&task::stream_id(task_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;

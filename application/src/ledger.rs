@@ -52,9 +52,9 @@ impl Ledger {
         let mut state = A::default();
         for r in recorded {
             let decoded = self.codec.decode(r).await?;
-            let event: A::Event = decoded.to_domain().ok_or_else(|| {
-                StoreError::Corrupt(format!("event {} does not belong to {}", decoded.recorded.position, A::CATEGORY))
-            })?;
+            let event: A::Event = decoded
+                .to_domain()
+                .ok_or_else(|| StoreError::Corrupt(format!("event {} does not belong to {}", decoded.recorded.position, A::CATEGORY)))?;
             state.apply(&event);
         }
         Ok((state, version))

@@ -284,7 +284,12 @@ pub trait ImageDecoder: Send + Sync {
 /// Runs ONNX models. Loading checks a graph against its manifest; running is blocking
 /// (CPU-bound): callers keep it off the async runtime.
 pub trait InferenceEngine: Send + Sync {
-    fn load(&self, model_id: medledger_domain::inference::ModelId, manifest: &medledger_domain::inference::ModelManifest, onnx: &[u8]) -> Result<(), String>;
+    fn load(
+        &self,
+        model_id: medledger_domain::inference::ModelId,
+        manifest: &medledger_domain::inference::ModelManifest,
+        onnx: &[u8],
+    ) -> Result<(), String>;
     fn is_loaded(&self, model_id: medledger_domain::inference::ModelId) -> bool;
     /// `image` resized and normalised as the model's manifest says. Kept apart from
     /// `run` so that this CPU work stays off the model threads, which are the bottleneck.

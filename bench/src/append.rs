@@ -116,9 +116,7 @@ async fn throughput(store: Arc<dyn EventStore>, writers: usize, seconds: u64) ->
             let mut version = 0i64;
             while Instant::now() < deadline {
                 let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
-                store
-                    .append(vec![StreamWrite { stream_id: stream.clone(), expected, events: vec![event(version as u64)] }])
-                    .await?;
+                store.append(vec![StreamWrite { stream_id: stream.clone(), expected, events: vec![event(version as u64)] }]).await?;
                 version += 1;
             }
             Ok::<i64, StoreError>(version)
@@ -140,7 +138,8 @@ async fn latency_and_lag(
     seconds: u64,
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     let codec = EventCodec::new(Arc::new(NoVault));
-    let runner = Runner::new(store.clone(), codec, read.clone(), read).projection(Arc::new(CountByType(Mutex::new(BTreeMap::new())))).spawn();
+    let runner =
+        Runner::new(store.clone(), codec, read.clone(), read).projection(Arc::new(CountByType(Mutex::new(BTreeMap::new())))).spawn();
     let progress = runner.progress();
     // Let the runner catch up with what the throughput run left behind.
     let head = store.head().await?.position;
@@ -181,9 +180,8 @@ async fn latency_and_lag(
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             let stream = format!("lat-{n}");
-            let r = store
-                .append(vec![StreamWrite { stream_id: stream, expected: ExpectedVersion::NoStream, events: vec![event(n)] }])
-                .await;
+            let r =
+                store.append(vec![StreamWrite { stream_id: stream, expected: ExpectedVersion::NoStream, events: vec![event(n)] }]).await;
             let done = Instant::now();
             if let Ok(a) = r {
                 if let Ok(mut l) = latencies.lock() {
@@ -223,9 +221,7 @@ async fn replay(store: Arc<dyn EventStore>, read: &sqlx::AnyPool, n: usize) -> a
                 let mut i = w;
                 while i * batch < n {
                     let events = (0..batch).map(|k| event((i * batch + k) as u64)).collect();
-                    store
-                        .append(vec![StreamWrite { stream_id: format!("replay-{i}"), expected: ExpectedVersion::Any, events }])
-                        .await?;
+                    store.append(vec![StreamWrite { stream_id: format!("replay-{i}"), expected: ExpectedVersion::Any, events }]).await?;
                     i += 4;
                 }
                 Ok::<(), StoreError>(())
@@ -321,7 +317,10 @@ async fn main() -> anyhow::Result<()> {
         lag.len()
     );
     let (n, per_sec) = replay(dbs.store.clone(), &dbs.read, args.replay_events).await?;
-    println!("replay into a trivial projection: {per_sec:.0} events/s (history of {} events, {n} appended for it)", dbs.store.head().await?.position);
+    println!(
+        "replay into a trivial projection: {per_sec:.0} events/s (history of {} events, {n} appended for it)",
+        dbs.store.head().await?.position
+    );
 
     if args.sqlite {
         let dir = std::env::temp_dir().join(format!("medledger-bench-sqlite-{}", uuid::Uuid::new_v4().simple()));

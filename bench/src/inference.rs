@@ -134,7 +134,11 @@ fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<PlainLoop> {
         let (onnx, manifest) = model_files(id)?;
         let manifest: ModelManifest = serde_json::from_str(&std::fs::read_to_string(manifest)?)?;
         let onnx = std::fs::read(onnx)?;
-        let session = Session::builder(&env)?.with_intra_threads(args.threads).map_err(|e| anyhow::anyhow!("{e}"))?.commit_from_memory(&onnx).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let session = Session::builder(&env)?
+            .with_intra_threads(args.threads)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .commit_from_memory(&onnx)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let spec = &manifest.input;
         Ok(PlainModel {
             session,
@@ -239,7 +243,14 @@ async fn one_task(server: &Server, http: &reqwest::Client, query: &str, image: &
 }
 
 /// `n` tasks one after another (after 20 unmeasured ones).
-async fn one_at_a_time(server: &Server, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask, n: usize) -> anyhow::Result<Vec<Timed>> {
+async fn one_at_a_time(
+    server: &Server,
+    http: &reqwest::Client,
+    query: &str,
+    image: &[u8],
+    ask: Ask,
+    n: usize,
+) -> anyhow::Result<Vec<Timed>> {
     for _ in 0..20 {
         one_task(server, http, query, image, ask).await?;
     }
@@ -293,7 +304,15 @@ fn cpu_split(server: &Server) -> anyhow::Result<(f64, f64, f64)> {
 
 /// `clients` concurrent clients, each sending `per_client` tasks one after another:
 /// tasks finished per second.
-async fn concurrent(server: &Arc<Server>, http: &reqwest::Client, query: &str, image: &[u8], ask: Ask, clients: usize, per_client: usize) -> anyhow::Result<Throughput> {
+async fn concurrent(
+    server: &Arc<Server>,
+    http: &reqwest::Client,
+    query: &str,
+    image: &[u8],
+    ask: Ask,
+    clients: usize,
+    per_client: usize,
+) -> anyhow::Result<Throughput> {
     let cpu_before = cpu_split(server)?;
     let sched_before = model_schedstat(server)?;
     let started = Instant::now();
@@ -353,7 +372,8 @@ async fn stages(data: &Path, timed: &[Timed]) -> anyhow::Result<Vec<(&'static st
         let sent = t.sent_us as f64 / 1e3;
         let answered = sent + t.posted.as_secs_f64() * 1e3;
         let seen = sent + t.done.as_secs_f64() * 1e3;
-        for (slot, v) in out.iter_mut().zip([created - sent, answered - created, started - created, completed - started, seen - completed]) {
+        for (slot, v) in out.iter_mut().zip([created - sent, answered - created, started - created, completed - started, seen - completed])
+        {
             slot.1.push(v);
         }
     }
@@ -382,7 +402,14 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn service(args: &Args, data: &Path, image: &[u8], plain_loop: &mut PlainLoop, plain: &Plain, plain_images_per_s: f64) -> anyhow::Result<()> {
+async fn service(
+    args: &Args,
+    data: &Path,
+    image: &[u8],
+    plain_loop: &mut PlainLoop,
+    plain: &Plain,
+    plain_images_per_s: f64,
+) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let env = [("MEDLEDGER_INFERENCE_THREADS", args.threads.to_string())];
     let server = Arc::new(Server::start_with(&args.medledger, data, &http, &env).await?);
@@ -407,7 +434,8 @@ async fn service(args: &Args, data: &Path, image: &[u8], plain_loop: &mut PlainL
         throughput.push((ask, run, (before, after)));
     }
 
-    let (per_image, detector, classifier) = (sorted(plain.per_image.clone()), sorted(plain.detector.clone()), sorted(plain.classifier.clone()));
+    let (per_image, detector, classifier) =
+        (sorted(plain.per_image.clone()), sorted(plain.detector.clone()), sorted(plain.classifier.clone()));
     let row = |name: &str, v: &[f64]| {
         println!("| {name} | {:.2} | {:.2} | {:.2} |", percentile(v, 50.0), percentile(v, 90.0), percentile(v, 99.0));
     };

@@ -54,7 +54,8 @@ fn write_items(dir: &Path, mebibytes: u64, files: u64) -> anyhow::Result<u64> {
     let mut written = 0u64;
     let mut chunk = vec![0u8; 1024 * 1024];
     for i in 0..files {
-        let size = if i + 1 == files { (mebibytes * 1024 * 1024).saturating_sub(written) } else { rng.random_range(mean / 4..=mean * 7 / 4) };
+        let size =
+            if i + 1 == files { (mebibytes * 1024 * 1024).saturating_sub(written) } else { rng.random_range(mean / 4..=mean * 7 / 4) };
         let sub = dir.join(format!("series-{:02}", i % 10));
         std::fs::create_dir_all(&sub)?;
         let mut file = std::io::BufWriter::new(std::fs::File::create(sub.join(format!("image-{i:04}.bin")))?);
@@ -75,7 +76,8 @@ fn write_items(dir: &Path, mebibytes: u64, files: u64) -> anyhow::Result<u64> {
 fn zip_baseline(items: &Path, out: &Path) -> anyhow::Result<Duration> {
     let _ = std::fs::remove_file(out);
     let started = Instant::now();
-    let status = Command::new("zip").args(["-0", "-r", "-q"]).arg(out).arg(".").current_dir(items).status().context("run zip (apt install zip)")?;
+    let status =
+        Command::new("zip").args(["-0", "-r", "-q"]).arg(out).arg(".").current_dir(items).status().context("run zip (apt install zip)")?;
     let elapsed = started.elapsed();
     anyhow::ensure!(status.success(), "zip failed: {status}");
     Ok(elapsed)
@@ -185,7 +187,13 @@ async fn run(args: &Args, work: &Path) -> anyhow::Result<()> {
     let verdict = String::from_utf8_lossy(&check.stdout).trim().to_string();
 
     println!("## Collection archive: results\n");
-    println!("{} item files, {:.1} MB ({} MiB), random bytes; `medledger catalog items` took {:.1} s.\n", args.files, bytes as f64 / 1e6, args.mebibytes, import.as_secs_f64());
+    println!(
+        "{} item files, {:.1} MB ({} MiB), random bytes; `medledger catalog items` took {:.1} s.\n",
+        args.files,
+        bytes as f64 / 1e6,
+        args.mebibytes,
+        import.as_secs_f64()
+    );
     println!("| round | `zip -0 -r` | medledger POST → ready | throughput zip / medledger | ratio | RSS before → peak (growth) |");
     println!("|---|---|---|---|---|---|");
     for (i, (z, b)) in zips.iter().zip(&builds).enumerate() {

@@ -98,9 +98,7 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_reported() {
-        let Err(DomainError::InvalidFields(errors)) = record_entry(None, "", &"x".repeat(51), "", json!([1])) else {
-            panic!("accepted")
-        };
+        let Err(DomainError::InvalidFields(errors)) = record_entry(None, "", &"x".repeat(51), "", json!([1])) else { panic!("accepted") };
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
         assert_eq!(fields, ["action", "details", "resource_type"]);
     }

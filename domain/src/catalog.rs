@@ -18,20 +18,36 @@ pub fn slug_stream_id(slug: &str) -> String {
 }
 
 /// Imaging modality codes used across the catalog.
-pub const MODALITIES: [&str; 14] =
-    ["CT", "MR", "XR", "US", "PT", "MG", "OCT", "CBCT", "IOS", "PATH", "FUNDUS", "ENDO", "DERM", "OTHER"];
+pub const MODALITIES: [&str; 14] = ["CT", "MR", "XR", "US", "PT", "MG", "OCT", "CBCT", "IOS", "PATH", "FUNDUS", "ENDO", "DERM", "OTHER"];
 
 /// Body areas used across the catalog.
 pub const AREAS: [&str; 21] = [
-    "abdomen", "blood", "bone", "brain", "breast", "cell", "chest", "colon", "eye", "heart", "kidney", "knee", "liver",
-    "lung", "other", "pelvis", "prostate", "skin", "spine", "teeth", "whole-body",
+    "abdomen",
+    "blood",
+    "bone",
+    "brain",
+    "breast",
+    "cell",
+    "chest",
+    "colon",
+    "eye",
+    "heart",
+    "kidney",
+    "knee",
+    "liver",
+    "lung",
+    "other",
+    "pelvis",
+    "prostate",
+    "skin",
+    "spine",
+    "teeth",
+    "whole-body",
 ];
 
 /// Machine-learning task types.
-pub const TASK_TYPES: [&str; 9] = [
-    "classification", "detection", "segmentation", "regression", "report-generation", "reconstruction", "vqa",
-    "registration", "other",
-];
+pub const TASK_TYPES: [&str; 9] =
+    ["classification", "detection", "segmentation", "regression", "report-generation", "reconstruction", "vqa", "registration", "other"];
 
 fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<String, DomainError> {
     allowed
@@ -95,10 +111,7 @@ impl DatasetFields {
         let mut errors = std::collections::BTreeMap::<String, Vec<String>>::new();
         let mut fail = |field: &str, message: String| errors.entry(field.to_string()).or_default().push(message);
         self.slug = self.slug.trim().to_lowercase();
-        if self.slug.is_empty()
-            || self.slug.len() > 100
-            || !self.slug.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if self.slug.is_empty() || self.slug.len() > 100 || !self.slug.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             fail("slug", "1-100 characters: lower-case letters, digits, '-' and '_'".into());
         }
         self.title = self.title.trim().to_string();
@@ -179,12 +192,19 @@ impl DomainEvent for DatasetEvent {
 
 #[derive(Debug)]
 pub enum DatasetCommand {
-    Create { dataset_id: DatasetId, fields: DatasetFields },
+    Create {
+        dataset_id: DatasetId,
+        fields: DatasetFields,
+    },
     /// Replaces every field; nothing is written when they are unchanged.
-    Update { fields: DatasetFields },
+    Update {
+        fields: DatasetFields,
+    },
     Retire,
     /// Attaches a file; refused once the dataset is retired.
-    AddItem { item: DatasetItem },
+    AddItem {
+        item: DatasetItem,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -4,11 +4,11 @@
 //! as command fields so that every decision can be tested with given/when/then.
 
 mod aggregate;
-mod error;
 pub mod audit;
 pub mod catalog;
 pub mod collection;
 pub mod dataset_item;
+mod error;
 pub mod inference;
 pub mod role;
 pub mod session;

@@ -33,9 +33,22 @@ pub enum SessionEvent {
         #[serde(default)]
         credentials_version: u64,
     },
-    RefreshTokenRotated { session_id: Uuid, user_id: UserId, token_id: Uuid, expires_at: DateTime<Utc> },
-    RefreshTokenReuseDetected { session_id: Uuid, user_id: UserId, token_id: Uuid },
-    SessionEnded { session_id: Uuid, user_id: UserId, reason: EndReason },
+    RefreshTokenRotated {
+        session_id: Uuid,
+        user_id: UserId,
+        token_id: Uuid,
+        expires_at: DateTime<Utc>,
+    },
+    RefreshTokenReuseDetected {
+        session_id: Uuid,
+        user_id: UserId,
+        token_id: Uuid,
+    },
+    SessionEnded {
+        session_id: Uuid,
+        user_id: UserId,
+        reason: EndReason,
+    },
 }
 
 impl DomainEvent for SessionEvent {
@@ -51,10 +64,23 @@ impl DomainEvent for SessionEvent {
 
 #[derive(Debug)]
 pub enum SessionCommand {
-    Start { session_id: Uuid, user_id: UserId, token_id: Uuid, expires_at: DateTime<Utc>, credentials_version: u64 },
+    Start {
+        session_id: Uuid,
+        user_id: UserId,
+        token_id: Uuid,
+        expires_at: DateTime<Utc>,
+        credentials_version: u64,
+    },
     /// Exchange `presented` for `new_token_id`.
-    Rotate { presented: Uuid, new_token_id: Uuid, expires_at: DateTime<Utc>, now: DateTime<Utc> },
-    End { presented: Uuid },
+    Rotate {
+        presented: Uuid,
+        new_token_id: Uuid,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    End {
+        presented: Uuid,
+    },
 }
 
 #[derive(Debug, Default)]

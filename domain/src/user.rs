@@ -300,10 +300,7 @@ impl Aggregate for User {
             }
             UserCommand::CompletePasswordReset { token_hash, password_hash, now } => {
                 let user_id = self.require()?;
-                let valid = self
-                    .pending_resets
-                    .iter()
-                    .any(|r| r.token_hash == token_hash && r.expires_at > now);
+                let valid = self.pending_resets.iter().any(|r| r.token_hash == token_hash && r.expires_at > now);
                 if !valid || !self.active {
                     return Err(DomainError::InvalidResetToken);
                 }
@@ -411,9 +408,7 @@ mod tests {
     #[test]
     fn registration_emits_normalised_personal_data() {
         let events = registered();
-        let [UserEvent::UserRegistered { user_id, personal, roles, .. }] = events.as_slice() else {
-            panic!("{events:?}")
-        };
+        let [UserEvent::UserRegistered { user_id, personal, roles, .. }] = events.as_slice() else { panic!("{events:?}") };
         assert_eq!(*user_id, 7);
         assert_eq!(personal.email, "ann@example.org");
         assert!(roles.contains(Role::Doctor));
@@ -441,18 +436,14 @@ mod tests {
     fn reset_token_works_once_and_only_before_expiry() {
         let mut history = registered();
         history.extend(
-            given_when(&history, UserCommand::RequestPasswordReset {
-                nonce: "n".into(),
-                token_hash: "h".into(),
-                expires_at: now() + Duration::hours(1),
-            })
+            given_when(
+                &history,
+                UserCommand::RequestPasswordReset { nonce: "n".into(), token_hash: "h".into(), expires_at: now() + Duration::hours(1) },
+            )
             .unwrap(),
         );
-        let complete = |at| UserCommand::CompletePasswordReset {
-            token_hash: "h".into(),
-            password_hash: PasswordHash::new("new".into()),
-            now: at,
-        };
+        let complete =
+            |at| UserCommand::CompletePasswordReset { token_hash: "h".into(), password_hash: PasswordHash::new("new".into()), now: at };
         assert_eq!(given_when(&history, complete(now() + Duration::hours(2))), Err(DomainError::InvalidResetToken));
         let done = given_when(&history, complete(now())).unwrap();
         history.extend(done);
@@ -461,11 +452,8 @@ mod tests {
 
     #[test]
     fn wrong_reset_token_is_refused() {
-        let cmd = UserCommand::CompletePasswordReset {
-            token_hash: "nope".into(),
-            password_hash: PasswordHash::new("new".into()),
-            now: now(),
-        };
+        let cmd =
+            UserCommand::CompletePasswordReset { token_hash: "nope".into(), password_hash: PasswordHash::new("new".into()), now: now() };
         assert_eq!(given_when(&registered(), cmd), Err(DomainError::InvalidResetToken));
     }
 

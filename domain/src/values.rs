@@ -28,9 +28,7 @@ impl Email {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
-        let local_ok = !local.is_empty()
-            && local.len() <= 64
-            && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '@');
+        let local_ok = !local.is_empty() && local.len() <= 64 && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '@');
         if !domain_ok || !local_ok {
             return Err(err("Enter a valid email address"));
         }
@@ -63,10 +61,7 @@ impl Username {
             return Err(DomainError::invalid("username", "Ensure this field has no more than 150 characters"));
         }
         if !value.chars().all(|c| c.is_alphanumeric() || "@.+-_".contains(c)) {
-            return Err(DomainError::invalid(
-                "username",
-                "Enter a valid username: letters, digits and @/./+/-/_ only",
-            ));
+            return Err(DomainError::invalid("username", "Enter a valid username: letters, digits and @/./+/-/_ only"));
         }
         Ok(Self(value.to_string()))
     }

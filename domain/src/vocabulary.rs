@@ -99,17 +99,17 @@ fn matches(concept: &Concept, words: &[String], at: usize, fuzzy: bool) -> usize
     let mut best = 0;
     for stems in &concept.russian {
         let fits = stems.len() <= words.len() - at
-            && stems.iter().zip(&words[at..]).all(|(stem, word)| {
-                word.starts_with(stem.as_str()) || (fuzzy && stems.len() == 1 && fuzzy_stem_match(word, stem))
-            });
+            && stems
+                .iter()
+                .zip(&words[at..])
+                .all(|(stem, word)| word.starts_with(stem.as_str()) || (fuzzy && stems.len() == 1 && fuzzy_stem_match(word, stem)));
         if fits {
             best = best.max(stems.len());
         }
     }
     let word = &words[at];
     let english = |t: &String| {
-        !t.contains(' ')
-            && (t == word || (fuzzy && within_edits(t, word, typo_budget(word.chars().count().min(t.chars().count())))))
+        !t.contains(' ') && (t == word || (fuzzy && within_edits(t, word, typo_budget(word.chars().count().min(t.chars().count())))))
     };
     if best == 0 && concept.english.iter().any(english) {
         best = 1;
@@ -128,9 +128,8 @@ pub fn expand(query: &str) -> Vec<Vec<String>> {
     let mut at = 0;
     while at < words.len() {
         // An exact match wins; only a word no concept knows is tried as a typo.
-        let best_with = |fuzzy: bool| {
-            concepts.iter().map(|c| (matches(c, &words, at, fuzzy), c)).filter(|(n, _)| *n > 0).max_by_key(|(n, _)| *n)
-        };
+        let best_with =
+            |fuzzy: bool| concepts.iter().map(|c| (matches(c, &words, at, fuzzy), c)).filter(|(n, _)| *n > 0).max_by_key(|(n, _)| *n);
         let best = best_with(false).or_else(|| best_with(true));
         match best {
             Some((n, concept)) => {

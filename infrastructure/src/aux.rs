@@ -124,20 +124,14 @@ impl IdempotencyRecords {
     }
 
     pub async fn find(&self, scope: &str, key: &str) -> Result<Option<SavedResponse>, StoreError> {
-        let row: Option<(String, i64, String, String)> = sqlx::query_as(
-            "SELECT request_hash, status, content_type, body FROM idempotency_keys WHERE scope = $1 AND key = $2",
-        )
-        .bind(scope)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(row.map(|(request_hash, status, content_type, body)| SavedResponse {
-            request_hash,
-            status: status as u16,
-            content_type,
-            body,
-        }))
+        let row: Option<(String, i64, String, String)> =
+            sqlx::query_as("SELECT request_hash, status, content_type, body FROM idempotency_keys WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(row.map(|(request_hash, status, content_type, body)| SavedResponse { request_hash, status: status as u16, content_type, body }))
     }
 
     /// Saves the first response for a key; a concurrent duplicate keeps the first.

@@ -40,13 +40,7 @@ impl JwtService {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            access_ttl,
-            refresh_ttl,
-        }
+        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation, access_ttl, refresh_ttl }
     }
 
     fn sign(&self, claims: &Claims) -> Result<String, String> {
@@ -54,11 +48,9 @@ impl JwtService {
     }
 
     fn check(&self, token: &str, typ: &str) -> Result<Claims, TokenError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            }
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
         })?;
         if data.claims.typ != typ {
             return Err(TokenError::Invalid);
@@ -93,11 +85,7 @@ impl TokenService for JwtService {
 
     fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let c = self.check(token, "access")?;
-        Ok(AccessClaims {
-            user_id: c.sub.parse().map_err(|_| TokenError::Invalid)?,
-            roles: c.roles.unwrap_or_default(),
-            session_id: c.sid,
-        })
+        Ok(AccessClaims { user_id: c.sub.parse().map_err(|_| TokenError::Invalid)?, roles: c.roles.unwrap_or_default(), session_id: c.sid })
     }
 
     fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {

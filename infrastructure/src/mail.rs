@@ -66,10 +66,8 @@ impl SmtpMailer {
         let mut builder = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(host).port(port);
         if let Some(creds) = credentials {
             let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
-            builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
-                user.to_string(),
-                password.to_string(),
-            ));
+            builder =
+                builder.credentials(lettre::transport::smtp::authentication::Credentials::new(user.to_string(), password.to_string()));
         }
         let from = from.parse().map_err(|e| format!("bad sender address '{from}': {e}"))?;
         Ok(Self { transport: builder.build(), from })

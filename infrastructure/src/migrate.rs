@@ -17,14 +17,10 @@ pub struct Migrations {
 }
 
 impl Migrations {
-    pub const POSTGRES_STORE: Migrations = Migrations {
-        set: "store",
-        items: &[(1, "event_store", include_str!("../../migrations/postgres/0001_event_store.sql"))],
-    };
-    pub const SQLITE_STORE: Migrations = Migrations {
-        set: "store",
-        items: &[(1, "event_store", include_str!("../../migrations/sqlite/0001_event_store.sql"))],
-    };
+    pub const POSTGRES_STORE: Migrations =
+        Migrations { set: "store", items: &[(1, "event_store", include_str!("../../migrations/postgres/0001_event_store.sql"))] };
+    pub const SQLITE_STORE: Migrations =
+        Migrations { set: "store", items: &[(1, "event_store", include_str!("../../migrations/sqlite/0001_event_store.sql"))] };
     pub const READ_MODELS: Migrations = Migrations {
         set: "read",
         items: &[
@@ -51,19 +47,15 @@ impl Migrations {
                 // Two processes migrating at once: one waits for the other.
                 sqlx::query("SELECT pg_advisory_xact_lock(7262712)").execute(&mut *tx).await?;
             }
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM medledger_migrations WHERE set_name = $1 AND version = $2")
-                    .bind(self.set)
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM medledger_migrations WHERE set_name = $1 AND version = $2")
+                .bind(self.set)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
             if done.is_some() {
                 continue;
             }
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|source| MigrationError::Failed { set: self.set, version, name, source })?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|source| MigrationError::Failed { set: self.set, version, name, source })?;
             sqlx::query("INSERT INTO medledger_migrations (set_name, version, name) VALUES ($1, $2, $3)")
                 .bind(self.set)
                 .bind(version)

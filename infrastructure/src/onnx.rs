@@ -156,9 +156,7 @@ impl InferenceEngine for OnnxEngine {
         }
         let tensor = TensorRef::from_array_view(([1usize, 3, h, w], input.values.as_slice())).map_err(|e| format!("input tensor: {e}"))?;
         let mut session = model.session.lock().map_err(|_| "session poisoned".to_string())?;
-        let outputs = session
-            .run(ort::inputs![spec.name.as_str() => tensor])
-            .map_err(|e| format!("model {model_id} failed: {e}"))?;
+        let outputs = session.run(ort::inputs![spec.name.as_str() => tensor]).map_err(|e| format!("model {model_id} failed: {e}"))?;
         let output = outputs
             .get(model.manifest.output.name.as_str())
             .ok_or_else(|| format!("model {model_id} gave no {:?} output", model.manifest.output.name))?;
@@ -181,7 +179,12 @@ impl ImageDecoder for UploadedImages {
         let content_type = match format {
             ImageFormat::Jpeg => "image/jpeg",
             ImageFormat::Png => "image/png",
-            other => return Err(format!("{} images are not accepted; send a JPEG or PNG", other.extensions_str().first().unwrap_or(&"these").to_uppercase())),
+            other => {
+                return Err(format!(
+                    "{} images are not accepted; send a JPEG or PNG",
+                    other.extensions_str().first().unwrap_or(&"these").to_uppercase()
+                ));
+            }
         };
         if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
             return Err("the JPEG ends before its image data does; is it truncated?".into());

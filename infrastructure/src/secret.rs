@@ -37,9 +37,7 @@ pub fn load_or_create(env_value: Option<&str>, data_dir: &Path) -> std::io::Resu
             Ok(encoded.into_bytes())
         }
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec()),
         Err(e) => Err(e),
     }
 }

@@ -41,7 +41,21 @@ const COLUMNS: &str = "c.id, c.owner_id, u.email, c.query_text, c.dataset_ids, c
 const FROM: &str = "collections c LEFT JOIN users u ON u.id = c.owner_id";
 
 fn row(t: Tuple) -> CollectionRow {
-    let (id, owner_id, owner_email, query_text, dataset_ids, limit_per_dataset, status, failure_reason, archive_key, archive_size, items, created_at, expires_at) = t;
+    let (
+        id,
+        owner_id,
+        owner_email,
+        query_text,
+        dataset_ids,
+        limit_per_dataset,
+        status,
+        failure_reason,
+        archive_key,
+        archive_size,
+        items,
+        created_at,
+        expires_at,
+    ) = t;
     CollectionRow {
         id,
         owner_id,
@@ -60,10 +74,8 @@ fn row(t: Tuple) -> CollectionRow {
 }
 
 pub async fn collection(read: &AnyPool, id: i64) -> Result<Option<CollectionRow>, sqlx::Error> {
-    let t: Option<Tuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM {FROM} WHERE c.id = $1")))
-        .bind(id)
-        .fetch_optional(read)
-        .await?;
+    let t: Option<Tuple> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM {FROM} WHERE c.id = $1"))).bind(id).fetch_optional(read).await?;
     Ok(t.map(row))
 }
 

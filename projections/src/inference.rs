@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
-use tokio::sync::Notify;
 use medledger_domain::inference::model::ModelEvent;
 use medledger_domain::inference::task::{TaskEvent, TaskStatus};
 use sqlx::AnyConnection;
+use tokio::sync::Notify;
 
 use crate::{Projection, ProjectionError, timestamp};
 
@@ -184,16 +184,23 @@ fn task_row((id, owner_id, status, input_path, created_at, result, failure_reaso
 pub async fn tasks(pool: &sqlx::AnyPool, owner: Option<i64>) -> Result<Vec<TaskRow>, sqlx::Error> {
     let rows: Vec<TaskTuple> = match owner {
         Some(o) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM inference_tasks WHERE owner_id = $1 ORDER BY id"))).bind(o).fetch_all(pool).await?
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM inference_tasks WHERE owner_id = $1 ORDER BY id")))
+                .bind(o)
+                .fetch_all(pool)
+                .await?
         }
-        None => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM inference_tasks ORDER BY id"))).fetch_all(pool).await?,
+        None => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM inference_tasks ORDER BY id"))).fetch_all(pool).await?
+        }
     };
     Ok(rows.into_iter().map(task_row).collect())
 }
 
 pub async fn task(pool: &sqlx::AnyPool, id: i64) -> Result<Option<TaskRow>, sqlx::Error> {
-    let row: Option<TaskTuple> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM inference_tasks WHERE id = $1"))).bind(id).fetch_optional(pool).await?;
+    let row: Option<TaskTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM inference_tasks WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.map(task_row))
 }
 

@@ -72,17 +72,16 @@ pub async fn users(read: &AnyPool, f: &UserFilter, limit: i64, offset: i64) -> R
         .bind(&role_pattern)
         .fetch_one(read)
         .await?;
-    let rows: Vec<UserTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users {clause} ORDER BY id LIMIT $5 OFFSET $6"
-    )))
-    .bind(&search)
-    .bind(&pattern)
-    .bind(&role)
-    .bind(&role_pattern)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(read)
-    .await?;
+    let rows: Vec<UserTuple> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users {clause} ORDER BY id LIMIT $5 OFFSET $6")))
+            .bind(&search)
+            .bind(&pattern)
+            .bind(&role)
+            .bind(&role_pattern)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(read)
+            .await?;
     Ok((count, rows.into_iter().map(user_row).collect()))
 }
 
@@ -180,8 +179,6 @@ pub async fn audit_entry(read: &AnyPool, id: i64) -> Result<Option<AuditRow>, sq
     Ok(row.map(audit_row))
 }
 
-
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DatasetRow {
     pub id: i64,
@@ -220,8 +217,7 @@ impl DatasetRow {
     }
 }
 
-type DatasetTuple =
-    (i64, String, String, String, String, String, String, String, Option<i64>, Option<i64>, String, String, Option<i64>);
+type DatasetTuple = (i64, String, String, String, String, String, String, String, Option<i64>, Option<i64>, String, String, Option<i64>);
 
 const DATASET_COLUMNS: &str =
     "id, slug, title, description, source_url, modality, area, task_types, num_images, size_mb, license, tags, year";

@@ -229,22 +229,15 @@ impl Worker {
 }
 
 async fn load_checkpoint(read: &AnyPool, name: &str) -> Result<Position, sqlx::Error> {
-    let p: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(read)
-        .await?;
+    let p: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1").bind(name).fetch_optional(read).await?;
     Ok(p.unwrap_or(0))
 }
 
 /// Moves a checkpoint from `from` to `to`; false if someone else moved it first (a
 /// second server on the same database, or a replay), in which case the caller's
 /// transaction must not commit.
-async fn advance_checkpoint(
-    conn: &mut sqlx::AnyConnection,
-    name: &str,
-    from: Position,
-    to: Position,
-) -> Result<bool, sqlx::Error> {
+async fn advance_checkpoint(conn: &mut sqlx::AnyConnection, name: &str, from: Position, to: Position) -> Result<bool, sqlx::Error> {
     let moved = sqlx::query("UPDATE projection_checkpoints SET position = $3 WHERE name = $1 AND position = $2")
         .bind(name)
         .bind(from)

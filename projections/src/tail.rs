@@ -119,7 +119,11 @@ impl Tail {
 
 /// The page of events after `after`, decoded: what the tail holds, and what a
 /// subscriber behind the tail reads for itself.
-pub(crate) async fn read_page(store: &dyn EventStore, codec: &EventCodec, after: Position) -> Result<Vec<DecodedEvent>, crate::ProjectionError> {
+pub(crate) async fn read_page(
+    store: &dyn EventStore,
+    codec: &EventCodec,
+    after: Position,
+) -> Result<Vec<DecodedEvent>, crate::ProjectionError> {
     let recorded = match store.read_recent(after, PAGE) {
         Some(recent) => recent,
         None => store.read_all(after, PAGE).await?,

@@ -69,22 +69,12 @@ impl Projection for UsersProjection {
                     .await?;
             }
             UserEvent::AccountActivationChanged { user_id, active } => {
-                sqlx::query("UPDATE users SET is_active = $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(active as i64)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("UPDATE users SET is_active = $2 WHERE id = $1").bind(user_id).bind(active as i64).execute(&mut *tx).await?;
             }
             UserEvent::UserLoggedIn { user_id, at } => {
-                sqlx::query("UPDATE users SET last_login = $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(timestamp(at))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("UPDATE users SET last_login = $2 WHERE id = $1").bind(user_id).bind(timestamp(at)).execute(&mut *tx).await?;
             }
-            UserEvent::PasswordChanged { .. }
-            | UserEvent::PasswordResetRequested { .. }
-            | UserEvent::PasswordResetCompleted { .. } => {}
+            UserEvent::PasswordChanged { .. } | UserEvent::PasswordResetRequested { .. } | UserEvent::PasswordResetCompleted { .. } => {}
         }
         Ok(())
     }
@@ -114,9 +104,9 @@ impl UserDirectory for SqlUserDirectory {
             "SELECT id FROM users WHERE email = $1 OR LOWER(username) = $1 \
              ORDER BY CASE WHEN email = $1 THEN 0 ELSE 1 END, id LIMIT 1",
         )
-            .bind(identifier.to_lowercase())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .bind(identifier.to_lowercase())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }

@@ -13,7 +13,9 @@ fn engine() -> (OnnxEngine, Vec<(i64, &'static str, ModelManifest)>) {
     let library = find_library(None).expect("ONNX Runtime: run scripts/fetch-onnxruntime.sh");
     let engine = OnnxEngine::new(&library, 1).unwrap();
     let mut models = Vec::new();
-    for (id, name, file) in [(1, "primitives-grid-tiny", "primitives-grid-tiny"), (2, "primitives-large", "primitives-large"), (3, "scenes", "scenes")] {
+    for (id, name, file) in
+        [(1, "primitives-grid-tiny", "primitives-grid-tiny"), (2, "primitives-large", "primitives-large"), (3, "scenes", "scenes")]
+    {
         let manifest: ModelManifest =
             serde_json::from_str(&std::fs::read_to_string(format!("{MODELS}/manifests/{file}.json")).unwrap()).unwrap();
         let onnx = std::fs::read(format!("{MODELS}/{file}.onnx")).unwrap();

@@ -9,8 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_application::AppError;
 use medledger_application::inference::{ModelSummary, NewTask, model_choice_message};
-use medledger_domain::DomainError;
 use medledger_application::ports::TokenError;
+use medledger_domain::DomainError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
 use medledger_projections::inference as queries;
 use serde_json::{Value, json};
@@ -31,7 +31,8 @@ pub fn routes(api: Api) -> Api {
     api.post(
         "/api/tasks",
         create,
-        Op::user("004 inference", "Create a task: the image as the body; detection_model_id, classification_model_id").body_limit(MAX_IMAGE_BYTES),
+        Op::user("004 inference", "Create a task: the image as the body; detection_model_id, classification_model_id")
+            .body_limit(MAX_IMAGE_BYTES),
     )
     .get("/api/tasks", list, Op::user("004 inference", "The caller's tasks"))
     .get("/api/tasks/{id}/status", status, Op::user("004 inference", "A task's status"))
@@ -47,7 +48,9 @@ pub fn routes(api: Api) -> Api {
     .post(
         "/api/models",
         register,
-        Op::admin("004 inference", "Register an ONNX model (multipart: model file, manifest JSON)").status(201).body_limit(MAX_MODEL_BYTES + 64 * 1024),
+        Op::admin("004 inference", "Register an ONNX model (multipart: model file, manifest JSON)")
+            .status(201)
+            .body_limit(MAX_MODEL_BYTES + 64 * 1024),
     )
 }
 
@@ -139,10 +142,8 @@ async fn create(
 
 async fn list(State(state): State<AppState>, user: TaskUser) -> Res<Json<Value>> {
     let rows = queries::tasks(&state.dbs.read, Some(user.id)).await?;
-    let tasks: Vec<Value> = rows
-        .iter()
-        .map(|t| json!({"id": t.id, "status": t.status, "created_at": t.created_at, "input_path": t.input_path}))
-        .collect();
+    let tasks: Vec<Value> =
+        rows.iter().map(|t| json!({"id": t.id, "status": t.status, "created_at": t.created_at, "input_path": t.input_path})).collect();
     Ok(Json(json!({ "tasks": tasks })))
 }
 
@@ -178,9 +179,12 @@ async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<S
     let wait = match wait.wait.as_deref() {
         None => None,
         Some(text) => {
-            let seconds = text.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| {
-                bad(format!("wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}"))
-            })?;
+            let seconds = text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| bad(format!("wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}")))?;
             Some(std::time::Duration::from_secs_f64(seconds.min(MAX_WAIT_SECONDS)))
         }
     };

@@ -61,11 +61,7 @@ fn unprocessable(detail: &str) -> ApiError<Detail> {
 
 /// 004's OAuth2 password form. The seed documents a form; JSON is accepted as well.
 async fn inference_login(State(state): State<AppState>, Ctx(ctx): Ctx, req: Request) -> ApiResult<Json<serde_json::Value>, Detail> {
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     let grant: PasswordGrant = if is_json {
         JsonBody::<PasswordGrant, Detail>::from_request(req, &state).await?.0
     } else {
@@ -158,10 +154,7 @@ async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
     let roles: Vec<&str> = done.roles.iter().map(|r| r.as_str()).collect();
     let mut response = Json(json!({"success": true, "user": {"id": done.user_id, "roles": roles}})).into_response();
     let max_age = state.config.refresh_ttl.num_seconds();
-    set_cookie(
-        &mut response,
-        format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}", done.tokens.refresh),
-    );
+    set_cookie(&mut response, format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}", done.tokens.refresh));
     // Django rotates the CSRF token at login.
     set_cookie(&mut response, format!("{CSRF_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31449600", new_csrf_token()));
     Ok(response)

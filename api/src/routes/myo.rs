@@ -26,7 +26,9 @@ pub fn routes(api: Api) -> Api {
         .patch("/api/auth/user", update_me, Op::user("002 accounts", "Partly update the current user's profile"))
         .post("/api/auth/change-password", change_password, Op::user("002 accounts", "Change password"))
         .post("/api/auth/password-reset", password_reset, Op::public("002 accounts", "Mail a password-reset token").auth_limited())
-        .post("/api/auth/password-reset/confirm", password_reset_confirm,
+        .post(
+            "/api/auth/password-reset/confirm",
+            password_reset_confirm,
             Op::public("002 accounts", "Set a new password with a reset token").auth_limited(),
         )
         .post("/api/auth/token/refresh", refresh, Op::public("002 accounts", "Rotate a refresh token").auth_limited())
@@ -103,10 +105,7 @@ async fn register(
     let done = state.accounts.register_and_login(form, &ctx).await?;
     state.caught_up(done.position).await;
     let row = user_row(&state, done.user_id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"access": done.tokens.access, "refresh": done.tokens.refresh, "user": user_json(&row, false)})),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({"access": done.tokens.access, "refresh": done.tokens.refresh, "user": user_json(&row, false)}))))
 }
 
 #[derive(Deserialize)]
@@ -147,12 +146,8 @@ async fn update_me(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<ProfileBody, Myo>,
 ) -> Res<Json<Value>> {
-    let change = ProfileChange {
-        first_name: body.first_name,
-        last_name: body.last_name,
-        clinic_name: body.clinic_name,
-        ..Default::default()
-    };
+    let change =
+        ProfileChange { first_name: body.first_name, last_name: body.last_name, clinic_name: body.clinic_name, ..Default::default() };
     let ctx = ctx.with_actor(auth.user_id());
     if let Some(p) = state.accounts.update_user(auth.user_id(), change, &ctx).await? {
         state.caught_up(p).await;
@@ -214,11 +209,7 @@ const MAX_PAGE: i64 = 1_000_000;
 fn paging(p: &Page) -> Res<(i64, i64, i64)> {
     let page: i64 = match &p.page {
         None => 1,
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::field("page", "Invalid page."))?,
+        Some(v) => v.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::field("page", "Invalid page."))?,
     };
     let size: i64 = match &p.page_size {
         None => 20,
@@ -255,12 +246,7 @@ struct UserQuery {
     role: Option<String>,
 }
 
-async fn list_users(
-    State(state): State<AppState>,
-    _admin: Admin<Myo>,
-    headers: HeaderMap,
-    Query(q): Query<UserQuery>,
-) -> Res<Json<Value>> {
+async fn list_users(State(state): State<AppState>, _admin: Admin<Myo>, headers: HeaderMap, Query(q): Query<UserQuery>) -> Res<Json<Value>> {
     let (limit, offset, page) = paging(&q.page)?;
     if let Some(role) = q.role.as_deref().filter(|r| !r.is_empty()) {
         role.parse::<Role>()?;
@@ -355,19 +341,10 @@ async fn create_audit_entry(
         Some(_) => return Err(ApiError::field("resource_id", "Expected a string or a number.")),
     };
     let ctx = ctx.with_actor(auth.user_id());
-    let position = medledger_application::audit::record(
-        &state.ledger,
-        &body.action,
-        &body.resource_type,
-        &resource_id,
-        body.details,
-        &ctx,
-    )
-    .await?;
+    let position =
+        medledger_application::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx).await?;
     state.caught_up(position).await;
-    let row = queries::audit_entry(&state.dbs.read, position)
-        .await?
-        .ok_or_else(|| ApiError::<Myo>::internal())?;
+    let row = queries::audit_entry(&state.dbs.read, position).await?.ok_or_else(|| ApiError::<Myo>::internal())?;
     Ok((StatusCode::CREATED, Json(json!(row))))
 }
 
@@ -436,8 +413,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     // database it cannot reach shows as "database": "down".
     let projections = state.progress.positions().iter().all(|(_, p)| *p < 0 || head - *p < PROJECTION_LAG_LIMIT);
     let outbox = state.config.outbox_dir();
-    let email = std::fs::create_dir_all(&outbox).is_ok()
-        && std::fs::metadata(&outbox).is_ok_and(|m| !m.permissions().readonly());
+    let email = std::fs::create_dir_all(&outbox).is_ok() && std::fs::metadata(&outbox).is_ok_and(|m| !m.permissions().readonly());
     let up = |ok: bool| if ok { "up" } else { "down" };
     let healthy = db && projections && email;
     let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -100,7 +100,11 @@ pub fn event_line(e: &DecodedEvent) -> Value {
 async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): Query<EventsQuery>) -> ApiResult<Response, Detail> {
     let from: Position = match q.from.as_deref().filter(|s| !s.is_empty()) {
         None => 0,
-        Some(s) => s.parse().ok().filter(|p: &i64| *p >= 0).ok_or_else(|| ApiError::bad_request("from must be a position (a whole number >= 0)"))?,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|p: &i64| *p >= 0)
+            .ok_or_else(|| ApiError::bad_request("from must be a position (a whole number >= 0)"))?,
     };
     let until = match q.until.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -123,9 +127,12 @@ async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): 
             let page = match &stream_filter {
                 Some(stream) => {
                     cursor.done = true;
-                    state.dbs.store.read_stream(stream).await.map(|events| {
-                        events.into_iter().filter(|e| e.position > cursor.after).collect::<Vec<_>>()
-                    })
+                    state
+                        .dbs
+                        .store
+                        .read_stream(stream)
+                        .await
+                        .map(|events| events.into_iter().filter(|e| e.position > cursor.after).collect::<Vec<_>>())
                 }
                 None => state.dbs.store.read_all(cursor.after, 500).await,
             };

@@ -39,8 +39,7 @@ impl Saga for ResetMailSaga {
         if event.event_type() != "PasswordResetRequested" || event.erased {
             return Ok(());
         }
-        let Some(UserEvent::PasswordResetRequested { user_id, nonce, personal, expires_at, .. }) = event.to_domain::<UserEvent>()
-        else {
+        let Some(UserEvent::PasswordResetRequested { user_id, nonce, personal, expires_at, .. }) = event.to_domain::<UserEvent>() else {
             return Ok(());
         };
         if expires_at <= self.clock.now() {

@@ -141,10 +141,7 @@ impl ModelManifest {
             ModelKind::Classification => OutputFormat::Probabilities,
         };
         if self.output.format != expected {
-            return Err(DomainError::invalid(
-                "output.format",
-                format!("a {} needs the format {}", self.kind.as_str(), expected.as_str()),
-            ));
+            return Err(DomainError::invalid("output.format", format!("a {} needs the format {}", self.kind.as_str(), expected.as_str())));
         }
         if self.classes.is_empty() || self.classes.len() > MAX_CLASSES {
             return Err(DomainError::invalid("classes", format!("1 to {MAX_CLASSES} classes")));
@@ -273,10 +270,7 @@ pub fn decode_detections(
     }
     let row_len = manifest.detection_row_len();
     if !rows.len().is_multiple_of(row_len) {
-        return Err(DomainError::invalid(
-            "output",
-            format!("{} values do not split into rows of {row_len}", rows.len()),
-        ));
+        return Err(DomainError::invalid("output", format!("{} values do not split into rows of {row_len}", rows.len())));
     }
 
     struct Candidate {
@@ -292,10 +286,8 @@ pub fn decode_detections(
         .filter(|(_, r)| r.iter().all(|v| v.is_finite()))
         .filter_map(|(row, r)| {
             let probs = &r[6..];
-            let (class, best) = probs
-                .iter()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |acc, (i, &p)| if p as f64 > acc.1 { (i, p as f64) } else { acc });
+            let (class, best) =
+                probs.iter().enumerate().fold((0, f64::NEG_INFINITY), |acc, (i, &p)| if p as f64 > acc.1 { (i, p as f64) } else { acc });
             let score = r[5] as f64 * best;
             if score < score_threshold as f64 {
                 return None;
@@ -343,10 +335,7 @@ pub fn decode_detections(
 /// The most probable class of a classifier's output (first on ties; non-finite values ignored).
 pub fn top_class(probabilities: &[f32], classes: &[String]) -> Result<(String, f32), DomainError> {
     if probabilities.len() != classes.len() {
-        return Err(DomainError::invalid(
-            "output",
-            format!("{} probabilities for {} classes", probabilities.len(), classes.len()),
-        ));
+        return Err(DomainError::invalid("output", format!("{} probabilities for {} classes", probabilities.len(), classes.len())));
     }
     probabilities
         .iter()

@@ -86,10 +86,7 @@ impl Aggregate for Model {
                 let manifest = manifest.validate()?;
                 let sha256 = parse_sha256("sha256", &sha256)?;
                 let blob_key = blob_key.trim().to_string();
-                if blob_key.is_empty()
-                    || blob_key.chars().count() > MAX_BLOB_KEY_CHARS
-                    || blob_key.chars().any(char::is_control)
-                {
+                if blob_key.is_empty() || blob_key.chars().count() > MAX_BLOB_KEY_CHARS || blob_key.chars().any(char::is_control) {
                     return Err(DomainError::invalid("blob_key", format!("1-{MAX_BLOB_KEY_CHARS} characters")));
                 }
                 if self.exists() {
@@ -127,13 +124,7 @@ mod tests {
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn register(manifest: ModelManifest, sha256: &str) -> ModelCommand {
-        ModelCommand::Register {
-            model_id: 1,
-            manifest,
-            blob_key: format!("models/{sha256}"),
-            sha256: sha256.to_string(),
-            builtin: true,
-        }
+        ModelCommand::Register { model_id: 1, manifest, blob_key: format!("models/{sha256}"), sha256: sha256.to_string(), builtin: true }
     }
 
     fn registered() -> Vec<ModelEvent> {

@@ -53,10 +53,7 @@ impl TaskInput {
             return Err(DomainError::invalid("blob_key", "must not be empty"));
         }
         let filename = self.filename.trim();
-        if filename.is_empty()
-            || filename.chars().count() > 255
-            || filename.chars().any(|c| c.is_control() || c == '/' || c == '\\')
-        {
+        if filename.is_empty() || filename.chars().count() > 255 || filename.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
             return Err(DomainError::invalid("filename", "1-255 characters, no path separators"));
         }
         self.filename = filename.to_string();
@@ -81,13 +78,27 @@ pub enum TaskEvent {
         classification_model_id: ModelId,
         input: TaskInput,
     },
-    InferenceTaskStarted { task_id: TaskId, attempt: u32 },
-    InferenceTaskCompleted { task_id: TaskId, result: InferenceResult, model_ms: f64 },
-    InferenceTaskFailed { task_id: TaskId, reason: String },
+    InferenceTaskStarted {
+        task_id: TaskId,
+        attempt: u32,
+    },
+    InferenceTaskCompleted {
+        task_id: TaskId,
+        result: InferenceResult,
+        model_ms: f64,
+    },
+    InferenceTaskFailed {
+        task_id: TaskId,
+        reason: String,
+    },
     /// Deleted before it finished.
-    InferenceTaskCancelled { task_id: TaskId },
+    InferenceTaskCancelled {
+        task_id: TaskId,
+    },
     /// Deleted after it finished.
-    InferenceTaskDeleted { task_id: TaskId },
+    InferenceTaskDeleted {
+        task_id: TaskId,
+    },
 }
 
 impl TaskEvent {
@@ -130,8 +141,13 @@ pub enum TaskCommand {
     /// `InferenceTaskStarted`: no events means there is nothing to run (finished or gone),
     /// and a `InferenceTaskFailed` means the task used up its attempts.
     Start,
-    Complete { result: InferenceResult, model_ms: f64 },
-    Fail { reason: String },
+    Complete {
+        result: InferenceResult,
+        model_ms: f64,
+    },
+    Fail {
+        reason: String,
+    },
     /// The user's DELETE.
     Delete,
 }
@@ -387,13 +403,7 @@ mod tests {
     }
 
     fn created() -> Vec<TaskEvent> {
-        let create = TaskCommand::Create {
-            task_id: 7,
-            owner_id: 42,
-            detection_model_id: 1,
-            classification_model_id: 3,
-            input: input(),
-        };
+        let create = TaskCommand::Create { task_id: 7, owner_id: 42, detection_model_id: 1, classification_model_id: 3, input: input() };
         InferenceTask::default().handle(create).unwrap()
     }
 
@@ -429,13 +439,7 @@ mod tests {
 
     #[test]
     fn a_task_id_is_taken_for_good() {
-        let create = || TaskCommand::Create {
-            task_id: 7,
-            owner_id: 1,
-            detection_model_id: 1,
-            classification_model_id: 3,
-            input: input(),
-        };
+        let create = || TaskCommand::Create { task_id: 7, owner_id: 1, detection_model_id: 1, classification_model_id: 3, input: input() };
         assert_eq!(given(&created()).handle(create()), Err(DomainError::AlreadyExists("task")));
         let mut gone = created();
         when(&mut gone, TaskCommand::Delete).unwrap();

@@ -20,9 +20,7 @@ pub use sqlite::SqliteEventStore;
 use crate::Migrations;
 
 pub(crate) fn hash32(bytes: Vec<u8>, what: &str, position: i64) -> Result<[u8; 32], StoreError> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{what} of event {position} is not 32 bytes")))
+    bytes.try_into().map_err(|_| StoreError::Corrupt(format!("{what} of event {position} is not 32 bytes")))
 }
 
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
@@ -54,7 +52,6 @@ impl Backend {
             None => Ok(Backend::Sqlite { store: data_dir.join("events.db"), read: data_dir.join("read.db") }),
         }
     }
-
 }
 
 /// Everything persistent the server talks to.

@@ -56,11 +56,10 @@ fn plan_one(
         return Err(StoreError::Empty);
     }
     let same = |w: &StreamWrite, e: &medledger_application::ports::NewEvent| {
-        snap.existing.get(&e.event_id).is_some_and(|x| {
-            x.stream_id == w.stream_id && x.event_type == e.event_type && x.payload == e.payload
-        })
+        snap.existing.get(&e.event_id).is_some_and(|x| x.stream_id == w.stream_id && x.event_type == e.event_type && x.payload == e.payload)
     };
-    if let Some(e) = request.iter().flat_map(|w| w.events.iter().filter(|e| snap.existing.contains_key(&e.event_id) && !same(w, e))).next() {
+    if let Some(e) = request.iter().flat_map(|w| w.events.iter().filter(|e| snap.existing.contains_key(&e.event_id) && !same(w, e))).next()
+    {
         // The id is taken by another event: this is not a retry.
         return Err(StoreError::DuplicateEvent(e.event_id));
     }
@@ -80,10 +79,8 @@ fn plan_one(
     // Check every stream before writing any, so a refused request leaves no rows.
     let mut next_versions: HashMap<&str, i64> = HashMap::new();
     for w in request {
-        let current = next_versions
-            .get(w.stream_id.as_str())
-            .copied()
-            .unwrap_or_else(|| snap.versions.get(&w.stream_id).copied().unwrap_or(0));
+        let current =
+            next_versions.get(w.stream_id.as_str()).copied().unwrap_or_else(|| snap.versions.get(&w.stream_id).copied().unwrap_or(0));
         if !w.expected.admits(current) {
             return Err(StoreError::Conflict { stream_id: w.stream_id.clone(), expected: w.expected, actual: current });
         }
@@ -111,12 +108,10 @@ fn plan_one(
             row.hash = recorded_hash(&row.prev_hash, &row);
             let hash = row.hash;
             rows.push(row);
-            snap.existing.insert(e.event_id, Existing {
-                position,
-                stream_id: w.stream_id.clone(),
-                event_type: e.event_type.clone(),
-                payload: e.payload.clone(),
-            });
+            snap.existing.insert(
+                e.event_id,
+                Existing { position, stream_id: w.stream_id.clone(), event_type: e.event_type.clone(), payload: e.payload.clone() },
+            );
             snap.head = ChainHead { position, hash };
         }
         snap.versions.insert(w.stream_id.clone(), version);
@@ -139,13 +134,7 @@ mod tests {
     use medledger_application::ports::{ExpectedVersion, NewEvent};
 
     fn ev(n: u128) -> NewEvent {
-        NewEvent {
-            event_id: Uuid::from_u128(n),
-            event_type: "T".into(),
-            schema_version: 1,
-            payload: "{}".into(),
-            metadata: "{}".into(),
-        }
+        NewEvent { event_id: Uuid::from_u128(n), event_type: "T".into(), schema_version: 1, payload: "{}".into(), metadata: "{}".into() }
     }
 
     fn write(stream: &str, expected: ExpectedVersion, ids: &[u128]) -> StreamWrite {

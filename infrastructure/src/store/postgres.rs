@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use medledger_application::ports::{
-    Appended, ChainHead, EventStore, Position, RecordedEvent, StoreError, StreamWrite,
-};
+use medledger_application::ports::{Appended, ChainHead, EventStore, Position, RecordedEvent, StoreError, StreamWrite};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
@@ -137,11 +135,7 @@ async fn listen(pool: PgPool, committed: std::sync::Weak<watch::Sender<Position>
 async fn announce(pool: PgPool, mut local: watch::Receiver<Position>) {
     while local.changed().await.is_ok() {
         let position = *local.borrow_and_update();
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(position.to_string())
-            .execute(&pool)
-            .await;
+        let sent = sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(position.to_string()).execute(&pool).await;
         if sent.is_err() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -149,10 +143,8 @@ async fn announce(pool: PgPool, mut local: watch::Receiver<Position>) {
 }
 
 async fn read_head(pool: &PgPool) -> Result<ChainHead, StoreError> {
-    let (position, hash): (i64, Vec<u8>) = sqlx::query_as("SELECT position, hash FROM chain_head WHERE id = 1")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)?;
+    let (position, hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT position, hash FROM chain_head WHERE id = 1").fetch_one(pool).await.map_err(unavailable)?;
     Ok(ChainHead { position, hash: hash32(hash, "chain head", position)? })
 }
 
@@ -160,11 +152,7 @@ async fn read_head(pool: &PgPool) -> Result<ChainHead, StoreError> {
 impl Backend for PgBackend {
     async fn commit(&self, requests: &[Vec<StreamWrite>]) -> Result<Committed, StoreError> {
         // BEGIN and the head lock travel in one round trip.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN; SELECT 1 FROM chain_head WHERE id = 1 FOR UPDATE")
-            .await
-            .map_err(unavailable)?;
+        let mut tx = self.pool.begin_with("BEGIN; SELECT 1 FROM chain_head WHERE id = 1 FOR UPDATE").await.map_err(unavailable)?;
         // A separate statement, so its snapshot is taken after the lock was granted and
         // sees every append committed before ours: the head, the streams' versions (one
         // index probe each) and any of the batch's event ids already stored.
@@ -242,7 +230,6 @@ impl Backend for PgBackend {
         advance(&self.local_commits, planned.head.position);
         Ok(Committed { results: planned.results, head: planned.head, rows: planned.rows })
     }
-
 }
 
 #[async_trait]

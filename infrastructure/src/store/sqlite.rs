@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use medledger_application::ports::{
-    Appended, ChainHead, EventStore, Position, RecordedEvent, StoreError, StreamWrite,
-};
+use medledger_application::ports::{Appended, ChainHead, EventStore, Position, RecordedEvent, StoreError, StreamWrite};
 use sqlx::{Connection as _, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -61,10 +59,8 @@ struct SqliteBackend {
 }
 
 async fn read_head<'e, E: sqlx::SqliteExecutor<'e>>(e: E) -> Result<ChainHead, StoreError> {
-    let (position, hash): (i64, Vec<u8>) = sqlx::query_as("SELECT position, hash FROM chain_head WHERE id = 1")
-        .fetch_one(e)
-        .await
-        .map_err(unavailable)?;
+    let (position, hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT position, hash FROM chain_head WHERE id = 1").fetch_one(e).await.map_err(unavailable)?;
     Ok(ChainHead { position, hash: hash32(hash, "chain head", position)? })
 }
 

@@ -85,10 +85,7 @@ impl GroupCommitWriter {
 
     pub async fn append(&self, writes: Vec<StreamWrite>) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((writes, reply))
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        self.queue.send((writes, reply)).await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
     }
 }
@@ -174,12 +171,8 @@ async fn commit_batch(
 }
 
 fn record_appended(results: &[Result<Appended, StoreError>]) {
-    let events: i64 = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .filter(|a| !a.duplicate)
-        .map(|a| a.last_position - a.first_position + 1)
-        .sum();
+    let events: i64 =
+        results.iter().filter_map(|r| r.as_ref().ok()).filter(|a| !a.duplicate).map(|a| a.last_position - a.first_position + 1).sum();
     metrics::counter!("medledger_events_appended_total").increment(events as u64);
     metrics::counter!("medledger_append_batches_total").increment(1);
 }

@@ -382,9 +382,7 @@ impl SelfCheckpointed for Arc<CatalogIndex> {
     async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>) -> Result<(), ProjectionError> {
         let me = self.clone();
         // Commits fsync: off the async runtime.
-        tokio::task::spawn_blocking(move || CatalogIndex::apply_page(&me, &events))
-            .await
-            .map_err(|_| IndexError::Worker)??;
+        tokio::task::spawn_blocking(move || CatalogIndex::apply_page(&me, &events)).await.map_err(|_| IndexError::Worker)??;
         Ok(())
     }
 }

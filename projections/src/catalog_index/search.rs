@@ -18,14 +18,14 @@ use medledger_domain::vocabulary::{self, area_code, modality_code, typo_budget};
 use serde::Serialize;
 use tantivy::collector::{Count, FacetCollector};
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::schema::Value as _;
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::Language;
-use tantivy::schema::Value as _;
 use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use super::tiers::{self, Candidate, Concept, Plan};
-use crate::queries::DatasetRow;
 use super::{CatalogIndex, IndexError, analysis};
+use crate::queries::DatasetRow;
 
 /// Hard filters: a dataset must match one value of every non-empty list.
 #[derive(Debug, Clone, Default)]
@@ -109,12 +109,8 @@ impl Clause {
     fn query(&self, boost: f32) -> Box<dyn Query> {
         let inner: Box<dyn Query> = match self {
             Clause::Term { field, text } => term_query(*field, text),
-            Clause::Phrase { field, terms } => {
-                Box::new(PhraseQuery::new(terms.iter().map(|t| Term::from_field_text(*field, t)).collect()))
-            }
-            Clause::Fuzzy { field, text, distance } => {
-                Box::new(FuzzyTermQuery::new(Term::from_field_text(*field, text), *distance, true))
-            }
+            Clause::Phrase { field, terms } => Box::new(PhraseQuery::new(terms.iter().map(|t| Term::from_field_text(*field, t)).collect())),
+            Clause::Fuzzy { field, text, distance } => Box::new(FuzzyTermQuery::new(Term::from_field_text(*field, text), *distance, true)),
         };
         if boost == 1.0 { inner } else { Box::new(BoostQuery::new(inner, boost)) }
     }
@@ -125,7 +121,8 @@ impl Clause {
         match self {
             Clause::Term { .. } => tiers::Kind::Term,
             Clause::Phrase { field, terms } => {
-                let subsumed = concept.0.iter().any(|(c, _)| matches!(c, Clause::Term { field: f, text } if f == field && terms.contains(text)));
+                let subsumed =
+                    concept.0.iter().any(|(c, _)| matches!(c, Clause::Term { field: f, text } if f == field && terms.contains(text)));
                 tiers::Kind::Phrase { matches: !subsumed }
             }
             Clause::Fuzzy { .. } => tiers::Kind::Constant(boost),
@@ -150,7 +147,16 @@ impl CatalogIndex {
     /// Clauses matching one alternative wording of a concept in a pair of (title, body)
     /// fields analysed for `language`. Only a wording the user typed may be a typo: the
     /// vocabulary's synonyms are spelt right, and one the catalog never uses matches nothing.
-    fn text_clauses(&self, searcher: &Searcher, language: Language, (title, body): (Field, Field), alt: &str, typed: bool, weight: f32, out: &mut Weighted) {
+    fn text_clauses(
+        &self,
+        searcher: &Searcher,
+        language: Language,
+        (title, body): (Field, Field),
+        alt: &str,
+        typed: bool,
+        weight: f32,
+        out: &mut Weighted,
+    ) {
         let terms = analysis::terms(language, alt);
         match terms.as_slice() {
             [] => {}
@@ -160,9 +166,8 @@ impl CatalogIndex {
                 // A word the index has never seen is probably misspelt: let it match
                 // indexed words within its typo budget, at a discount.
                 let distance = typo_budget(alt.chars().count()) as u8;
-                let unseen = || {
-                    [title, body].iter().all(|f| searcher.doc_freq(&Term::from_field_text(*f, one)).map(|n| n == 0).unwrap_or(true))
-                };
+                let unseen =
+                    || [title, body].iter().all(|f| searcher.doc_freq(&Term::from_field_text(*f, one)).map(|n| n == 0).unwrap_or(true));
                 // Walking the term dictionary with a Levenshtein automaton is the most
                 // expensive step of a query; pointless when no indexed word is written
                 // in the word's alphabet (a Russian word against an English catalog).
@@ -245,7 +250,9 @@ impl CatalogIndex {
                 .collect::<Result<_, IndexError>>()?,
             filters: filters
                 .iter()
-                .map(|(field, values)| values.iter().map(|v| tiers::Clause::new(&searcher, term_query(*field, v).as_ref(), tiers::Kind::Term)).collect())
+                .map(|(field, values)| {
+                    values.iter().map(|v| tiers::Clause::new(&searcher, term_query(*field, v).as_ref(), tiers::Kind::Term)).collect()
+                })
                 .collect::<Result<_, _>>()?,
             page_end: request.offset.saturating_add(request.limit),
         };
@@ -269,7 +276,8 @@ impl CatalogIndex {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = filters
             .iter()
             .map(|(field, values)| {
-                let any: Box<dyn Query> = Box::new(BooleanQuery::new(values.iter().map(|v| (Occur::Should, term_query(*field, v))).collect()));
+                let any: Box<dyn Query> =
+                    Box::new(BooleanQuery::new(values.iter().map(|v| (Occur::Should, term_query(*field, v))).collect()));
                 (Occur::Must, any)
             })
             .collect();
@@ -277,7 +285,8 @@ impl CatalogIndex {
             clauses.push((Occur::Must, Box::new(AllQuery)));
         } else {
             let text = concepts.iter().map(|(weighted, required)| {
-                let group: Box<dyn Query> = Box::new(BooleanQuery::new(weighted.0.iter().map(|(c, w)| (Occur::Should, c.query(*w))).collect()));
+                let group: Box<dyn Query> =
+                    Box::new(BooleanQuery::new(weighted.0.iter().map(|(c, w)| (Occur::Should, c.query(*w))).collect()));
                 (if *required { Occur::Must } else { Occur::Should }, group)
             });
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(text.collect()))));
@@ -346,10 +355,7 @@ fn facet_map(counts: &tantivy::collector::FacetCounts) -> Facets {
         let root = format!("/{d}");
         let entries: Vec<(&tantivy::schema::Facet, u64)> =
             if d == "tags" { counts.top_k(root.as_str(), MAX_TAG_FACETS) } else { counts.get(root.as_str()).collect() };
-        let values = entries
-            .into_iter()
-            .filter_map(|(facet, n)| facet.to_path().last().map(|v| (v.to_string(), n)))
-            .collect();
+        let values = entries.into_iter().filter_map(|(facet, n)| facet.to_path().last().map(|v| (v.to_string(), n))).collect();
         out.insert(d, values);
     }
     out

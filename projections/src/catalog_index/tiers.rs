@@ -11,7 +11,7 @@
 
 use tantivy::fastfield::AliveBitSet;
 use tantivy::query::{EnableScoring, Query, Weight};
-use tantivy::{DocAddress, DocId, DocSet, Score, SeekDangerResult, Searcher, SegmentReader, TERMINATED};
+use tantivy::{DocAddress, DocId, DocSet, Score, Searcher, SeekDangerResult, SegmentReader, TERMINATED};
 
 use super::IndexError;
 
@@ -259,7 +259,12 @@ impl Plan {
         let mut any = Bits::empty(max_doc);
         let mut clause_bits = Vec::new();
         // Required concepts first: each narrows where the others need looking.
-        let order = self.concepts.iter().enumerate().filter(|(_, c)| c.required).chain(self.concepts.iter().enumerate().filter(|(_, c)| !c.required));
+        let order = self
+            .concepts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.required)
+            .chain(self.concepts.iter().enumerate().filter(|(_, c)| !c.required));
         for (c, concept) in order {
             scratch.clear();
             for (k, clause) in concept.clauses.iter().enumerate() {
@@ -348,7 +353,13 @@ fn add_scores(reader: &SegmentReader, weight: &dyn Weight, docs: &[DocId], score
 /// Adds a phrase's score to each of `docs` (ascending) it matches; with `only`, to
 /// those of them it is known to match. Seeking a phrase scorer reads positions all the
 /// way to its next match; `seek_danger` checks only the document asked about.
-fn add_phrase_scores(reader: &SegmentReader, weight: &dyn Weight, docs: &[DocId], only: Option<&Bits>, scores: &mut [Score]) -> Result<(), IndexError> {
+fn add_phrase_scores(
+    reader: &SegmentReader,
+    weight: &dyn Weight,
+    docs: &[DocId],
+    only: Option<&Bits>,
+    scores: &mut [Score],
+) -> Result<(), IndexError> {
     let mut wanted = docs.iter().enumerate().filter(|(_, d)| only.is_none_or(|bits| bits.contains(**d)));
     let Some((mut i, &first)) = wanted.next() else { return Ok(()) };
     let (mut found, mut scorer) = weight.scorer_danger(reader, first, 1.0)?;

@@ -13,7 +13,15 @@ async fn posted_entries_and_history_appear_in_the_audit_log_(kind: Kind) {
     let (uid, access, _) = app.register("lab@example.org").await;
     let entry = json!({"action": "upload_created", "resource_type": "upload", "resource_id": "upload_001",
                        "details": {"filename": "cardiac_scan.jpg", "file_size": 2048576}});
-    let r = app.client.post(app.url("/api/audit-logs/")).bearer_auth(&access).header("user-agent", "Mozilla/5.0 test").json(&entry).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/audit-logs/"))
+        .bearer_auth(&access)
+        .header("user-agent", "Mozilla/5.0 test")
+        .json(&entry)
+        .send()
+        .await
+        .unwrap();
     let b = expect(r, 201).await;
     assert_eq!(b["user_id"], uid);
     assert_eq!(b["action"], "upload_created");
@@ -35,7 +43,9 @@ async fn posted_entries_and_history_appear_in_the_audit_log_(kind: Kind) {
     let mine = expect(app.get(&format!("/api/audit-logs/?user_id={uid}&resource_type=upload"), Some(&admin)).await, 200).await;
     assert_eq!(mine["count"], 1);
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let dated = expect(app.get(&format!("/api/audit-logs/?start_date={today}&end_date={today}&action=upload_created"), Some(&admin)).await, 200).await;
+    let dated =
+        expect(app.get(&format!("/api/audit-logs/?start_date={today}&end_date={today}&action=upload_created"), Some(&admin)).await, 200)
+            .await;
     assert_eq!(dated["count"], 1);
     let past = expect(app.get("/api/audit-logs/?end_date=2001-01-01", Some(&admin)).await, 200).await;
     assert_eq!(past["count"], 0);
@@ -85,9 +95,8 @@ async fn idempotency_key_replays_the_first_response() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, access, _) = app.register("idem@example.org").await;
     let entry = json!({"action": "export", "resource_type": "report", "resource_id": "r1"});
-    let send = |body: Value| {
-        app.client.post(app.url("/api/audit-logs/")).bearer_auth(&access).header("idempotency-key", "k-1").json(&body).send()
-    };
+    let send =
+        |body: Value| app.client.post(app.url("/api/audit-logs/")).bearer_auth(&access).header("idempotency-key", "k-1").json(&body).send();
     let first = send(entry.clone()).await.unwrap();
     assert_eq!(first.status(), 201);
     let first_body = first.text().await.unwrap();

@@ -6,7 +6,13 @@ use serde_json::{Value, json};
 
 use super::expect;
 
-async fn raw(app: &medledger_tests::app::TestApp, path: &str, content_type: &str, body: impl Into<reqwest::Body>, token: Option<&str>) -> reqwest::Response {
+async fn raw(
+    app: &medledger_tests::app::TestApp,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut req = app.client.post(app.url(path)).header("content-type", content_type).body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -69,7 +75,8 @@ async fn bad_tokens_are_refused() {
     // A refresh token is not an access token.
     expect(app.get(me, Some(&refresh)).await, 401).await;
     // Signed with another key.
-    let foreign = medledger_infrastructure::jwt::JwtService::new(b"someone else's key", chrono::Duration::minutes(5), chrono::Duration::days(1));
+    let foreign =
+        medledger_infrastructure::jwt::JwtService::new(b"someone else's key", chrono::Duration::minutes(5), chrono::Duration::days(1));
     use medledger_application::ports::TokenService as _;
     let claims = app.state.accounts.tokens().verify_access(&access).unwrap();
     let forged = foreign.issue_access(&claims).unwrap();
@@ -95,7 +102,11 @@ async fn sql_metacharacters_are_just_text() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let nasty = "Robert'); DROP TABLE users;--";
     let r = app
-        .post("/api/auth/register/", &json!({"email": "bobby@example.org", "password": PASSWORD, "firstName": nasty, "lastName": "\" OR 1=1 --"}), None)
+        .post(
+            "/api/auth/register/",
+            &json!({"email": "bobby@example.org", "password": PASSWORD, "firstName": nasty, "lastName": "\" OR 1=1 --"}),
+            None,
+        )
         .await;
     let b = expect(r, 201).await;
     assert_eq!(b["user"]["firstName"], nasty);

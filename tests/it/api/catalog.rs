@@ -87,7 +87,8 @@ async fn admins_create_update_and_retire_datasets() {
     assert_eq!(created["tags"], json!(["nodule"]));
     let b = expect(app.post("/api/v1/admin/datasets/", &body, Some(&admin)).await, 400).await;
     assert!(b["detail"].as_str().unwrap().contains("slug"), "{b}");
-    let b = expect(app.post("/api/v1/admin/datasets/", &json!({"slug": "x", "title": "", "modality": ["XRAY"]}), Some(&admin)).await, 400).await;
+    let b = expect(app.post("/api/v1/admin/datasets/", &json!({"slug": "x", "title": "", "modality": ["XRAY"]}), Some(&admin)).await, 400)
+        .await;
     assert!(b["detail"].as_str().unwrap().contains("title") && b["detail"].as_str().unwrap().contains("modality"), "{b}");
 
     let mut changed = body.clone();

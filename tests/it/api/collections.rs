@@ -22,15 +22,24 @@ fn multipart(filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
         body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
     }
     body.extend(
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: image/png\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .as_bytes(),
     );
     body.extend(bytes);
     body.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     body
 }
 
-pub(super) async fn upload(app: &TestApp, admin: &str, dataset: i64, filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> reqwest::Response {
+pub(super) async fn upload(
+    app: &TestApp,
+    admin: &str,
+    dataset: i64,
+    filename: &str,
+    bytes: &[u8],
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/api/v1/admin/datasets/{dataset}/items/")))
         .bearer_auth(admin)
@@ -77,7 +86,9 @@ async fn a_collection_is_built_(kind: Kind) {
     let a = dataset(&app, &admin, "ward-a").await;
     let b = dataset(&app, &admin, "ward-b").await;
     let p1 = b"PNEUMONIA-1".repeat(1000);
-    let r = upload(&app, &admin, a, "scans/p1.png", &p1, &[("labels", "pneumonia,left lobe"), ("caption", "right lower lobe consolidation")]).await;
+    let r =
+        upload(&app, &admin, a, "scans/p1.png", &p1, &[("labels", "pneumonia,left lobe"), ("caption", "right lower lobe consolidation")])
+            .await;
     let item = expect(r, 201).await;
     assert_eq!(item["filename"], "scans/p1.png");
     assert_eq!(item["labels"], json!(["pneumonia", "left lobe"]));
@@ -128,14 +139,22 @@ async fn a_collection_is_built_(kind: Kind) {
     assert!(csv.starts_with("dataset,item,path,source_url,license,labels,sha256\n") && csv.lines().count() == 3, "{csv}");
 
     // Range requests.
-    let r = app.client.get(app.url(&format!("/api/v1/collections/{id}/download/"))).bearer_auth(&user).header("range", "bytes=0-9").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/collections/{id}/download/")))
+        .bearer_auth(&user)
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.headers()["content-length"], "10");
     assert_eq!(r.bytes().await.unwrap(), bytes.slice(0..10));
 
     // Only the owner and admins see it; others get the same 404 as for nothing at all.
     let other = app.register("other@example.org").await.1;
-    for path in [format!("/api/v1/collections/{id}/"), format!("/api/v1/collections/{id}/download/"), "/api/v1/collections/999999/".into()] {
+    for path in [format!("/api/v1/collections/{id}/"), format!("/api/v1/collections/{id}/download/"), "/api/v1/collections/999999/".into()]
+    {
         let b = expect(app.get(&path, Some(&other)).await, 404).await;
         assert!(b["detail"].is_string());
     }
@@ -194,7 +213,8 @@ async fn archives_expire_after_their_time_to_live() {
     let admin = app.admin().await;
     let a = dataset(&app, &admin, "ward-a").await;
     expect(upload(&app, &admin, a, "p.png", b"bytes", &[]).await, 201).await;
-    let id = expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 1}), Some(&admin)).await, 201).await["id"]
+    let id = expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 1}), Some(&admin)).await, 201).await
+        ["id"]
         .as_i64()
         .unwrap();
     assert_eq!(wait_until_settled(&app, &admin, id).await["status"], "ready");

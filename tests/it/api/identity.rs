@@ -66,11 +66,7 @@ async fn duplicate_email_is_refused_case_insensitively_and_writes_nothing() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     app.register("dup@example.org").await;
     let head = app.head().await;
-    let b = expect(
-        app.post("/api/auth/register/", &json!({"email": "DUP@example.org", "password": PASSWORD}), None).await,
-        400,
-    )
-    .await;
+    let b = expect(app.post("/api/auth/register/", &json!({"email": "DUP@example.org", "password": PASSWORD}), None).await, 400).await;
     assert!(b["field_errors"]["email"][0].as_str().unwrap().contains("already exists"), "{b}");
     assert_eq!(app.head().await, head, "a refused registration appends nothing");
 }
@@ -89,10 +85,15 @@ on_both!(profile_and_password_changes, profile_and_password_changes_);
 async fn profile_and_password_changes_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
     let (_, access, _) = app.register("carol@example.org").await;
-    let b = expect(app.put("/api/auth/user/", &json!({"firstName": "Caroline", "clinicName": "Updated Clinic"}), Some(&access)).await, 200).await;
-    assert_eq!((b["firstName"].as_str(), b["lastName"].as_str(), b["clinicName"].as_str()), (Some("Caroline"), Some("User"), Some("Updated Clinic")));
+    let b = expect(app.put("/api/auth/user/", &json!({"firstName": "Caroline", "clinicName": "Updated Clinic"}), Some(&access)).await, 200)
+        .await;
+    assert_eq!(
+        (b["firstName"].as_str(), b["lastName"].as_str(), b["clinicName"].as_str()),
+        (Some("Caroline"), Some("User"), Some("Updated Clinic"))
+    );
     let b = expect(
-        app.post("/api/auth/change-password/", &json!({"old_password": "wrong-old", "new_password": "another good one"}), Some(&access)).await,
+        app.post("/api/auth/change-password/", &json!({"old_password": "wrong-old", "new_password": "another good one"}), Some(&access))
+            .await,
         400,
     )
     .await;
@@ -121,7 +122,8 @@ async fn a_password_change_ends_every_earlier_session() {
     expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh_before}), None).await, 401).await;
     expect(app.post("/api/auth/token/refresh/", &json!({"refresh": other_refresh}), None).await, 401).await;
     assert_eq!(app.head().await, head, "a refused refresh writes nothing");
-    let fresh = expect(app.post("/api/auth/login/", &json!({"email": "pat@example.org", "password": "stolen no more"}), None).await, 200).await;
+    let fresh =
+        expect(app.post("/api/auth/login/", &json!({"email": "pat@example.org", "password": "stolen no more"}), None).await, 200).await;
     expect(app.post("/api/auth/token/refresh/", &json!({"refresh": fresh["refresh"]}), None).await, 200).await;
 }
 
@@ -149,7 +151,8 @@ async fn refresh_rotates_and_reuse_revokes_the_session_(kind: Kind) {
     expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh2}), None).await, 401).await;
     // The reuse is in the audit log.
     let admin = app.admin().await;
-    let log = expect(app.get(&format!("/api/audit-logs/?action=refresh_token_reuse_detected&user_id={user_id}"), Some(&admin)).await, 200).await;
+    let log =
+        expect(app.get(&format!("/api/audit-logs/?action=refresh_token_reuse_detected&user_id={user_id}"), Some(&admin)).await, 200).await;
     assert_eq!(log["count"], 1, "{log}");
 }
 
@@ -277,17 +280,12 @@ async fn scans_cookie_login_requires_csrf() {
         .filter_map(|v| v.to_str().ok())
         .find_map(|c| c.strip_prefix("csrftoken=").map(|v| v.split(';').next().unwrap().to_string()))
         .expect("csrftoken cookie");
-    let form = |csrf: &str| vec![("username", "kim@example.org".to_string()), ("password", PASSWORD.to_string()), ("csrfmiddlewaretoken", csrf.to_string())];
+    let form = |csrf: &str| {
+        vec![("username", "kim@example.org".to_string()), ("password", PASSWORD.to_string()), ("csrfmiddlewaretoken", csrf.to_string())]
+    };
     let no_cookie = app.client.post(app.url("/login/")).form(&form(&cookie)).send().await.unwrap();
     assert_eq!(expect(no_cookie, 403).await, json!({"error": "CSRF verification failed. Request aborted."}));
-    let ok = app
-        .client
-        .post(app.url("/login/"))
-        .header("cookie", format!("csrftoken={cookie}"))
-        .form(&form(&cookie))
-        .send()
-        .await
-        .unwrap();
+    let ok = app.client.post(app.url("/login/")).header("cookie", format!("csrftoken={cookie}")).form(&form(&cookie)).send().await.unwrap();
     let session = ok
         .headers()
         .get_all("set-cookie")

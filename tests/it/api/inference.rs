@@ -82,21 +82,29 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
     assert_eq!(expect(app.get(&format!("/api/tasks/{id}/status"), Some(&token)).await, 200).await, json!({"id": id, "status": "done"}));
     let list = expect(app.get("/api/tasks", Some(&token)).await, 200).await;
     let row = &list["tasks"][0];
-    assert_eq!((row["id"].as_i64(), row["status"].as_str(), row["input_path"].as_str()), (Some(id), Some("done"), Some(format!("img_{id}.png").as_str())));
+    assert_eq!(
+        (row["id"].as_i64(), row["status"].as_str(), row["input_path"].as_str()),
+        (Some(id), Some("done"), Some(format!("img_{id}.png").as_str()))
+    );
     assert!(row["created_at"].as_str().unwrap().starts_with("20"));
     let input = app.get(&format!("/api/tasks/{id}/input"), Some(&token)).await;
     assert_eq!(input.headers()["content-type"], "image/png");
     assert_eq!(input.bytes().await.unwrap().to_vec(), bytes);
 
     // A JPEG of another size is resized for the models.
-    let jpeg = expect(submit(&app, &token, "detection_model_id=1&classification_model_id=3", fixture("large_2_kitchen_400x300.jpg")).await, 200).await;
+    let jpeg =
+        expect(submit(&app, &token, "detection_model_id=1&classification_model_id=3", fixture("large_2_kitchen_400x300.jpg")).await, 200)
+            .await;
     let r = result_when_settled(&app, &token, jpeg["id"].as_i64().unwrap()).await;
     assert_eq!(r["result"]["image_class"], "kitchen", "{r}");
 
     // Delete: the task is gone for its owner, and its image with it.
     let stored = app.data_dir().join(format!("blobs/inference/{}/img_{id}.png", id / 1000));
     assert!(stored.exists(), "the image is kept at {}", stored.display());
-    assert_eq!(expect(app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&token).send().await.unwrap(), 200).await, json!({"id": id}));
+    assert_eq!(
+        expect(app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&token).send().await.unwrap(), 200).await,
+        json!({"id": id})
+    );
     let gone = expect(app.get(&format!("/api/tasks/{id}/status"), Some(&token)).await, 404).await;
     assert_eq!(gone, json!({"detail": format!("Task with id {id} does not exist.")}));
     assert!(!stored.exists());
@@ -107,7 +115,9 @@ crate::on_both!(tasks_run_with_the_real_models_, tasks_run_with_the_real_models)
 async fn a_client_can_wait_for_the_result_in_one_request() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, token, _) = app.register("doctor@example.org").await;
-    let created = expect(submit(&app, &token, "detection_model_id=2&classification_model_id=3", fixture("fixture_3_kitchen_3obj.png")).await, 200).await;
+    let created =
+        expect(submit(&app, &token, "detection_model_id=2&classification_model_id=3", fixture("fixture_3_kitchen_3obj.png")).await, 200)
+            .await;
     let id = created["id"].as_i64().unwrap();
     let started = Instant::now();
     let r = expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(&token)).await, 200).await;
@@ -162,10 +172,17 @@ async fn someone_elses_task_does_not_exist_for_you() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, owner, _) = app.register("owner@example.org").await;
     let (_, other, _) = app.register("other@example.org").await;
-    let created = expect(submit(&app, &owner, "detection_model_id=1&classification_model_id=3", fixture("fixture_2_street_2obj.png")).await, 200).await;
+    let created =
+        expect(submit(&app, &owner, "detection_model_id=1&classification_model_id=3", fixture("fixture_2_street_2obj.png")).await, 200)
+            .await;
     let id = created["id"].as_i64().unwrap();
     let missing = json!({"detail": format!("Task with id {id} does not exist.")});
-    for path in [format!("/api/tasks/{id}/status"), format!("/api/tasks/{id}/input"), format!("/api/tasks/{id}/result"), format!("/tasks/{id}/result")] {
+    for path in [
+        format!("/api/tasks/{id}/status"),
+        format!("/api/tasks/{id}/input"),
+        format!("/api/tasks/{id}/result"),
+        format!("/tasks/{id}/result"),
+    ] {
         assert_eq!(expect(app.get(&path, Some(&other)).await, 404).await, missing, "{path}");
     }
     let delete = app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&other).send().await.unwrap();
@@ -253,7 +270,9 @@ async fn admins_register_models_that_fit_their_manifest() {
     assert_eq!(id, 4, "ids continue after the built-in models");
     let models = expect(app.get("/api/models", Some(&doctor)).await, 200).await;
     assert_eq!(models["classification_models"][1], json!({"model_name": "scenes-v2", "model_id": 4}));
-    let task = expect(submit(&app, &doctor, "detection_model_id=1&classification_model_id=4", fixture("fixture_1_office_1obj.png")).await, 200).await;
+    let task =
+        expect(submit(&app, &doctor, "detection_model_id=1&classification_model_id=4", fixture("fixture_1_office_1obj.png")).await, 200)
+            .await;
     let r = result_when_settled(&app, &doctor, task["id"].as_i64().unwrap()).await;
     assert_eq!(r["result"]["image_class"], "office");
 }

@@ -65,7 +65,18 @@ async fn openapi_documents_every_route_and_docs_render_it() {
     let doc = expect(app.get("/openapi.json", None).await, 200).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    for p in ["/api/auth/login", "/api/v1/auth/login", "/auth/login", "/oauth/login", "/login", "/api/audit-logs", "/api/events", "/api/verify", "/openapi.json", "/docs"] {
+    for p in [
+        "/api/auth/login",
+        "/api/v1/auth/login",
+        "/auth/login",
+        "/oauth/login",
+        "/login",
+        "/api/audit-logs",
+        "/api/events",
+        "/api/verify",
+        "/openapi.json",
+        "/docs",
+    ] {
         assert!(paths.contains_key(p), "{p} undocumented");
     }
     // Every documented operation is routed (not the 404 fallback, not 405).

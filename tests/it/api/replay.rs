@@ -21,13 +21,18 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
     app.user_with("labeler@example.org", Roles::new([Role::Labeler, Role::Customer])).await;
     for (i, (uid, access, refresh)) in users.iter().enumerate() {
         expect(app.put("/api/auth/user/", &json!({"lastName": format!("Name{i}")}), Some(access)).await, 200).await;
-        expect(app.post("/api/audit-logs/", &json!({"action": "viewed", "resource_type": "scan", "resource_id": i}), Some(access)).await, 201).await;
+        expect(
+            app.post("/api/audit-logs/", &json!({"action": "viewed", "resource_type": "scan", "resource_id": i}), Some(access)).await,
+            201,
+        )
+        .await;
         if i % 2 == 0 {
             expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh}), None).await, 200).await;
             expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh}), None).await, 401).await;
         }
         if i % 3 == 0 {
-            expect(app.put(&format!("/api/users/{uid}/"), &json!({"role": "technician", "isActive": i != 0}), Some(&admin)).await, 200).await;
+            expect(app.put(&format!("/api/users/{uid}/"), &json!({"role": "technician", "isActive": i != 0}), Some(&admin)).await, 200)
+                .await;
         }
     }
     expect(app.post("/api/auth/password-reset/", &json!({"email": "r1@example.org"}), None).await, 200).await;
@@ -54,7 +59,8 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
     let image = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference/fixture_2_street_2obj.png")).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..2 {
-        let r = app.client.post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3")).bearer_auth(owner).body(image.clone());
+        let r =
+            app.client.post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3")).bearer_auth(owner).body(image.clone());
         tasks.push(expect(r.send().await.unwrap(), 200).await["id"].as_i64().unwrap());
     }
     for id in &tasks {

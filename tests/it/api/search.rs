@@ -90,9 +90,7 @@ async fn typos_inflections_and_soft_filters() {
     let ct_liver = search(&app, &token, json!({"query_text": "печень КТ", "limit": 100})).await;
     let hits = ct_liver.as_array().unwrap();
     assert!(hits[0]["dataset"]["modality"].as_array().unwrap().contains(&json!("CT")), "{}", hits[0]);
-    let mr_only = |h: &&Value| {
-        h["dataset"]["area"] == "liver" && !h["dataset"]["modality"].as_array().unwrap().contains(&json!("CT"))
-    };
+    let mr_only = |h: &&Value| h["dataset"]["area"] == "liver" && !h["dataset"]["modality"].as_array().unwrap().contains(&json!("CT"));
     assert!(hits.iter().any(|h| mr_only(&h)), "liver datasets of other modalities still appear");
     let first_non_ct = hits.iter().position(|h| mr_only(&h)).unwrap();
     let ct_liver_count = hits
@@ -122,9 +120,7 @@ async fn the_list_filter_does_not_require_russian_words_the_vocabulary_lacks() {
 }
 
 fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[tokio::test]
@@ -258,14 +254,7 @@ async fn a_dataset_matching_every_concept_outranks_any_number_matching_fewer() {
 }
 
 fn request(text: &str) -> SearchRequest {
-    SearchRequest {
-        text: text.into(),
-        filters: SearchFilters::default(),
-        semantics: Semantics::Ranked,
-        limit: 20,
-        offset: 0,
-        facets: true,
-    }
+    SearchRequest { text: text.into(), filters: SearchFilters::default(), semantics: Semantics::Ranked, limit: 20, offset: 0, facets: true }
 }
 
 const PROBES: [&str; 6] = ["pneumonia chest CT", "МРТ головного мозга", "segmentation", "pnemonia", "retina", "зубы"];
@@ -344,7 +333,11 @@ async fn judged_queries_meet_the_quality_target() {
             let ideal: Vec<String> = relevant.iter().take(10).cloned().collect();
             let g = dcg(&relevant, &ranked) / dcg(&relevant, &ideal);
             if r < 0.9 || g < 0.8 {
-                eprintln!("{lang} {:?}: recall {r:.2} ndcg {g:.2}; missed {:?}", j["query"], relevant.iter().filter(|s| !ranked.contains(s)).collect::<Vec<_>>());
+                eprintln!(
+                    "{lang} {:?}: recall {r:.2} ndcg {g:.2}; missed {:?}",
+                    j["query"],
+                    relevant.iter().filter(|s| !ranked.contains(s)).collect::<Vec<_>>()
+                );
             }
             recall += r;
             ndcg += g;

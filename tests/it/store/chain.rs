@@ -113,7 +113,8 @@ fn assert_break(broken: &ChainBreak, position: i64, reason: &str) {
 }
 
 async fn tamper_edited_payload(kind: Kind) {
-    let Some(broken) = tampered(kind, |_, _| vec!["UPDATE events SET payload = '{\"stream\":\"a\",\"n\":999}' WHERE position = 7".into()]).await
+    let Some(broken) =
+        tampered(kind, |_, _| vec!["UPDATE events SET payload = '{\"stream\":\"a\",\"n\":999}' WHERE position = 7".into()]).await
     else {
         return;
     };

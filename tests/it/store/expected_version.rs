@@ -82,16 +82,12 @@ async fn multi_stream_append_is_atomic(kind: Kind) {
     let history = read_everything(store).await;
 
     // The last write conflicts: the first must not land.
-    let got = store
-        .append(vec![write("x", Any, vec![numbered(3), numbered(4)]), write("y", Exact(5), vec![numbered(5)])])
-        .await;
+    let got = store.append(vec![write("x", Any, vec![numbered(3), numbered(4)]), write("y", Exact(5), vec![numbered(5)])]).await;
     assert_eq!(got, Err(conflict("y", Exact(5), 1)));
     assert_unchanged(store, &history, "conflict on the second write").await;
 
     // The first write conflicts: the second must not land.
-    let got = store
-        .append(vec![write("x", NoStream, vec![numbered(6)]), write("y", Exact(1), vec![numbered(7)])])
-        .await;
+    let got = store.append(vec![write("x", NoStream, vec![numbered(6)]), write("y", Exact(1), vec![numbered(7)])]).await;
     assert_eq!(got, Err(conflict("x", NoStream, 1)));
     assert_unchanged(store, &history, "conflict on the first write").await;
 
@@ -120,13 +116,8 @@ async fn multi_stream_append_is_atomic(kind: Kind) {
         .await
         .unwrap();
     assert_eq!((a.first_position, a.last_position, a.duplicate), (3, 6, false));
-    let landed: Vec<_> = store
-        .read_all(2, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.position, e.stream_id, e.version, e.event_id))
-        .collect();
+    let landed: Vec<_> =
+        store.read_all(2, 10).await.unwrap().into_iter().map(|e| (e.position, e.stream_id, e.version, e.event_id)).collect();
     assert_eq!(
         landed,
         [

@@ -74,11 +74,7 @@ async fn run_round(f: &Fixture, spec: &str, round: usize) -> usize {
         .unwrap_or_else(|_| panic!("round {round}: the subscriber did not catch up with the head in 30 s"))
         .expect("subscriber task");
 
-    assert!(
-        committed.len() >= PROCESSES * WRITERS * APPENDS,
-        "round {round}: the writers reported only {} events",
-        committed.len()
-    );
+    assert!(committed.len() >= PROCESSES * WRITERS * APPENDS, "round {round}: the writers reported only {} events", committed.len());
     let head = store.head().await.unwrap().position;
     assert_eq!(head, start + committed.len() as i64, "round {round}: the head moved by exactly the committed events");
 

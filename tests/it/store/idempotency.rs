@@ -22,10 +22,7 @@ async fn retried_append_returns_the_original_positions(kind: Kind) {
     let first = store.append(order.clone()).await.unwrap();
     assert_eq!(first, Appended { first_position: 1, last_position: 2, duplicate: false });
     append_to(store, "order-2", Any, vec![numbered(3)]).await.unwrap();
-    let multi = vec![
-        write("order-3", NoStream, vec![numbered(4)]),
-        write("order-1", Exact(2), vec![numbered(5), numbered(6)]),
-    ];
+    let multi = vec![write("order-3", NoStream, vec![numbered(4)]), write("order-1", Exact(2), vec![numbered(5), numbered(6)])];
     assert_eq!(store.append(multi.clone()).await.unwrap().last_position, 6);
     append_to(store, "order-2", Any, vec![numbered(7)]).await.unwrap();
     let history = read_everything(store).await;
@@ -38,7 +35,8 @@ async fn retried_append_returns_the_original_positions(kind: Kind) {
         assert_eq!(store.append(multi.clone()).await, Ok(duplicate(4, 6)));
     }
     // The same events in one request but a different split over writes: still a retry.
-    let regrouped = vec![write("order-1", NoStream, vec![order[0].events[1].clone()]), write("order-1", Any, vec![order[0].events[0].clone()])];
+    let regrouped =
+        vec![write("order-1", NoStream, vec![order[0].events[1].clone()]), write("order-1", Any, vec![order[0].events[0].clone()])];
     assert_eq!(store.append(regrouped).await, Ok(duplicate(1, 2)));
 
     assert_eq!(read_everything(store).await, history, "a retry must not write anything");
@@ -60,10 +58,7 @@ async fn partly_known_event_ids_are_refused(kind: Kind) {
 
     // A known id next to a new one, in the same write and across writes.
     let new = numbered(2);
-    assert_eq!(
-        append_to(store, "s", Any, vec![new.clone(), known.clone()]).await,
-        Err(StoreError::DuplicateEvent(known.event_id))
-    );
+    assert_eq!(append_to(store, "s", Any, vec![new.clone(), known.clone()]).await, Err(StoreError::DuplicateEvent(known.event_id)));
     assert_eq!(
         store.append(vec![write("t", Any, vec![new.clone()]), write("s", Any, vec![known.clone()])]).await,
         Err(StoreError::DuplicateEvent(known.event_id))

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use medledger_application::chain::{ChainBreak, ChainVerifier, VerifyReport};
-use medledger_application::ports::{
-    Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamWrite,
-};
+use medledger_application::ports::{Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamWrite};
 use medledger_infrastructure::store::{Backend, Databases};
 use medledger_tests::{Kind, fresh_backend};
 use sqlx::Connection as _;
@@ -45,13 +43,7 @@ impl Fixture {
 }
 
 pub fn event(payload: impl Into<String>) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: "TestEvent".into(),
-        schema_version: 1,
-        payload: payload.into(),
-        metadata: "{}".into(),
-    }
+    NewEvent { event_id: Uuid::new_v4(), event_type: "TestEvent".into(), schema_version: 1, payload: payload.into(), metadata: "{}".into() }
 }
 
 pub fn numbered(n: usize) -> NewEvent {
@@ -117,13 +109,9 @@ pub enum Direct {
 impl Direct {
     pub async fn connect(backend: &Backend) -> Self {
         match backend {
-            Backend::Postgres { url } => {
-                Direct::Postgres(sqlx::PgConnection::connect(url).await.expect("direct PostgreSQL connection"))
-            }
+            Backend::Postgres { url } => Direct::Postgres(sqlx::PgConnection::connect(url).await.expect("direct PostgreSQL connection")),
             Backend::Sqlite { store, .. } => {
-                let options = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(store)
-                    .busy_timeout(Duration::from_secs(10));
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(store).busy_timeout(Duration::from_secs(10));
                 Direct::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.expect("direct SQLite connection"))
             }
         }
@@ -172,12 +160,11 @@ impl Fixture {
         let mut db = sqlx::PgConnection::connect(url).await.expect("direct PostgreSQL connection");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let listening: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
-            )
-            .fetch_one(&mut db)
-            .await
-            .expect("pg_stat_activity");
+            let listening: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN %'")
+                    .fetch_one(&mut db)
+                    .await
+                    .expect("pg_stat_activity");
             if listening >= n {
                 return;
             }

@@ -44,8 +44,7 @@ fn not_found() -> ApiError<Detail> {
 
 /// Past its time to live even if the sweeper has not recorded it yet.
 fn effectively_expired(c: &CollectionRow) -> bool {
-    c.status == "expired"
-        || (c.status == "ready" && c.expires_at.as_deref().is_some_and(|e| e <= now().as_str()))
+    c.status == "expired" || (c.status == "ready" && c.expires_at.as_deref().is_some_and(|e| e <= now().as_str()))
 }
 
 fn now() -> String {

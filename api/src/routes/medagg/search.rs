@@ -89,7 +89,8 @@ async fn search(
     check_query_text("query_text", &body.query_text)?;
     let f = body.filters.unwrap_or_default();
     let take = |v: Option<OneOrMany>| v.map(OneOrMany::into_vec).unwrap_or_default();
-    let filters = RawFilters { modality: take(f.modality), area: take(f.area), task_types: take(f.task_type), tags: take(f.tags) }.parse()?;
+    let filters =
+        RawFilters { modality: take(f.modality), area: take(f.area), task_types: take(f.task_type), tags: take(f.tags) }.parse()?;
     let no_filters = filters.modality.is_empty() && filters.area.is_empty() && filters.task_types.is_empty() && filters.tags.is_empty();
     if body.query_text.trim().is_empty() && no_filters {
         return Err(ApiError::field("query_text", "give a query_text, filters, or both"));
