@@ -41,10 +41,10 @@ fn content_type(req: &Request) -> String {
 /// Turns serde's message into a field error where it names a field.
 fn parse_error<S: Shape>(e: &serde_json::Error) -> ApiError<S> {
     let message = e.to_string();
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        if let Some((field, _)) = rest.split_once('`') {
-            return ApiError::field(field, "This field is required.");
-        }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        return ApiError::field(field, "This field is required.");
     }
     if e.is_syntax() || e.is_eof() {
         return ApiError::bad_request(format!("JSON parse error - {message}"));

@@ -82,10 +82,10 @@ pub async fn api_rate_limit(State(state): State<AppState>, req: Request, next: N
         let (parts, body) = req.into_parts();
         let user = bearer(&parts).and_then(|t| state.accounts.tokens().verify_access(t).ok()).map(|c| c.user_id);
         let req = Request::from_parts(parts, body);
-        if let Some(user) = user {
-            if let Err(retry) = state.api_limiter.check(&user.to_string()) {
-                return too_many(req.uri().path(), retry);
-            }
+        if let Some(user) = user
+            && let Err(retry) = state.api_limiter.check(&user.to_string())
+        {
+            return too_many(req.uri().path(), retry);
         }
         return next.run(req).await;
     }

@@ -179,15 +179,15 @@ impl EventCodec {
 ///
 /// `UserRegistered` v1 kept one `full_name`; v2 has `first_name` and `last_name`.
 pub fn upcast(event_type: &str, schema_version: i32, mut data: Value) -> Value {
-    if event_type == "UserRegistered" && schema_version < 2 {
-        if let Some(personal) = data.get_mut("personal").and_then(Value::as_object_mut) {
-            if let Some(full) = personal.remove("full_name") {
-                let full = full.as_str().unwrap_or_default().trim().to_string();
-                let (first, last) = full.split_once(' ').unwrap_or((&full, ""));
-                personal.insert("first_name".into(), json!(first));
-                personal.insert("last_name".into(), json!(last.trim()));
-            }
-        }
+    if event_type == "UserRegistered"
+        && schema_version < 2
+        && let Some(personal) = data.get_mut("personal").and_then(Value::as_object_mut)
+        && let Some(full) = personal.remove("full_name")
+    {
+        let full = full.as_str().unwrap_or_default().trim().to_string();
+        let (first, last) = full.split_once(' ').unwrap_or((&full, ""));
+        personal.insert("first_name".into(), json!(first));
+        personal.insert("last_name".into(), json!(last.trim()));
     }
     data
 }

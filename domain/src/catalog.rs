@@ -122,7 +122,8 @@ impl DatasetFields {
             fail("description", "at most 20000 characters".into());
         }
         let url = self.source_url.trim();
-        if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2_000 {
+        let http = url.starts_with("https://") || url.starts_with("http://");
+        if (!url.is_empty() && !http) || url.len() > 2_000 {
             fail("source_url", "an http(s) URL of at most 2000 characters".into());
         }
         self.source_url = url.to_string();

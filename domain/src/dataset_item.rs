@@ -45,18 +45,21 @@ pub fn parse_item_path(raw: &str) -> Result<String, DomainError> {
         return bad("file names must be relative");
     }
     let parts: Vec<&str> = trimmed.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    if parts.is_empty() || parts.iter().any(|p| *p == "..") {
+    if parts.is_empty() || parts.contains(&"..") {
         return bad("file names may not climb out of their folder");
     }
     Ok(parts.join("/"))
 }
+
+/// An item's labels, caption and identifiers, checked and trimmed.
+pub type ItemMetadata = (Vec<String>, String, BTreeMap<String, String>);
 
 /// Labels and caption as given by an admin, cleaned and bounded.
 pub fn clean_item_metadata(
     labels: Vec<String>,
     caption: String,
     identifiers: BTreeMap<String, String>,
-) -> Result<(Vec<String>, String, BTreeMap<String, String>), DomainError> {
+) -> Result<ItemMetadata, DomainError> {
     let mut clean: Vec<String> = labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     clean.dedup();
     if clean.len() > 100 || clean.iter().any(|l| l.chars().count() > 100) {

@@ -166,13 +166,13 @@ async fn scans_logout(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Hea
     if !via_bearer && !csrf_ok(&headers, None) {
         return Err(csrf_failure());
     }
-    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
-        if let Ok(claims) = state.accounts.tokens().verify_refresh(session) {
-            // An already-ended session is fine: logging out twice is not an error.
-            match state.accounts.logout(session, claims.user_id, &ctx).await {
-                Ok(()) | Err(AppError::Unauthorized(_)) | Err(AppError::TokenReuse) => {}
-                Err(e) => return Err(e.into()),
-            }
+    if let Some(session) = cookie(&headers, SESSION_COOKIE)
+        && let Ok(claims) = state.accounts.tokens().verify_refresh(session)
+    {
+        // An already-ended session is fine: logging out twice is not an error.
+        match state.accounts.logout(session, claims.user_id, &ctx).await {
+            Ok(()) | Err(AppError::Unauthorized(_)) | Err(AppError::TokenReuse) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let mut response = Json(json!({"success": true})).into_response();

@@ -344,7 +344,7 @@ async fn create_audit_entry(
     let position =
         medledger_application::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx).await?;
     state.caught_up(position).await;
-    let row = queries::audit_entry(&state.dbs.read, position).await?.ok_or_else(|| ApiError::<Myo>::internal())?;
+    let row = queries::audit_entry(&state.dbs.read, position).await?.ok_or_else(ApiError::<Myo>::internal)?;
     Ok((StatusCode::CREATED, Json(json!(row))))
 }
 

@@ -75,10 +75,10 @@ pub fn event_line(e: &DecodedEvent) -> Value {
     if let Some(h) = payload.get_mut("password_hash") {
         *h = json!("[redacted]");
     }
-    if e.erased {
-        if let Some(p) = payload.get_mut("personal") {
-            *p = json!(medledger_domain::ERASED);
-        }
+    if e.erased
+        && let Some(p) = payload.get_mut("personal")
+    {
+        *p = json!(medledger_domain::ERASED);
     }
     json!({
         "position": r.position,
@@ -140,7 +140,7 @@ async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): 
                 Ok(page) => page,
                 Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Cursor { done: true, ..cursor })),
             };
-            let Some(last) = page.last().map(|e| e.position) else { return None };
+            let last = page.last().map(|e| e.position)?;
             let mut chunk = String::new();
             for recorded in page {
                 if until.is_some_and(|u| recorded.recorded_at_us > u) {

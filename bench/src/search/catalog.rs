@@ -61,10 +61,11 @@ pub fn expand(real: &[Map<String, Value>], total: usize) -> Vec<Map<String, Valu
             }
             let mut tags: Vec<Value> = d.get("tags").and_then(Value::as_array).cloned().unwrap_or_default();
             tags.retain(|_| rng.random_bool(0.75));
-            if let Some(t) = partner.get("tags").and_then(Value::as_array).and_then(|t| t.choose(&mut rng)) {
-                if rng.random_bool(0.3) && !tags.contains(t) {
-                    tags.push(t.clone());
-                }
+            if let Some(t) = partner.get("tags").and_then(Value::as_array).and_then(|t| t.choose(&mut rng))
+                && rng.random_bool(0.3)
+                && !tags.contains(t)
+            {
+                tags.push(t.clone());
             }
             v.insert("tags".into(), Value::Array(tags));
             if let Some(y) = d.get("year").and_then(Value::as_i64) {

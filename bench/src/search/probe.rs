@@ -86,7 +86,7 @@ pub fn run(dir: &Path, mix: &[Request], passes: usize) -> anyhow::Result<()> {
             (t[t.len() / 2], i)
         })
         .collect();
-    medians.sort_by(|a, b| b.0.cmp(&a.0));
+    medians.sort_by_key(|m| std::cmp::Reverse(m.0));
     for (d, i) in medians.iter().take(15) {
         println!("  {:.2} ms  {}", d.as_secs_f64() * 1000.0, mix[*i].describe());
     }

@@ -59,7 +59,7 @@ pub fn prepare(bin: &Path, data_dir: &Path, file: &Path, import: bool) -> anyhow
 }
 
 fn last_line(text: &str, prefix: &str) -> String {
-    text.lines().filter(|l| l.trim_start().starts_with(prefix)).last().unwrap_or("").trim().to_string()
+    text.lines().rfind(|l| l.trim_start().starts_with(prefix)).unwrap_or("").trim().to_string()
 }
 
 /// A running `medledger serve`, killed when dropped.
@@ -174,6 +174,7 @@ impl Server {
         self.child.id()
     }
 
+    #[allow(dead_code, reason = "bench-inference uses it; bench-search shares this module")]
     pub fn cpu_ms_by_thread(&self) -> anyhow::Result<Vec<(String, f64)>> {
         cpu_ms_by_thread(self.pid())
     }

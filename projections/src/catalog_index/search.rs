@@ -147,6 +147,7 @@ impl CatalogIndex {
     /// Clauses matching one alternative wording of a concept in a pair of (title, body)
     /// fields analysed for `language`. Only a wording the user typed may be a typo: the
     /// vocabulary's synonyms are spelt right, and one the catalog never uses matches nothing.
+    #[expect(clippy::too_many_arguments, reason = "one call site; the arguments are the clause's parts, not a bundle")]
     fn text_clauses(
         &self,
         searcher: &Searcher,
