@@ -49,6 +49,14 @@ pub struct Config {
     pub request_priority: Result<RequestPriority, String>,
 }
 
+/// `MEDLEDGER_REQUEST_PRIORITY`, else the name it had until stop 12,
+/// `MEDLEDGER_REQUEST_NICE` (a server configured with it keeps its setting), else the
+/// default.
+fn request_priority(priority: Option<String>, old_nice: Option<String>) -> Result<RequestPriority, String> {
+    let named = priority.map(|v| ("MEDLEDGER_REQUEST_PRIORITY", v)).or(old_nice.map(|v| ("MEDLEDGER_REQUEST_NICE", v)));
+    named.map_or(Ok(DEFAULT_REQUEST_PRIORITY), |(name, v)| v.parse().map_err(|e| format!("{name}: {e}")))
+}
+
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
@@ -84,8 +92,7 @@ impl Config {
             inference_threads: env_u32("MEDLEDGER_INFERENCE_THREADS", 1).max(1) as usize,
             inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
             inference_workers: env_u32("MEDLEDGER_INFERENCE_WORKERS", 1).max(1) as usize,
-            request_priority: env_opt("MEDLEDGER_REQUEST_PRIORITY")
-                .map_or(Ok(DEFAULT_REQUEST_PRIORITY), |v| v.parse().map_err(|e| format!("MEDLEDGER_REQUEST_PRIORITY: {e}"))),
+            request_priority: request_priority(env_opt("MEDLEDGER_REQUEST_PRIORITY"), env_opt("MEDLEDGER_REQUEST_NICE")),
         }
     }
 
@@ -101,5 +108,20 @@ impl Config {
 
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir.join("outbox")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_priority_takes_the_new_name_then_the_old_one() {
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(request_priority(None, None), Ok(DEFAULT_REQUEST_PRIORITY));
+        assert_eq!(request_priority(some("idle"), some("0")), Ok(RequestPriority::Idle));
+        assert_eq!(request_priority(None, some("0")), Ok(RequestPriority::Nice(0)), "a server set up before the rename keeps its setting");
+        let refused = request_priority(None, some("lots")).unwrap_err();
+        assert!(refused.starts_with("MEDLEDGER_REQUEST_NICE: "), "{refused}");
     }
 }
