@@ -100,19 +100,30 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    /// A named thread that reports its id and then waits until `release` drops.
-    fn parked(name: &str, release: &std::sync::Arc<std::sync::Mutex<()>>) -> (libc::id_t, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel();
-        let release = release.clone();
-        let handle = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                // SAFETY: gettid has no arguments and cannot fail.
-                tx.send(unsafe { libc::gettid() } as libc::id_t).unwrap();
-                drop(release.lock());
-            })
-            .unwrap();
-        (rx.recv().unwrap(), handle)
+    /// Runs `check` with two named threads alive, a kept "model" one and another,
+    /// given their thread ids; both end afterwards.
+    fn with_threads(model: &str, other: &str, check: impl FnOnce(libc::id_t, libc::id_t)) {
+        let release = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let guard = release.lock().unwrap();
+        let parked = |name: &str| {
+            let (tx, rx) = mpsc::channel();
+            let release = release.clone();
+            let handle = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    // SAFETY: gettid has no arguments and cannot fail.
+                    tx.send(unsafe { libc::gettid() } as libc::id_t).unwrap();
+                    drop(release.lock());
+                })
+                .unwrap();
+            (rx.recv().unwrap(), handle)
+        };
+        let (model, model_thread) = parked(model);
+        let (other, other_thread) = parked(other);
+        check(model, other);
+        drop(guard);
+        model_thread.join().unwrap();
+        other_thread.join().unwrap();
     }
 
     #[test]
@@ -128,34 +139,24 @@ mod tests {
 
     #[test]
     fn idle_moves_other_threads_to_sched_idle() {
-        let release = std::sync::Arc::new(std::sync::Mutex::new(()));
-        let guard = release.lock().unwrap();
-        let (model, model_thread) = parked("idlekeep-model-0", &release);
-        let (other, other_thread) = parked("idle-other-worker", &release);
-        // SAFETY: sched_getscheduler only reads its argument.
-        let policy = |tid: libc::id_t| unsafe { libc::sched_getscheduler(tid as libc::pid_t) };
-        let before = policy(model);
-        lower_threads_except("idlekeep-model-", RequestPriority::Idle).unwrap();
-        assert_eq!(policy(other), libc::SCHED_IDLE);
-        assert_eq!(policy(model), before);
-        drop(guard);
-        model_thread.join().unwrap();
-        other_thread.join().unwrap();
+        with_threads("idlekeep-model-0", "idle-other-worker", |model, other| {
+            // SAFETY: sched_getscheduler only reads its argument.
+            let policy = |tid: libc::id_t| unsafe { libc::sched_getscheduler(tid as libc::pid_t) };
+            let before = policy(model);
+            lower_threads_except("idlekeep-model-", RequestPriority::Idle).unwrap();
+            assert_eq!(policy(other), libc::SCHED_IDLE);
+            assert_eq!(policy(model), before);
+        });
     }
 
     #[test]
     fn other_threads_move_down_and_the_kept_ones_stay() {
-        let release = std::sync::Arc::new(std::sync::Mutex::new(()));
-        let guard = release.lock().unwrap();
-        let (model, model_thread) = parked("keepme-model-0", &release);
-        let (other, other_thread) = parked("other-worker", &release);
-        let (model_before, other_before) = (nice_of(model).unwrap(), nice_of(other).unwrap());
-        let lowered = lower_threads_except("keepme-model-", RequestPriority::Nice(3)).unwrap();
-        assert!(lowered >= 2, "this test's own thread and the other worker: {lowered}");
-        assert_eq!(nice_of(model).unwrap(), model_before);
-        assert_eq!(nice_of(other).unwrap(), (other_before + 3).min(19));
-        drop(guard);
-        model_thread.join().unwrap();
-        other_thread.join().unwrap();
+        with_threads("keepme-model-0", "other-worker", |model, other| {
+            let (model_before, other_before) = (nice_of(model).unwrap(), nice_of(other).unwrap());
+            let lowered = lower_threads_except("keepme-model-", RequestPriority::Nice(3)).unwrap();
+            assert!(lowered >= 2, "this test's own thread and the other worker: {lowered}");
+            assert_eq!(nice_of(model).unwrap(), model_before);
+            assert_eq!(nice_of(other).unwrap(), (other_before + 3).min(19));
+        });
     }
 }

@@ -28,7 +28,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde_json::Value;
 
-use server::Server;
+use server::{Server, ThreadTimes};
 
 #[derive(Parser)]
 struct Args {
@@ -275,31 +275,31 @@ struct Throughput {
     model_time: (f64, f64, f64),
 }
 
-/// The model threads' (running, waiting for a CPU) ns so far, summed, from the
-/// scheduler's per-thread statistics.
-fn model_schedstat(server: &Server) -> anyhow::Result<(f64, f64)> {
-    let (mut running, mut waiting) = (0.0, 0.0);
-    for entry in std::fs::read_dir(format!("/proc/{}/task", server.pid()))? {
-        let path = entry?.path();
-        let Ok(name) = std::fs::read_to_string(path.join("comm")) else { continue };
-        if !name.starts_with("inference-") {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("schedstat")) else { continue };
-        let mut fields = stat.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(0.0));
-        running += fields.next().unwrap_or(0.0);
-        waiting += fields.next().unwrap_or(0.0);
-    }
-    Ok((running, waiting))
+/// The server's model threads, by the name it gives them.
+const MODEL_THREADS: &str = "inference-";
+
+/// What the kernel has counted so far: CPU ms of the server's model threads, of its
+/// other threads and of this process (the clients), and the model threads' ns running
+/// and waiting for a CPU.
+struct Counts {
+    model_cpu_ms: f64,
+    server_cpu_ms: f64,
+    client_cpu_ms: f64,
+    model_running_ns: f64,
+    model_waiting_ns: f64,
 }
 
-/// (model threads, every other server thread, this process), CPU ms so far.
-fn cpu_split(server: &Server) -> anyhow::Result<(f64, f64, f64)> {
-    let threads = server.cpu_ms_by_thread()?;
-    let model: f64 = threads.iter().filter(|(name, _)| name.starts_with("inference-")).map(|(_, ms)| ms).sum();
-    let all: f64 = threads.iter().map(|(_, ms)| ms).sum();
-    let client: f64 = server::cpu_ms_by_thread(std::process::id())?.iter().map(|(_, ms)| ms).sum();
-    Ok((model, all - model, client))
+fn counts(server: &Server) -> anyhow::Result<Counts> {
+    let (model, rest): (Vec<ThreadTimes>, Vec<ThreadTimes>) =
+        server::thread_times(server.pid())?.into_iter().partition(|t| t.name.starts_with(MODEL_THREADS));
+    let sum = |threads: &[ThreadTimes], of: fn(&ThreadTimes) -> f64| threads.iter().map(of).sum::<f64>();
+    Ok(Counts {
+        model_cpu_ms: sum(&model, |t| t.cpu_ms),
+        server_cpu_ms: sum(&rest, |t| t.cpu_ms),
+        client_cpu_ms: sum(&server::thread_times(std::process::id())?, |t| t.cpu_ms),
+        model_running_ns: sum(&model, |t| t.running_ns),
+        model_waiting_ns: sum(&model, |t| t.waiting_ns),
+    })
 }
 
 /// `clients` concurrent clients, each sending `per_client` tasks one after another:
@@ -313,8 +313,7 @@ async fn concurrent(
     clients: usize,
     per_client: usize,
 ) -> anyhow::Result<Throughput> {
-    let cpu_before = cpu_split(server)?;
-    let sched_before = model_schedstat(server)?;
+    let before = counts(server)?;
     let started = Instant::now();
     let clients = (0..clients).map(|_| {
         let (server, http, query, image) = (server.clone(), http.clone(), query.to_string(), image.to_vec());
@@ -330,18 +329,17 @@ async fn concurrent(
         joined??;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let cpu_after = cpu_split(server)?;
-    let sched_after = model_schedstat(server)?;
+    let after = counts(server)?;
     let wall_ns = seconds * 1e9;
-    let (running, waiting) = (sched_after.0 - sched_before.0, sched_after.1 - sched_before.1);
+    let (running, waiting) = (after.model_running_ns - before.model_running_ns, after.model_waiting_ns - before.model_waiting_ns);
     let model_time = (100.0 * running / wall_ns, 100.0 * waiting / wall_ns, 100.0 * (wall_ns - running - waiting).max(0.0) / wall_ns);
     let per_task = |after: f64, before: f64| (after - before) / n as f64;
     Ok(Throughput {
         per_s: n as f64 / seconds,
         seconds,
-        model_cpu_ms: per_task(cpu_after.0, cpu_before.0),
-        server_cpu_ms: per_task(cpu_after.1, cpu_before.1),
-        client_cpu_ms: per_task(cpu_after.2, cpu_before.2),
+        model_cpu_ms: per_task(after.model_cpu_ms, before.model_cpu_ms),
+        server_cpu_ms: per_task(after.server_cpu_ms, before.server_cpu_ms),
+        client_cpu_ms: per_task(after.client_cpu_ms, before.client_cpu_ms),
         model_time,
     })
 }

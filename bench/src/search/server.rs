@@ -168,15 +168,10 @@ impl Server {
         line.split_whitespace().nth(1).context("VmRSS value")?.parse().context("VmRSS value")
     }
 
-    /// CPU time (user + system, ms) of the server's threads, by thread name.
+    /// The server's process id, for [`thread_times`].
     #[allow(dead_code)] // bench-inference's; bench-search includes this module too
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    #[allow(dead_code, reason = "bench-inference uses it; bench-search shares this module")]
-    pub fn cpu_ms_by_thread(&self) -> anyhow::Result<Vec<(String, f64)>> {
-        cpu_ms_by_thread(self.pid())
     }
 
     pub async fn search(&self, http: &reqwest::Client, body: &Value) -> anyhow::Result<Vec<String>> {
@@ -233,20 +228,40 @@ pub fn sender(server: &Arc<Server>, http: &reqwest::Client) -> impl Fn(Request) 
     }
 }
 
-/// CPU time (user + system, ms) of each thread of process `pid`, with its name.
+/// What the kernel has counted so far for one thread of a process.
 #[allow(dead_code)] // bench-inference's; bench-search includes this module too
-pub fn cpu_ms_by_thread(pid: u32) -> anyhow::Result<Vec<(String, f64)>> {
+pub struct ThreadTimes {
+    pub name: String,
+    /// User + system CPU time, ms (from `stat`, in clock ticks).
+    pub cpu_ms: f64,
+    /// On a CPU, and runnable but waiting for one, ns (from `schedstat`).
+    pub running_ns: f64,
+    pub waiting_ns: f64,
+}
+
+/// Every thread of process `pid`, read once each.
+#[allow(dead_code)] // bench-inference's; bench-search includes this module too
+pub fn thread_times(pid: u32) -> anyhow::Result<Vec<ThreadTimes>> {
     // The kernel counts in clock ticks of 10 ms (USER_HZ is 100 on Linux).
     const MS_PER_TICK: f64 = 10.0;
     let mut threads = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else { continue };
+        let path = entry?.path();
+        // A thread that ended since the listing has nothing left to count.
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
         // "tid (name) state ...": the name may hold spaces, so split after its ')'.
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        // After the name: state is field 0, utime 11, stime 12.
-        threads.push((stat[open + 1..close].to_string(), (ticks(11) + ticks(12)) * MS_PER_TICK));
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        let mut sched = schedstat.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(0.0));
+        threads.push(ThreadTimes {
+            name: stat[open + 1..close].to_string(),
+            // After the name: state is field 0, utime 11, stime 12.
+            cpu_ms: (ticks(11) + ticks(12)) * MS_PER_TICK,
+            running_ns: sched.next().unwrap_or(0.0),
+            waiting_ns: sched.next().unwrap_or(0.0),
+        });
     }
     Ok(threads)
 }

@@ -160,20 +160,21 @@ async fn snapshot(tx: &mut sqlx::SqliteConnection, streams: &[String], ids: &[Uu
 /// Inserts the rows and moves the head in one round trip: sqlx runs every statement of
 /// a query, binding each one's `?`s from where the last one's ended.
 async fn insert_events(tx: &mut sqlx::SqliteConnection, rows: &[RecordedEvent], head: ChainHead) -> Result<(), StoreError> {
-    let chunks: Vec<&[RecordedEvent]> = rows.chunks(MAX_BINDS / EVENT_COLUMNS).collect();
-    for (i, chunk) in chunks.iter().enumerate() {
+    let chunks = rows.chunks(MAX_BINDS / EVENT_COLUMNS);
+    let count = chunks.len();
+    for (i, chunk) in chunks.enumerate() {
         let row = format!("({})", placeholders(EVENT_COLUMNS));
         let mut sql = format!(
             "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, \
              metadata, recorded_at_us, prev_hash, hash) VALUES {}",
             vec![row.as_str(); chunk.len()].join(", ")
         );
-        let last = i + 1 == chunks.len();
+        let last = i + 1 == count;
         if last {
             sql.push_str("; UPDATE chain_head SET position = ?, hash = ? WHERE id = 1");
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in *chunk {
+        for r in chunk {
             query = query
                 .bind(r.position)
                 .bind(&r.stream_id)
