@@ -41,8 +41,11 @@ pub struct Config {
     pub inference_threads: usize,
     /// Inference tasks in flight at once (`MEDLEDGER_INFERENCE_QUEUE`).
     pub inference_queue: usize,
-    /// `MEDLEDGER_INFERENCE_WORKERS`: threads that run models, one task at a time each.
+    /// `MEDLEDGER_INFERENCE_WORKERS`: threads that run models.
     pub inference_workers: usize,
+    /// `MEDLEDGER_INFERENCE_BATCH`: at most this many queued tasks share one run of a
+    /// model (1: every task runs alone).
+    pub inference_batch: usize,
     /// `MEDLEDGER_REQUEST_PRIORITY`: where every thread but the model threads runs,
     /// `idle` or a number of nice levels below them (0: all alike). See `priority`; an
     /// unreadable value is kept as the message `serve` refuses to start with.
@@ -92,6 +95,7 @@ impl Config {
             inference_threads: env_u32("MEDLEDGER_INFERENCE_THREADS", 1).max(1) as usize,
             inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
             inference_workers: env_u32("MEDLEDGER_INFERENCE_WORKERS", 1).max(1) as usize,
+            inference_batch: env_u32("MEDLEDGER_INFERENCE_BATCH", 8).max(1) as usize,
             request_priority: request_priority(env_opt("MEDLEDGER_REQUEST_PRIORITY"), env_opt("MEDLEDGER_REQUEST_NICE")),
         }
     }

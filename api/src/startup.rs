@@ -84,8 +84,13 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         tracing::warn!(error = %e, "inference tasks will fail until ONNX Runtime is available");
     }
     let images = Arc::new(medledger_infrastructure::onnx::UploadedImages { max_side: crate::builtin_models::MAX_IMAGE_SIDE });
-    let workers = medledger_application::workers::Workers::new(MODEL_THREADS, config.inference_workers, config.inference_queue)?;
-    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, workers, config.inference_queue);
+    let model_threads = medledger_application::model_threads::ModelThreads::new(
+        MODEL_THREADS,
+        config.inference_workers,
+        config.inference_queue,
+        config.inference_batch,
+    )?;
+    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, model_threads, config.inference_queue);
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),

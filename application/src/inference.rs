@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use tokio::sync::{Semaphore, watch};
 
@@ -20,8 +19,8 @@ use sha2::Digest as _;
 use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
-use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, ModelInput, Position, RgbImage};
-use crate::workers::Workers;
+use crate::model_threads::{ModelInputs, ModelThreads};
+use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage};
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
 /// IoU are merged (greedy NMS); at most this many primitives per image.
@@ -55,7 +54,7 @@ pub struct InferenceTasks {
     engine: Result<Arc<dyn InferenceEngine>, String>,
     manifests: Arc<RwLock<HashMap<ModelId, ModelManifest>>>,
     /// Where the models run.
-    workers: Workers,
+    model_threads: ModelThreads,
     /// Runs started by `submit` itself, so that the saga waits for them.
     dispatched: Dispatched,
 }
@@ -135,10 +134,10 @@ impl InferenceTasks {
         blobs: Arc<dyn BlobStore>,
         images: Arc<dyn ImageDecoder>,
         engine: Result<Arc<dyn InferenceEngine>, String>,
-        workers: Workers,
+        model_threads: ModelThreads,
         in_flight: usize,
     ) -> Self {
-        Self { ledger, ids, blobs, images, engine, manifests: Arc::default(), workers, dispatched: Dispatched::new(in_flight) }
+        Self { ledger, ids, blobs, images, engine, manifests: Arc::default(), model_threads, dispatched: Dispatched::new(in_flight) }
     }
 
     /// Registers the built-in models (nothing is appended when they already are) and
@@ -400,23 +399,15 @@ impl InferenceTasks {
     /// Runs the detector and then the classifier; only the sessions' runs take the model
     /// threads, the one resource every task queues for.
     async fn infer(&self, models: &TaskModels, inputs: Result<ModelInputs, String>) -> Result<(InferenceResult, f64), String> {
-        let inputs = inputs?;
-        let engine = self.engine.clone()?;
-        let (detector, classifier) = (models.detector, models.classifier);
-        let (rows, probabilities, model_ms) = self
-            .workers
-            .run(move || {
-                let started = Instant::now();
-                let rows = engine.run(detector, &inputs.detection)?;
-                let probabilities = engine.run(classifier, inputs.classification.as_ref().unwrap_or(&inputs.detection))?;
-                Ok::<_, String>((rows, probabilities, started.elapsed().as_secs_f64() * 1000.0))
-            })
+        let outputs = self
+            .model_threads
+            .run(self.engine.clone()?, models.detector, models.classifier, inputs?)
             .await
             .ok_or("the inference workers stopped")??;
-        let primitives =
-            decode_detections(&rows, &models.detection, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES).map_err(|e| e.to_string())?;
-        let (image_class, _) = top_class(&probabilities, &models.scene.classes).map_err(|e| e.to_string())?;
-        Ok((InferenceResult { image_class, primitives }, model_ms))
+        let primitives = decode_detections(&outputs.detections, &models.detection, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES)
+            .map_err(|e| e.to_string())?;
+        let (image_class, _) = top_class(&outputs.probabilities, &models.scene.classes).map_err(|e| e.to_string())?;
+        Ok((InferenceResult { image_class, primitives }, outputs.model_ms))
     }
 }
 
@@ -437,13 +428,6 @@ impl TaskModels {
             if self.detection.input.same_tensor_as(&self.scene.input) { None } else { Some(engine.input(self.classifier, image)?) };
         Ok(ModelInputs { detection, classification })
     }
-}
-
-/// What the models of a task run on; no classification input when the detection
-/// input serves both.
-struct ModelInputs {
-    detection: ModelInput,
-    classification: Option<ModelInput>,
 }
 
 /// What a user asks for: their image through these two models.

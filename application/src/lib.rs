@@ -13,8 +13,8 @@ mod error;
 pub mod inference;
 pub mod ledger;
 pub mod metadata;
+pub mod model_threads;
 pub mod ports;
 pub mod sagas;
-pub mod workers;
 
 pub use error::AppError;

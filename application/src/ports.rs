@@ -294,9 +294,10 @@ pub trait InferenceEngine: Send + Sync {
     /// `image` resized and normalised as the model's manifest says. Kept apart from
     /// `run` so that this CPU work stays off the model threads, which are the bottleneck.
     fn input(&self, model_id: medledger_domain::inference::ModelId, image: &RgbImage) -> Result<ModelInput, String>;
-    /// Runs the model on an input made by `input` and returns its one output tensor,
-    /// flattened.
-    fn run(&self, model_id: medledger_domain::inference::ModelId, input: &ModelInput) -> Result<Vec<f32>, String>;
+    /// Runs the model on inputs made by `input` and returns each one's output tensor,
+    /// flattened, in order. A graph that takes a batch dimension runs them all at once,
+    /// which costs less per image than one run each; any other runs them one by one.
+    fn run(&self, model_id: medledger_domain::inference::ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, String>;
 }
 
 /// A model's input tensor: `[1, 3, height, width]` floats, channel planes in order.

@@ -4,7 +4,9 @@
 //! The baseline is a plain ONNX Runtime loop in this process: the same model files, the
 //! same intra-op thread count, the same image already turned into the input tensor, and
 //! nothing but `Session::run` in the timed loop (detector, then scene classifier, as a
-//! task runs them). The service is the release server on an empty SQLite store.
+//! task runs them), one image per run. The server runs tasks that queued up together in
+//! one run per model, so the same loop in runs of `--batch` images is reported beside it.
+//! The service is the release server on an empty SQLite store.
 //!
 //! cargo build --release -p medledger-bench -p medledger-api && ./target/release/bench-inference --help
 
@@ -47,6 +49,10 @@ struct Args {
     /// Intra-op threads, for the plain loop and the server alike.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Most tasks per model run in the server (`MEDLEDGER_INFERENCE_BATCH`), and the
+    /// images per run of the second, batched plain loop.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
     /// Timed runs of the plain loop (after 50 warm-up runs).
     #[arg(long, default_value_t = 1000)]
     plain_runs: usize,
@@ -123,18 +129,18 @@ struct Plain {
 struct PlainLoop {
     detector: PlainModel,
     classifier: PlainModel,
+    batch: usize,
 }
 
-/// The plain ONNX Runtime loop: detector then classifier on the prepared tensors.
-fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<PlainLoop> {
-    let library = find_library(None).context("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")?;
-    let env = ort::init_from(&library)?.with_name("bench-inference").build()?;
+/// The plain ONNX Runtime loop: detector then classifier on the prepared tensors, in runs
+/// of `batch` copies of the image.
+fn plain_loop(args: &Args, env: &ort::environment::Environment, image: &[u8], batch: usize) -> anyhow::Result<PlainLoop> {
     let decoded = UploadedImages { max_side: 8192 }.decode(image).map_err(anyhow::Error::msg)?.image;
     let load = |id: i64| -> anyhow::Result<PlainModel> {
         let (onnx, manifest) = model_files(id)?;
         let manifest: ModelManifest = serde_json::from_str(&std::fs::read_to_string(manifest)?)?;
         let onnx = std::fs::read(onnx)?;
-        let session = Session::builder(&env)?
+        let session = Session::builder(env)?
             .with_intra_threads(args.threads)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .commit_from_memory(&onnx)
@@ -143,27 +149,29 @@ fn plain_loop(args: &Args, image: &[u8]) -> anyhow::Result<PlainLoop> {
         Ok(PlainModel {
             session,
             input_name: spec.name.clone(),
-            shape: [1, 3, spec.height as usize, spec.width as usize],
-            tensor: to_tensor(&decoded, spec).map_err(anyhow::Error::msg)?,
+            shape: [batch, 3, spec.height as usize, spec.width as usize],
+            tensor: to_tensor(&decoded, spec).map_err(anyhow::Error::msg)?.repeat(batch),
         })
     };
-    let mut plain = PlainLoop { detector: load(args.detector)?, classifier: load(args.classifier)? };
+    let mut plain = PlainLoop { detector: load(args.detector)?, classifier: load(args.classifier)?, batch };
     plain.measure(50)?;
     Ok(plain)
 }
 
 impl PlainLoop {
-    fn measure(&mut self, runs: usize) -> anyhow::Result<Plain> {
+    /// `images` images, in runs of the loop's batch; times are per image.
+    fn measure(&mut self, images: usize) -> anyhow::Result<Plain> {
         let mut plain = Plain { per_image: Vec::new(), detector: Vec::new(), classifier: Vec::new() };
-        for _ in 0..runs {
+        let per_image_ms = |d: Duration| d.as_secs_f64() * 1e3 / self.batch as f64;
+        for _ in 0..images.div_ceil(self.batch) {
             let started = Instant::now();
             self.detector.run()?;
             let between = Instant::now();
             self.classifier.run()?;
             let ended = Instant::now();
-            plain.detector.push((between - started).as_secs_f64() * 1e3);
-            plain.classifier.push((ended - between).as_secs_f64() * 1e3);
-            plain.per_image.push((ended - started).as_secs_f64() * 1e3);
+            plain.detector.push(per_image_ms(between - started));
+            plain.classifier.push(per_image_ms(ended - between));
+            plain.per_image.push(per_image_ms(ended - started));
         }
         Ok(plain)
     }
@@ -385,13 +393,18 @@ async fn main() -> anyhow::Result<()> {
     let image = std::fs::read(&args.image).with_context(|| format!("read {}", args.image.display()))?;
 
     eprintln!("plain ONNX Runtime loop: {} runs", args.plain_runs);
-    let mut plain_loop = plain_loop(&args, &image)?;
-    let plain = plain_loop.measure(args.plain_runs)?;
+    let library = find_library(None).context("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")?;
+    let env = ort::init_from(&library)?.with_name("bench-inference").build()?;
+    let mut single = plain_loop(&args, &env, &image, 1)?;
+    let plain = single.measure(args.plain_runs)?;
     let plain_images_per_s = plain.images_per_s();
+    // The server runs queued tasks in batches: the same loop in runs of that many images is
+    // the baseline a batching service is measured against too.
+    let mut batched = plain_loop(&args, &env, &image, args.batch)?;
 
     let data = std::env::temp_dir().join(format!("medledger-bench-inference-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
-    let result = service(&args, &data, &image, &mut plain_loop, &plain, plain_images_per_s).await;
+    let result = service(&args, &data, &image, [&mut single, &mut batched], &plain, plain_images_per_s).await;
     if args.keep {
         eprintln!("kept {}", data.display());
     } else {
@@ -404,12 +417,12 @@ async fn service(
     args: &Args,
     data: &Path,
     image: &[u8],
-    plain_loop: &mut PlainLoop,
+    [plain_loop, batched]: [&mut PlainLoop; 2],
     plain: &Plain,
     plain_images_per_s: f64,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let env = [("MEDLEDGER_INFERENCE_THREADS", args.threads.to_string())];
+    let env = [("MEDLEDGER_INFERENCE_THREADS", args.threads.to_string()), ("MEDLEDGER_INFERENCE_BATCH", args.batch.to_string())];
     let server = Arc::new(Server::start_with(&args.medledger, data, &http, &env).await?);
     let query = format!("detection_model_id={}&classification_model_id={}", args.detector, args.classifier);
 
@@ -429,7 +442,8 @@ async fn service(
         let before = plain_loop.measure(args.adjacent_runs)?.images_per_s();
         let run = concurrent(&server, &http, &query, image, ask, args.clients, args.per_client).await?;
         let after = plain_loop.measure(args.adjacent_runs)?.images_per_s();
-        throughput.push((ask, run, (before, after)));
+        let batched_after = batched.measure(args.adjacent_runs)?.images_per_s();
+        throughput.push((ask, run, (before, after), batched_after));
     }
 
     let (per_image, detector, classifier) =
@@ -463,12 +477,12 @@ async fn service(
         println!("- Overhead at p50, {}: **{overhead:.2} ms** (target ≤ 10 ms).", ask.describe());
     }
     println!("- Plain loop: {plain_images_per_s:.1} images/s.");
-    for (ask, t, (before, after)) in &throughput {
+    for (ask, t, (before, after), batched_after) in &throughput {
         let beside = (before + after) / 2.0;
         println!(
             "- {} clients × {} tasks, {}: {:.1} tasks/s ({:.1} s), **{:.0}%** of the plain loop run just before and after \
-             ({before:.1} and {after:.1} images/s; target ≥ 90%), {:.0}% of the first plain loop. \
-             CPU per task: model thread {:.2} ms, rest of the server {:.2} ms, clients {:.2} ms. \
+             ({before:.1} and {after:.1} images/s; target ≥ 90%), {:.0}% of the first plain loop, {:.0}% of the plain loop \
+             in runs of {} images just after ({batched_after:.1} images/s). CPU per task: model thread {:.2} ms, rest of the server {:.2} ms, clients {:.2} ms. \
              Model thread: running {:.1}%, waiting for a CPU {:.1}%, idle {:.1}% of the run.",
             args.clients,
             args.per_client,
@@ -477,6 +491,8 @@ async fn service(
             t.seconds,
             100.0 * t.per_s / beside,
             100.0 * t.per_s / plain_images_per_s,
+            100.0 * t.per_s / batched_after,
+            args.batch,
             t.model_cpu_ms,
             t.server_cpu_ms,
             t.client_cpu_ms,

@@ -52,6 +52,8 @@ fn environment(library: &Path) -> Result<Arc<ort::environment::Environment>, Str
 struct LoadedModel {
     manifest: ModelManifest,
     session: Mutex<Session>,
+    /// The graph's input and output take any batch size (not a batch fixed at 1).
+    batches: bool,
 }
 
 pub struct OnnxEngine {
@@ -74,8 +76,10 @@ impl OnnxEngine {
 }
 
 /// The manifest must describe the graph: one float input [1, 3, H, W] (or dynamic
-/// dimensions) under the manifest's name, and an output under its name.
-fn check_graph(session: &Session, manifest: &ModelManifest) -> Result<(), String> {
+/// dimensions) under the manifest's name, and an output under its name. Whether the
+/// graph takes a batch of images: both its input's and its output's first dimension are
+/// dynamic.
+fn check_graph(session: &Session, manifest: &ModelManifest) -> Result<bool, String> {
     let input = session
         .inputs()
         .iter()
@@ -96,11 +100,12 @@ fn check_graph(session: &Session, manifest: &ModelManifest) -> Result<(), String
     if !fits {
         return Err(format!("the model's input shape is {dims:?}; the manifest says {expected:?}"));
     }
-    if !session.outputs().iter().any(|o| o.name() == manifest.output.name) {
+    let Some(output) = session.outputs().iter().find(|o| o.name() == manifest.output.name) else {
         let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
         return Err(format!("the model has no output named {:?} (it has {names:?})", manifest.output.name));
-    }
-    Ok(())
+    };
+    let output_batches = matches!(output.dtype(), ValueType::Tensor { shape, .. } if shape.first().is_some_and(|d| *d < 0));
+    Ok(dims[0] < 0 && output_batches)
 }
 
 /// NCHW float input: resized (bilinear) to the model's size, then
@@ -132,8 +137,8 @@ impl InferenceEngine for OnnxEngine {
             .and_then(|b| b.with_intra_threads(self.intra_threads).map_err(Into::into))
             .and_then(|mut b| b.commit_from_memory(onnx))
             .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
-        check_graph(&session, manifest)?;
-        let loaded = Arc::new(LoadedModel { manifest: manifest.clone(), session: Mutex::new(session) });
+        let batches = check_graph(&session, manifest)?;
+        let loaded = Arc::new(LoadedModel { manifest: manifest.clone(), session: Mutex::new(session), batches });
         self.models.write().map_err(|_| "model table poisoned".to_string())?.insert(model_id, loaded);
         Ok(())
     }
@@ -147,21 +152,38 @@ impl InferenceEngine for OnnxEngine {
         Ok(ModelInput { width: spec.width, height: spec.height, values: to_tensor(image, spec)? })
     }
 
-    fn run(&self, model_id: ModelId, input: &ModelInput) -> Result<Vec<f32>, String> {
+    fn run(&self, model_id: ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, String> {
         let model = self.model(model_id)?;
         let spec = &model.manifest.input;
         let (w, h) = (spec.width as usize, spec.height as usize);
-        if (input.width, input.height) != (spec.width, spec.height) || input.values.len() != 3 * w * h {
-            return Err(format!("model {model_id} takes a {w}x{h} input, not {}x{}", input.width, input.height));
+        for input in inputs {
+            if (input.width, input.height) != (spec.width, spec.height) || input.values.len() != 3 * w * h {
+                return Err(format!("model {model_id} takes a {w}x{h} input, not {}x{}", input.width, input.height));
+            }
         }
-        let tensor = TensorRef::from_array_view(([1usize, 3, h, w], input.values.as_slice())).map_err(|e| format!("input tensor: {e}"))?;
-        let mut session = model.session.lock().map_err(|_| "session poisoned".to_string())?;
-        let outputs = session.run(ort::inputs![spec.name.as_str() => tensor]).map_err(|e| format!("model {model_id} failed: {e}"))?;
-        let output = outputs
-            .get(model.manifest.output.name.as_str())
-            .ok_or_else(|| format!("model {model_id} gave no {:?} output", model.manifest.output.name))?;
-        let (_, values) = output.try_extract_tensor::<f32>().map_err(|e| format!("model {model_id} output: {e}"))?;
-        Ok(values.to_vec())
+        if model.batches && inputs.len() > 1 {
+            let values: Vec<f32> = inputs.iter().flat_map(|i| i.values.iter().copied()).collect();
+            return model.run_once(model_id, [inputs.len(), 3, h, w], &values);
+        }
+        inputs.iter().map(|input| Ok(model.run_once(model_id, [1, 3, h, w], &input.values)?.remove(0))).collect()
+    }
+}
+
+impl LoadedModel {
+    /// One session run on the images laid out as `shape` (`[images, 3, height, width]`);
+    /// each image's output, flattened.
+    fn run_once(&self, id: ModelId, shape: [usize; 4], values: &[f32]) -> Result<Vec<Vec<f32>>, String> {
+        let (name, images) = (&self.manifest.output.name, shape[0]);
+        let tensor = TensorRef::from_array_view((shape, values)).map_err(|e| format!("input tensor: {e}"))?;
+        let mut session = self.session.lock().map_err(|_| "session poisoned".to_string())?;
+        let outputs =
+            session.run(ort::inputs![self.manifest.input.name.as_str() => tensor]).map_err(|e| format!("model {id} failed: {e}"))?;
+        let output = outputs.get(name.as_str()).ok_or_else(|| format!("model {id} gave no {name:?} output"))?;
+        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| format!("model {id} output: {e}"))?;
+        if shape.first().copied() != Some(images as i64) || values.is_empty() || values.len() % images != 0 {
+            return Err(format!("model {id} gave an output {name:?} of shape {shape:?} for {images} image(s)"));
+        }
+        Ok(values.chunks_exact(values.len() / images).map(<[f32]>::to_vec).collect())
     }
 }
 

@@ -30,13 +30,20 @@ fn outputs_match_python_onnxruntime_on_the_fixture_images() {
     let (engine, models) = engine();
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/expected.json")).unwrap()).unwrap();
     let decoder = UploadedImages { max_side: 8192 };
+    let images: Vec<&Value> = expected["images"].as_array().unwrap().iter().filter(|i| i["exact"] == true).collect();
+    let decoded: Vec<_> = images
+        .iter()
+        .map(|image| decoder.decode(&std::fs::read(format!("{FIXTURES}/{}", image["file"].as_str().unwrap())).unwrap()).unwrap().image)
+        .collect();
     let mut compared = 0;
-    for image in expected["images"].as_array().unwrap().iter().filter(|i| i["exact"] == true) {
-        let bytes = std::fs::read(format!("{FIXTURES}/{}", image["file"].as_str().unwrap())).unwrap();
-        let decoded = decoder.decode(&bytes).unwrap().image;
-        for (id, name, manifest) in &models {
+    for (id, name, manifest) in &models {
+        let inputs: Vec<ModelInput> = decoded.iter().map(|d| engine.input(*id, d).unwrap()).collect();
+        // All the images in one run, as queued tasks go, and each alone: the same outputs.
+        let batch = engine.run(*id, &inputs.iter().collect::<Vec<_>>()).unwrap();
+        let alone: Vec<Vec<f32>> = inputs.iter().map(|i| engine.run(*id, &[i]).unwrap().remove(0)).collect();
+        assert_eq!(batch, alone, "{name}: a batch computes what single runs do");
+        for (image, output) in images.iter().zip(&batch) {
             let reference = &image["models"][*name];
-            let output = engine.run(*id, &engine.input(*id, &decoded).unwrap()).unwrap();
             if *name == "scenes" {
                 for (got, want) in output.iter().zip(reference["probabilities"].as_array().unwrap()) {
                     assert!((f64::from(*got) - want.as_f64().unwrap()).abs() < 1e-4, "{}: {got} vs {want}", image["file"]);
@@ -53,7 +60,7 @@ fn outputs_match_python_onnxruntime_on_the_fixture_images() {
             }
             // Decoding and NMS agree with the reference post-processing too.
             let post = &reference["postprocessed"];
-            let ours = decode_detections(&output, manifest, 0.25, 0.5, 50).unwrap();
+            let ours = decode_detections(output, manifest, 0.25, 0.5, 50).unwrap();
             let theirs = post["detections"].as_array().unwrap();
             assert_eq!(ours.len(), theirs.len(), "{} {name}: {ours:?}", image["file"]);
             for (o, t) in ours.iter().zip(theirs) {
@@ -66,6 +73,24 @@ fn outputs_match_python_onnxruntime_on_the_fixture_images() {
         }
     }
     assert!(compared >= 12, "every exact fixture compared for both detectors");
+}
+
+/// A graph traced with its batch fixed at 1 (a GlobalAveragePool: each channel's mean)
+/// still takes several images: one run each.
+#[test]
+fn a_model_fixed_at_one_image_runs_a_batch_one_by_one() {
+    let (engine, models) = engine();
+    let mut manifest = models[2].2.clone();
+    manifest.classes = vec!["red".into(), "green".into(), "blue".into()];
+    engine.load(8, &manifest, &std::fs::read(format!("{FIXTURES}/fixed-batch-mean.onnx")).unwrap()).unwrap();
+    let plane = 128 * 128;
+    let image = |r: f32, g: f32, b: f32| ModelInput {
+        width: 128,
+        height: 128,
+        values: [r, g, b].iter().flat_map(|v| std::iter::repeat_n(*v, plane)).collect(),
+    };
+    let (first, second) = (image(0.25, 0.5, 1.0), image(1.0, 0.0, 0.5));
+    assert_eq!(engine.run(8, &[&first, &second]).unwrap(), vec![vec![0.25, 0.5, 1.0], vec![1.0, 0.0, 0.5]]);
 }
 
 #[test]
@@ -86,9 +111,11 @@ fn a_manifest_that_does_not_fit_the_graph_is_refused() {
 fn an_input_made_for_another_size_is_refused_not_run() {
     let (engine, _) = engine();
     let wrong = ModelInput { width: 64, height: 64, values: vec![0.0; 3 * 64 * 64] };
-    assert!(engine.run(3, &wrong).unwrap_err().contains("128x128"));
+    assert!(engine.run(3, &[&wrong]).unwrap_err().contains("128x128"));
     let short = ModelInput { width: 128, height: 128, values: vec![0.0; 10] };
-    assert!(engine.run(3, &short).is_err());
+    assert!(engine.run(3, &[&short]).is_err());
+    let fine = ModelInput { width: 128, height: 128, values: vec![0.0; 3 * 128 * 128] };
+    assert!(engine.run(3, &[&fine, &wrong]).unwrap_err().contains("128x128"), "one wrong input refuses the batch");
     assert!(engine.input(42, &medledger_application::ports::RgbImage { width: 1, height: 1, pixels: vec![0; 3] }).is_err());
 }
 

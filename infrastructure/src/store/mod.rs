@@ -80,9 +80,6 @@ enum Durability {
     Rebuildable,
 }
 
-/// How much of an SQLite file is read through a memory mapping.
-const MMAP_BYTES: u64 = 256 * 1024 * 1024;
-
 async fn any_pool(url: &str, sqlite: bool, max: u32, durability: Durability) -> Result<AnyPool, StoreError> {
     sqlx::any::install_default_drivers();
     AnyPoolOptions::new()
@@ -104,9 +101,8 @@ async fn any_pool(url: &str, sqlite: bool, max: u32, durability: Durability) -> 
                         return Ok(());
                     }
                 };
-                let settings = format!(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA mmap_size = {MMAP_BYTES};"
-                );
+                // No `mmap_size`: see the event store's options below.
+                let settings = format!("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous};");
                 sqlx::raw_sql(sqlx::AssertSqlSafe(settings)).execute(conn).await?;
                 Ok(())
             })
@@ -160,10 +156,11 @@ impl Databases {
                     .map_err(unavailable)?
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-                    // Pages are read through the mapping: another connection's commit
-                    // voids a connection's page cache, and re-reading it page by page
-                    // cost a system call each (dozens per inference task).
-                    .pragma("mmap_size", MMAP_BYTES.to_string())
+                    // Pages are read with a system call each, not through a memory
+                    // mapping (decision #51): SQLite unmaps a connection's whole mapping
+                    // whenever another connection has committed since its last read, and
+                    // every unmapping flushes the TLB of each CPU running this process,
+                    // the model threads' included (about two per inference task).
                     .busy_timeout(Duration::from_secs(10));
                 let pool = sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(4)
