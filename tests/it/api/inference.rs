@@ -111,6 +111,32 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
 }
 crate::on_both!(tasks_run_with_the_real_models_, tasks_run_with_the_real_models);
 
+/// Tasks that arrive together may share a run of each model (decision #52): each still
+/// gets its own image's result.
+#[tokio::test]
+async fn tasks_sent_together_each_get_their_own_images_result() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, token, _) = app.register("doctor@example.org").await;
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/expected.json")).unwrap()).unwrap();
+    let images: Vec<&Value> = expected["images"].as_array().unwrap().iter().filter(|i| i["exact"] == true).collect();
+    let (app, token) = (&app, &token);
+    let sent = futures::future::join_all(images.iter().cycle().take(3 * images.len()).map(|image| async move {
+        let bytes = fixture(image["file"].as_str().unwrap());
+        let created = expect(submit(app, token, "detection_model_id=2&classification_model_id=3", bytes).await, 200).await;
+        let id = created["id"].as_i64().unwrap();
+        (image, expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(token)).await, 200).await)
+    }))
+    .await;
+    for (image, result) in sent {
+        assert_eq!(result["status"], "done", "{result}");
+        assert_eq!(result["result"]["image_class"], image["ground_truth"]["scene"], "{}", image["file"]);
+        let reference = image["models"]["primitives-large"]["postprocessed"]["detections"].as_array().unwrap();
+        let classes: Vec<&Value> = result["result"]["primitives"].as_array().unwrap().iter().map(|p| &p["primitive_class"]).collect();
+        let want: Vec<&Value> = reference.iter().map(|r| &r["class_name"]).collect();
+        assert_eq!(classes, want, "{}", image["file"]);
+    }
+}
+
 #[tokio::test]
 async fn a_client_can_wait_for_the_result_in_one_request() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
