@@ -403,7 +403,7 @@ impl InferenceTasks {
             .model_threads
             .run(self.engine.clone()?, models.detector, models.classifier, inputs?)
             .await
-            .ok_or("the inference workers stopped")??;
+            .ok_or("the model threads stopped")??;
         let primitives = decode_detections(&outputs.detections, &models.detection, SCORE_THRESHOLD, NMS_IOU, MAX_PRIMITIVES)
             .map_err(|e| e.to_string())?;
         let (image_class, _) = top_class(&outputs.probabilities, &models.scene.classes).map_err(|e| e.to_string())?;
