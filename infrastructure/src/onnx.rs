@@ -51,9 +51,16 @@ fn environment(library: &Path) -> Result<Arc<ort::environment::Environment>, Str
 
 struct LoadedModel {
     manifest: ModelManifest,
-    session: Mutex<Session>,
+    runner: Mutex<Runner>,
     /// The graph's input and output take any batch size (not a batch fixed at 1).
     batches: bool,
+}
+
+/// A model's session, and the buffer a batch's inputs are laid out in. The buffer is
+/// kept from run to run: a fresh megabyte each time cost the model thread page faults.
+struct Runner {
+    session: Session,
+    batch: Vec<f32>,
 }
 
 pub struct OnnxEngine {
@@ -138,7 +145,8 @@ impl InferenceEngine for OnnxEngine {
             .and_then(|mut b| b.commit_from_memory(onnx))
             .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
         let batches = check_graph(&session, manifest)?;
-        let loaded = Arc::new(LoadedModel { manifest: manifest.clone(), session: Mutex::new(session), batches });
+        let loaded =
+            Arc::new(LoadedModel { manifest: manifest.clone(), runner: Mutex::new(Runner { session, batch: Vec::new() }), batches });
         self.models.write().map_err(|_| "model table poisoned".to_string())?.insert(model_id, loaded);
         Ok(())
     }
@@ -161,21 +169,25 @@ impl InferenceEngine for OnnxEngine {
                 return Err(format!("model {model_id} takes a {w}x{h} input, not {}x{}", input.width, input.height));
             }
         }
+        let mut runner = model.runner.lock().map_err(|_| "session poisoned".to_string())?;
+        let Runner { session, batch } = &mut *runner;
         if model.batches && inputs.len() > 1 {
-            let values: Vec<f32> = inputs.iter().flat_map(|i| i.values.iter().copied()).collect();
-            return model.run_once(model_id, [inputs.len(), 3, h, w], &values);
+            batch.clear();
+            for input in inputs {
+                batch.extend_from_slice(&input.values);
+            }
+            return model.run_once(session, model_id, [inputs.len(), 3, h, w], batch);
         }
-        inputs.iter().map(|input| Ok(model.run_once(model_id, [1, 3, h, w], &input.values)?.remove(0))).collect()
+        inputs.iter().map(|input| Ok(model.run_once(session, model_id, [1, 3, h, w], &input.values)?.remove(0))).collect()
     }
 }
 
 impl LoadedModel {
     /// One session run on the images laid out as `shape` (`[images, 3, height, width]`);
     /// each image's output, flattened.
-    fn run_once(&self, id: ModelId, shape: [usize; 4], values: &[f32]) -> Result<Vec<Vec<f32>>, String> {
+    fn run_once(&self, session: &mut Session, id: ModelId, shape: [usize; 4], values: &[f32]) -> Result<Vec<Vec<f32>>, String> {
         let (name, images) = (&self.manifest.output.name, shape[0]);
         let tensor = TensorRef::from_array_view((shape, values)).map_err(|e| format!("input tensor: {e}"))?;
-        let mut session = self.session.lock().map_err(|_| "session poisoned".to_string())?;
         let outputs =
             session.run(ort::inputs![self.manifest.input.name.as_str() => tensor]).map_err(|e| format!("model {id} failed: {e}"))?;
         let output = outputs.get(name.as_str()).ok_or_else(|| format!("model {id} gave no {name:?} output"))?;
