@@ -56,7 +56,8 @@ struct Args {
     /// Timed runs of the plain loop (after 50 warm-up runs).
     #[arg(long, default_value_t = 1000)]
     plain_runs: usize,
-    /// Runs of the plain loop just before and just after each throughput run.
+    /// Images through the plain loop just before and just after each throughput run (and
+    /// through the batched one just after).
     #[arg(long, default_value_t = 300)]
     adjacent_runs: usize,
     /// Tasks sent one at a time (after 20 warm-up tasks).

@@ -3,8 +3,9 @@
 //!
 //! `ort` is built with `load-dynamic`: `cargo build` needs no ONNX Runtime, and the
 //! server finds `libonnxruntime.so` at start (see [`find_library`]). One session per
-//! model, shared by every task; a session runs one image at a time (ONNX Runtime's own
-//! intra-op threads parallelise inside it).
+//! model, shared by every task; a session runs one call at a time, on one image or on a
+//! batch of them when the graph takes one (ONNX Runtime's own intra-op threads
+//! parallelise inside it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
