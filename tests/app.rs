@@ -37,6 +37,7 @@ pub async fn test_config(kind: Kind) -> Option<Config> {
     config.secret_key = Some(format!("test-secret-{}", uuid::Uuid::new_v4()));
     config.auth_rate_limit = 0;
     config.api_rate_limit = 0;
+    config.task_rate_limit = 0;
     config.fast_password_hash = true;
     config.admin_email = None;
     config.admin_password = None;

@@ -5,6 +5,20 @@ use std::path::PathBuf;
 
 use crate::priority::RequestPriority;
 
+/// 2048×2048: sixteen times the side the built-in models take (128×128), so nothing a
+/// model can see is lost, and one decode stays within 2048² × (8 + 3) bytes ≈ 46 MB.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u32 = 2048 * 2048;
+
+/// A person creates a task and waits for its result; a script sending a folder at
+/// this pace stays far below what the server runs (hundreds of tasks a second), and a
+/// flood from one account is cut off within a minute.
+pub const DEFAULT_TASK_RATE_LIMIT: u32 = 120;
+
+/// The built-in models need a few MB each and run in about 3 ms an image: these
+/// bounds are for models that try more (decision in docs/decisions.md, issue 15).
+pub const DEFAULT_MODEL_MAX_MEMORY_MB: u32 = 1024;
+pub const DEFAULT_MODEL_RUN_TIMEOUT_MS: u32 = 5_000;
+
 /// Decision #45 and its revision #48 (BENCHMARKS.md, stop 12).
 pub const DEFAULT_REQUEST_PRIORITY: RequestPriority = RequestPriority::Nice(19);
 
@@ -23,6 +37,15 @@ pub struct Config {
     pub auth_rate_limit: u32,
     /// Requests per minute per user on the 002 API; 0 turns the limit off.
     pub api_rate_limit: u32,
+    /// `MEDLEDGER_TASK_RATE_LIMIT`: inference tasks a user may create per minute; 0 turns
+    /// the limit off.
+    pub task_rate_limit: u32,
+    /// `MEDLEDGER_MAX_IMAGE_PIXELS`: the largest task image, width × height, checked in
+    /// its header before it is decoded.
+    pub max_image_pixels: u64,
+    /// `MEDLEDGER_IMAGE_DECODES`: task images decoded at once (default: one per core);
+    /// 0 lifts the bound.
+    pub image_decodes: usize,
     /// Cheap password hashing for tests and benchmarks only.
     pub fast_password_hash: bool,
     pub max_json_bytes: usize,
@@ -46,10 +69,40 @@ pub struct Config {
     /// `MEDLEDGER_INFERENCE_BATCH`: at most this many queued tasks share one run of a
     /// model (1: every task runs alone).
     pub inference_batch: usize,
+    /// `MEDLEDGER_MODEL_MAX_MEMORY_MB`: the most memory ONNX Runtime may allocate for
+    /// all the models of this process together (their weights and the tensors of the runs
+    /// under way); a run that would need more fails its task. Process-wide: the first
+    /// engine of a process sets it.
+    pub model_max_memory_mb: usize,
+    /// `MEDLEDGER_MODEL_RUN_TIMEOUT_MS`: the longest one model run may take before it is
+    /// stopped and its task fails.
+    pub model_run_timeout: std::time::Duration,
     /// `MEDLEDGER_REQUEST_PRIORITY`: where every thread but the model threads runs,
     /// `idle` or a number of nice levels below them (0: all alike). See `priority`; an
     /// unreadable value is kept as the message `serve` refuses to start with.
     pub request_priority: Result<RequestPriority, String>,
+    /// `MEDLEDGER_HTTPS`: clients reach the server over HTTPS (directly or through a
+    /// TLS-terminating proxy): cookies are `Secure` (the session cookie `__Host-`).
+    pub https: bool,
+    /// `MEDLEDGER_METRICS_BIND` (`127.0.0.1:9100`): serve `/metrics` there, without
+    /// authentication and not on the main port; unset: `/metrics` on the main port, to
+    /// admins only.
+    pub metrics_bind: Option<String>,
+    /// `MEDLEDGER_HEADER_TIMEOUT_SECS`: a request's headers must arrive within this
+    /// time, and an idle kept-alive connection is closed after it (zero: no limit).
+    pub header_timeout: std::time::Duration,
+    /// `MEDLEDGER_BODY_TIMEOUT_SECS`: the grace period of a request body; after it the
+    /// body must have averaged `body_min_rate` (else 408).
+    pub body_timeout: std::time::Duration,
+    /// `MEDLEDGER_BODY_MIN_BYTES_PER_SEC` (zero: no minimum rate).
+    pub body_min_rate: u32,
+    /// `MEDLEDGER_COLLECTION_MAX_ITEMS`: the most items one collection archive may hold.
+    pub collection_max_items: usize,
+    /// `MEDLEDGER_COLLECTIONS_PER_USER`: collections one user may have pending or ready
+    /// (not expired) at once.
+    pub collections_per_user: usize,
+    /// `MEDLEDGER_MIN_PASSWORD_LENGTH` (8 to 128; ASVS 2.1.1 asks for 12).
+    pub min_password_length: usize,
 }
 
 /// `MEDLEDGER_REQUEST_PRIORITY`, else the name it had until stop 12,
@@ -81,6 +134,11 @@ impl Config {
             refresh_ttl: chrono::Duration::days(env_u32("MEDLEDGER_REFRESH_TTL_DAYS", 7) as i64),
             auth_rate_limit: env_u32("MEDLEDGER_AUTH_RATE_LIMIT", 5),
             api_rate_limit: env_u32("MEDLEDGER_API_RATE_LIMIT", 100),
+            task_rate_limit: env_u32("MEDLEDGER_TASK_RATE_LIMIT", DEFAULT_TASK_RATE_LIMIT),
+            max_image_pixels: u64::from(env_u32("MEDLEDGER_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)),
+            image_decodes: env_opt("MEDLEDGER_IMAGE_DECODES")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(medledger_application::inference::default_concurrent_decodes),
             fast_password_hash: env_opt("MEDLEDGER_FAST_PASSWORD_HASH").is_some_and(|v| v == "1" || v == "true"),
             max_json_bytes: env_u32("MEDLEDGER_MAX_JSON_BYTES", 1024 * 1024) as usize,
             admin_email: env_opt("MEDLEDGER_ADMIN_EMAIL"),
@@ -96,7 +154,20 @@ impl Config {
             inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
             inference_workers: env_u32("MEDLEDGER_INFERENCE_WORKERS", 1).max(1) as usize,
             inference_batch: env_u32("MEDLEDGER_INFERENCE_BATCH", 8).max(1) as usize,
+            model_max_memory_mb: env_u32("MEDLEDGER_MODEL_MAX_MEMORY_MB", DEFAULT_MODEL_MAX_MEMORY_MB).max(1) as usize,
+            model_run_timeout: std::time::Duration::from_millis(
+                env_u32("MEDLEDGER_MODEL_RUN_TIMEOUT_MS", DEFAULT_MODEL_RUN_TIMEOUT_MS).max(1).into(),
+            ),
             request_priority: request_priority(env_opt("MEDLEDGER_REQUEST_PRIORITY"), env_opt("MEDLEDGER_REQUEST_NICE")),
+            https: env_opt("MEDLEDGER_HTTPS").is_some_and(|v| v == "1" || v == "true"),
+            metrics_bind: env_opt("MEDLEDGER_METRICS_BIND"),
+            header_timeout: std::time::Duration::from_secs(env_u32("MEDLEDGER_HEADER_TIMEOUT_SECS", 30).into()),
+            body_timeout: std::time::Duration::from_secs(env_u32("MEDLEDGER_BODY_TIMEOUT_SECS", 30).into()),
+            body_min_rate: env_u32("MEDLEDGER_BODY_MIN_BYTES_PER_SEC", 1024),
+            collection_max_items: env_u32("MEDLEDGER_COLLECTION_MAX_ITEMS", 10_000).max(1) as usize,
+            collections_per_user: env_u32("MEDLEDGER_COLLECTIONS_PER_USER", 10).max(1) as usize,
+            min_password_length: (env_u32("MEDLEDGER_MIN_PASSWORD_LENGTH", 12) as usize)
+                .clamp(medledger_domain::values::PasswordPolicy::LOWEST, medledger_domain::values::NewPassword::MAX_CHARS),
         }
     }
 

@@ -118,6 +118,11 @@ impl<S: Shape> ApiError<S> {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Internal server error.")
     }
 
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
@@ -139,6 +144,7 @@ impl<S: Shape> From<DomainError> for ApiError<S> {
             DomainError::AccountInactive => Self::new(StatusCode::FORBIDDEN, "account_inactive", "User account is disabled."),
             DomainError::InvalidResetToken => Self::field("token", "The password reset token is invalid or has expired."),
             DomainError::SessionEnded => Self::unauthorized("Token is invalid or expired"),
+            DomainError::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, "permission_denied", why),
         }
     }
 }

@@ -7,11 +7,12 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
+use medledger_application::access::{Caller, Denied};
 use medledger_application::metadata::{CommandContext, EventMetadata};
-use medledger_application::ports::{AccessClaims, TokenError};
+use medledger_application::ports::TokenError;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, Shape};
+use crate::error::{ApiError, Django, Shape};
 use crate::state::AppState;
 
 async fn body_bytes<S: Shape>(req: Request, state: &AppState) -> Result<Bytes, ApiError<S>> {
@@ -101,8 +102,58 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
-/// An authenticated caller (Bearer access token).
-pub struct Auth<S>(pub AccessClaims, pub PhantomData<S>);
+/// Why a request's credentials were not accepted. Each contract words it its own way;
+/// `From<Refusal>` gives the 000/002 (DRF) wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Expired,
+    /// Not a token of ours, or a session that has ended.
+    Invalid,
+    Inactive,
+    /// This process has not read the history as far as the token was issued.
+    Behind,
+}
+
+impl From<Denied> for Refusal {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::SessionEnded => Refusal::Invalid,
+            Denied::Inactive => Refusal::Inactive,
+            Denied::Behind => Refusal::Behind,
+        }
+    }
+}
+
+impl<S: Shape> From<Refusal> for ApiError<S> {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Missing => ApiError::unauthorized("Authentication credentials were not provided."),
+            Refusal::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Token is expired"),
+            Refusal::Invalid => ApiError::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Given token not valid for any token type"),
+            Refusal::Inactive => ApiError::new(StatusCode::UNAUTHORIZED, "user_inactive", "User is inactive"),
+            Refusal::Behind => behind(),
+        }
+    }
+}
+
+fn behind<S: Shape>() -> ApiError<S> {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable").retry_after(1)
+}
+
+/// The caller behind a Bearer access token: the signature checked, then the session,
+/// the account and its roles as the history holds them now (never the token's claims).
+pub async fn bearer_caller(parts: &Parts, state: &AppState) -> Result<Caller, Refusal> {
+    let token = bearer(parts).ok_or(Refusal::Missing)?;
+    let claims = state.accounts.tokens().verify_access(token).map_err(|e| match e {
+        TokenError::Expired => Refusal::Expired,
+        TokenError::Invalid => Refusal::Invalid,
+    })?;
+    Ok(state.accounts.access().judge(&claims).await?)
+}
+
+/// An authenticated caller (Bearer access token), judged on their current state.
+pub struct Auth<S>(pub Caller, pub PhantomData<S>);
 
 impl<S> Auth<S> {
     pub fn user_id(&self) -> i64 {
@@ -110,7 +161,7 @@ impl<S> Auth<S> {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.0.roles.is_admin()
+        self.0.is_admin()
     }
 }
 
@@ -118,29 +169,43 @@ impl<S: Shape> FromRequestParts<AppState> for Auth<S> {
     type Rejection = ApiError<S>;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(token) = bearer(parts) else {
-            return Err(ApiError::unauthorized("Authentication credentials were not provided."));
-        };
-        match state.accounts.tokens().verify_access(token) {
-            Ok(claims) => Ok(Self(claims, PhantomData)),
-            Err(TokenError::Expired) => Err(ApiError::unauthorized("Token is expired")),
-            Err(TokenError::Invalid) => Err(ApiError::unauthorized("Given token not valid for any token type")),
-        }
+        Ok(Self(bearer_caller(parts, state).await?, PhantomData))
     }
 }
 
-/// An authenticated admin; anyone else gets 403.
-pub struct Admin<S>(pub AccessClaims, pub PhantomData<S>);
+/// An authenticated admin, by the roles they hold now; anyone else gets 403.
+pub struct Admin<S>(pub Caller, pub PhantomData<S>);
 
 impl<S: Shape> FromRequestParts<AppState> for Admin<S> {
     type Rejection = ApiError<S>;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Auth(claims, _) = Auth::<S>::from_request_parts(parts, state).await?;
-        if !claims.roles.is_admin() {
+        let Auth(caller, _) = Auth::<S>::from_request_parts(parts, state).await?;
+        if !caller.is_admin() {
             return Err(ApiError::forbidden());
         }
-        Ok(Self(claims, PhantomData))
+        Ok(Self(caller, PhantomData))
+    }
+}
+
+/// 001's caller: the browser session cookie (`sessionid`, opaque, bound to a session in
+/// the history), or a Bearer token, which the contract also accepts. Judged like a
+/// token on the session's and the account's current state.
+pub struct BrowserUser(pub Caller);
+
+impl FromRequestParts<AppState> for BrowserUser {
+    type Rejection = ApiError<Django>;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let refused = |r: Refusal| match r {
+            Refusal::Behind => behind(),
+            _ => ApiError::unauthorized("Authentication required"),
+        };
+        if bearer(parts).is_some() {
+            return bearer_caller(parts, state).await.map(Self).map_err(refused);
+        }
+        let cookie = crate::routes::logins::session_cookie(&parts.headers, state).ok_or_else(|| refused(Refusal::Missing))?;
+        state.accounts.access().judge_cookie(cookie).map(Self).map_err(|d| refused(d.into()))
     }
 }
 

@@ -91,12 +91,19 @@ enum CatalogCommand {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create a user (use --admin for the first administrator).
+    /// Create a user (use --admin for the first administrator). The password is asked
+    /// for without echo when standard input is a terminal, else read from it with
+    /// --password-stdin.
     Create {
         #[arg(long)]
         email: String,
+        /// The password on the command line, for scripts: other users of the machine can
+        /// read it in the process list (ps). Prefer --password-stdin or the prompt.
+        #[arg(long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
-        password: String,
+        password_stdin: bool,
         #[arg(long)]
         username: Option<String>,
         /// A role; repeat for several (admin, doctor, technician, annotator, student_dev,
@@ -123,6 +130,14 @@ use medledger_projections::catalog_index::{CatalogIndex, rebuild_index};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Whatever this process creates (the SQLite files, the catalog index, blobs, mail)
+    // is the server user's alone; the places that create files also ask for 0600
+    // themselves, for embedders and the tests, which keep their own umask.
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     medledger_api::telemetry::init();
     let cli = Cli::parse();
     match run(cli).await {
@@ -149,7 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay { projection } => replay(&config, projection).await?,
         Command::Verify { digest, expect } => return verify(&config, digest, expect).await,
-        Command::User { command: UserCommand::Create { email, password, username, roles, admin } } => {
+        Command::User { command: UserCommand::Create { email, password, password_stdin, username, roles, admin } } => {
             let mut parsed = roles.iter().map(|r| r.parse::<Role>()).collect::<Result<Vec<_>, _>>()?;
             if admin {
                 parsed.push(Role::Admin);
@@ -157,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if parsed.is_empty() {
                 parsed.push(Role::Doctor);
             }
+            let password = new_password(password, password_stdin)?;
             let core = medledger_api::core(&config).await?;
             let form = Registration { email, username, password, roles: Roles::new(parsed), ..Default::default() };
             let (id, _) = core.accounts.register(form, &CommandContext::system()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -330,4 +346,57 @@ async fn verify(config: &Config, print_digest: bool, expect: Option<String>) -> 
         }
         Err(VerifyError::Store(e)) => Err(e.into()),
     }
+}
+
+/// The new user's password: `--password`, one line of standard input
+/// (`--password-stdin`), or typed at a prompt that does not echo it.
+fn new_password(flag: Option<String>, from_stdin: bool) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    if let Some(password) = flag {
+        return Ok(password);
+    }
+    let stdin = std::io::stdin();
+    if from_stdin {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+        anyhow::ensure!(!password.is_empty(), "--password-stdin: standard input held no password");
+        return Ok(password.to_string());
+    }
+    anyhow::ensure!(stdin.is_terminal(), "no password given: pass --password-stdin (one line on standard input) or run on a terminal");
+    let first = prompt_hidden("Password: ")?;
+    let again = prompt_hidden("Repeat the password: ")?;
+    anyhow::ensure!(first == again, "the two passwords differ");
+    Ok(first)
+}
+
+/// Reads one line from the terminal with echo off (restored afterwards, also on error).
+#[cfg(unix)]
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let stdin = std::io::stdin();
+    let fd = stdin.as_raw_fd();
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    // SAFETY: termios is plain data, filled in by tcgetattr before it is read.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is this process's open standard input; saved is a valid termios.
+    anyhow::ensure!(unsafe { libc::tcgetattr(fd, &mut saved) } == 0, "cannot read the terminal's settings");
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: as above, with settings derived from the terminal's own.
+    anyhow::ensure!(unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } == 0, "cannot turn the terminal's echo off");
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    // SAFETY: restores the settings read above.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    read.context("cannot read the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[cfg(not(unix))]
+fn prompt_hidden(_prompt: &str) -> anyhow::Result<String> {
+    anyhow::bail!("no hidden prompt on this platform: use --password-stdin")
 }

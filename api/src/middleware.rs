@@ -1,14 +1,21 @@
 //! Cross-cutting HTTP behaviour: error shapes for routing failures, rate limits,
-//! idempotency keys, request metrics.
+//! idempotency keys, request metrics, security headers, `no-store` on credentials, and
+//! the minimum rate a request body must arrive at.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use medledger_infrastructure::aux::SavedResponse;
 use sha2::{Digest, Sha256};
 
@@ -95,7 +102,10 @@ pub async fn api_rate_limit(State(state): State<AppState>, req: Request, next: N
 /// `Idempotency-Key` on a state-changing request of an authenticated caller: the first
 /// response is stored and replayed for retries with the same key and body; the same key
 /// with another body is refused (422). Anonymous requests (logins, registration) are
-/// not recorded: their responses carry tokens, and callers cannot be told apart.
+/// not recorded: callers cannot be told apart. A response that carries credentials
+/// (`Cache-Control: no-store`, or a cookie) is never stored: the table would hold live
+/// tokens in plain text. A retry of such a request runs again (a repeated refresh is
+/// then a reuse of its refresh token, and ends that session).
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     let key = req.headers().get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -129,7 +139,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     }
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = response.status();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || carries_credentials(&response) {
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -170,4 +180,131 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("medledger_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Whether a response must not be kept anywhere: it says `no-store`, or sets a cookie.
+fn carries_credentials(response: &Response) -> bool {
+    let headers = response.headers();
+    let no_store = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-store"));
+    no_store || headers.contains_key(header::SET_COOKIE)
+}
+
+/// On the routes that issue credentials (logins, registration, refresh, password reset):
+/// tokens in a response must not be kept by a browser, a proxy, or the idempotency table.
+pub async fn no_store(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Sent on every response. `Strict-Transport-Security` only when clients reach the
+/// server over HTTPS (`MEDLEDGER_HTTPS`): over plain HTTP a browser ignores it, and
+/// sending it from a server that is not behind TLS would say something untrue.
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if state.config.https {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    // A cookie is a credential wherever it is set.
+    if headers.contains_key(header::SET_COOKIE) && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A request body must keep coming: after `MEDLEDGER_BODY_TIMEOUT_SECS` it must have
+/// averaged at least `MEDLEDGER_BODY_MIN_BYTES_PER_SEC` since it began, or the request
+/// ends with 408 and the connection is closed. A rate rather than a total time: a large
+/// upload over a normal connection takes as long as it needs, a client that dribbles
+/// (one byte a second) cannot hold a connection and a handler.
+pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (grace, rate) = (state.config.body_timeout, state.config.body_min_rate);
+    // No body (most GETs): nothing to pace, no timer to make.
+    if rate == 0 || http_body::Body::size_hint(req.body()).upper() == Some(0) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let req = req.map(|body| Body::new(PacedBody::new(body, grace, rate, timed_out.clone())));
+    let response = next.run(req).await;
+    if !timed_out.load(Ordering::Acquire) {
+        return response;
+    }
+    let mut r = shaped(&path, StatusCode::REQUEST_TIMEOUT, "The request body was not received in time.", "request_timeout");
+    // The rest of the body is not read: the connection cannot carry another request.
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body arrived too slowly")]
+struct BodyTooSlow;
+
+/// A request body that fails once it falls behind its minimum rate.
+struct PacedBody {
+    inner: Body,
+    started: tokio::time::Instant,
+    grace: Duration,
+    min_rate: u32,
+    received: u64,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl PacedBody {
+    fn new(inner: Body, grace: Duration, min_rate: u32, timed_out: Arc<AtomicBool>) -> Self {
+        let started = tokio::time::Instant::now();
+        let deadline = Box::pin(tokio::time::sleep_until(started + grace));
+        Self { inner, started, grace, min_rate, received: 0, deadline, timed_out }
+    }
+
+    /// When `received` bytes stop being enough: the grace period plus the time they
+    /// buy at the minimum rate.
+    fn deadline(&self) -> tokio::time::Instant {
+        self.started + self.grace + Duration::from_secs_f64(self.received as f64 / f64::from(self.min_rate.max(1)))
+    }
+}
+
+impl http_body::Body for PacedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    let next = this.deadline();
+                    this.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    this.timed_out.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow))));
+                }
+                Poll::Pending
+            }
+            done => done,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

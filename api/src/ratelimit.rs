@@ -16,6 +16,11 @@ impl RateLimiter {
         Self { per_window, window, counters: Mutex::new(HashMap::new()) }
     }
 
+    /// The allowance per window (0: no limit).
+    pub fn per_window(&self) -> u32 {
+        self.per_window
+    }
+
     /// `Err(seconds until the window resets)` once the key has used its allowance.
     pub fn check(&self, key: &str) -> Result<(), u64> {
         if self.per_window == 0 {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
+use medledger_application::access::AccessModel;
 use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
 use medledger_application::codec::EventCodec;
@@ -19,6 +20,7 @@ use medledger_application::ports::{Mailer, PasswordHasher, SystemClock, UserDire
 use medledger_application::sagas::ResetMailSaga;
 use medledger_application::sagas::{CollectionBuildSaga, InferenceSaga};
 use medledger_domain::role::{Role, Roles};
+use medledger_domain::values::PasswordPolicy;
 use medledger_infrastructure::aux::{IdempotencyRecords, SqlVault};
 use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_infrastructure::crypto::SecretKey;
@@ -26,10 +28,10 @@ use medledger_infrastructure::ids::SqlIdGenerator;
 use medledger_infrastructure::jwt::JwtService;
 use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
 use medledger_infrastructure::password::Argon2Hasher;
-use medledger_infrastructure::secret;
+use medledger_infrastructure::{private_files, secret};
 use medledger_infrastructure::store::{Backend, Databases};
 use medledger_projections::catalog_index::CatalogIndex;
-use medledger_projections::{Runner, RunnerHandle, SqlUserDirectory};
+use medledger_projections::{AccessProjection, Runner, RunnerHandle, SqlUserDirectory};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::Layer as _;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -61,7 +63,12 @@ pub struct Core {
 pub const MODEL_THREADS: &str = "inference";
 
 pub async fn core(config: &Config) -> anyhow::Result<Core> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    // Everything under the data directory is the server user's alone (events, keys,
+    // uploads, mail with reset links).
+    private_files::create_dir_all(&config.data_dir)?;
+    if let Err(e) = private_files::restrict(&config.data_dir, private_files::DIR_MODE) {
+        tracing::warn!(dir = %config.data_dir.display(), error = %e, "cannot make the data directory private (0700)");
+    }
     let secret = secret::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
     let backend = Backend::select(config.database_url.as_deref(), &config.data_dir)?;
     let dbs = Databases::open(&backend).await?;
@@ -74,7 +81,8 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let ids: Arc<dyn medledger_application::ports::IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
     let catalog = Catalog::new(ledger.clone(), ids.clone());
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(config.blob_dir()));
-    let collections = Collections::new(ledger.clone(), ids.clone(), blobs.clone(), Arc::new(SystemClock), config.collection_ttl);
+    let collections = Collections::new(ledger.clone(), ids.clone(), blobs.clone(), Arc::new(SystemClock), config.collection_ttl)
+        .with_max_items(config.collection_max_items);
     let engine = match medledger_infrastructure::onnx::find_library(config.onnxruntime.as_deref()) {
         Some(library) => medledger_infrastructure::onnx::OnnxEngine::new(&library, config.inference_threads)
             .map(|e| Arc::new(e) as Arc<dyn medledger_application::ports::InferenceEngine>),
@@ -83,20 +91,25 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     if let Err(e) = &engine {
         tracing::warn!(error = %e, "inference tasks will fail until ONNX Runtime is available");
     }
-    let images = Arc::new(medledger_infrastructure::onnx::UploadedImages { max_side: crate::builtin_models::MAX_IMAGE_SIDE });
+    let images = Arc::new(medledger_infrastructure::onnx::UploadedImages {
+        max_side: crate::builtin_models::MAX_IMAGE_SIDE,
+        max_pixels: config.max_image_pixels,
+    });
     let model_threads = medledger_application::model_threads::ModelThreads::new(
         MODEL_THREADS,
         config.inference_workers,
         config.inference_queue,
         config.inference_batch,
     )?;
-    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, model_threads, config.inference_queue);
+    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, model_threads, config.inference_queue)
+        .with_concurrent_decodes(config.image_decodes);
     let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
         reset: SecretKey::derive(&secret, "password-reset").as_bytes().to_vec(),
     };
-    let accounts = Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock));
+    let accounts = Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(AccessModel::new());
+    let accounts = accounts.with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length));
     Ok(Core { dbs, ledger, accounts, catalog, collections, inference, codec, secret })
 }
 
@@ -111,6 +124,8 @@ pub struct App {
     pub state: AppState,
     pub runner: RunnerHandle,
     sweeper: tokio::task::JoinHandle<()>,
+    /// `MEDLEDGER_METRICS_BIND`: its listener (bound by `build`) and router.
+    metrics: Option<(tokio::net::TcpListener, Router)>,
 }
 
 /// Records the expiry of ready collections whose time to live has run out (the
@@ -144,8 +159,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .one_read_writer_at_a_time(core.dbs.read_single_writer);
     let task_watch = medledger_projections::TaskWatch::default();
     let runner = medledger_projections::all_with(task_watch.clone()).into_iter().fold(runner, |r, p| r.projection(p));
+    private_files::create_dir_all(&config.catalog_index_dir())?;
     let catalog_index = CatalogIndex::open_for(&config.catalog_index_dir(), &*core.dbs.store).await?;
-    let runner = runner.index(Arc::new(catalog_index.clone()));
+    let runner = runner.index(Arc::new(catalog_index.clone())).index(Arc::new(AccessProjection(core.accounts.access().clone())));
     let mailer: Arc<dyn Mailer> = match &config.smtp_url {
         Some(url) => Arc::new(SmtpMailer::from_url(url, &config.mail_from).map_err(|e| anyhow::anyhow!(e))?),
         None => Arc::new(OutboxMailer::new(config.outbox_dir(), config.mail_from.clone())),
@@ -158,11 +174,13 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .saga(Arc::new(InferenceSaga::new(core.inference.clone(), config.inference_queue)))
         .spawn();
 
-    let api = [routes::logins::routes, routes::myo::routes, routes::medagg::routes, routes::inference::routes, routes::ops::routes]
+    let api = [routes::logins::routes, routes::myo::routes, routes::medagg::routes, routes::inference::routes, routes::scans::routes, routes::ops::routes]
         .into_iter()
         .fold(Api::default(), |api, mount| mount(api))
         .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)"))
         .get("/docs", routes::ops::docs, Op::public("medledger", "Interactive API documentation"));
+    // Scrapers cannot log in: with a metrics address, /metrics is served there alone.
+    let api = if config.metrics_bind.is_none() { routes::ops::admin_metrics(api) } else { api };
     let document = Arc::new(api.document());
 
     let state = AppState {
@@ -179,19 +197,26 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit, Duration::from_secs(60))),
+        task_limiter: Arc::new(RateLimiter::new(config.task_rate_limit, Duration::from_secs(60))),
         metrics: prometheus(),
+        csrf_key: Arc::new(SecretKey::derive(&core.secret, "csrf").as_bytes().to_vec()),
         openapi: document,
     };
     bootstrap_admin(&state).await?;
     state.inference.register_builtins(&crate::builtin_models::builtins()).await.map_err(|e| anyhow::anyhow!("built-in models: {e}"))?;
 
-    let limited = api.limited.route_layer(from_fn_with_state(state.clone(), middleware::auth_rate_limit));
+    // The auth routes are the ones that hand out credentials: `no-store` on all of them.
+    let limited = api
+        .limited
+        .route_layer(from_fn_with_state(state.clone(), middleware::auth_rate_limit))
+        .route_layer(from_fn(middleware::no_store));
     let router = api
         .router
         .merge(limited)
         .fallback(middleware::fallback)
         .layer(from_fn_with_state(state.clone(), middleware::idempotency))
         .layer(from_fn_with_state(state.clone(), middleware::api_rate_limit))
+        .layer(from_fn_with_state(state.clone(), middleware::body_deadline))
         .layer(from_fn(middleware::shape_errors))
         .layer(from_fn(middleware::http_metrics))
         .layer(DefaultBodyLimit::max(config.max_json_bytes))
@@ -205,9 +230,20 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID.parse()?, MakeRequestUuid))
+        .layer(from_fn_with_state(state.clone(), middleware::security_headers))
         .with_state(state.clone());
     let sweeper = spawn_expiry_sweeper(state.clone());
-    Ok(App { router, state, runner, sweeper })
+    let metrics = match &config.metrics_bind {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (MEDLEDGER_METRICS_BIND): {e}"))?;
+            let router = routes::ops::metrics_router(state.clone()).layer(from_fn_with_state(state.clone(), middleware::security_headers));
+            Some((listener, router))
+        }
+        None => None,
+    };
+    Ok(App { router, state, runner, sweeper, metrics })
 }
 
 async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
@@ -242,10 +278,79 @@ impl App {
     ) -> anyhow::Result<()> {
         // Trailing slashes are trimmed before routing so both forms of every path answer.
         let service = NormalizePathLayer::trim_trailing_slash().layer(self.router);
-        let service = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
-        axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let header_timeout = self.state.config.header_timeout;
+        let metrics = self.metrics.map(|(listener, router)| tokio::spawn(serve_http1(listener, router, header_timeout, stop.clone())));
+        serve_http1(listener, service, header_timeout, stop).await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         self.sweeper.abort();
         self.runner.stop().await;
         Ok(())
     }
+
+    /// Where `/metrics` is served when `MEDLEDGER_METRICS_BIND` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
+    }
+}
+
+/// HTTP/1.1 on `listener` until `stop` turns true, then lets each connection finish its
+/// request in flight. Served by hyper directly rather than `axum::serve`, which gives
+/// hyper no timer, so a client could take forever to send its headers (or hold an idle
+/// connection open for ever): here they must arrive within `header_timeout`, which also
+/// bounds how long a kept-alive connection may sit idle. Request bodies are paced by
+/// `middleware::body_deadline`.
+async fn serve_http1<S>(mut listener: tokio::net::TcpListener, service: S, header_timeout: Duration, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    use tower::ServiceExt as _;
+    // Each connection holds a receiver; all have ended when `closed` resolves.
+    let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            _ = stop.wait_for(|stopping| *stopping) => break,
+        };
+        let service = service.clone();
+        let mut stop = stop.clone();
+        let close_rx = close_rx.clone();
+        tokio::spawn(async move {
+            let hyper_service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+                service.clone().oneshot(req)
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new());
+            builder.header_read_timeout((!header_timeout.is_zero()).then_some(header_timeout));
+            let mut conn = std::pin::pin!(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), hyper_service));
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop.wait_for(|stopping| *stopping), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(close_rx);
+        });
+    }
+    drop(close_rx);
+    drop(listener);
+    close_tx.closed().await;
 }

@@ -38,7 +38,11 @@ pub struct AppState {
     pub idempotency: Arc<IdempotencyRecords>,
     pub auth_limiter: Arc<RateLimiter>,
     pub api_limiter: Arc<RateLimiter>,
+    /// `POST /api/tasks` per user (each creation costs an upload, a decode and a run).
+    pub task_limiter: Arc<RateLimiter>,
     pub metrics: Option<PrometheusHandle>,
+    /// Keys the MAC of 001's CSRF tokens (derived from the server secret).
+    pub csrf_key: Arc<Vec<u8>>,
     /// The OpenAPI document, built from the routes as they were mounted.
     pub openapi: Arc<serde_json::Value>,
 }

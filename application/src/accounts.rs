@@ -9,12 +9,13 @@ use hmac::{Hmac, Mac};
 use medledger_domain::role::Roles;
 use medledger_domain::session::{self, Session, SessionCommand};
 use medledger_domain::user::{self, ClaimEvent, IdentifierKind, User, UserCommand, UserEvent, UserId};
-use medledger_domain::values::{BoundedText, Email, NewPassword, PasswordHash, Username};
+use medledger_domain::values::{BoundedText, Email, NewPassword, PasswordHash, PasswordPolicy, Username};
 use medledger_domain::{Aggregate, DomainError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::AppError;
+use crate::access::{AccessModel, cookie_hash};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{
@@ -45,6 +46,7 @@ pub struct Tokens {
 #[derive(Debug, Clone)]
 pub struct LoggedIn {
     pub user_id: UserId,
+    pub session_id: Uuid,
     pub roles: Roles,
     pub tokens: Tokens,
     pub position: Position,
@@ -97,6 +99,10 @@ pub struct Accounts {
     ids: Arc<dyn IdGenerator>,
     directory: Arc<dyn UserDirectory>,
     clock: Arc<dyn Clock>,
+    /// Users and sessions as the history says now (fed by the server's runner; empty
+    /// in the CLI, where every read falls back to the store).
+    access: Arc<AccessModel>,
+    password_policy: PasswordPolicy,
 }
 
 fn identifier_stream(key: &[u8], kind: IdentifierKind, value: &str) -> String {
@@ -145,7 +151,32 @@ impl Accounts {
         directory: Arc<dyn UserDirectory>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { keys, ledger, hasher, tokens, ids, directory, clock }
+        Self { keys, ledger, hasher, tokens, ids, directory, clock, access: AccessModel::new(), password_policy: PasswordPolicy::default() }
+    }
+
+    /// What new passwords must satisfy (the default: at least 12 characters).
+    pub fn with_password_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.password_policy = policy;
+        self
+    }
+
+    /// The in-memory view of users and sessions that judges requests and serves logins.
+    pub fn with_access(mut self, access: Arc<AccessModel>) -> Self {
+        self.access = access;
+        self
+    }
+
+    pub fn access(&self) -> &Arc<AccessModel> {
+        &self.access
+    }
+
+    /// A user and its stream version: from the access model when it knows the user
+    /// (a map lookup, however long the user's history), else from the store.
+    async fn user_now(&self, user_id: UserId, fresh: bool) -> Result<(User, i64), AppError> {
+        match self.access.user(user_id) {
+            Some(known) if !fresh => Ok(known),
+            _ => self.ledger.load::<User>(&user::stream_id(user_id)).await,
+        }
     }
 
     pub fn tokens(&self) -> &Arc<dyn TokenService> {
@@ -182,7 +213,7 @@ impl Accounts {
     pub async fn register_and_login(&self, form: Registration, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
         let (user_id, _) = self.register(form, ctx).await?;
         let (user, version) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
-        self.start_session(&user, version, ctx).await
+        self.start_session(&user, version, ctx, None).await
     }
 
     /// Registers a user; the email (and username) claims are appended atomically with
@@ -194,7 +225,7 @@ impl Accounts {
             Some(u) => errors.take(Username::parse(u)).map(Some),
             None => Some(None),
         };
-        let password = errors.take(NewPassword::parse(&form.password, "password"));
+        let password = errors.take(NewPassword::parse(&form.password, "password", &self.password_policy));
         let first_name = errors.take(BoundedText::parse(&form.first_name, "firstName", user::NAME_MAX));
         let last_name = errors.take(BoundedText::parse(&form.last_name, "lastName", user::NAME_MAX));
         let clinic_name = errors.take(BoundedText::parse(&form.clinic_name, "clinicName", user::CLINIC_MAX));
@@ -245,9 +276,27 @@ impl Accounts {
 
     /// Checks credentials, records the login and starts a session.
     pub async fn login(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
+        self.login_with(identifier, password, ctx, None).await
+    }
+
+    /// A browser login (001): the session is also reached by an opaque cookie, whose
+    /// hash the history records. Returns the cookie with the login.
+    pub async fn login_browser(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<(LoggedIn, String), AppError> {
+        let cookie = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let done = self.login_with(identifier, password, ctx, Some(cookie_hash(&cookie))).await?;
+        Ok((done, cookie))
+    }
+
+    async fn login_with(
+        &self,
+        identifier: &str,
+        password: &str,
+        ctx: &CommandContext,
+        cookie_hash: Option<String>,
+    ) -> Result<LoggedIn, AppError> {
         let mut attempt = 0;
         loop {
-            match self.try_login(identifier, password, ctx).await {
+            match self.try_login(identifier, password, ctx, attempt > 0, cookie_hash.clone()).await {
                 // A concurrent change to the user (another login): the credentials were
                 // right, so record this login on top of it.
                 Err(AppError::Store(StoreError::Conflict { .. })) if attempt < LOGIN_RETRIES => attempt += 1,
@@ -256,22 +305,39 @@ impl Accounts {
         }
     }
 
-    async fn try_login(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
+    /// `fresh`: read the user from the store (a retry after the access model's
+    /// version of the user lost a race).
+    async fn try_login(
+        &self,
+        identifier: &str,
+        password: &str,
+        ctx: &CommandContext,
+        fresh: bool,
+        cookie_hash: Option<String>,
+    ) -> Result<LoggedIn, AppError> {
         let user_id = self.directory.find_by_login(identifier.trim()).await?;
+        // Known or not, a failed login costs one directory lookup and one password
+        // check: the user comes from memory, not from a replay of its whole stream.
         let (user, version) = match user_id {
-            Some(id) => self.ledger.load::<User>(&user::stream_id(id)).await?,
+            Some(id) => self.user_now(id, fresh).await?,
             None => (User::default(), 0),
         };
         let ok = self.verify_password(password, user.password_hash().cloned()).await;
         if !(ok && user.is_active()) {
             return Err(AppError::InvalidCredentials);
         }
-        self.start_session(&user, version, ctx).await
+        self.start_session(&user, version, ctx, cookie_hash).await
     }
 
     /// Records a login of a user whose credentials were just checked (or who was just
     /// registered) and issues the session's tokens.
-    async fn start_session(&self, user: &User, version: i64, ctx: &CommandContext) -> Result<LoggedIn, AppError> {
+    async fn start_session(
+        &self,
+        user: &User,
+        version: i64,
+        ctx: &CommandContext,
+        cookie_hash: Option<String>,
+    ) -> Result<LoggedIn, AppError> {
         let user_id = user.id().ok_or(AppError::InvalidCredentials)?;
         let ctx = ctx.clone().with_actor(user_id);
         let now = self.clock.now();
@@ -285,6 +351,7 @@ impl Accounts {
             token_id,
             expires_at,
             credentials_version: user.credentials_version(),
+            cookie_hash,
         })?;
         let parts = vec![
             self.ledger.prepare(&user::stream_id(user_id), ExpectedVersion::Exact(version), &logged_in, &ctx).await?,
@@ -292,14 +359,14 @@ impl Accounts {
         ];
         let appended = self.ledger.commit(parts).await?;
         let roles = user.roles().clone();
-        let access = self.issue_access(user_id, &roles, session_id)?;
+        let access = self.issue_access(user_id, &roles, session_id, appended.last_position)?;
         let refresh =
             self.tokens.issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at).map_err(AppError::Internal)?;
-        Ok(LoggedIn { user_id, roles, tokens: Tokens { access, refresh }, position: appended.last_position })
+        Ok(LoggedIn { user_id, session_id, roles, tokens: Tokens { access, refresh }, position: appended.last_position })
     }
 
-    fn issue_access(&self, user_id: UserId, roles: &Roles, session_id: Uuid) -> Result<String, AppError> {
-        self.tokens.issue_access(&AccessClaims { user_id, roles: roles.clone(), session_id }).map_err(AppError::Internal)
+    fn issue_access(&self, user_id: UserId, roles: &Roles, session_id: Uuid, position: Position) -> Result<String, AppError> {
+        self.tokens.issue_access(&AccessClaims { user_id, roles: roles.clone(), session_id, position }).map_err(AppError::Internal)
     }
 
     fn refresh_claims(&self, token: &str) -> Result<RefreshClaims, AppError> {
@@ -311,7 +378,7 @@ impl Accounts {
     pub async fn refresh(&self, refresh_token: &str, ctx: &CommandContext) -> Result<Tokens, AppError> {
         let claims = self.refresh_claims(refresh_token)?;
         // Checked before anything is written: a refused refresh records nothing.
-        let (user, _) = self.ledger.load::<User>(&user::stream_id(claims.user_id)).await?;
+        let (user, _) = self.user_now(claims.user_id, false).await?;
         if !user.is_active() {
             return Err(AppError::Unauthorized("User is inactive".into()));
         }
@@ -319,7 +386,7 @@ impl Accounts {
         let new_token_id = Uuid::new_v4();
         let now = self.clock.now();
         let expires_at = now + self.tokens.refresh_ttl();
-        let (events, _) = self
+        let (events, position) = self
             .ledger
             .execute::<Session>(&session::stream_id(claims.session_id), &ctx, |s| {
                 if s.is_live() && s.credentials_version() != user.credentials_version() {
@@ -333,19 +400,20 @@ impl Accounts {
         if session::is_reuse(&events) {
             return Err(AppError::TokenReuse);
         }
-        let access = self.issue_access(claims.user_id, user.roles(), claims.session_id)?;
+        let access = self.issue_access(claims.user_id, user.roles(), claims.session_id, position.unwrap_or(0))?;
         let refresh =
             self.tokens.issue_refresh(&RefreshClaims { token_id: new_token_id, ..claims }, expires_at).map_err(AppError::Internal)?;
         Ok(Tokens { access, refresh })
     }
 
-    /// Ends the session the refresh token belongs to.
-    pub async fn logout(&self, refresh_token: &str, caller: UserId, ctx: &CommandContext) -> Result<(), AppError> {
+    /// Ends the session the refresh token belongs to; the position of the end, if it
+    /// was not already over.
+    pub async fn logout(&self, refresh_token: &str, caller: UserId, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
         let claims = self.refresh_claims(refresh_token)?;
         if claims.user_id != caller {
             return Err(token_invalid());
         }
-        let (events, _) = self
+        let (events, position) = self
             .ledger
             .execute::<Session>(&session::stream_id(claims.session_id), &ctx.clone().with_actor(caller), |s| {
                 s.handle(SessionCommand::End { presented: claims.token_id })
@@ -355,7 +423,23 @@ impl Accounts {
         if session::is_reuse(&events) {
             return Err(AppError::TokenReuse);
         }
-        Ok(())
+        Ok(position)
+    }
+
+    /// Ends a browser session (001 logout); the caller proved it holds the session with
+    /// its cookie.
+    pub async fn close_session(&self, session_id: Uuid, caller: UserId, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
+        let (_, position) = self
+            .ledger
+            .execute::<Session>(&session::stream_id(session_id), &ctx.clone().with_actor(caller), |s| {
+                if s.user_id() != caller {
+                    return Err(DomainError::SessionEnded);
+                }
+                s.handle(SessionCommand::Close)
+            })
+            .await
+            .map_err(session_error)?;
+        Ok(position)
     }
 
     pub async fn change_password(
@@ -365,7 +449,7 @@ impl Accounts {
         new_password: &str,
         ctx: &CommandContext,
     ) -> Result<Position, AppError> {
-        let new_password = NewPassword::parse(new_password, "new_password")?;
+        let new_password = NewPassword::parse(new_password, "new_password", &self.password_policy)?;
         let (user, _) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
         if !self.verify_password(old_password, user.password_hash().cloned()).await {
             return Err(DomainError::invalid("old_password", "Old password is incorrect").into());
@@ -383,11 +467,26 @@ impl Accounts {
 
     /// Starts a password reset. Unknown addresses succeed silently so that the endpoint
     /// does not reveal who has an account. The mail is sent by the reset-mail saga.
+    ///
+    /// The request is recorded after the answer, off the request: a real account's write
+    /// would otherwise make its answer measurably slower than an unknown address's (the
+    /// review measured 3x), which tells an attacker who has an account.
     pub async fn request_password_reset(&self, email: &str, ctx: &CommandContext) -> Result<(), AppError> {
         let email = Email::parse(email)?;
         let Some(user_id) = self.directory.find_by_login(email.as_str()).await? else {
             return Ok(());
         };
+        let me = self.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.record_password_reset(user_id, &ctx).await {
+                tracing::error!(user_id, error = %e, "could not record a password reset request");
+            }
+        });
+        Ok(())
+    }
+
+    async fn record_password_reset(&self, user_id: UserId, ctx: &CommandContext) -> Result<(), AppError> {
         let nonce = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let token_hash = hash_token(&reset_token(&self.keys.reset, user_id, &nonce));
         let expires_at = self.clock.now() + Duration::hours(RESET_TOKEN_TTL_HOURS);
@@ -404,7 +503,7 @@ impl Accounts {
     }
 
     pub async fn confirm_password_reset(&self, token: &str, new_password: &str, ctx: &CommandContext) -> Result<(), AppError> {
-        let new_password = NewPassword::parse(new_password, "new_password")?;
+        let new_password = NewPassword::parse(new_password, "new_password", &self.password_policy)?;
         let user_id: UserId = token.split_once('.').and_then(|(id, _)| id.parse().ok()).ok_or(DomainError::InvalidResetToken)?;
         let token_hash = hash_token(token);
         let password_hash = self.hash_password(new_password).await?;
@@ -421,8 +520,11 @@ impl Accounts {
     }
 
     /// Applies a profile change. Roles and activation are for admins only: the API
-    /// checks that before it builds a change with them.
+    /// checks that before it builds a change with them. Nobody changes their own roles
+    /// or activation (the actor is `ctx`'s), not even an admin: a demoted admin's last
+    /// request must not be able to undo the demotion.
     pub async fn update_user(&self, user_id: UserId, change: ProfileChange, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
+        let own = ctx.metadata.actor_user_id == Some(user_id);
         let mut errors = FieldErrors::default();
         let mut parse = |v: Option<String>, field, max| match v {
             Some(v) => errors.take(BoundedText::parse(&v, field, max)).map(Some),
@@ -441,6 +543,11 @@ impl Accounts {
                     last_name: last_name.clone(),
                     clinic_name: clinic_name.clone(),
                 })?;
+                let changes_roles = change.roles.as_ref().is_some_and(|r| r != u.roles());
+                let changes_activation = change.active.is_some_and(|a| a != u.is_active());
+                if own && (changes_roles || changes_activation) {
+                    return Err(DomainError::Forbidden("You cannot change your own roles or activation."));
+                }
                 if let Some(roles) = &change.roles {
                     events.extend(u.handle(UserCommand::ChangeRoles { roles: roles.clone() })?);
                 }

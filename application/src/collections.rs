@@ -45,8 +45,12 @@ pub struct Collections {
     blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
     ttl: chrono::Duration,
+    max_items: usize,
     pub progress: BuildProgress,
 }
+
+/// The most items one collection archive holds unless configured otherwise.
+pub const DEFAULT_MAX_ITEMS: usize = 10_000;
 
 /// One item chosen for an archive, with what its manifest row says.
 #[derive(Debug, Clone)]
@@ -56,9 +60,55 @@ pub struct ChosenItem {
     pub item: DatasetItem,
 }
 
+/// A dataset's fields and its items, in the order added.
+type DatasetWithItems = (DatasetFields, Vec<DatasetItem>);
+
+/// The items of `datasets` that match the query, best first, at most
+/// `limit_per_dataset` from each (see [`Collections::choose_items`]).
+fn choose(request: &CollectionRequest, datasets: Vec<(i64, DatasetWithItems)>) -> Vec<ChosenItem> {
+    let groups = vocabulary::expand(&request.query_text);
+    let matched = |text: &str| {
+        let words: Vec<String> = text.to_lowercase().split(|c: char| !c.is_alphanumeric()).map(str::to_string).collect();
+        groups.iter().filter(|g| g.iter().any(|t| t.split(' ').all(|part| words.iter().any(|w| w.starts_with(part))))).count()
+    };
+    let mut chosen = Vec::new();
+    for (dataset_id, (dataset, items)) in datasets {
+        let dataset_score = matched(&format!("{} {} {}", dataset.title, dataset.description, dataset.tags.join(" ")));
+        let mut scored: Vec<(usize, DatasetItem)> = items
+            .into_iter()
+            .map(|item| {
+                let own = matched(&format!("{} {} {}", item.caption, item.labels.join(" "), item.filename));
+                (2 * own + dataset_score, item)
+            })
+            .filter(|(score, _)| groups.is_empty() || *score > 0)
+            .collect();
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.item_id.cmp(&b.1.item_id)));
+        let take = usize::try_from(request.limit_per_dataset).unwrap_or(usize::MAX);
+        chosen.extend(scored.into_iter().take(take).map(|(_, item)| ChosenItem { dataset_id, dataset: dataset.clone(), item }));
+    }
+    chosen
+}
+
+fn too_many_items(items: usize, max: usize) -> DomainError {
+    DomainError::invalid(
+        "limit_per_dataset",
+        format!(
+            "this request matches {items} items and one collection holds at most {max}: \
+             narrow the query, choose fewer datasets or lower limit_per_dataset"
+        ),
+    )
+}
+
 impl Collections {
     pub fn new(ledger: Ledger, ids: Arc<dyn IdGenerator>, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>, ttl: chrono::Duration) -> Self {
-        Self { ledger, ids, blobs, clock, ttl, progress: BuildProgress::default() }
+        Self { ledger, ids, blobs, clock, ttl, max_items: DEFAULT_MAX_ITEMS, progress: BuildProgress::default() }
+    }
+
+    /// Caps the items of one archive: each is copied into the ZIP, so a request for
+    /// everything in a hundred datasets would otherwise cost unbounded disk and time.
+    pub fn with_max_items(mut self, max_items: usize) -> Self {
+        self.max_items = max_items.max(1);
+        self
     }
 
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {
@@ -66,7 +116,7 @@ impl Collections {
     }
 
     /// A dataset's fields and items as of the history (items in the order added).
-    async fn dataset_with_items(&self, dataset_id: i64) -> Result<Option<(DatasetFields, Vec<DatasetItem>)>, AppError> {
+    async fn dataset_with_items(&self, dataset_id: i64) -> Result<Option<DatasetWithItems>, AppError> {
         let recorded = self.ledger.store().read_stream(&catalog::stream_id(dataset_id)).await?;
         let mut state = Dataset::default();
         let mut items = Vec::new();
@@ -83,17 +133,24 @@ impl Collections {
         Ok(state.fields().cloned().map(|f| (f, items)))
     }
 
-    /// Records a request after checking that every dataset exists and is live.
+    /// Records a request after checking that every dataset exists and is live, and that
+    /// the archive would not hold more than the configured number of items.
     pub async fn request(&self, request: CollectionRequest, ctx: &CommandContext) -> Result<(CollectionId, Position), AppError> {
         let request = request.validate()?;
         let mut missing = Vec::new();
+        let mut datasets = Vec::with_capacity(request.dataset_ids.len());
         for id in &request.dataset_ids {
-            if self.dataset_with_items(*id).await?.is_none() {
-                missing.push(id.to_string());
+            match self.dataset_with_items(*id).await? {
+                Some(dataset) => datasets.push((*id, dataset)),
+                None => missing.push(id.to_string()),
             }
         }
         if !missing.is_empty() {
             return Err(DomainError::invalid("dataset_ids", format!("unknown or retired datasets: {}", missing.join(", "))).into());
+        }
+        let items = choose(&request, datasets).len();
+        if items > self.max_items {
+            return Err(too_many_items(items, self.max_items).into());
         }
         let collection_id = self.ids.next_id("collection").await?;
         let events = Collection::default().handle(CollectionCommand::Request { collection_id, request })?;
@@ -106,32 +163,13 @@ impl Collections {
     /// `limit_per_dataset` from each. An item matches through its own caption, labels
     /// and file name (counted double) or through its dataset's description.
     pub async fn choose_items(&self, request: &CollectionRequest) -> Result<Vec<ChosenItem>, AppError> {
-        let groups = vocabulary::expand(&request.query_text);
-        let matched = |text: &str| {
-            let words: Vec<String> = text.to_lowercase().split(|c: char| !c.is_alphanumeric()).map(str::to_string).collect();
-            groups.iter().filter(|g| g.iter().any(|t| t.split(' ').all(|part| words.iter().any(|w| w.starts_with(part))))).count()
-        };
-        let mut chosen = Vec::new();
+        let mut datasets = Vec::with_capacity(request.dataset_ids.len());
         for dataset_id in &request.dataset_ids {
-            let Some((dataset, items)) = self.dataset_with_items(*dataset_id).await? else { continue };
-            let dataset_score = matched(&format!("{} {} {}", dataset.title, dataset.description, dataset.tags.join(" ")));
-            let mut scored: Vec<(usize, DatasetItem)> = items
-                .into_iter()
-                .map(|item| {
-                    let own = matched(&format!("{} {} {}", item.caption, item.labels.join(" "), item.filename));
-                    (2 * own + dataset_score, item)
-                })
-                .filter(|(score, _)| groups.is_empty() || *score > 0)
-                .collect();
-            scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.item_id.cmp(&b.1.item_id)));
-            let take = usize::try_from(request.limit_per_dataset).unwrap_or(usize::MAX);
-            chosen.extend(scored.into_iter().take(take).map(|(_, item)| ChosenItem {
-                dataset_id: *dataset_id,
-                dataset: dataset.clone(),
-                item,
-            }));
+            if let Some(dataset) = self.dataset_with_items(*dataset_id).await? {
+                datasets.push((*dataset_id, dataset));
+            }
         }
-        Ok(chosen)
+        Ok(choose(request, datasets))
     }
 
     /// Builds the archive for a pending collection and records the outcome. Safe to
@@ -147,6 +185,10 @@ impl Collections {
         let chosen = self.choose_items(&request).await?;
         if chosen.is_empty() {
             return self.fail(collection_id, "no items of the chosen datasets match the query", &ctx).await;
+        }
+        // Items added to the datasets since the request was accepted can push it over.
+        if chosen.len() > self.max_items {
+            return self.fail(collection_id, &too_many_items(chosen.len(), self.max_items).to_string(), &ctx).await;
         }
         let (entries, generated) = archive_layout(&chosen);
         let key = format!("collections/{collection_id}.zip");

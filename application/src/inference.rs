@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use medledger_domain::inference::model::{self, Model, ModelCommand};
 use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput};
@@ -20,7 +20,7 @@ use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::model_threads::{ModelInputs, ModelThreads};
-use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, InferenceEngine, Position, RgbImage};
+use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, Position, RgbImage};
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
 /// IoU are merged (greedy NMS); at most this many primitives per image.
@@ -57,6 +57,11 @@ pub struct InferenceTasks {
     model_threads: ModelThreads,
     /// Runs started by `submit` itself, so that the saga waits for them.
     dispatched: Dispatched,
+    /// Turns to decode an image (None: unbounded). A decode is where a task's memory
+    /// goes (up to the decoder's pixel limit, several bytes a pixel), so this bounds what
+    /// uploads can make the server hold at once; it is sized to the cores, which is all
+    /// the decodes that can make progress together anyway.
+    decodes: Option<Arc<Semaphore>>,
 }
 
 /// Tasks that `submit` hands straight to the models, with the image it has just decoded
@@ -137,7 +142,32 @@ impl InferenceTasks {
         model_threads: ModelThreads,
         in_flight: usize,
     ) -> Self {
-        Self { ledger, ids, blobs, images, engine, manifests: Arc::default(), model_threads, dispatched: Dispatched::new(in_flight) }
+        Self {
+            ledger,
+            ids,
+            blobs,
+            images,
+            engine,
+            manifests: Arc::default(),
+            model_threads,
+            dispatched: Dispatched::new(in_flight),
+            decodes: Some(Arc::new(Semaphore::new(default_concurrent_decodes()))),
+        }
+    }
+
+    /// At most `n` images decoded at once; 0 lifts the bound.
+    pub fn with_concurrent_decodes(mut self, n: usize) -> Self {
+        self.decodes = (n > 0).then(|| Arc::new(Semaphore::new(n)));
+        self
+    }
+
+    /// A turn to decode. Whoever waits for one holds only the upload as it came (its size
+    /// capped by the route); the pixels are allocated under the permit.
+    async fn decode_turn(&self) -> Result<Option<OwnedSemaphorePermit>, String> {
+        match &self.decodes {
+            None => Ok(None),
+            Some(turns) => turns.clone().acquire_owned().await.map(Some).map_err(|e| format!("image decoder: {e}")),
+        }
     }
 
     /// Registers the built-in models (nothing is appended when they already are) and
@@ -257,20 +287,29 @@ impl InferenceTasks {
             return Err(AppError::Domain(DomainError::invalid("model_id", "no such model of that kind")));
         };
         let models = TaskModels { detector: detection_model_id, classifier: classification_model_id, detection, scene };
+        // The header first: an image over the limits (a bomb: a small file of a huge
+        // image) is refused before it waits for a turn to decode.
+        self.images.check(bytes).map_err(|reason| DomainError::invalid("image", reason))?;
         // A run from here needs the models' inputs: made in the same trip to the
         // blocking pool as the decode.
         let for_run = dispatch.then(|| (self.engine.clone(), models.clone()));
+        let turn = self.decode_turn().await.map_err(AppError::internal)?;
         let (images, owned) = (self.images.clone(), bytes.to_vec());
-        let (checked, inputs) = tokio::task::spawn_blocking(move || {
+        let (header, inputs) = tokio::task::spawn_blocking(move || {
+            // The turn ends with the decode, not with the request: a client that hangs up
+            // does not stop a decode under way.
+            let _turn = turn;
             let checked = images.decode(&owned)?;
             let inputs = for_run.map(|(engine, models)| models.inputs(&engine?, &checked.image));
-            Ok::<_, String>((checked, inputs))
+            // Only the size leaves: the pixels are freed within the turn.
+            let header = ImageHeader { content_type: checked.content_type, width: checked.image.width, height: checked.image.height };
+            Ok::<_, String>((header, inputs))
         })
         .await
         .map_err(AppError::internal)?
         .map_err(|reason| DomainError::invalid("image", reason))?;
         let task_id = self.ids.next_id("inference_task").await?;
-        let filename = TaskInput::filename_for(task_id, checked.content_type)?;
+        let filename = TaskInput::filename_for(task_id, header.content_type)?;
         // A directory per thousand tasks: creating one per task cost more than the file.
         let key = format!("inference/{}/{filename}", task_id / 1000);
         // The bytes first: an event never points at a blob that is not there.
@@ -278,9 +317,9 @@ impl InferenceTasks {
         let input = TaskInput {
             blob_key: key,
             filename,
-            content_type: checked.content_type.to_string(),
-            width: checked.image.width,
-            height: checked.image.height,
+            content_type: header.content_type.to_string(),
+            width: header.width,
+            height: header.height,
             size_bytes: bytes.len() as i64,
             sha256: sha256_hex(bytes),
         };
@@ -389,9 +428,14 @@ impl InferenceTasks {
     /// The models' inputs from the task's stored image.
     async fn stored_inputs(&self, task: &InferenceTask, models: &TaskModels) -> Result<ModelInputs, String> {
         let input = task.input().ok_or("the task has no input")?;
+        // The turn before the read: the bytes of tasks waiting to decode stay on disk.
+        let turn = self.decode_turn().await?;
         let bytes = self.blobs.get(&input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
         let (images, engine, models) = (self.images.clone(), self.engine.clone()?, models.clone());
-        tokio::task::spawn_blocking(move || models.inputs(&engine, &images.decode(&bytes)?.image))
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            models.inputs(&engine, &images.decode(&bytes)?.image)
+        })
             .await
             .map_err(|e| format!("image decoder: {e}"))?
     }
@@ -428,6 +472,11 @@ impl TaskModels {
             if self.detection.input.same_tensor_as(&self.scene.input) { None } else { Some(engine.input(self.classifier, image)?) };
         Ok(ModelInputs { detection, classification })
     }
+}
+
+/// Images decoded at once unless configured: one per core.
+pub fn default_concurrent_decodes() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// What a user asks for: their image through these two models.

@@ -3,6 +3,7 @@
 //! Nothing here knows which database, hash function for passwords, or mail transport
 //! is in use; `infrastructure` implements the ports and `api` wires them together.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod catalog;

@@ -189,8 +189,13 @@ pub trait Mailer: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub user_id: UserId,
+    /// The roles at issue, for clients to read. Never trusted: a request is judged on
+    /// the roles the history holds now (`access::AccessModel`).
     pub roles: Roles,
     pub session_id: Uuid,
+    /// Where the history stood when the token was issued: a server judging the token
+    /// first waits until its view of accounts and sessions has got that far.
+    pub position: Position,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,10 +279,24 @@ pub struct CheckedImage {
     pub image: RgbImage,
 }
 
+/// What an upload's header says, read without decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageHeader {
+    /// `image/jpeg` or `image/png`.
+    pub content_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
 /// Reads uploaded images. Refusals are sentences a client can act on.
 pub trait ImageDecoder: Send + Sync {
-    /// Checks the format (JPEG or PNG) and size from the header before decoding the whole
-    /// image, so a 20000×20000 PNG is refused without allocating for it.
+    /// The format (JPEG or PNG) and size from the header alone, refused when over the
+    /// limits: cheap and allocation-free, so it runs before a request waits for its turn
+    /// to decode, and an image bomb (a small file of a huge image) is refused at once.
+    fn check(&self, bytes: &[u8]) -> Result<ImageHeader, String>;
+    /// The whole image as RGB. The decoder's own reading of the header is held to the
+    /// same limits before any pixel is allocated: memory for one decode is bounded by
+    /// the pixel limit whatever `check` made of the file.
     fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, String>;
 }
 

@@ -136,7 +136,7 @@ struct PlainLoop {
 /// The plain ONNX Runtime loop: detector then classifier on the prepared tensors, in runs
 /// of `batch` copies of the image.
 fn plain_loop(args: &Args, env: &ort::environment::Environment, image: &[u8], batch: usize) -> anyhow::Result<PlainLoop> {
-    let decoded = UploadedImages { max_side: 8192 }.decode(image).map_err(anyhow::Error::msg)?.image;
+    let decoded = UploadedImages { max_side: 8192, max_pixels: 8192 * 8192 }.decode(image).map_err(anyhow::Error::msg)?.image;
     let load = |id: i64| -> anyhow::Result<PlainModel> {
         let (onnx, manifest) = model_files(id)?;
         let manifest: ModelManifest = serde_json::from_str(&std::fs::read_to_string(manifest)?)?;

@@ -19,6 +19,9 @@ pub enum DomainError {
     InvalidResetToken,
     #[error("the session has ended")]
     SessionEnded,
+    /// The caller may not do this, whatever the input (changing one's own roles, say).
+    #[error("{0}")]
+    Forbidden(&'static str),
 }
 
 impl DomainError {

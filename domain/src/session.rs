@@ -32,6 +32,10 @@ pub enum SessionEvent {
         /// The user's credentials version at login: a later password change ends it.
         #[serde(default)]
         credentials_version: u64,
+        /// SHA-256 of the opaque cookie a browser session (001) carries instead of a
+        /// token; none for token clients. The cookie itself is never recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie_hash: Option<String>,
     },
     RefreshTokenRotated {
         session_id: Uuid,
@@ -70,6 +74,7 @@ pub enum SessionCommand {
         token_id: Uuid,
         expires_at: DateTime<Utc>,
         credentials_version: u64,
+        cookie_hash: Option<String>,
     },
     /// Exchange `presented` for `new_token_id`.
     Rotate {
@@ -81,6 +86,9 @@ pub enum SessionCommand {
     End {
         presented: Uuid,
     },
+    /// Ends the session for a caller who proved they hold it another way than by its
+    /// refresh token (a browser's session cookie).
+    Close,
 }
 
 #[derive(Debug, Default)]
@@ -122,11 +130,11 @@ impl Aggregate for Session {
 
     fn handle(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, DomainError> {
         match command {
-            SessionCommand::Start { session_id, user_id, token_id, expires_at, credentials_version } => {
+            SessionCommand::Start { session_id, user_id, token_id, expires_at, credentials_version, cookie_hash } => {
                 if self.id.is_some() {
                     return Err(DomainError::AlreadyExists("session"));
                 }
-                Ok(vec![SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at, credentials_version }])
+                Ok(vec![SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at, credentials_version, cookie_hash }])
             }
             SessionCommand::Rotate { presented, new_token_id, expires_at, now } => {
                 let session_id = self.id.ok_or(DomainError::NotFound("session"))?;
@@ -155,12 +163,19 @@ impl Aggregate for Session {
                 }
                 Ok(vec![SessionEvent::SessionEnded { session_id, user_id, reason: EndReason::Logout }])
             }
+            SessionCommand::Close => {
+                let session_id = self.id.ok_or(DomainError::NotFound("session"))?;
+                if self.ended {
+                    return Ok(vec![]);
+                }
+                Ok(vec![SessionEvent::SessionEnded { session_id, user_id: self.user_id, reason: EndReason::Logout }])
+            }
         }
     }
 
     fn apply(&mut self, event: &SessionEvent) {
         match event {
-            SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at, credentials_version } => {
+            SessionEvent::SessionStarted { session_id, user_id, token_id, expires_at, credentials_version, .. } => {
                 self.id = Some(*session_id);
                 self.user_id = *user_id;
                 self.current = Some(*token_id);
@@ -199,6 +214,7 @@ mod tests {
                 token_id: token,
                 expires_at: t0() + Duration::days(7),
                 credentials_version: 0,
+                cookie_hash: None,
             })
             .unwrap()
     }
@@ -244,5 +260,16 @@ mod tests {
         assert!(matches!(out.as_slice(), [SessionEvent::SessionEnded { reason: EndReason::Logout, .. }]));
         history.extend(out);
         assert_eq!(Session::from_events(&history).handle(SessionCommand::End { presented: a }), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_browser_logout_closes_the_session_once() {
+        let mut history = started(Uuid::from_u128(10));
+        let out = Session::from_events(&history).handle(SessionCommand::Close).unwrap();
+        assert!(matches!(out.as_slice(), [SessionEvent::SessionEnded { reason: EndReason::Logout, .. }]));
+        history.extend(out);
+        assert!(!Session::from_events(&history).is_live());
+        assert_eq!(Session::from_events(&history).handle(SessionCommand::Close), Ok(vec![]));
+        assert_eq!(Session::default().handle(SessionCommand::Close), Err(DomainError::NotFound("session")));
     }
 }

@@ -178,7 +178,7 @@ struct PendingReset {
     expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct User {
     id: Option<UserId>,
     email: String,

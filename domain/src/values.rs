@@ -74,14 +74,44 @@ impl Username {
 /// A password as typed, checked against the policy. Never stored or logged.
 pub struct NewPassword(String);
 
+/// What a new password must satisfy; the minimum length is a server setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    min_chars: usize,
+}
+
+impl PasswordPolicy {
+    /// ASVS 2.1.1: at least 12 characters.
+    pub const DEFAULT_MIN_CHARS: usize = 12;
+    /// No setting goes below the minimum this server has always had.
+    pub const LOWEST: usize = 8;
+
+    /// `min_chars` is kept within `LOWEST..=NewPassword::MAX_CHARS`.
+    pub fn with_min_chars(min_chars: usize) -> Self {
+        Self { min_chars: min_chars.clamp(Self::LOWEST, NewPassword::MAX_CHARS) }
+    }
+
+    pub fn min_chars(&self) -> usize {
+        self.min_chars
+    }
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self::with_min_chars(Self::DEFAULT_MIN_CHARS)
+    }
+}
+
 impl NewPassword {
-    pub const MIN_CHARS: usize = 8;
     pub const MAX_CHARS: usize = 128;
 
-    pub fn parse(raw: &str, field: &'static str) -> Result<Self, DomainError> {
+    pub fn parse(raw: &str, field: &'static str, policy: &PasswordPolicy) -> Result<Self, DomainError> {
         let n = raw.chars().count();
-        if n < Self::MIN_CHARS {
-            return Err(DomainError::invalid(field, "This password is too short. It must contain at least 8 characters"));
+        if n < policy.min_chars {
+            return Err(DomainError::invalid(
+                field,
+                format!("This password is too short. It must contain at least {} characters", policy.min_chars),
+            ));
         }
         if n > Self::MAX_CHARS {
             return Err(DomainError::invalid(field, "This password is too long (at most 128 characters)"));
@@ -172,11 +202,28 @@ mod tests {
 
     #[test]
     fn password_policy() {
-        assert!(NewPassword::parse("short", "password").is_err());
-        assert!(NewPassword::parse("12345678901", "password").is_err());
-        assert!(NewPassword::parse(&"p".repeat(129), "password").is_err());
-        assert!(NewPassword::parse("correct horse", "password").is_ok());
-        assert_eq!(format!("{:?}", NewPassword::parse("correct horse", "p").unwrap()), "NewPassword(***)");
+        let policy = PasswordPolicy::default();
+        assert!(NewPassword::parse("short", "password", &policy).is_err());
+        assert!(NewPassword::parse("123456789012", "password", &policy).is_err(), "entirely numeric");
+        assert!(NewPassword::parse(&"p".repeat(129), "password", &policy).is_err());
+        assert!(NewPassword::parse("correct horse", "password", &policy).is_ok());
+        assert_eq!(format!("{:?}", NewPassword::parse("correct horse", "p", &policy).unwrap()), "NewPassword(***)");
+    }
+
+    #[test]
+    fn passwords_need_twelve_characters_unless_configured_otherwise() {
+        let eleven = "abcdefghijk";
+        match NewPassword::parse(eleven, "password", &PasswordPolicy::default()) {
+            Err(DomainError::InvalidValue { field, message }) => {
+                assert_eq!(field, "password");
+                assert!(message.contains("at least 12 characters"), "{message}");
+            }
+            other => panic!("an 11-character password: {other:?}"),
+        }
+        assert!(NewPassword::parse("abcdefghijkl", "password", &PasswordPolicy::default()).is_ok());
+        assert!(NewPassword::parse(eleven, "password", &PasswordPolicy::with_min_chars(10)).is_ok());
+        assert_eq!(PasswordPolicy::with_min_chars(3).min_chars(), PasswordPolicy::LOWEST);
+        assert_eq!(PasswordPolicy::with_min_chars(1000).min_chars(), NewPassword::MAX_CHARS);
     }
 
     #[test]

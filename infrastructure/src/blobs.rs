@@ -1,5 +1,6 @@
 //! Blobs in a local directory (the embedded default). Writes go to a temporary name,
 //! are synced, then renamed: a reader (or a restarted server) never sees half a file.
+//! Directories are made 0700 and files 0600 (`private_files`).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -10,6 +11,8 @@ use async_trait::async_trait;
 use medledger_application::ports::{ArchiveEntry, ArchiveInfo, BlobStore, StoreError};
 use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, ZipWriter};
+
+use crate::private_files;
 
 pub struct LocalBlobStore {
     root: PathBuf,
@@ -62,11 +65,13 @@ impl LocalBlobStore {
     ) -> Result<ArchiveInfo, StoreError> {
         let path = self.path(key)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            private_files::create_dir_all(dir).map_err(io)?;
         }
         // A build killed half-way leaves only this name behind; the next build truncates it.
         let partial = Self::temp_beside(&path, ".partial");
-        let file = File::create(&partial).map_err(io)?;
+        let file = private_files::file_options().write(true).create(true).truncate(true).open(&partial).map_err(io)?;
+        // One left by a version that made files readable to all keeps its mode on open.
+        private_files::restrict(&partial, private_files::FILE_MODE).map_err(io)?;
         let mut zip = ZipWriter::new(BufWriter::with_capacity(COPY_BUFFER, file));
         let total: i64 = entries.iter().map(|e| e.size_bytes.max(0)).sum::<i64>().max(1);
         let mut done: i64 = 0;
@@ -109,10 +114,10 @@ impl BlobStore for LocalBlobStore {
         let bytes = bytes.to_vec();
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+                private_files::create_dir_all(dir)?;
             }
             let temp = Self::temp_beside(&path, &format!(".tmp-{}", uuid::Uuid::new_v4()));
-            let mut file = File::create(&temp)?;
+            let mut file = private_files::file_options().write(true).create_new(true).open(&temp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             Self::publish(&temp, &path)

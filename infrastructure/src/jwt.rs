@@ -23,6 +23,13 @@ struct Claims {
     sid: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     roles: Option<Roles>,
+    /// The history position the token was issued at (access tokens; 0 when absent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pos: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 pub struct JwtService {
@@ -58,7 +65,9 @@ impl JwtService {
         Ok(data.claims)
     }
 
-    fn claims(&self, sub: i64, typ: &str, sid: Uuid, jti: Uuid, exp: DateTime<Utc>, roles: Option<Roles>) -> Claims {
+    /// `access`: the roles and history position an access token carries.
+    fn claims(&self, sub: i64, typ: &str, sid: Uuid, jti: Uuid, exp: DateTime<Utc>, access: Option<(Roles, i64)>) -> Claims {
+        let (roles, pos) = access.map_or((None, 0), |(roles, pos)| (Some(roles), pos));
         Claims {
             sub: sub.to_string(),
             iss: ISSUER.into(),
@@ -69,6 +78,7 @@ impl JwtService {
             typ: typ.into(),
             sid,
             roles,
+            pos,
         }
     }
 }
@@ -76,7 +86,7 @@ impl JwtService {
 impl TokenService for JwtService {
     fn issue_access(&self, c: &AccessClaims) -> Result<String, String> {
         let exp = Utc::now() + self.access_ttl;
-        self.sign(&self.claims(c.user_id, "access", c.session_id, Uuid::new_v4(), exp, Some(c.roles.clone())))
+        self.sign(&self.claims(c.user_id, "access", c.session_id, Uuid::new_v4(), exp, Some((c.roles.clone(), c.position))))
     }
 
     fn issue_refresh(&self, c: &RefreshClaims, expires_at: DateTime<Utc>) -> Result<String, String> {
@@ -85,7 +95,12 @@ impl TokenService for JwtService {
 
     fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let c = self.check(token, "access")?;
-        Ok(AccessClaims { user_id: c.sub.parse().map_err(|_| TokenError::Invalid)?, roles: c.roles.unwrap_or_default(), session_id: c.sid })
+        Ok(AccessClaims {
+            user_id: c.sub.parse().map_err(|_| TokenError::Invalid)?,
+            roles: c.roles.unwrap_or_default(),
+            session_id: c.sid,
+            position: c.pos,
+        })
     }
 
     fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
@@ -109,7 +124,7 @@ mod tests {
     }
 
     fn access() -> AccessClaims {
-        AccessClaims { user_id: 5, roles: Roles::new([Role::Admin]), session_id: Uuid::from_u128(9) }
+        AccessClaims { user_id: 5, roles: Roles::new([Role::Admin]), session_id: Uuid::from_u128(9), position: 42 }
     }
 
     #[test]

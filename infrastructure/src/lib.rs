@@ -9,6 +9,7 @@ pub mod mail;
 mod migrate;
 pub mod onnx;
 pub mod password;
+pub mod private_files;
 pub mod secret;
 pub mod store;
 

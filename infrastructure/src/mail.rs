@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use tokio::io::AsyncWriteExt as _;
 use medledger_application::ports::{Mail, Mailer};
 
 pub struct OutboxMailer {
@@ -26,15 +27,29 @@ fn file_name(message_id: &str) -> String {
 #[async_trait]
 impl Mailer for OutboxMailer {
     async fn send(&self, mail: &Mail) -> Result<(), String> {
-        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| e.to_string())?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || crate::private_files::create_dir_all(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let text = format!(
             "Message-ID: <{}@medledger>\r\nFrom: {}\r\nTo: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}",
             mail.message_id, self.from, mail.to, mail.subject, mail.body
         );
         let path = self.dir.join(file_name(&mail.message_id));
-        // Write then rename: a reader never sees half a message.
+        // Write then rename: a reader never sees half a message. The reset link in it is
+        // a credential: the file is the server user's alone.
         let tmp = path.with_extension("tmp");
-        tokio::fs::write(&tmp, text).await.map_err(|e| e.to_string())?;
+        let mut file = crate::private_files::tokio_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .await
+            .map_err(|e| e.to_string())?;
+        file.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
+        file.flush().await.map_err(|e| e.to_string())?;
+        drop(file);
         tokio::fs::rename(&tmp, &path).await.map_err(|e| e.to_string())
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use image::{ImageFormat, ImageReader, Limits};
-use medledger_application::ports::{CheckedImage, ImageDecoder, InferenceEngine, ModelInput, RgbImage};
+use medledger_application::ports::{CheckedImage, ImageDecoder, ImageHeader, InferenceEngine, ModelInput, RgbImage};
 use medledger_domain::inference::{InputSpec, ModelId, ModelManifest};
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
@@ -200,42 +200,147 @@ impl LoadedModel {
     }
 }
 
-/// JPEG and PNG uploads, at most `max_side` pixels on a side.
+/// JPEG and PNG uploads, held to a size read from the header before anything is
+/// decoded.
 pub struct UploadedImages {
+    /// Most pixels on either side.
     pub max_side: u32,
+    /// Most pixels in all, width × height (`MEDLEDGER_MAX_IMAGE_PIXELS`). One decode
+    /// allocates at most [`MAX_BYTES_PER_PIXEL`] bytes per pixel for the decoder's output
+    /// and 3 more for the RGB copy, so this bounds its memory.
+    pub max_pixels: u64,
+}
+
+/// The widest pixel a decoder here produces: 16-bit RGBA (a PNG may carry one).
+pub const MAX_BYTES_PER_PIXEL: u64 = 8;
+
+impl UploadedImages {
+    fn within_limits(&self, width: u32, height: u32) -> Result<(), String> {
+        if width == 0 || height == 0 {
+            return Err("the image's header gives it no size; is it damaged?".into());
+        }
+        if width > self.max_side || height > self.max_side {
+            return Err(format!("the image is {width}x{height} pixels, larger than {0}x{0}; scale it down", self.max_side));
+        }
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > self.max_pixels {
+            return Err(format!(
+                "the image is {width}x{height} pixels ({:.1} megapixels), larger than the {} pixels ({:.1} megapixels) accepted; \
+                 scale it down",
+                pixels as f64 / 1e6,
+                self.max_pixels,
+                self.max_pixels as f64 / 1e6
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the decoder may allocate: its output at the pixel limit, in its widest form.
+    fn max_alloc(&self) -> u64 {
+        self.max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL)
+    }
+}
+
+/// The format of an upload, if it is one we take.
+fn accepted_format(bytes: &[u8]) -> Result<(ImageFormat, &'static str), String> {
+    if bytes.is_empty() {
+        return Err("the request body is empty; send the image's bytes".into());
+    }
+    let format = image::guess_format(bytes).map_err(|_| "the body is not an image (JPEG or PNG expected)".to_string())?;
+    match format {
+        ImageFormat::Jpeg => Ok((format, "image/jpeg")),
+        ImageFormat::Png => Ok((format, "image/png")),
+        other => Err(format!(
+            "{} images are not accepted; send a JPEG or PNG",
+            other.extensions_str().first().unwrap_or(&"these").to_uppercase()
+        )),
+    }
 }
 
 impl ImageDecoder for UploadedImages {
+    fn check(&self, bytes: &[u8]) -> Result<ImageHeader, String> {
+        let (format, content_type) = accepted_format(bytes)?;
+        let size = if format == ImageFormat::Png { png_size(bytes) } else { jpeg_size(bytes) };
+        let (width, height) = size.ok_or("the image's header cannot be read; is it truncated?")?;
+        self.within_limits(width, height)?;
+        Ok(ImageHeader { content_type, width, height })
+    }
+
     fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, String> {
-        if bytes.is_empty() {
-            return Err("the request body is empty; send the image's bytes".into());
-        }
-        let format = image::guess_format(bytes).map_err(|_| "the body is not an image (JPEG or PNG expected)".to_string())?;
-        let content_type = match format {
-            ImageFormat::Jpeg => "image/jpeg",
-            ImageFormat::Png => "image/png",
-            other => {
-                return Err(format!(
-                    "{} images are not accepted; send a JPEG or PNG",
-                    other.extensions_str().first().unwrap_or(&"these").to_uppercase()
-                ));
-            }
-        };
+        let ImageHeader { content_type, .. } = self.check(bytes)?;
+        let format = if content_type == "image/png" { ImageFormat::Png } else { ImageFormat::Jpeg };
         if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
             return Err("the JPEG ends before its image data does; is it truncated?".into());
         }
+        let refused = |e: image::ImageError| match e {
+            image::ImageError::Limits(_) => format!(
+                "the image needs more memory to decode than {} pixels do; scale it down or save it as 8-bit RGB",
+                self.max_pixels
+            ),
+            other => format!("the image cannot be decoded ({other}); is it truncated?"),
+        };
         let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
         let mut limits = Limits::default();
         limits.max_image_width = Some(self.max_side);
         limits.max_image_height = Some(self.max_side);
-        limits.max_alloc = Some(u64::from(self.max_side) * u64::from(self.max_side) * 4);
+        limits.max_alloc = Some(self.max_alloc());
         reader.limits(limits);
-        let decoded = reader.decode().map_err(|e| match e {
-            image::ImageError::Limits(_) => format!("the image is larger than {0}x{0} pixels", self.max_side),
-            other => format!("the image cannot be decoded ({other}); is it truncated?"),
-        })?;
-        let rgb = decoded.into_rgb8();
+        let decoder = reader.into_decoder().map_err(refused)?;
+        // The decoder's own reading of the header decides: `check` only refused early.
+        let (width, height) = image::ImageDecoder::dimensions(&decoder);
+        self.within_limits(width, height)?;
+        if image::ImageDecoder::total_bytes(&decoder) > self.max_alloc() {
+            return Err(refused(image::ImageError::Limits(image::error::LimitError::from_kind(
+                image::error::LimitErrorKind::InsufficientMemory,
+            ))));
+        }
+        let rgb = image::DynamicImage::from_decoder(decoder).map_err(refused)?.into_rgb8();
         Ok(CheckedImage { content_type, image: RgbImage { width: rgb.width(), height: rgb.height(), pixels: rgb.into_raw() } })
+    }
+}
+
+/// Width and height from a PNG's header: IHDR must be the first chunk.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(8..24)?;
+    if ihdr[4..8] != *b"IHDR" {
+        return None;
+    }
+    let be = |at: usize| u32::from_be_bytes([ihdr[at], ihdr[at + 1], ihdr[at + 2], ihdr[at + 3]]);
+    Some((be(8), be(12)))
+}
+
+/// Width and height from a JPEG's frame header (SOFn), walking the segments before it.
+fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let byte = |at: usize| bytes.get(at).copied();
+    let be16 = |at: usize| Some(u16::from_be_bytes([byte(at)?, byte(at + 1)?]));
+    let mut at = 2;
+    loop {
+        if byte(at)? != 0xFF {
+            return None;
+        }
+        // Any number of 0xFF may pad before a marker.
+        while byte(at + 1)? == 0xFF {
+            at += 1;
+        }
+        let marker = byte(at + 1)?;
+        at += 2;
+        match marker {
+            // Markers without a length.
+            0x01 | 0xD0..=0xD8 => continue,
+            // Image or scan data before any frame header: not a JPEG we can size.
+            0xD9 | 0xDA => return None,
+            // SOF0–SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                // Length (2), sample precision (1), height (2), width (2).
+                return Some((u32::from(be16(at + 5)?), u32::from(be16(at + 3)?)));
+            }
+            _ => {}
+        }
+        let length = usize::from(be16(at)?);
+        if length < 2 {
+            return None;
+        }
+        at += length;
     }
 }
 

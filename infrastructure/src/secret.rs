@@ -6,6 +6,8 @@ use std::path::Path;
 
 use rand::RngCore as _;
 
+use crate::private_files;
+
 pub const SECRET_FILE: &str = "secret.key";
 
 pub fn load_or_create(env_value: Option<&str>, data_dir: &Path) -> std::io::Result<Vec<u8>> {
@@ -14,23 +16,20 @@ pub fn load_or_create(env_value: Option<&str>, data_dir: &Path) -> std::io::Resu
     }
     let path = data_dir.join(SECRET_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().as_bytes().to_vec()),
+        Ok(text) if !text.trim().is_empty() => {
+            // A key file left readable by others (an older version, a copy) is tightened.
+            private_files::restrict(&path, private_files::FILE_MODE)?;
+            return Ok(text.trim().as_bytes().to_vec());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(data_dir)?;
+    private_files::create_dir_all(data_dir)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let encoded = hex::encode(bytes);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    match options.open(&path) {
+    match private_files::file_options().write(true).create_new(true).open(&path) {
         Ok(mut f) => {
             f.write_all(encoded.as_bytes())?;
             f.sync_all()?;

@@ -208,3 +208,14 @@ pub async fn task(pool: &sqlx::AnyPool, id: i64) -> Result<Option<TaskRow>, sqlx
 pub async fn models(pool: &sqlx::AnyPool) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
     sqlx::query_as("SELECT id, name, kind FROM inference_models ORDER BY id").fetch_all(pool).await
 }
+
+/// How many tasks wait for a model and how many are running.
+pub async fn task_backlog(pool: &sqlx::AnyPool) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'in progress' THEN 1 ELSE 0 END), 0) \
+         FROM inference_tasks WHERE status IN ('queued', 'in progress')",
+    )
+    .fetch_one(pool)
+    .await
+}

@@ -5,6 +5,7 @@
 //! never applies an event twice or skips one. Sagas run on the same runner with
 //! at-least-once delivery and idempotent effects.
 
+mod access;
 mod audit_log;
 mod catalog;
 pub mod catalog_index;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
 use sqlx::AnyConnection;
 
+pub use access::AccessProjection;
 pub use audit_log::AuditLogProjection;
 pub use catalog::DatasetsProjection;
 pub use collections::{CollectionsProjection, DatasetItemsProjection};

@@ -29,7 +29,7 @@ fn engine() -> (OnnxEngine, Vec<(i64, &'static str, ModelManifest)>) {
 fn outputs_match_python_onnxruntime_on_the_fixture_images() {
     let (engine, models) = engine();
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/expected.json")).unwrap()).unwrap();
-    let decoder = UploadedImages { max_side: 8192 };
+    let decoder = UploadedImages { max_side: 8192, max_pixels: 8192 * 8192 };
     let images: Vec<&Value> = expected["images"].as_array().unwrap().iter().filter(|i| i["exact"] == true).collect();
     let decoded: Vec<_> = images
         .iter()
@@ -121,7 +121,7 @@ fn an_input_made_for_another_size_is_refused_not_run() {
 
 #[test]
 fn uploads_are_checked_before_they_are_decoded() {
-    let decoder = UploadedImages { max_side: 8192 };
+    let decoder = UploadedImages { max_side: 8192, max_pixels: 8192 * 8192 };
     let png = std::fs::read(format!("{FIXTURES}/fixture_1_office_1obj.png")).unwrap();
     let jpeg = std::fs::read(format!("{FIXTURES}/large_1_street_640x480.jpg")).unwrap();
     assert_eq!(decoder.decode(&png).unwrap().content_type, "image/png");

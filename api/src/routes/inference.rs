@@ -9,14 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_application::AppError;
 use medledger_application::inference::{ModelSummary, NewTask, model_choice_message};
-use medledger_application::ports::TokenError;
 use medledger_domain::DomainError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
 use medledger_projections::inference as queries;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Detail};
-use crate::extract::Ctx;
+use crate::extract::{Ctx, Refusal};
 use crate::openapi::{Api, Op};
 use crate::state::AppState;
 
@@ -68,10 +67,12 @@ impl FromRequestParts<AppState> for TaskUser {
     type Rejection = ApiError<Detail>;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = crate::extract::bearer(parts).ok_or_else(|| ApiError::unauthorized("Not authenticated"))?;
-        match state.accounts.tokens().verify_access(token) {
-            Ok(claims) => Ok(Self { id: claims.user_id, admin: claims.roles.is_admin() }),
-            Err(TokenError::Expired | TokenError::Invalid) => Err(ApiError::unauthorized("Not authenticated")),
+        // Judged on the caller's current session, activation and roles; FastAPI's one
+        // message for every refusal but a server that is still catching up.
+        match crate::extract::bearer_caller(parts, state).await {
+            Ok(caller) => Ok(Self { id: caller.user_id, admin: caller.is_admin() }),
+            Err(Refusal::Behind) => Err(Refusal::Behind.into()),
+            Err(_) => Err(ApiError::unauthorized("Not authenticated")),
         }
     }
 }
@@ -106,9 +107,32 @@ async fn model_choice(state: &AppState) -> Res<String> {
     Ok(model_choice_message(&all_models(state).await?))
 }
 
+/// The caller of `POST /api/tasks`, within their allowance of task creations. An
+/// extractor, so that a caller over it is answered before the body is read.
+struct Creator(TaskUser);
+
+impl FromRequestParts<AppState> for Creator {
+    type Rejection = ApiError<Detail>;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let user = TaskUser::from_request_parts(parts, state).await?;
+        if let Err(retry_after) = state.task_limiter.check(&user.id.to_string()) {
+            let limit = state.task_limiter.per_window();
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!("Too many tasks: at most {limit} a minute may be created. Try again in {retry_after} seconds."),
+            );
+            e.retry_after = Some(retry_after);
+            return Err(e);
+        }
+        Ok(Self(user))
+    }
+}
+
 async fn create(
     State(state): State<AppState>,
-    user: TaskUser,
+    Creator(user): Creator,
     Ctx(ctx): Ctx,
     Query(params): Query<std::collections::HashMap<String, String>>,
     body: Bytes,

@@ -1,16 +1,19 @@
 //! The other contracts' logins (000, 003, 004, 001), all backed by the one account.
 
 use axum::Json;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_application::AppError;
+use hmac::{Hmac, Mac};
+use medledger_application::access::Caller;
 use rand::RngCore as _;
+use sha2::Sha256;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult, Detail, Django};
-use crate::extract::{Ctx, FormBody, JsonBody, bearer};
+use crate::extract::{BrowserUser, Ctx, FormBody, JsonBody, bearer};
 use crate::openapi::{Api, Op};
 use crate::state::AppState;
 
@@ -81,7 +84,13 @@ async fn inference_login(State(state): State<AppState>, Ctx(ctx): Ctx, req: Requ
 }
 
 pub const CSRF_COOKIE: &str = "csrftoken";
-pub const SESSION_COOKIE: &str = "sessionid";
+/// The session cookie's name; over HTTPS `__Host-` binds it to this host, path `/`,
+/// and `Secure`. The CSRF cookie keeps Django's plain name: clients written from the
+/// seed read it by that name (`session.cookies.get('csrftoken')`).
+const SESSION_COOKIE: &str = "sessionid";
+const HOST_SESSION_COOKIE: &str = "__Host-sessionid";
+/// Django's CSRF cookie lifetime (a year).
+const CSRF_MAX_AGE: i64 = 31_449_600;
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -94,10 +103,49 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn new_csrf_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+fn session_cookie_name(state: &AppState) -> &'static str {
+    if state.config.https { HOST_SESSION_COOKIE } else { SESSION_COOKIE }
+}
+
+/// The browser session cookie a request carries, if any.
+pub fn session_cookie<'a>(headers: &'a HeaderMap, state: &AppState) -> Option<&'a str> {
+    cookie(headers, session_cookie_name(state)).filter(|c| !c.is_empty())
+}
+
+fn cookie_attributes(state: &AppState, max_age: i64) -> String {
+    let secure = if state.config.https { "; Secure" } else { "" };
+    format!("Path=/; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+/// A CSRF token: a random nonce and a MAC over it and what the token is bound to (the
+/// browser session, or nothing before login). The server adopts only tokens it made,
+/// and a token made for one session is worthless in another.
+fn csrf_token(state: &AppState, binding: &str) -> String {
+    let mut nonce = [0u8; 16];
+    rand::rng().fill_bytes(&mut nonce);
+    let nonce = hex::encode(nonce);
+    let mac = csrf_mac(state, binding, &nonce);
+    format!("{nonce}{mac}")
+}
+
+fn csrf_mac(state: &AppState, binding: &str, nonce: &str) -> String {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&state.csrf_key) else { return String::new() };
+    mac.update(binding.as_bytes());
+    mac.update(b"\0");
+    mac.update(nonce.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+fn csrf_valid(state: &AppState, binding: &str, token: &str) -> bool {
+    let (Some(nonce), Some(mac)) = (token.get(..32), token.get(32..)) else { return false };
+    token.len() == 64 && constant_time_eq(mac.as_bytes(), csrf_mac(state, binding, nonce).as_bytes())
+}
+
+const ANONYMOUS: &str = "anonymous";
+
+fn session_binding(session_id: uuid::Uuid) -> String {
+    format!("session:{session_id}")
 }
 
 fn set_cookie(response: &mut Response, value: String) {
@@ -106,10 +154,13 @@ fn set_cookie(response: &mut Response, value: String) {
     }
 }
 
-/// Django's double-submit check: the `csrftoken` cookie must match the form field or
-/// the `X-CSRFToken` header. A Bearer token needs no CSRF.
-fn csrf_ok(headers: &HeaderMap, form_token: Option<&str>) -> bool {
+/// Django's double-submit check, with tokens the server made: the `csrftoken` cookie
+/// must be one of ours for `bindings`, and match the form field or `X-CSRFToken`.
+fn csrf_ok(state: &AppState, headers: &HeaderMap, form_token: Option<&str>, bindings: &[String]) -> bool {
     let Some(cookie) = cookie(headers, CSRF_COOKIE).filter(|c| !c.is_empty()) else { return false };
+    if !bindings.iter().any(|b| csrf_valid(state, b, cookie)) {
+        return false;
+    }
     let header_token = headers.get("x-csrftoken").and_then(|v| v.to_str().ok());
     [form_token, header_token].into_iter().flatten().any(|t| constant_time_eq(t.as_bytes(), cookie.as_bytes()))
 }
@@ -122,10 +173,33 @@ fn csrf_failure() -> ApiError<Django> {
     ApiError::new(StatusCode::FORBIDDEN, "csrf_failed", "CSRF verification failed. Request aborted.")
 }
 
-async fn scans_login_page(headers: HeaderMap) -> Response {
-    let token = cookie(&headers, CSRF_COOKIE).map(str::to_string).filter(|t| t.len() == 64).unwrap_or_else(new_csrf_token);
+/// The open browser session a request's cookie names, if it is still open.
+fn browser_session(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    session_cookie(headers, state).and_then(|c| state.accounts.access().judge_cookie(c).ok())
+}
+
+/// What a CSRF token of this request may be bound to: the browser session it carries
+/// (only that, once there is one), or no session: a login form fetched before logging
+/// in, which a login accepts even from a browser still holding an older session.
+fn csrf_bindings(state: &AppState, headers: &HeaderMap, login: bool) -> Vec<String> {
+    match browser_session(state, headers) {
+        Some(caller) if login => vec![ANONYMOUS.to_string(), session_binding(caller.session_id)],
+        Some(caller) => vec![session_binding(caller.session_id)],
+        None => vec![ANONYMOUS.to_string()],
+    }
+}
+
+/// Sets the `csrftoken` cookie. A cookie the client sent is kept only if the server
+/// made it for this request's session (or for no session): a value the client chose
+/// is never adopted.
+async fn scans_login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let binding = browser_session(&state, &headers).map_or_else(|| ANONYMOUS.to_string(), |c| session_binding(c.session_id));
+    let token = cookie(&headers, CSRF_COOKIE)
+        .filter(|t| csrf_valid(&state, &binding, t))
+        .map(str::to_string)
+        .unwrap_or_else(|| csrf_token(&state, &binding));
     let mut response = Json(json!({"csrftoken": token, "login": "POST username, password and csrfmiddlewaretoken"})).into_response();
-    set_cookie(&mut response, format!("{CSRF_COOKIE}={token}; Path=/; SameSite=Lax; Max-Age=31449600"));
+    set_cookie(&mut response, format!("{CSRF_COOKIE}={token}; {}", cookie_attributes(&state, CSRF_MAX_AGE)));
     response
 }
 
@@ -138,44 +212,48 @@ struct DjangoLogin {
 
 async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: HeaderMap, req: Request) -> ApiResult<Response, Django> {
     let FormBody(form, ..) = FormBody::<DjangoLogin, Django>::from_request(req, &state).await?;
-    if !csrf_ok(&headers, form.csrfmiddlewaretoken.as_deref()) {
+    if !csrf_ok(&state, &headers, form.csrfmiddlewaretoken.as_deref(), &csrf_bindings(&state, &headers, true)) {
         return Err(csrf_failure());
     }
     let (Some(username), Some(password)) = (form.username, form.password) else {
         return Err(ApiError::bad_request("username and password are required"));
     };
-    let done = match state.accounts.login(&username, &password, &ctx).await {
+    let (done, session) = match state.accounts.login_browser(&username, &password, &ctx).await {
         Ok(done) => done,
         Err(AppError::InvalidCredentials) => {
             return Err(ApiError::unauthorized("Please enter a correct username and password."));
         }
         Err(e) => return Err(e.into()),
     };
+    // The next request may come before this process's access model has read the login.
+    state.caught_up_on("access", done.position).await;
     let roles: Vec<&str> = done.roles.iter().map(|r| r.as_str()).collect();
     let mut response = Json(json!({"success": true, "user": {"id": done.user_id, "roles": roles}})).into_response();
     let max_age = state.config.refresh_ttl.num_seconds();
-    set_cookie(&mut response, format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}", done.tokens.refresh));
-    // Django rotates the CSRF token at login.
-    set_cookie(&mut response, format!("{CSRF_COOKIE}={}; Path=/; SameSite=Lax; Max-Age=31449600", new_csrf_token()));
+    let name = session_cookie_name(&state);
+    set_cookie(&mut response, format!("{name}={session}; HttpOnly; {}", cookie_attributes(&state, max_age)));
+    // Django rotates the CSRF token at login; ours is bound to the new session.
+    let token = csrf_token(&state, &session_binding(done.session_id));
+    set_cookie(&mut response, format!("{CSRF_COOKIE}={token}; {}", cookie_attributes(&state, CSRF_MAX_AGE)));
     Ok(response)
 }
 
 async fn scans_logout(State(state): State<AppState>, Ctx(ctx): Ctx, headers: HeaderMap, req: Request) -> ApiResult<Response, Django> {
-    let (parts, _) = req.into_parts();
-    let via_bearer = bearer(&parts).is_some_and(|t| state.accounts.tokens().verify_access(t).is_ok());
-    if !via_bearer && !csrf_ok(&headers, None) {
+    let (mut parts, _) = req.into_parts();
+    let via_bearer = bearer(&parts).is_some() && BrowserUser::from_request_parts(&mut parts, &state).await.is_ok();
+    if !via_bearer && !csrf_ok(&state, &headers, None, &csrf_bindings(&state, &headers, false)) {
         return Err(csrf_failure());
     }
-    if let Some(session) = cookie(&headers, SESSION_COOKIE)
-        && let Ok(claims) = state.accounts.tokens().verify_refresh(session)
-    {
-        // An already-ended session is fine: logging out twice is not an error.
-        match state.accounts.logout(session, claims.user_id, &ctx).await {
-            Ok(()) | Err(AppError::Unauthorized(_)) | Err(AppError::TokenReuse) => {}
+    // An already-ended session is fine: logging out twice is not an error.
+    if let Some(caller) = browser_session(&state, &headers) {
+        match state.accounts.close_session(caller.session_id, caller.user_id, &ctx).await {
+            Ok(Some(position)) => state.caught_up_on("access", position).await,
+            Ok(None) | Err(AppError::Unauthorized(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
     let mut response = Json(json!({"success": true})).into_response();
-    set_cookie(&mut response, format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"));
+    let name = session_cookie_name(&state);
+    set_cookie(&mut response, format!("{name}=; HttpOnly; {}", cookie_attributes(&state, 0)));
     Ok(response)
 }

@@ -5,3 +5,4 @@ pub mod logins;
 pub mod medagg;
 pub mod myo;
 pub mod ops;
+pub mod scans;

@@ -119,7 +119,10 @@ async fn logout(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<RefreshBody, Myo>,
 ) -> Res<Json<Value>> {
-    state.accounts.logout(&body.refresh, auth.user_id(), &ctx).await?;
+    if let Some(position) = state.accounts.logout(&body.refresh, auth.user_id(), &ctx).await? {
+        // The access token dies with the session: on this process, from the answer on.
+        state.caught_up_on("access", position).await;
+    }
     Ok(Json(json!({"detail": "Successfully logged out"})))
 }
 
@@ -167,7 +170,9 @@ async fn change_password(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<ChangePasswordBody, Myo>,
 ) -> Res<Json<Value>> {
-    state.accounts.change_password(auth.user_id(), &body.old_password, &body.new_password, &ctx).await?;
+    let position = state.accounts.change_password(auth.user_id(), &body.old_password, &body.new_password, &ctx).await?;
+    // Every session from before the change is over, on this process from the answer on.
+    state.caught_up_on("access", position).await;
     Ok(Json(json!({"detail": "Password changed successfully"})))
 }
 
@@ -298,9 +303,6 @@ async fn update_user(
         (None, Some(one)) => Some(Roles::new([one.parse::<Role>()?])),
         (None, None) => None,
     };
-    if id == admin.0.user_id && (body.is_active == Some(false) || roles.as_ref().is_some_and(|r| !r.is_admin())) {
-        return Err(ApiError::field("role", "Admins cannot demote or deactivate themselves."));
-    }
     let change = ProfileChange {
         first_name: body.first_name,
         last_name: body.last_name,

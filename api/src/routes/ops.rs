@@ -1,5 +1,10 @@
 //! medledger's own endpoints: health, readiness, metrics, the auditor's event stream,
 //! chain verification, and the API documents.
+//!
+//! `/metrics` names routes, projections and the history's size: on the main port it is
+//! for admins only; with `MEDLEDGER_METRICS_BIND` it is served without authentication
+//! on that address instead (for a scraper, which cannot log in), and not on the main
+//! port at all.
 
 use axum::Json;
 use axum::body::Body;
@@ -20,7 +25,6 @@ use crate::state::AppState;
 pub fn routes(api: Api) -> Api {
     api.get("/healthz", healthz, Op::public("medledger", "Liveness"))
         .get("/readyz", readyz, Op::public("medledger", "Readiness: 503 while the event store is unreachable"))
-        .get("/metrics", metrics, Op::public("medledger", "Prometheus metrics"))
         .get("/api/events", events, Op::admin("medledger", "The raw history as NDJSON (from, stream, type, until)"))
         .get("/api/verify", verify, Op::admin("medledger", "Verify the hash chain of the whole history"))
 }
@@ -37,6 +41,23 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "detail": "the event store is unreachable"})))
         }
     }
+}
+
+/// `/metrics` on the main port, for admins (mounted when no metrics address is set).
+pub fn admin_metrics(api: Api) -> Api {
+    api.get("/metrics", metrics_for_admins, Op::admin("medledger", "Prometheus metrics (admins; see MEDLEDGER_METRICS_BIND)"))
+}
+
+/// The router of the separate metrics address: `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(crate::middleware::fallback)
+        .with_state(state)
+}
+
+async fn metrics_for_admins(state: State<AppState>, _admin: Admin<Detail>) -> Response {
+    metrics(state).await
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -147,7 +147,10 @@ impl Databases {
             }
             Backend::Sqlite { store, read } => {
                 if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+                    crate::private_files::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+                }
+                for db in [store, read] {
+                    sqlite::private_database_files(db).map_err(|e| StoreError::Unavailable(format!("{}: {e}", db.display())))?;
                 }
                 let aux = any_pool(&sqlite_url(store), true, 2, Durability::Full).await?;
                 let read_pool = any_pool(&sqlite_url(read), true, 4, Durability::Rebuildable).await?;

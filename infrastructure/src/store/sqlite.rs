@@ -257,3 +257,25 @@ impl EventStore for SqliteEventStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
     }
 }
+
+/// Makes a database file (and its journal files, if there) the server user's alone
+/// before SQLite opens it. SQLite creates files 0644 whatever we ask, but gives the
+/// `-wal` and `-shm` files it creates later the mode of their database file, so a
+/// database created here empty, 0600, keeps all three private.
+pub(crate) fn private_database_files(path: &std::path::Path) -> std::io::Result<()> {
+    use crate::private_files::{FILE_MODE, file_options, restrict};
+    match file_options().write(true).create_new(true).open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => restrict(path, FILE_MODE)?,
+        Err(e) => return Err(e),
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        match restrict(std::path::Path::new(&name), FILE_MODE) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}

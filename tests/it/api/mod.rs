@@ -1,11 +1,14 @@
 //! End-to-end tests through HTTP against a real server (`spawn_app`).
 
+mod access;
 mod audit;
 mod bad_input;
 mod catalog;
 mod collections;
 mod identity;
+mod image_bombs;
 mod inference;
+mod model_safety;
 mod ops;
 mod privacy;
 mod replay;

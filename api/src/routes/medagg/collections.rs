@@ -1,5 +1,7 @@
 //! User collections: request, list, detail, download; the admin's view of every request.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -99,10 +101,73 @@ async fn create(
         dataset_ids: body.dataset_ids,
         limit_per_dataset: body.limit_per_dataset,
     };
+    // The count and the request it admits are one step per user (in this process), so
+    // a burst of parallel requests cannot all pass a count taken before any of them.
+    let _turn = UserTurn::take(auth.user_id()).await;
+    let live = live_collections(&state, auth.user_id()).await?;
+    let most = state.config.collections_per_user;
+    if live >= most {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            format!(
+                "You have {live} collections pending or ready; at most {most} may be kept at once. \
+                 Request another when one has expired."
+            ),
+        ));
+    }
     let (id, position) = state.collections.request(request, &ctx.with_actor(auth.user_id())).await?;
     state.caught_up(position).await;
     let c = collection_queries::collection(&state.dbs.read, id).await?.ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id, "status": c.status, "created_at": c.created_at }))))
+}
+
+/// Collections of `owner` that hold or will hold an archive: pending, or ready and not
+/// past their time to live (failed ones have none; expired ones are deleted).
+async fn live_collections(state: &AppState, owner: i64) -> Res<usize> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM collections WHERE owner_id = $1 AND (status = 'pending' OR (status = 'ready' AND expires_at > $2))",
+    )
+    .bind(owner)
+    .bind(now())
+    .fetch_one(&state.dbs.read)
+    .await?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+}
+
+type UserLocks = std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>;
+
+fn user_locks() -> &'static UserLocks {
+    static LOCKS: std::sync::OnceLock<UserLocks> = std::sync::OnceLock::new();
+    LOCKS.get_or_init(Default::default)
+}
+
+/// One user's turn at requesting a collection; the next request of the same user waits.
+struct UserTurn {
+    user: i64,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl UserTurn {
+    async fn take(user: i64) -> Self {
+        let lock = user_locks().lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(user).or_default().clone();
+        let guard = Some(lock.clone().lock_owned().await);
+        Self { user, lock, guard }
+    }
+}
+
+impl Drop for UserTurn {
+    /// Forgets the user's lock once nobody else holds or waits for it, so the map stays
+    /// as small as the number of users requesting right now.
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = user_locks().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Ours and the map's only.
+        if Arc::strong_count(&self.lock) == 2 {
+            locks.remove(&self.user);
+        }
+    }
 }
 
 #[derive(Deserialize)]

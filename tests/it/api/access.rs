@@ -1,0 +1,210 @@
+//! Every request is judged on the caller's current state (issue 15, item 1): a token
+//! outlives neither a demotion, a deactivation, a logout nor a password change, on
+//! every contract's extractor, and nobody changes their own roles or activation.
+//! The 001 browser session is an opaque cookie bound to a session in the history
+//! (item 4).
+
+use medledger_domain::role::{Role, Roles};
+use medledger_tests::app::{PASSWORD, TestApp, spawn_app, spawn_with, test_config};
+use medledger_tests::{Kind, temp_dir};
+use reqwest::Response;
+use serde_json::{Value, json};
+
+use super::expect;
+use crate::on_both;
+
+async fn my_id(app: &TestApp, token: &str) -> i64 {
+    expect(app.get("/api/auth/user/", Some(token)).await, 200).await["id"].as_i64().expect("id")
+}
+
+on_both!(a_demoted_then_deactivated_admin_loses_every_right_at_once, a_demoted_then_deactivated_admin_loses_every_right_at_once_);
+async fn a_demoted_then_deactivated_admin_loses_every_right_at_once_(kind: Kind) {
+    let Some(app) = spawn_app(kind).await else { return };
+    let root = app.admin().await;
+    let root_id = my_id(&app, &root).await;
+    let mallory = app.user_with("mallory@example.org", Roles::new([Role::Admin])).await;
+    let mallory_id = my_id(&app, &mallory).await;
+    expect(app.get("/api/users/", Some(&mallory)).await, 200).await;
+
+    expect(app.put(&format!("/api/users/{mallory_id}/"), &json!({"roles": ["doctor"]}), Some(&root)).await, 200).await;
+    // The token she holds still says admin; the history says doctor.
+    expect(app.get("/api/users/", Some(&mallory)).await, 403).await;
+    expect(app.put(&format!("/api/users/{root_id}/"), &json!({"roles": ["doctor"]}), Some(&mallory)).await, 403).await;
+    let undo = json!({"roles": ["admin"], "isActive": true});
+    expect(app.put(&format!("/api/users/{mallory_id}/"), &undo, Some(&mallory)).await, 403).await;
+    let dataset = json!({"slug": "taken-over", "title": "Taken over", "modality": ["CT"], "area": "chest"});
+    expect(app.post("/api/v1/admin/datasets/", &dataset, Some(&mallory)).await, 403).await;
+    expect(app.get("/api/events", Some(&mallory)).await, 403).await;
+    let me = expect(app.get("/api/auth/user/", Some(&mallory)).await, 200).await;
+    assert_eq!(me["role"], "doctor");
+    let root_row = expect(app.get(&format!("/api/users/{root_id}/"), Some(&root)).await, 200).await;
+    assert_eq!(root_row["role"], "admin", "the demoted admin changed nothing");
+
+    expect(app.put(&format!("/api/users/{mallory_id}/"), &json!({"isActive": false}), Some(&root)).await, 200).await;
+    let b = expect(app.get("/api/auth/user/", Some(&mallory)).await, 401).await;
+    assert_eq!(b["code"], "user_inactive", "{b}");
+    expect(app.get("/api/v1/datasets/", Some(&mallory)).await, 401).await;
+    assert_eq!(expect(app.get("/api/tasks", Some(&mallory)).await, 401).await, json!({"detail": "Not authenticated"}));
+}
+
+#[tokio::test]
+async fn nobody_changes_their_own_roles_or_activation() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let root = app.admin().await;
+    let root_id = my_id(&app, &root).await;
+    let own = format!("/api/users/{root_id}/");
+    for change in [json!({"roles": ["doctor"]}), json!({"role": "technician"}), json!({"isActive": false})] {
+        let b = expect(app.put(&own, &change, Some(&root)).await, 403).await;
+        assert_eq!(b["detail"], "You cannot change your own roles or activation.", "{b}");
+    }
+    // Sending back what is already there changes nothing, and is no attempt.
+    let same = expect(app.put(&own, &json!({"roles": ["admin"], "isActive": true, "clinicName": "HQ"}), Some(&root)).await, 200).await;
+    assert_eq!((same["role"].as_str(), same["isActive"].as_bool(), same["clinicName"].as_str()), (Some("admin"), Some(true), Some("HQ")));
+    expect(app.get("/api/users/", Some(&root)).await, 200).await;
+}
+
+on_both!(logging_out_ends_the_access_token_on_every_contract, logging_out_ends_the_access_token_on_every_contract_);
+async fn logging_out_ends_the_access_token_on_every_contract_(kind: Kind) {
+    let Some(app) = spawn_app(kind).await else { return };
+    let (_, access, refresh) = app.register("lou@example.org").await;
+    expect(app.get("/api/auth/user/", Some(&access)).await, 200).await;
+    expect(app.get("/api/v1/datasets/", Some(&access)).await, 200).await;
+    expect(app.get("/api/tasks", Some(&access)).await, 200).await;
+    expect(app.post("/api/auth/logout/", &json!({"refresh": refresh}), Some(&access)).await, 200).await;
+    let b = expect(app.get("/api/auth/user/", Some(&access)).await, 401).await;
+    assert_eq!(b["code"], "token_not_valid", "{b}");
+    expect(app.get("/api/v1/datasets/", Some(&access)).await, 401).await;
+    assert_eq!(expect(app.get("/api/tasks", Some(&access)).await, 401).await, json!({"detail": "Not authenticated"}));
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_access_tokens_of_earlier_sessions() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, first, _) = app.register("pia@example.org").await;
+    let second = app.login("pia@example.org").await;
+    let change = json!({"old_password": PASSWORD, "new_password": "a stronger secret"});
+    expect(app.post("/api/auth/change-password/", &change, Some(&first)).await, 200).await;
+    for token in [&first, &second] {
+        expect(app.get("/api/auth/user/", Some(token)).await, 401).await;
+    }
+    let fresh = expect(app.post("/api/auth/login/", &json!({"email": "pia@example.org", "password": "a stronger secret"}), None).await, 200)
+        .await;
+    expect(app.get("/api/auth/user/", fresh["access"].as_str()).await, 200).await;
+}
+
+/// Two servers on one PostgreSQL database: what one records, the other judges by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_on_one_server_holds_on_the_other() {
+    let Some(config) = test_config(Kind::Postgres).await else { return };
+    let mut second = config.clone();
+    second.data_dir = temp_dir("second-server");
+    let one = spawn_with(config, Kind::Postgres).await;
+    let two = spawn_with(second, Kind::Postgres).await;
+    let root = one.admin().await;
+    let eve = one.user_with("eve@example.org", Roles::new([Role::Admin])).await;
+    let eve_id = my_id(&one, &eve).await;
+    // A token issued by one server an instant ago is good on the other.
+    let login = json!({"username": "eve@example.org", "password": PASSWORD});
+    let from_two = expect(two.post("/api/v1/auth/login/", &login, None).await, 200).await;
+    expect(one.get("/api/users/", from_two["access_token"].as_str()).await, 200).await;
+
+    expect(two.put(&format!("/api/users/{eve_id}/"), &json!({"roles": ["doctor"]}), Some(&root)).await, 200).await;
+    let demoted_at = two.head().await;
+    let reached = one.state.progress.wait_for_one("access", demoted_at, std::time::Duration::from_secs(3)).await;
+    assert!(reached, "the other server did not read the demotion");
+    expect(one.get("/api/users/", Some(&eve)).await, 403).await;
+}
+
+fn set_cookie(r: &Response, name: &str) -> Option<String> {
+    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with(&format!("{name}="))).map(str::to_string)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().and_then(|kv| kv.split_once('=')).map(|(_, v)| v.to_string()).unwrap_or_default()
+}
+
+/// A browser's login through 001: the CSRF cookie from `GET /login/`, then the form.
+/// Returns (session cookie header value `name=value`, CSRF token after login).
+async fn browser_login(app: &TestApp, user: &str, session_name: &str) -> (String, String) {
+    let page = app.client.get(app.url("/login/")).send().await.unwrap();
+    let csrf = cookie_value(&set_cookie(&page, "csrftoken").expect("csrftoken"));
+    let form = [("username", user), ("password", PASSWORD), ("csrfmiddlewaretoken", csrf.as_str())];
+    let r = app.client.post(app.url("/login/")).header("cookie", format!("csrftoken={csrf}")).form(&form).send().await.unwrap();
+    let session = set_cookie(&r, session_name).expect("session cookie");
+    let csrf_after = cookie_value(&set_cookie(&r, "csrftoken").expect("rotated csrftoken"));
+    expect(r, 200).await;
+    (format!("{session_name}={}", cookie_value(&session)), csrf_after)
+}
+
+async fn health(app: &TestApp, cookie: &str) -> Response {
+    app.client.get(app.url("/api/processing/health/")).header("cookie", cookie).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_browser_session_is_an_opaque_cookie_bound_to_a_session() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let root = app.admin().await;
+    let (kim_id, _, _) = app.register("kim@example.org").await;
+    let (session, csrf) = browser_login(&app, "kim@example.org", "sessionid").await;
+    let value = session.split_once('=').map(|(_, v)| v.to_string()).unwrap();
+    assert!(!value.contains('.'), "the session cookie is not a token: {value}");
+    let b = expect(app.post("/api/auth/token/refresh/", &json!({"refresh": value}), None).await, 401).await;
+    assert_eq!(b["code"], "token_not_valid");
+    let b = expect(health(&app, &session).await, 200).await;
+    assert_eq!((b["success"].as_bool(), b["pending_jobs"].as_i64()), (Some(true), Some(0)), "{b}");
+    assert_eq!(expect(health(&app, "sessionid=made-up").await, 401).await, json!({"error": "Authentication required"}));
+    assert_eq!(expect(app.get("/api/processing/health/", None).await, 401).await, json!({"error": "Authentication required"}));
+
+    // Logout needs the CSRF token of this session; then the cookie is dead.
+    let other = app.client.get(app.url("/login/")).send().await.unwrap();
+    let anonymous = cookie_value(&set_cookie(&other, "csrftoken").unwrap());
+    let logout = |token: String| {
+        app.client.post(app.url("/logout/")).header("cookie", format!("{session}; csrftoken={token}")).header("x-csrftoken", token).send()
+    };
+    expect(logout(anonymous).await.unwrap(), 403).await;
+    expect(logout(csrf).await.unwrap(), 200).await;
+    expect(health(&app, &session).await, 401).await;
+
+    // A deactivation ends a live browser session at once.
+    let (session, _) = browser_login(&app, "kim@example.org", "sessionid").await;
+    expect(health(&app, &session).await, 200).await;
+    expect(app.put(&format!("/api/users/{kim_id}/"), &json!({"isActive": false}), Some(&root)).await, 200).await;
+    expect(health(&app, &session).await, 401).await;
+}
+
+#[tokio::test]
+async fn the_login_page_never_adopts_a_csrf_token_the_client_chose() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    app.register("lia@example.org").await;
+    let chosen = "a".repeat(64);
+    let page = app.client.get(app.url("/login/")).header("cookie", format!("csrftoken={chosen}")).send().await.unwrap();
+    let issued = cookie_value(&set_cookie(&page, "csrftoken").unwrap());
+    assert_ne!(issued, chosen);
+    let form = [("username", "lia@example.org"), ("password", PASSWORD), ("csrfmiddlewaretoken", chosen.as_str())];
+    let r = app.client.post(app.url("/login/")).header("cookie", format!("csrftoken={chosen}")).form(&form).send().await.unwrap();
+    assert_eq!(expect(r, 403).await, json!({"error": "CSRF verification failed. Request aborted."}));
+    // A token the server made is kept on the next visit.
+    let again = app.client.get(app.url("/login/")).header("cookie", format!("csrftoken={issued}")).send().await.unwrap();
+    assert_eq!(cookie_value(&set_cookie(&again, "csrftoken").unwrap()), issued);
+}
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_secure_and_host_bound() {
+    let Some(mut config) = test_config(Kind::Sqlite).await else { return };
+    config.https = true;
+    let app = spawn_with(config, Kind::Sqlite).await;
+    app.register("max@example.org").await;
+    let page = app.client.get(app.url("/login/")).send().await.unwrap();
+    let csrf_cookie = set_cookie(&page, "csrftoken").unwrap();
+    assert!(csrf_cookie.contains("; Secure"), "{csrf_cookie}");
+    let csrf = cookie_value(&csrf_cookie);
+    let form = [("username", "max@example.org"), ("password", PASSWORD), ("csrfmiddlewaretoken", csrf.as_str())];
+    let r = app.client.post(app.url("/login/")).header("cookie", format!("csrftoken={csrf}")).form(&form).send().await.unwrap();
+    let session = set_cookie(&r, "__Host-sessionid").expect("__Host- session cookie");
+    assert!(session.contains("; Secure") && session.contains("HttpOnly") && session.contains("Path=/"), "{session}");
+    assert!(!session.contains("Domain="), "{session}");
+    assert!(set_cookie(&r, "sessionid").is_none());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    expect(health(&app, &format!("__Host-sessionid={}", cookie_value(&session))).await, 200).await;
+}
