@@ -205,7 +205,7 @@ impl FromRequestParts<AppState> for BrowserUser {
             return bearer_caller(parts, state).await.map(Self).map_err(refused);
         }
         let cookie = crate::routes::logins::session_cookie(&parts.headers, state).ok_or_else(|| refused(Refusal::Missing))?;
-        state.accounts.access().judge_cookie(cookie).map(Self).map_err(|d| refused(d.into()))
+        state.accounts.access().judge_cookie(cookie).await.map(Self).map_err(|d| refused(d.into()))
     }
 }
 

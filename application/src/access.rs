@@ -81,9 +81,16 @@ pub struct AccessModel {
     reached: watch::Sender<Position>,
 }
 
-/// SHA-256 (hex) of a browser session's cookie: what the history records of it.
-pub fn cookie_hash(cookie: &str) -> String {
-    hex::encode(Sha256::digest(cookie.as_bytes()))
+/// SHA-256 (hex) of a browser session's secret: what the history records of it.
+pub fn cookie_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A browser session's cookie: its secret, and the history position of the login, so
+/// that a server which has not read that far yet waits instead of refusing it (as it
+/// does for a token's `pos`). Only the secret is checked; the position is a hint.
+pub fn session_cookie(secret: &str, position: Position) -> String {
+    format!("{secret}-{position}")
 }
 
 impl AccessModel {
@@ -124,10 +131,12 @@ impl AccessModel {
         state.judge(claims.session_id, Some(claims.user_id), Utc::now())
     }
 
-    /// Judges a browser session's cookie.
-    pub fn judge_cookie(&self, cookie: &str) -> Result<Caller, Denied> {
+    /// Judges a browser session's cookie: `{secret}-{position}` (see [`session_cookie`]).
+    pub async fn judge_cookie(&self, cookie: &str) -> Result<Caller, Denied> {
+        let (secret, position) = cookie.rsplit_once('-').ok_or(Denied::SessionEnded)?;
+        self.reach(position.parse().map_err(|_| Denied::SessionEnded)?).await?;
         let state = self.state.read().map_err(|_| Denied::Behind)?;
-        let session_id = *state.cookies.get(&cookie_hash(cookie)).ok_or(Denied::SessionEnded)?;
+        let session_id = *state.cookies.get(&cookie_hash(secret)).ok_or(Denied::SessionEnded)?;
         state.judge(session_id, None, Utc::now())
     }
 

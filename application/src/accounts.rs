@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::AppError;
-use crate::access::{AccessModel, cookie_hash};
+use crate::access::{AccessModel, cookie_hash, session_cookie};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{
@@ -282,8 +282,9 @@ impl Accounts {
     /// A browser login (001): the session is also reached by an opaque cookie, whose
     /// hash the history records. Returns the cookie with the login.
     pub async fn login_browser(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<(LoggedIn, String), AppError> {
-        let cookie = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-        let done = self.login_with(identifier, password, ctx, Some(cookie_hash(&cookie))).await?;
+        let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let done = self.login_with(identifier, password, ctx, Some(cookie_hash(&secret))).await?;
+        let cookie = session_cookie(&secret, done.position);
         Ok((done, cookie))
     }
 

@@ -20,13 +20,18 @@ use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::model_threads::{ModelInputs, ModelThreads};
-use crate::ports::{BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, Position, RgbImage};
+use crate::ports::{
+    BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
+};
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
 /// IoU are merged (greedy NMS); at most this many primitives per image.
 const SCORE_THRESHOLD: f32 = 0.25;
 const NMS_IOU: f32 = 0.5;
 const MAX_PRIMITIVES: usize = 50;
+
+/// Why tasks fail and models cannot be registered on a server without ONNX Runtime.
+pub const ENGINE_UNAVAILABLE: &str = "Models cannot be run on this server at the moment.";
 
 /// A model that ships with the server (ids 1, 2, 3 as the contract lists them).
 pub struct BuiltinModel {
@@ -50,7 +55,8 @@ pub struct InferenceTasks {
     ids: Arc<dyn IdGenerator>,
     blobs: Arc<dyn BlobStore>,
     images: Arc<dyn ImageDecoder>,
-    /// None when ONNX Runtime could not be loaded: tasks then fail with that reason.
+    /// Err when ONNX Runtime could not be loaded: tasks then fail with `ENGINE_UNAVAILABLE`
+    /// (the reason names the server's paths: the caller logs it, at start).
     engine: Result<Arc<dyn InferenceEngine>, String>,
     manifests: Arc<RwLock<HashMap<ModelId, ModelManifest>>>,
     /// Where the models run.
@@ -147,7 +153,7 @@ impl InferenceTasks {
             ids,
             blobs,
             images,
-            engine,
+            engine: engine.map_err(|_| ENGINE_UNAVAILABLE.to_string()),
             manifests: Arc::default(),
             model_threads,
             dispatched: Dispatched::new(in_flight),
@@ -211,8 +217,11 @@ impl InferenceTasks {
         let manifest = manifest.validate()?;
         let engine = self.engine.clone().map_err(|e| AppError::Domain(DomainError::invalid("model", e)))?;
         // Loaded under a scratch id first: a model that does not load is refused before
-        // anything is recorded.
-        load_off_runtime(&engine, ModelId::MIN, manifest.clone(), onnx.clone()).await?.map_err(|e| DomainError::invalid("file", e))?;
+        // anything is recorded. The engine's refusals are fit for the admin to read.
+        load_off_runtime(&engine, ModelId::MIN, manifest.clone(), onnx.clone()).await?.map_err(|reason| {
+            tracing::info!(model = %manifest.name, %reason, "a model sent for registration was refused");
+            DomainError::invalid("file", reason)
+        })?;
         // Ids are shared with the built-in models: skip any already taken.
         let model_id = loop {
             let id = self.ids.next_id("model").await?;
@@ -273,8 +282,16 @@ impl InferenceTasks {
     /// A task's two models with their manifests; the error says which one is gone.
     async fn task_models(&self, models: Option<(ModelId, ModelId)>) -> Result<TaskModels, String> {
         let (detector, classifier) = models.ok_or("the task has no models")?;
-        let detection = self.manifest(detector).await.map_err(|e| e.to_string())?.ok_or("the detection model is gone")?;
-        let scene = self.manifest(classifier).await.map_err(|e| e.to_string())?.ok_or("the classification model is gone")?;
+        // What went wrong (a store error, a model's file) is for the log: the task's owner
+        // reads its reason.
+        let not_loaded = |model_id: ModelId| {
+            move |error: AppError| {
+                tracing::warn!(model_id, %error, "a task's model could not be loaded");
+                MODEL_NOT_LOADED.to_string()
+            }
+        };
+        let detection = self.manifest(detector).await.map_err(not_loaded(detector))?.ok_or("the detection model is gone")?;
+        let scene = self.manifest(classifier).await.map_err(not_loaded(classifier))?.ok_or("the classification model is gone")?;
         Ok(TaskModels { detector, classifier, detection, scene })
     }
 

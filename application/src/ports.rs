@@ -300,8 +300,19 @@ pub trait ImageDecoder: Send + Sync {
     fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, String>;
 }
 
+/// What a client is told when the runtime cannot load a model or fails a run. The
+/// runtime's own message (its source files, the model's node names, for external data
+/// the server's absolute paths) goes to the server's log, with the model's id.
+pub const MODEL_NOT_LOADED: &str = "The model could not be loaded.";
+pub const MODEL_NOT_RUN: &str = "The model could not be run.";
+
 /// Runs ONNX models. Loading checks a graph against its manifest; running is blocking
-/// (CPU-bound): callers keep it off the async runtime.
+/// (CPU-bound): callers keep it off the async runtime. Errors are sentences a client may
+/// read: the adapter's own (a manifest that does not fit the graph, a model that refers
+/// to other files), or `MODEL_NOT_LOADED` / `MODEL_NOT_RUN` for whatever the runtime
+/// said, which the adapter logs. A model is not trusted (admins upload them): the adapter
+/// bounds its memory and the time of each run, a run past them failing with
+/// `MODEL_NOT_RUN`.
 pub trait InferenceEngine: Send + Sync {
     fn load(
         &self,

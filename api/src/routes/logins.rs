@@ -174,15 +174,15 @@ fn csrf_failure() -> ApiError<Django> {
 }
 
 /// The open browser session a request's cookie names, if it is still open.
-fn browser_session(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
-    session_cookie(headers, state).and_then(|c| state.accounts.access().judge_cookie(c).ok())
+async fn browser_session(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    state.accounts.access().judge_cookie(session_cookie(headers, state)?).await.ok()
 }
 
 /// What a CSRF token of this request may be bound to: the browser session it carries
 /// (only that, once there is one), or no session: a login form fetched before logging
 /// in, which a login accepts even from a browser still holding an older session.
-fn csrf_bindings(state: &AppState, headers: &HeaderMap, login: bool) -> Vec<String> {
-    match browser_session(state, headers) {
+async fn csrf_bindings(state: &AppState, headers: &HeaderMap, login: bool) -> Vec<String> {
+    match browser_session(state, headers).await {
         Some(caller) if login => vec![ANONYMOUS.to_string(), session_binding(caller.session_id)],
         Some(caller) => vec![session_binding(caller.session_id)],
         None => vec![ANONYMOUS.to_string()],
@@ -193,7 +193,7 @@ fn csrf_bindings(state: &AppState, headers: &HeaderMap, login: bool) -> Vec<Stri
 /// made it for this request's session (or for no session): a value the client chose
 /// is never adopted.
 async fn scans_login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let binding = browser_session(&state, &headers).map_or_else(|| ANONYMOUS.to_string(), |c| session_binding(c.session_id));
+    let binding = browser_session(&state, &headers).await.map_or_else(|| ANONYMOUS.to_string(), |c| session_binding(c.session_id));
     let token = cookie(&headers, CSRF_COOKIE)
         .filter(|t| csrf_valid(&state, &binding, t))
         .map(str::to_string)
@@ -212,7 +212,7 @@ struct DjangoLogin {
 
 async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: HeaderMap, req: Request) -> ApiResult<Response, Django> {
     let FormBody(form, ..) = FormBody::<DjangoLogin, Django>::from_request(req, &state).await?;
-    if !csrf_ok(&state, &headers, form.csrfmiddlewaretoken.as_deref(), &csrf_bindings(&state, &headers, true)) {
+    if !csrf_ok(&state, &headers, form.csrfmiddlewaretoken.as_deref(), &csrf_bindings(&state, &headers, true).await) {
         return Err(csrf_failure());
     }
     let (Some(username), Some(password)) = (form.username, form.password) else {
@@ -241,11 +241,11 @@ async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
 async fn scans_logout(State(state): State<AppState>, Ctx(ctx): Ctx, headers: HeaderMap, req: Request) -> ApiResult<Response, Django> {
     let (mut parts, _) = req.into_parts();
     let via_bearer = bearer(&parts).is_some() && BrowserUser::from_request_parts(&mut parts, &state).await.is_ok();
-    if !via_bearer && !csrf_ok(&state, &headers, None, &csrf_bindings(&state, &headers, false)) {
+    if !via_bearer && !csrf_ok(&state, &headers, None, &csrf_bindings(&state, &headers, false).await) {
         return Err(csrf_failure());
     }
     // An already-ended session is fine: logging out twice is not an error.
-    if let Some(caller) = browser_session(&state, &headers) {
+    if let Some(caller) = browser_session(&state, &headers).await {
         match state.accounts.close_session(caller.session_id, caller.user_id, &ctx).await {
             Ok(Some(position)) => state.caught_up_on("access", position).await,
             Ok(None) | Err(AppError::Unauthorized(_)) => {}

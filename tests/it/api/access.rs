@@ -208,3 +208,19 @@ async fn over_https_the_session_cookie_is_secure_and_host_bound() {
     assert_eq!(body["success"], true);
     expect(health(&app, &format!("__Host-sessionid={}", cookie_value(&session))).await, 200).await;
 }
+
+#[tokio::test]
+async fn a_stored_idempotent_answer_is_not_replayed_to_a_deactivated_user() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let root = app.admin().await;
+    let (uid, access, _) = app.register("ida@example.org").await;
+    let entry = json!({"action": "upload_created", "resource_type": "upload", "resource_id": "u1", "details": {}});
+    let send = || app.client.post(app.url("/api/audit-logs/")).bearer_auth(&access).header("idempotency-key", "k-1").json(&entry).send();
+    expect(send().await.unwrap(), 201).await;
+    let again = send().await.unwrap();
+    assert_eq!(again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    expect(app.put(&format!("/api/users/{uid}/"), &json!({"isActive": false}), Some(&root)).await, 200).await;
+    let refused = send().await.unwrap();
+    assert!(refused.headers().get("idempotent-replayed").is_none());
+    assert_eq!(expect(refused, 401).await["code"], "user_inactive");
+}
