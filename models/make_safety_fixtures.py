@@ -7,11 +7,11 @@ Each is a tiny "classification model" that fits models/manifests/scenes.json (in
 [1, 3, 128, 128] float, output `probabilities` [., 4]), so the server gets past the manifest
 check and meets what the model does:
 
-* safety-external-data.onnx: its 4-float bias is ONNX external data at `data/secret.key`
-  (the server's secret, relative to its working directory): the leak the review found, where
-  the winning class told the secret's bytes.
+* safety-external-data.onnx: its 4-float bias, in a Loop's body, is ONNX external data at
+  `data/secret.key` (the server's secret, relative to its working directory): the leak the
+  review found, where the winning class told the secret's bytes.
 * safety-external-data-readable.onnx: the same, reading a file that is there when the tests
-  run (their working directory is tests/): today's server would accept it.
+  run (their working directory is tests/): the server before issue 15 registered it.
 * safety-unknown-op.onnx: a node the runtime does not know; loading it fails with ONNX
   Runtime's own message.
 * safety-fails-when-run.onnx: loads, then fails in every run (a Reshape to 7 rows of an
@@ -65,15 +65,37 @@ def image_sum() -> tuple[list, list]:
 
 
 def external_data(location: str) -> onnx.ModelProto:
-    nodes, inits = image_sum()
+    """The bias sits in a Loop's body that runs once: ONNX Runtime's optimiser refuses an
+    external initializer of the main graph from a model loaded from bytes, but not one in
+    a subgraph, and the output then carries the file's first 16 bytes."""
     bias = TensorProto(name="bias", data_type=TensorProto.FLOAT, dims=[1, 4])
     bias.data_location = TensorProto.EXTERNAL
     for key, value in (("location", location), ("offset", "0"), ("length", "16")):
         entry = bias.external_data.add()
         entry.key, entry.value = key, value
-    nodes.append(helper.make_node("Add", ["total", "bias"], ["probabilities"]))
+    body = helper.make_graph(
+        [helper.make_node("Add", ["v_in", "bias"], ["v_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1, 4]),
+        ],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1, 4])],
+        initializer=[bias],
+    )
+    nodes, inits = image_sum()
+    nodes += [
+        helper.make_node("Expand", ["total", "shape_x4"], ["total_x4"]),
+        helper.make_node("Loop", ["once", "keep_going", "total_x4"], ["probabilities"], body=body),
+    ]
+    inits += [
+        numpy_helper.from_array(np.array([1, 4], dtype=np.int64), "shape_x4"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "once"),
+        numpy_helper.from_array(np.array(True), "keep_going"),
+    ]
     # The checker would look for the file: the model is written as the attacker wrote it.
-    return model("external_data", nodes, inits + [bias], check=False)
+    return model("external_data", nodes, inits, check=False)
 
 
 def unknown_op() -> onnx.ModelProto:

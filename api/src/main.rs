@@ -175,7 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let password = new_password(password, password_stdin)?;
             let core = medledger_api::core(&config).await?;
             let form = Registration { email, username, password, roles: Roles::new(parsed), ..Default::default() };
-            let (id, _) = core.accounts.register(form, &CommandContext::system()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (id, _) = core.accounts.register(form, &CommandContext::system()).await.map_err(explained)?;
             println!("created user {id}");
         }
         Command::Catalog { command: CatalogCommand::Import { file } } => {
@@ -221,6 +221,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = medledger_api::build(config).await?;
     favour_model_threads(priority, intra_threads);
     tracing::info!(%addr, ready_in_ms = started.elapsed().as_millis() as u64, "medledger is serving");
+    if let Some(metrics) = app.metrics_addr() {
+        tracing::info!(addr = %metrics, "/metrics is served on its own address (MEDLEDGER_METRICS_BIND), not on the main port");
+    }
     app.serve(listener, shutdown_signal()).await
 }
 
@@ -377,8 +380,6 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     use std::os::fd::AsRawFd as _;
     let stdin = std::io::stdin();
     let fd = stdin.as_raw_fd();
-    eprint!("{prompt}");
-    std::io::stderr().flush()?;
     // SAFETY: termios is plain data, filled in by tcgetattr before it is read.
     let mut saved: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: fd is this process's open standard input; saved is a valid termios.
@@ -388,6 +389,9 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     quiet.c_lflag |= libc::ECHONL;
     // SAFETY: as above, with settings derived from the terminal's own.
     anyhow::ensure!(unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } == 0, "cannot turn the terminal's echo off");
+    // Only now: what is typed (or pasted) as soon as the prompt shows is not echoed.
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     // SAFETY: restores the settings read above.
@@ -399,4 +403,15 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
 #[cfg(not(unix))]
 fn prompt_hidden(_prompt: &str) -> anyhow::Result<String> {
     anyhow::bail!("no hidden prompt on this platform: use --password-stdin")
+}
+
+/// An application error with each field's message (a form error's own text is only
+/// "invalid input").
+fn explained(e: medledger_application::AppError) -> anyhow::Error {
+    match e {
+        medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(fields)) => {
+            anyhow::anyhow!("{}", fields.iter().map(|(field, m)| format!("{field}: {}", m.join(" "))).collect::<Vec<_>>().join("; "))
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
 }

@@ -112,9 +112,12 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let (true, Some(key)) = (mutating, key) else { return next.run(req).await };
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
-    let Some(subject) = bearer(&parts).and_then(|t| state.accounts.tokens().verify_access(t).ok()).map(|c| c.user_id) else {
+    // A stored answer goes back only to a caller whose session and account stand now;
+    // anyone else reaches the handler, which refuses them.
+    let Ok(caller) = crate::extract::bearer_caller(&parts, &state).await else {
         return next.run(Request::from_parts(parts, body)).await;
     };
+    let subject = caller.user_id;
     let scope = format!("{subject} {} {}", parts.method, path.trim_end_matches('/'));
     let bytes = match axum::body::to_bytes(body, state.config.max_json_bytes).await {
         Ok(b) => b,
@@ -221,11 +224,11 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     response
 }
 
-/// A request body must keep coming: after `MEDLEDGER_BODY_TIMEOUT_SECS` it must have
-/// averaged at least `MEDLEDGER_BODY_MIN_BYTES_PER_SEC` since it began, or the request
-/// ends with 408 and the connection is closed. A rate rather than a total time: a large
-/// upload over a normal connection takes as long as it needs, a client that dribbles
-/// (one byte a second) cannot hold a connection and a handler.
+/// A request body must keep coming: from `MEDLEDGER_BODY_TIMEOUT_SECS` after the server
+/// starts reading it, it must have averaged at least `MEDLEDGER_BODY_MIN_BYTES_PER_SEC`,
+/// or the request ends with 408 and the connection is closed. A rate rather than a
+/// total time: a large upload over a normal connection takes as long as it needs, a
+/// client that dribbles (one byte a second) cannot hold a connection and a handler.
 pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (grace, rate) = (state.config.body_timeout, state.config.body_min_rate);
     // No body (most GETs): nothing to pace, no timer to make.
@@ -249,29 +252,29 @@ pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Ne
 #[error("the request body arrived too slowly")]
 struct BodyTooSlow;
 
-/// A request body that fails once it falls behind its minimum rate.
+/// A request body that fails once it falls behind its minimum rate. The clock starts
+/// when the handler first reads: time a request spends waiting for the server (a queue,
+/// a permit) before its body is wanted is not the client's.
 struct PacedBody {
     inner: Body,
-    started: tokio::time::Instant,
     grace: Duration,
     min_rate: u32,
     received: u64,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    started: Option<tokio::time::Instant>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_out: Arc<AtomicBool>,
 }
 
 impl PacedBody {
     fn new(inner: Body, grace: Duration, min_rate: u32, timed_out: Arc<AtomicBool>) -> Self {
-        let started = tokio::time::Instant::now();
-        let deadline = Box::pin(tokio::time::sleep_until(started + grace));
-        Self { inner, started, grace, min_rate, received: 0, deadline, timed_out }
+        Self { inner, grace, min_rate, received: 0, started: None, deadline: None, timed_out }
     }
+}
 
-    /// When `received` bytes stop being enough: the grace period plus the time they
-    /// buy at the minimum rate.
-    fn deadline(&self) -> tokio::time::Instant {
-        self.started + self.grace + Duration::from_secs_f64(self.received as f64 / f64::from(self.min_rate.max(1)))
-    }
+/// When `received` bytes stop being enough: the grace period plus the time they buy at
+/// the minimum rate.
+fn due(started: tokio::time::Instant, grace: Duration, received: u64, min_rate: u32) -> tokio::time::Instant {
+    started + grace + Duration::from_secs_f64(received as f64 / f64::from(min_rate.max(1)))
 }
 
 impl http_body::Body for PacedBody {
@@ -280,17 +283,19 @@ impl http_body::Body for PacedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
+        let started = *this.started.get_or_insert_with(tokio::time::Instant::now);
+        let first = due(started, this.grace, this.received, this.min_rate);
+        let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(first)));
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
-                    let next = this.deadline();
-                    this.deadline.as_mut().reset(next);
+                    deadline.as_mut().reset(due(started, this.grace, this.received, this.min_rate));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                if deadline.as_mut().poll(cx).is_ready() {
                     this.timed_out.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow))));
                 }

@@ -28,8 +28,8 @@ use medledger_infrastructure::ids::SqlIdGenerator;
 use medledger_infrastructure::jwt::JwtService;
 use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
 use medledger_infrastructure::password::Argon2Hasher;
-use medledger_infrastructure::{private_files, secret};
 use medledger_infrastructure::store::{Backend, Databases};
+use medledger_infrastructure::{private_files, secret};
 use medledger_projections::catalog_index::CatalogIndex;
 use medledger_projections::{AccessProjection, Runner, RunnerHandle, SqlUserDirectory};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -62,6 +62,19 @@ pub struct Core {
 /// them at the process's priority by this name).
 pub const MODEL_THREADS: &str = "inference";
 
+/// How long start-up waits for the access model to read the history.
+const ACCESS_CATCH_UP: Duration = Duration::from_secs(300);
+
+/// What a model may take (issue 15). The watchdog is named like the model threads, so
+/// `serve` leaves it at their priority: it must get a CPU while a model hogs them.
+fn model_limits(config: &Config) -> medledger_infrastructure::onnx::ModelLimits {
+    medledger_infrastructure::onnx::ModelLimits {
+        max_memory_bytes: config.model_max_memory_mb.saturating_mul(1024 * 1024),
+        run_timeout: config.model_run_timeout,
+        watchdog_thread: format!("{MODEL_THREADS}-watchdog"),
+    }
+}
+
 pub async fn core(config: &Config) -> anyhow::Result<Core> {
     // Everything under the data directory is the server user's alone (events, keys,
     // uploads, mail with reset links).
@@ -84,7 +97,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let collections = Collections::new(ledger.clone(), ids.clone(), blobs.clone(), Arc::new(SystemClock), config.collection_ttl)
         .with_max_items(config.collection_max_items);
     let engine = match medledger_infrastructure::onnx::find_library(config.onnxruntime.as_deref()) {
-        Some(library) => medledger_infrastructure::onnx::OnnxEngine::new(&library, config.inference_threads)
+        Some(library) => medledger_infrastructure::onnx::OnnxEngine::with_limits(&library, config.inference_threads, model_limits(config))
             .map(|e| Arc::new(e) as Arc<dyn medledger_application::ports::InferenceEngine>),
         None => Err("ONNX Runtime not found: run scripts/fetch-onnxruntime.sh or set MEDLEDGER_ONNXRUNTIME".to_string()),
     };
@@ -108,7 +121,8 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
         reset: SecretKey::derive(&secret, "password-reset").as_bytes().to_vec(),
     };
-    let accounts = Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(AccessModel::new());
+    let accounts =
+        Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(AccessModel::new());
     let accounts = accounts.with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length));
     Ok(Core { dbs, ledger, accounts, catalog, collections, inference, codec, secret })
 }
@@ -173,12 +187,25 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .saga(Arc::new(CollectionBuildSaga::new(core.collections.clone())))
         .saga(Arc::new(InferenceSaga::new(core.inference.clone(), config.inference_queue)))
         .spawn();
+    // Requests are judged by the access model: it must have read the whole history
+    // before the first one, or a session ended before this start would count as open.
+    let head = core.dbs.store.head().await.map_err(|e| anyhow::anyhow!("event store: {e}"))?.position;
+    if !runner.progress().wait_for_one("access", head, ACCESS_CATCH_UP).await {
+        anyhow::bail!("the access model did not read the history ({head} events) in {ACCESS_CATCH_UP:?}");
+    }
 
-    let api = [routes::logins::routes, routes::myo::routes, routes::medagg::routes, routes::inference::routes, routes::scans::routes, routes::ops::routes]
-        .into_iter()
-        .fold(Api::default(), |api, mount| mount(api))
-        .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)"))
-        .get("/docs", routes::ops::docs, Op::public("medledger", "Interactive API documentation"));
+    let api = [
+        routes::logins::routes,
+        routes::myo::routes,
+        routes::medagg::routes,
+        routes::inference::routes,
+        routes::scans::routes,
+        routes::ops::routes,
+    ]
+    .into_iter()
+    .fold(Api::default(), |api, mount| mount(api))
+    .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)"))
+    .get("/docs", routes::ops::docs, Op::public("medledger", "Interactive API documentation"));
     // Scrapers cannot log in: with a metrics address, /metrics is served there alone.
     let api = if config.metrics_bind.is_none() { routes::ops::admin_metrics(api) } else { api };
     let document = Arc::new(api.document());
@@ -206,10 +233,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     state.inference.register_builtins(&crate::builtin_models::builtins()).await.map_err(|e| anyhow::anyhow!("built-in models: {e}"))?;
 
     // The auth routes are the ones that hand out credentials: `no-store` on all of them.
-    let limited = api
-        .limited
-        .route_layer(from_fn_with_state(state.clone(), middleware::auth_rate_limit))
-        .route_layer(from_fn(middleware::no_store));
+    let limited =
+        api.limited.route_layer(from_fn_with_state(state.clone(), middleware::auth_rate_limit)).route_layer(from_fn(middleware::no_store));
     let router = api
         .router
         .merge(limited)
@@ -264,8 +289,25 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         }
         // Already there from an earlier start.
         Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f))) if f.contains_key("email") => Ok(()),
+        // Set up before passwords needed 12 characters: the admin exists and keeps the
+        // password it has (only new passwords are held to the policy).
+        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f)))
+            if f.keys().all(|k| k == "password") && admin_exists(state, email).await =>
+        {
+            tracing::warn!("MEDLEDGER_ADMIN_PASSWORD does not meet the password policy; the admin exists already and is left as it is");
+            Ok(())
+        }
+        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f))) => {
+            let why = f.iter().map(|(field, m)| format!("{field}: {}", m.join(" "))).collect::<Vec<_>>().join("; ");
+            Err(anyhow::anyhow!("cannot create the admin from MEDLEDGER_ADMIN_EMAIL / MEDLEDGER_ADMIN_PASSWORD: {why}"))
+        }
         Err(e) => Err(anyhow::anyhow!("cannot create the admin from MEDLEDGER_ADMIN_EMAIL: {e}")),
     }
+}
+
+async fn admin_exists(state: &AppState, email: &str) -> bool {
+    use medledger_application::ports::UserDirectory as _;
+    SqlUserDirectory::new(state.dbs.read.clone()).find_by_login(email).await.is_ok_and(|found| found.is_some())
 }
 
 impl App {
@@ -306,8 +348,12 @@ impl App {
 /// connection open for ever): here they must arrive within `header_timeout`, which also
 /// bounds how long a kept-alive connection may sit idle. Request bodies are paced by
 /// `middleware::body_deadline`.
-async fn serve_http1<S>(mut listener: tokio::net::TcpListener, service: S, header_timeout: Duration, mut stop: tokio::sync::watch::Receiver<bool>)
-where
+async fn serve_http1<S>(
+    mut listener: tokio::net::TcpListener,
+    service: S,
+    header_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
     S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {

@@ -246,3 +246,81 @@ async fn a_server_killed_while_tasks_run_finishes_each_exactly_once_after_restar
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `user create` with the password on standard input (so it never shows in `ps`), and
+/// the data directory of a real server, umask and all, private to its user.
+#[tokio::test]
+async fn user_create_takes_the_password_on_stdin_and_the_servers_files_stay_private() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir();
+    let create = |line: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_medledger"))
+            .args(["user", "create", "--email", "stdin@example.org", "--password-stdin", "--data-dir"])
+            .arg(&dir)
+            .env_remove("DATABASE_URL")
+            .env("MEDLEDGER_FAST_PASSWORD_HASH", "1")
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run medledger");
+        child.stdin.take().unwrap().write_all(line.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = create("elevenchars\n");
+    assert!(!o.status.success(), "an 11-character password");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 12 characters"), "{o:?}");
+    // Neither flag and no terminal to prompt on: told what to do, nothing created.
+    let o = medledger(&dir, &["user", "create", "--email", "stdin@example.org"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--password-stdin"), "{o:?}");
+    let password = "typed on stdin, not argv";
+    let o = create(&format!("{password}\n"));
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("created user"), "{}", stdout(&o));
+
+    let http = reqwest::Client::new();
+    let server = Served::start(&dir, &http).await;
+    let mut status = 0;
+    for _ in 0..300 {
+        let r = http
+            .post(format!("{}/api/auth/login/", server.base))
+            .json(&serde_json::json!({"email": "stdin@example.org", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        status = r.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "log in with the password given on stdin");
+    server.kill();
+
+    // Everything the server made: the directory 0700, each file 0600 (the catalog index
+    // included, which only the process's umask covers).
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let mut stack = vec![dir.clone()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|n| n == "server.log") {
+                continue; // made by this test, not the server
+            }
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                stack.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 5, "events.db, read.db, secret.key, the index…: {files}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt as _;
 use medledger_application::ports::{Mail, Mailer};
+use tokio::io::AsyncWriteExt as _;
 
 pub struct OutboxMailer {
     dir: PathBuf,

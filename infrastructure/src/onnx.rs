@@ -6,16 +6,31 @@
 //! model, shared by every task; a session runs one call at a time, on one image or on a
 //! batch of them when the graph takes one (ONNX Runtime's own intra-op threads
 //! parallelise inside it).
+//!
+//! An admin may register a model, so a model is not trusted: its bytes are checked for
+//! references to other files before the runtime parses them (`external_data`), every
+//! session allocates from one capped arena and each run is stopped past its time limit
+//! (`limits`), and what the runtime says when it refuses a model or fails a run goes to
+//! the log, not to the client (`MODEL_NOT_LOADED`, `MODEL_NOT_RUN`).
+
+mod external_data;
+mod limits;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use image::{ImageFormat, ImageReader, Limits};
 use medledger_application::ports::{CheckedImage, ImageDecoder, ImageHeader, InferenceEngine, ModelInput, RgbImage};
+use medledger_application::ports::{MODEL_NOT_LOADED, MODEL_NOT_RUN};
 use medledger_domain::inference::{InputSpec, ModelId, ModelManifest};
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use ort::value::{TensorRef, ValueType};
+
+pub use external_data::{ModelBytesError, check_self_contained};
+pub use limits::ModelLimits;
+use limits::Watchdog;
 
 /// The ONNX Runtime release `ort` 2.0.0-rc.15 is built against (`api-31`).
 pub const ONNXRUNTIME_VERSION: &str = "1.31.1";
@@ -40,14 +55,23 @@ pub fn find_library(configured: Option<&Path>) -> Option<PathBuf> {
     roots.into_iter().map(|root| root.join(VENDORED_LIBRARY)).find(|p| p.is_file())
 }
 
-/// The process-wide ONNX Runtime environment: the library can be loaded only once.
-fn environment(library: &Path) -> Result<Arc<ort::environment::Environment>, String> {
-    static ENV: OnceLock<Result<Arc<ort::environment::Environment>, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let builder = ort::init_from(library).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
-        builder.with_name("medledger").build().map(Arc::new).map_err(|e| format!("ONNX Runtime environment: {e}"))
-    })
-    .clone()
+/// The process-wide ONNX Runtime environment: the library can be loaded only once. The
+/// memory cap is the environment's arena, so the first engine of a process sets it.
+fn environment(library: &Path, max_memory_bytes: usize) -> Result<Arc<ort::environment::Environment>, String> {
+    type Env = Result<(Arc<ort::environment::Environment>, usize), String>;
+    static ENV: OnceLock<Env> = OnceLock::new();
+    let (env, cap) = ENV
+        .get_or_init(|| {
+            let builder = ort::init_from(library).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
+            let env = builder.with_name("medledger").build().map(Arc::new).map_err(|e| format!("ONNX Runtime environment: {e}"))?;
+            limits::cap_cpu_memory(&env, max_memory_bytes)?;
+            Ok((env, max_memory_bytes))
+        })
+        .clone()?;
+    if cap != max_memory_bytes {
+        tracing::warn!(requested = max_memory_bytes, in_force = cap, "ONNX Runtime's memory cap is set once per process; the first stays");
+    }
+    Ok(env)
 }
 
 struct LoadedModel {
@@ -68,13 +92,40 @@ pub struct OnnxEngine {
     env: Arc<ort::environment::Environment>,
     intra_threads: usize,
     models: RwLock<HashMap<ModelId, Arc<LoadedModel>>>,
+    run_timeout: Duration,
+    watchdog: Watchdog,
 }
 
 impl OnnxEngine {
-    /// Loads ONNX Runtime from `library`; `intra_threads` is each session's intra-op
-    /// thread count.
+    /// Loads ONNX Runtime from `library`, with the default limits; `intra_threads` is each
+    /// session's intra-op thread count.
     pub fn new(library: &Path, intra_threads: usize) -> Result<Self, String> {
-        Ok(Self { env: environment(library)?, intra_threads: intra_threads.max(1), models: RwLock::new(HashMap::new()) })
+        Self::with_limits(library, intra_threads, ModelLimits::default())
+    }
+
+    /// `new`, with what a model may take.
+    pub fn with_limits(library: &Path, intra_threads: usize, limits: ModelLimits) -> Result<Self, String> {
+        Ok(Self {
+            env: environment(library, limits.max_memory_bytes)?,
+            intra_threads: intra_threads.max(1),
+            models: RwLock::new(HashMap::new()),
+            run_timeout: limits.run_timeout,
+            watchdog: Watchdog::start(&limits.watchdog_thread)?,
+        })
+    }
+
+    /// A session for `onnx`, whose bytes have been checked.
+    fn session(&self, onnx: &[u8]) -> ort::Result<Session> {
+        let mut builder = Session::builder(&self.env)?
+            .with_intra_threads(self.intra_threads)?
+            // The environment's capped arena (see `limits`), not an unbounded one each.
+            .with_env_allocators()?
+            // Never the ORT format: the check before the runtime reads protobuf only.
+            .with_config_entry("session.load_model_format", "ONNX")?
+            // Folding allocates outside the arena, up to 1 GB per node; left unfolded, a
+            // graph's constants are computed in each run, inside the cap and the time limit.
+            .with_disabled_optimizers("ConstantFolding")?;
+        builder.commit_from_memory(onnx)
     }
 
     fn model(&self, id: ModelId) -> Result<Arc<LoadedModel>, String> {
@@ -141,10 +192,15 @@ pub fn to_tensor(image: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, String>
 
 impl InferenceEngine for OnnxEngine {
     fn load(&self, model_id: ModelId, manifest: &ModelManifest, onnx: &[u8]) -> Result<(), String> {
-        let session = Session::builder(&self.env)
-            .and_then(|b| b.with_intra_threads(self.intra_threads).map_err(Into::into))
-            .and_then(|mut b| b.commit_from_memory(onnx))
-            .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
+        // Before the runtime sees a byte: it would read the files that external data names.
+        check_self_contained(onnx).map_err(|refusal| {
+            tracing::warn!(model_id, %refusal, "a model was refused before loading");
+            refusal.to_string()
+        })?;
+        let session = self.session(onnx).map_err(|e| {
+            tracing::warn!(model_id, error = %e, "ONNX Runtime could not load a model");
+            MODEL_NOT_LOADED.to_string()
+        })?;
         let batches = check_graph(&session, manifest)?;
         let loaded =
             Arc::new(LoadedModel { manifest: manifest.clone(), runner: Mutex::new(Runner { session, batch: Vec::new() }), batches });
@@ -177,22 +233,44 @@ impl InferenceEngine for OnnxEngine {
             for input in inputs {
                 batch.extend_from_slice(&input.values);
             }
-            return model.run_once(session, model_id, [inputs.len(), 3, h, w], batch);
+            return self.run_once(&model, session, model_id, [inputs.len(), 3, h, w], batch);
         }
-        inputs.iter().map(|input| Ok(model.run_once(session, model_id, [1, 3, h, w], &input.values)?.remove(0))).collect()
+        inputs.iter().map(|input| Ok(self.run_once(&model, session, model_id, [1, 3, h, w], &input.values)?.remove(0))).collect()
     }
 }
 
-impl LoadedModel {
-    /// One session run on the images laid out as `shape` (`[images, 3, height, width]`);
-    /// each image's output, flattened.
-    fn run_once(&self, session: &mut Session, id: ModelId, shape: [usize; 4], values: &[f32]) -> Result<Vec<Vec<f32>>, String> {
-        let (name, images) = (&self.manifest.output.name, shape[0]);
-        let tensor = TensorRef::from_array_view((shape, values)).map_err(|e| format!("input tensor: {e}"))?;
-        let outputs =
-            session.run(ort::inputs![self.manifest.input.name.as_str() => tensor]).map_err(|e| format!("model {id} failed: {e}"))?;
+impl OnnxEngine {
+    /// One session run on the images laid out as `shape` (`[images, 3, height, width]`),
+    /// stopped past the time limit; each image's output, flattened.
+    fn run_once(
+        &self,
+        model: &LoadedModel,
+        session: &mut Session,
+        id: ModelId,
+        shape: [usize; 4],
+        values: &[f32],
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let (name, images) = (&model.manifest.output.name, shape[0]);
+        let failed = |what: &str, error: &dyn std::fmt::Display| {
+            tracing::warn!(model_id = id, %error, "{what}");
+            MODEL_NOT_RUN.to_string()
+        };
+        let tensor = TensorRef::from_array_view((shape, values)).map_err(|e| failed("a model's input tensor could not be made", &e))?;
+        let options = Arc::new(RunOptions::new().map_err(|e| failed("a model run could not be prepared", &e))?);
+        let watch = self.watchdog.watch(options.clone(), self.run_timeout);
+        let outputs = session.run_with_options(ort::inputs![model.manifest.input.name.as_str() => tensor], &*options);
+        let stopped = watch.finish();
+        let outputs = outputs.map_err(|e| {
+            if stopped {
+                let limit_ms = self.run_timeout.as_millis() as u64;
+                tracing::warn!(model_id = id, limit_ms, error = %e, "a model run passed its time limit and was stopped");
+                MODEL_NOT_RUN.to_string()
+            } else {
+                failed("a model run failed", &e)
+            }
+        })?;
         let output = outputs.get(name.as_str()).ok_or_else(|| format!("model {id} gave no {name:?} output"))?;
-        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| format!("model {id} output: {e}"))?;
+        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| failed("a model's output could not be read", &e))?;
         if shape.first().copied() != Some(images as i64) || values.is_empty() || values.len() % images != 0 {
             return Err(format!("model {id} gave an output {name:?} of shape {shape:?} for {images} image(s)"));
         }

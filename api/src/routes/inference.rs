@@ -286,7 +286,13 @@ async fn register(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, 
     }
     let onnx = onnx.filter(|b| !b.is_empty()).ok_or_else(|| bad("the `model` part (the .onnx file) is missing or empty"))?;
     let manifest = manifest.ok_or_else(|| bad("the `manifest` part is missing"))?;
-    let (id, position) = state.inference.register_model(manifest, onnx, &ctx.with_actor(user.id)).await?;
+    let registered = state.inference.register_model(manifest, onnx, &ctx.with_actor(user.id)).await;
+    let (id, position) = match registered {
+        Ok(done) => done,
+        // The engine's sentence alone (see `InferenceEngine`): nothing of the runtime's.
+        Err(AppError::Domain(DomainError::InvalidValue { field: "file", message })) => return Err(bad(message)),
+        Err(other) => return Err(other.into()),
+    };
     state.caught_up(position).await;
     Ok((StatusCode::CREATED, Json(json!({"model_id": id}))))
 }

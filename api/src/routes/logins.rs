@@ -4,13 +4,13 @@ use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::AppError;
 use hmac::{Hmac, Mac};
+use medledger_application::AppError;
 use medledger_application::access::Caller;
 use rand::RngCore as _;
-use sha2::Sha256;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::Sha256;
 
 use crate::error::{ApiError, ApiResult, Detail, Django};
 use crate::extract::{BrowserUser, Ctx, FormBody, JsonBody, bearer};

@@ -50,10 +50,7 @@ pub fn admin_metrics(api: Api) -> Api {
 
 /// The router of the separate metrics address: `/metrics` and nothing else.
 pub fn metrics_router(state: AppState) -> axum::Router {
-    axum::Router::new()
-        .route("/metrics", axum::routing::get(metrics))
-        .fallback(crate::middleware::fallback)
-        .with_state(state)
+    axum::Router::new().route("/metrics", axum::routing::get(metrics)).fallback(crate::middleware::fallback).with_state(state)
 }
 
 async fn metrics_for_admins(state: State<AppState>, _admin: Admin<Detail>) -> Response {

@@ -66,6 +66,8 @@ fn last_line(text: &str, prefix: &str) -> String {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// `MEDLEDGER_METRICS_BIND`: where `/metrics` is served without a login.
+    pub metrics: String,
     pub token: String,
     /// Start to ready, and ready to every read model caught up.
     pub ready: Duration,
@@ -87,10 +89,12 @@ impl Server {
     /// `start` with extra environment variables for the server.
     pub async fn start_with(bin: &Path, data_dir: &Path, http: &reqwest::Client, env: &[(&str, String)]) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log = std::fs::File::create(data_dir.join("server.log")).context("create server.log")?;
         let child = medledger(bin, data_dir)
             .args(["serve", "--port", &port.to_string()])
             .env("MEDLEDGER_BIND", "127.0.0.1")
+            .env("MEDLEDGER_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
             .env("MEDLEDGER_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("MEDLEDGER_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("MEDLEDGER_FAST_PASSWORD_HASH", "1")
@@ -108,6 +112,7 @@ impl Server {
         let mut server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
             token: String::new(),
             ready: Duration::ZERO,
             caught_up: Duration::ZERO,
@@ -148,7 +153,7 @@ impl Server {
     async fn caught_up(&self, http: &reqwest::Client) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            let text = http.get(format!("{}/metrics", self.base)).send().await?.text().await?;
+            let text = http.get(format!("{}/metrics", self.metrics)).send().await?.text().await?;
             let lags: Vec<f64> = text
                 .lines()
                 .filter(|l| l.starts_with("medledger_projection_lag_events"))

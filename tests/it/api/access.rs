@@ -87,8 +87,8 @@ async fn a_password_change_ends_the_access_tokens_of_earlier_sessions() {
     for token in [&first, &second] {
         expect(app.get("/api/auth/user/", Some(token)).await, 401).await;
     }
-    let fresh = expect(app.post("/api/auth/login/", &json!({"email": "pia@example.org", "password": "a stronger secret"}), None).await, 200)
-        .await;
+    let fresh =
+        expect(app.post("/api/auth/login/", &json!({"email": "pia@example.org", "password": "a stronger secret"}), None).await, 200).await;
     expect(app.get("/api/auth/user/", fresh["access"].as_str()).await, 200).await;
 }
 
@@ -116,7 +116,12 @@ async fn a_demotion_on_one_server_holds_on_the_other() {
 }
 
 fn set_cookie(r: &Response, name: &str) -> Option<String> {
-    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with(&format!("{name}="))).map(str::to_string)
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_string)
 }
 
 fn cookie_value(set_cookie: &str) -> String {

@@ -265,3 +265,58 @@ async fn a_build_interrupted_by_a_crash_completes_after_restart() {
     assert!(entries.iter().any(|(n, d)| n.starts_with("ward-a/") && d == b"REAL-BYTES"));
     assert!(!dir.join(format!("{id}.zip.partial")).exists());
 }
+
+#[tokio::test]
+async fn one_collection_holds_a_bounded_number_of_items() {
+    let Some(mut config) = test_config(Kind::Sqlite).await else { return };
+    config.collection_max_items = 2;
+    let app = spawn_with(config, Kind::Sqlite).await;
+    let admin = app.admin().await;
+    let a = dataset(&app, &admin, "ward-a").await;
+    for name in ["1.png", "2.png", "3.png"] {
+        expect(upload(&app, &admin, a, name, b"bytes", &[]).await, 201).await;
+    }
+    let user = app.register("many@example.org").await.1;
+    let head = app.head().await;
+    let b = expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 3}), Some(&user)).await, 400).await;
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("matches 3 items") && detail.contains("at most 2"), "{b}");
+    assert_eq!(app.head().await, head, "nothing recorded for a refused request");
+    expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 2}), Some(&user)).await, 201).await;
+    // What counts is what the request matches, not its limit.
+    let b = dataset(&app, &admin, "ward-b").await;
+    expect(upload(&app, &admin, b, "only.png", b"bytes", &[]).await, 201).await;
+    expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [b], "limit_per_dataset": 100_000}), Some(&user)).await, 201).await;
+}
+
+on_both!(a_user_keeps_a_bounded_number_of_live_archives, a_user_keeps_a_bounded_number_of_live_archives_);
+async fn a_user_keeps_a_bounded_number_of_live_archives_(kind: Kind) {
+    let Some(mut config) = test_config(kind).await else { return };
+    config.collections_per_user = 2;
+    let app = spawn_with(config, kind).await;
+    let admin = app.admin().await;
+    let a = dataset(&app, &admin, "ward-a").await;
+    expect(upload(&app, &admin, a, "p.png", b"pneumonia", &[("labels", "pneumonia")]).await, 201).await;
+    let user = app.register("keeper@example.org").await.1;
+    let other = app.register("other@example.org").await.1;
+    let request = |query: &str| json!({"query_text": query, "dataset_ids": [a], "limit_per_dataset": 1});
+
+    // A failed collection holds no archive and does not count.
+    let failed = expect(app.post("/api/v1/collections/", &request("zzzqqq"), Some(&user)).await, 201).await["id"].as_i64().unwrap();
+    assert_eq!(wait_until_settled(&app, &user, failed).await["status"], "failed");
+    let first = expect(app.post("/api/v1/collections/", &request(""), Some(&user)).await, 201).await["id"].as_i64().unwrap();
+    assert_eq!(wait_until_settled(&app, &user, first).await["status"], "ready");
+    expect(app.post("/api/v1/collections/", &request("pneumonia"), Some(&user)).await, 201).await;
+    let b = expect(app.post("/api/v1/collections/", &request(""), Some(&user)).await, 429).await;
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("at most 2"), "{b}");
+    // The quota is per user.
+    expect(app.post("/api/v1/collections/", &request(""), Some(&other)).await, 201).await;
+
+    // Parallel requests cannot all slip past one count.
+    let everything = request("");
+    let burst = (0..5).map(|_| app.post("/api/v1/collections/", &everything, Some(&other)));
+    let statuses: Vec<u16> = futures::future::join_all(burst).await.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 4, "{statuses:?}");
+}

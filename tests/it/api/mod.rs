@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod catalog;
 mod collections;
+mod hardening;
 mod identity;
 mod image_bombs;
 mod inference;

@@ -108,7 +108,10 @@ async fn a_model_with_external_data_is_refused_before_anything_reads_it(kind: Ki
     assert_eq!(model_ids(&app, &admin).await, before, "nothing was registered");
     assert!(!app.data_dir().join("blobs/models/4.onnx").exists(), "nothing was stored");
 }
-crate::on_both!(a_model_with_external_data_is_refused_before_anything_reads_it_, a_model_with_external_data_is_refused_before_anything_reads_it);
+crate::on_both!(
+    a_model_with_external_data_is_refused_before_anything_reads_it_,
+    a_model_with_external_data_is_refused_before_anything_reads_it
+);
 
 /// ONNX Runtime's messages name its source files, the model's nodes and, for external
 /// data, the server's absolute paths: clients get a sentence of ours, the log the rest.

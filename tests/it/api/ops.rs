@@ -16,7 +16,8 @@ async fn health_readiness_and_metrics() {
     assert_eq!(h["services"]["database"], "up");
     assert!(h["last_check"].is_string());
     app.register("m@example.org").await;
-    let text = app.get("/metrics", None).await.text().await.unwrap();
+    // Admins only on the main port (see hardening.rs for the separate address).
+    let text = app.get("/metrics", Some(&app.admin().await)).await.text().await.unwrap();
     assert!(text.contains("medledger_http_requests_total"), "{text}");
     assert!(text.contains("medledger_projection_lag_events{projection=\"users\"}"), "{text}");
     assert!(text.contains("medledger_events_appended_total"), "{text}");
