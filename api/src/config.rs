@@ -103,6 +103,33 @@ pub struct Config {
     pub collections_per_user: usize,
     /// `MEDLEDGER_MIN_PASSWORD_LENGTH` (8 to 128; ASVS 2.1.1 asks for 12).
     pub min_password_length: usize,
+    /// `MEDLEDGER_CATALOG_PUBLIC`: 000's catalog reads (datasets, a dataset, its items,
+    /// search, vocabulary) answer without a token; writes and collections still need one.
+    pub catalog_public: bool,
+    /// `MEDLEDGER_CORS_ORIGINS`: browser origins (`scheme://host[:port]`, comma-separated)
+    /// that may call the API with credentials; empty: no CORS headers at all. Checked
+    /// when the server is built.
+    pub cors_origins: Vec<String>,
+    /// `MEDLEDGER_TRUSTED_PROXIES`: addresses or CIDR ranges of the reverse proxies in
+    /// front of the server; only a request from one of them has its `X-Forwarded-*`
+    /// headers believed. Empty: none. Checked when the server is built.
+    pub trusted_proxies: Vec<String>,
+    /// `MEDLEDGER_REFRESH_GRACE_SECS`: how long after a refresh token's rotation that
+    /// token still gets the same answer instead of revoking the session (0: never).
+    pub refresh_grace: std::time::Duration,
+    /// `MEDLEDGER_REFRESH_RATE_LIMIT`: token refreshes per minute per client, a bucket
+    /// of its own (a refresh is not a login attempt); 0 turns the limit off.
+    pub refresh_rate_limit: u32,
+}
+
+/// Refreshes per minute per client address. A refresh cannot guess a credential (it
+/// needs a signed token), so the bound is on cost; one address may stand for a whole
+/// clinic behind NAT, where each open frontend refreshes every 15 minutes.
+pub const DEFAULT_REFRESH_RATE_LIMIT: u32 = 30;
+
+/// A comma-separated list, blanks dropped.
+fn env_list(name: &str) -> Vec<String> {
+    env_opt(name).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default()
 }
 
 /// `MEDLEDGER_REQUEST_PRIORITY`, else the name it had until stop 12,
@@ -135,7 +162,7 @@ impl Config {
             auth_rate_limit: env_u32("MEDLEDGER_AUTH_RATE_LIMIT", 5),
             api_rate_limit: env_u32("MEDLEDGER_API_RATE_LIMIT", 100),
             task_rate_limit: env_u32("MEDLEDGER_TASK_RATE_LIMIT", DEFAULT_TASK_RATE_LIMIT),
-            max_image_pixels: u64::from(env_u32("MEDLEDGER_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)),
+            max_image_pixels: u64::from(env_u32("MEDLEDGER_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS).max(1)),
             image_decodes: env_opt("MEDLEDGER_IMAGE_DECODES")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or_else(medledger_application::inference::default_concurrent_decodes),
@@ -168,6 +195,13 @@ impl Config {
             collections_per_user: env_u32("MEDLEDGER_COLLECTIONS_PER_USER", 10).max(1) as usize,
             min_password_length: (env_u32("MEDLEDGER_MIN_PASSWORD_LENGTH", 12) as usize)
                 .clamp(medledger_domain::values::PasswordPolicy::LOWEST, medledger_domain::values::NewPassword::MAX_CHARS),
+            catalog_public: env_opt("MEDLEDGER_CATALOG_PUBLIC").is_some_and(|v| v == "1" || v == "true"),
+            cors_origins: env_list("MEDLEDGER_CORS_ORIGINS"),
+            trusted_proxies: env_list("MEDLEDGER_TRUSTED_PROXIES"),
+            refresh_grace: std::time::Duration::from_secs(
+                env_u32("MEDLEDGER_REFRESH_GRACE_SECS", medledger_domain::session::DEFAULT_REFRESH_GRACE_SECS).into(),
+            ),
+            refresh_rate_limit: env_u32("MEDLEDGER_REFRESH_RATE_LIMIT", DEFAULT_REFRESH_RATE_LIMIT),
         }
     }
 

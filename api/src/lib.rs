@@ -3,13 +3,16 @@
 
 pub mod builtin_models;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod priority;
+pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
+pub mod schemas;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

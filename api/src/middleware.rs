@@ -2,7 +2,6 @@
 //! idempotency keys, request metrics, security headers, `no-store` on credentials, and
 //! the minimum rate a request body must arrive at.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ShapeKind;
 use crate::extract::{IDEMPOTENCY_KEY, bearer};
+use crate::ratelimit::AuthClass;
 use crate::state::AppState;
 
 pub fn shaped(path: &str, status: StatusCode, detail: &str, code: &str) -> Response {
@@ -57,8 +57,9 @@ pub async fn shape_errors(req: Request, next: Next) -> Response {
     shaped
 }
 
+/// The client's address (behind a trusted proxy, the one it forwards for).
 fn client_ip(req: &Request) -> String {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    crate::proxy::client_ip(req.extensions()).map_or_else(|| "unknown".into(), |ip| ip.to_string())
 }
 
 fn too_many(path: &str, retry_after: u64) -> Response {
@@ -74,9 +75,12 @@ fn too_many(path: &str, retry_after: u64) -> Response {
     r
 }
 
-/// Auth endpoints: N requests per minute per client address.
+/// Auth endpoints: N requests per minute per client address and endpoint class
+/// (logins, registration, password resets, token refreshes: one bucket each).
 pub async fn auth_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Err(retry) = state.auth_limiter.check(&client_ip(&req)) {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| req.uri().path(), |m| m.as_str());
+    let class = AuthClass::of(route).as_str();
+    if let Err(retry) = state.auth_limiter.check_in(class, &client_ip(&req)) {
         return too_many(req.uri().path(), retry);
     }
     next.run(req).await
@@ -104,8 +108,9 @@ pub async fn api_rate_limit(State(state): State<AppState>, req: Request, next: N
 /// with another body is refused (422). Anonymous requests (logins, registration) are
 /// not recorded: callers cannot be told apart. A response that carries credentials
 /// (`Cache-Control: no-store`, or a cookie) is never stored: the table would hold live
-/// tokens in plain text. A retry of such a request runs again (a repeated refresh is
-/// then a reuse of its refresh token, and ends that session).
+/// tokens in plain text. A retry of such a request runs again (a repeated refresh gets
+/// the same answer within the refresh grace window, and after it is a reuse of its
+/// refresh token, which ends that session).
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     let key = req.headers().get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -174,7 +179,12 @@ fn replay(saved: SavedResponse) -> Response {
 /// Request count and latency per route and status.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = req.method().to_string();
+    // hyper accepts any token as a method; a label per made-up method would grow the
+    // metrics without bound.
+    let method = match *req.method() {
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => req.method().to_string(),
+        _ => "other".to_string(),
+    };
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();

@@ -42,7 +42,7 @@ use crate::config::Config;
 use crate::extract::REQUEST_ID;
 use crate::middleware;
 use crate::openapi::{Api, Op};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{AuthClass, RateLimiter};
 use crate::routes;
 use crate::state::AppState;
 
@@ -116,14 +116,19 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     )?;
     let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, model_threads, config.inference_queue)
         .with_concurrent_decodes(config.image_decodes);
-    let directory: Arc<dyn UserDirectory> = Arc::new(SqlUserDirectory::new(dbs.read.clone()));
+    // Logins are found in the access model (memory); the CLI, which does not feed it,
+    // finds none, and relies on the claim streams for uniqueness.
+    let access = AccessModel::new();
+    let directory: Arc<dyn UserDirectory> = access.clone();
     let keys = AccountKeys {
         identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
         reset: SecretKey::derive(&secret, "password-reset").as_bytes().to_vec(),
+        cookies: SecretKey::derive(&secret, "session-cookie").as_bytes().to_vec(),
     };
     let accounts =
-        Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(AccessModel::new());
-    let accounts = accounts.with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length));
+        Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(access);
+    let accounts =
+        accounts.with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length)).with_refresh_grace(config.refresh_grace);
     Ok(Core { dbs, ledger, accounts, catalog, collections, inference, codec, secret })
 }
 
@@ -168,6 +173,9 @@ fn spawn_expiry_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
+    // Settings that decide who is trusted are checked before anything starts.
+    let cors = crate::cors::layer(&config.cors_origins)?;
+    let proxies = Arc::new(crate::proxy::TrustedProxies::parse(&config.trusted_proxies)?);
     let core = core(&config).await?;
     let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone())
         .one_read_writer_at_a_time(core.dbs.read_single_writer);
@@ -204,8 +212,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     ]
     .into_iter()
     .fold(Api::default(), |api, mount| mount(api))
-    .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)"))
-    .get("/docs", routes::ops::docs, Op::public("medledger", "Interactive API documentation"));
+    .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)").returns_as("application/json", crate::openapi::any_object));
     // Scrapers cannot log in: with a metrics address, /metrics is served there alone.
     let api = if config.metrics_bind.is_none() { routes::ops::admin_metrics(api) } else { api };
     let document = Arc::new(api.document());
@@ -222,7 +229,10 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         progress: runner.progress(),
         task_watch,
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
-        auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))),
+        auth_limiter: Arc::new(
+            RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))
+                .with_class(AuthClass::Refresh.as_str(), config.refresh_rate_limit),
+        ),
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit, Duration::from_secs(60))),
         task_limiter: Arc::new(RateLimiter::new(config.task_rate_limit, Duration::from_secs(60))),
         metrics: prometheus(),
@@ -245,6 +255,12 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .layer(from_fn(middleware::shape_errors))
         .layer(from_fn(middleware::http_metrics))
         .layer(DefaultBodyLimit::max(config.max_json_bytes))
+        .layer(from_fn_with_state(proxies, crate::proxy::resolve))
+        // Outside the limits and the auth checks, so a preflight is answered before
+        // them, and every answer (a 401, a 429) carries the headers a browser needs to
+        // let the frontend read it; inside the request id and the security headers,
+        // which preflights carry too.
+        .layer(tower::util::option_layer(cors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.parse()?))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let request_id = req

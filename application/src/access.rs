@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::codec::DecodedEvent;
-use crate::ports::{AccessClaims, Position};
+use crate::ports::{AccessClaims, Position, StoreError, UserDirectory};
 
 /// How long judging a token waits for the model to reach the token's position.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
@@ -72,6 +72,9 @@ struct State {
     sessions: HashMap<Uuid, OpenSession>,
     /// Browser sessions: SHA-256 of the cookie → session.
     cookies: HashMap<String, Uuid>,
+    /// Login identifiers (lower-cased): emails, and usernames where set.
+    emails: HashMap<String, UserId>,
+    usernames: HashMap<String, UserId>,
     /// Sessions held after the last sweep of expired ones.
     swept_at: usize,
 }
@@ -86,12 +89,6 @@ pub fn cookie_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// A browser session's cookie: its secret, and the history position of the login, so
-/// that a server which has not read that far yet waits instead of refusing it (as it
-/// does for a token's `pos`). Only the secret is checked; the position is a hint.
-pub fn session_cookie(secret: &str, position: Position) -> String {
-    format!("{secret}-{position}")
-}
 
 impl AccessModel {
     pub fn new() -> Arc<Self> {
@@ -131,13 +128,20 @@ impl AccessModel {
         state.judge(claims.session_id, Some(claims.user_id), Utc::now())
     }
 
-    /// Judges a browser session's cookie: `{secret}-{position}` (see [`session_cookie`]).
-    pub async fn judge_cookie(&self, cookie: &str) -> Result<Caller, Denied> {
-        let (secret, position) = cookie.rsplit_once('-').ok_or(Denied::SessionEnded)?;
-        self.reach(position.parse().map_err(|_| Denied::SessionEnded)?).await?;
+    /// Judges a browser session by its secret, once the model has read as far as the
+    /// login's `position` (which the caller has authenticated: `Accounts::judge_browser`).
+    pub async fn judge_cookie(&self, secret: &str, position: Position) -> Result<Caller, Denied> {
+        self.reach(position).await?;
         let state = self.state.read().map_err(|_| Denied::Behind)?;
         let session_id = *state.cookies.get(&cookie_hash(secret)).ok_or(Denied::SessionEnded)?;
         state.judge(session_id, None, Utc::now())
+    }
+
+    /// Judges a caller again, as the history holds them now: for a request whose body
+    /// took long to arrive after its credentials were judged.
+    pub fn recheck(&self, caller: &Caller) -> Result<Caller, Denied> {
+        let state = self.state.read().map_err(|_| Denied::Behind)?;
+        state.judge(caller.session_id, Some(caller.user_id), Utc::now())
     }
 
     /// Waits until the model has applied `position`.
@@ -150,6 +154,18 @@ impl AccessModel {
             Ok(Ok(_)) => Ok(()),
             _ => Err(Denied::Behind),
         }
+    }
+}
+
+/// The login directory, from memory: a lookup costs the same whether or not the
+/// account exists (an SQL miss took measurably longer than a hit, decision #55).
+#[async_trait::async_trait]
+impl UserDirectory for AccessModel {
+    async fn find_by_login(&self, identifier: &str) -> Result<Option<UserId>, StoreError> {
+        let key = identifier.trim().to_lowercase();
+        let state = self.state.read().map_err(|_| StoreError::Unavailable("access model lock poisoned".into()))?;
+        // An exact email match wins over a username that happens to look like it.
+        Ok(state.emails.get(&key).or_else(|| state.usernames.get(&key)).copied())
     }
 }
 
@@ -166,6 +182,14 @@ impl State {
                 | UserEvent::PasswordResetCompleted { user_id, .. }
                 | UserEvent::UserLoggedIn { user_id, .. } => *user_id,
             };
+            if let UserEvent::UserRegistered { personal, .. } = &e
+                && !event.erased
+            {
+                self.emails.insert(personal.email.to_lowercase(), user_id);
+                if let Some(username) = &personal.username {
+                    self.usernames.insert(username.to_lowercase(), user_id);
+                }
+            }
             let (user, version) = self.users.entry(user_id).or_default();
             user.apply(&e);
             *version = event.recorded.version;
@@ -184,7 +208,7 @@ impl State {
                     s.expires_at = expires_at;
                 }
             }
-            SessionEvent::RefreshTokenReuseDetected { .. } => {}
+            SessionEvent::RefreshTokenReissued { .. } | SessionEvent::RefreshTokenReuseDetected { .. } => {}
             SessionEvent::SessionEnded { session_id, .. } => self.forget(session_id),
         }
     }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::AppError;
-use crate::access::{AccessModel, cookie_hash, session_cookie};
+use crate::access::{AccessModel, Caller, Denied, cookie_hash};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{
@@ -24,6 +24,10 @@ use crate::ports::{
 };
 
 pub const RESET_TOKEN_TTL_HOURS: i64 = 1;
+/// At most one reset mail per account in this many seconds.
+pub const RESET_MAIL_INTERVAL_SECS: i64 = 60;
+/// Password-reset requests being recorded at once, beyond which more are dropped.
+const RESET_WRITES: usize = 16;
 
 /// A registration form in the domain's words; strings are parsed here.
 #[derive(Debug, Default, Clone)]
@@ -70,6 +74,8 @@ pub struct AccountKeys {
     pub identifiers: Vec<u8>,
     /// Turns a reset nonce (stored) into the reset token (mailed, never stored).
     pub reset: Vec<u8>,
+    /// Authenticates the login position a browser session's cookie carries.
+    pub cookies: Vec<u8>,
 }
 
 fn mac(key: &[u8], parts: &[&[u8]]) -> String {
@@ -103,6 +109,10 @@ pub struct Accounts {
     /// in the CLI, where every read falls back to the store).
     access: Arc<AccessModel>,
     password_policy: PasswordPolicy,
+    /// How long after a rotation the token it replaced still gets an answer (the
+    /// current token again) instead of revoking the session.
+    refresh_grace: chrono::Duration,
+    reset_writes: Arc<tokio::sync::Semaphore>,
 }
 
 fn identifier_stream(key: &[u8], kind: IdentifierKind, value: &str) -> String {
@@ -151,7 +161,25 @@ impl Accounts {
         directory: Arc<dyn UserDirectory>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { keys, ledger, hasher, tokens, ids, directory, clock, access: AccessModel::new(), password_policy: PasswordPolicy::default() }
+        Self {
+            keys,
+            ledger,
+            hasher,
+            tokens,
+            ids,
+            directory,
+            clock,
+            access: AccessModel::new(),
+            password_policy: PasswordPolicy::default(),
+            refresh_grace: chrono::Duration::seconds(session::DEFAULT_REFRESH_GRACE_SECS.into()),
+            reset_writes: Arc::new(tokio::sync::Semaphore::new(RESET_WRITES)),
+        }
+    }
+
+    /// The refresh grace window (zero: any second use of a rotated token revokes).
+    pub fn with_refresh_grace(mut self, grace: std::time::Duration) -> Self {
+        self.refresh_grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        self
     }
 
     /// What new passwords must satisfy (the default: at least 12 characters).
@@ -284,8 +312,32 @@ impl Accounts {
     pub async fn login_browser(&self, identifier: &str, password: &str, ctx: &CommandContext) -> Result<(LoggedIn, String), AppError> {
         let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let done = self.login_with(identifier, password, ctx, Some(cookie_hash(&secret))).await?;
-        let cookie = session_cookie(&secret, done.position);
+        let position = done.position.to_string();
+        let cookie = format!("{secret}-{position}-{}", self.cookie_mac(&secret, &position));
         Ok((done, cookie))
+    }
+
+    /// The MAC that makes a cookie's position trustworthy: a position a client wrote
+    /// itself would make the server wait for history that never comes.
+    fn cookie_mac(&self, secret: &str, position: &str) -> String {
+        let full = mac(&self.keys.cookies, &[b"session-cookie", secret.as_bytes(), position.as_bytes()]);
+        full.get(..32).map_or_else(|| full.clone(), str::to_string)
+    }
+
+    /// Judges a browser session's cookie, `{secret}-{position}-{mac}`: the session it
+    /// names, as the history holds it now, once this process has read the login.
+    pub async fn judge_browser(&self, cookie: &str) -> Result<Caller, Denied> {
+        let mut parts = cookie.splitn(3, '-');
+        let (Some(secret), Some(position), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Denied::SessionEnded);
+        };
+        let expected = self.cookie_mac(secret, position);
+        let same = tag.len() == expected.len() && tag.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let position: Position = position.parse().map_err(|_| Denied::SessionEnded)?;
+        if !same {
+            return Err(Denied::SessionEnded);
+        }
+        self.access.judge_cookie(secret, position).await
     }
 
     async fn login_with(
@@ -387,6 +439,7 @@ impl Accounts {
         let new_token_id = Uuid::new_v4();
         let now = self.clock.now();
         let expires_at = now + self.tokens.refresh_ttl();
+        let grace = self.refresh_grace;
         let (events, position) = self
             .ledger
             .execute::<Session>(&session::stream_id(claims.session_id), &ctx, |s| {
@@ -394,16 +447,18 @@ impl Accounts {
                     // The password changed since this session began.
                     return Err(DomainError::SessionEnded);
                 }
-                s.handle(SessionCommand::Rotate { presented: claims.token_id, new_token_id, expires_at, now })
+                s.handle(SessionCommand::Rotate { presented: claims.token_id, new_token_id, expires_at, now, grace })
             })
             .await
             .map_err(session_error)?;
         if session::is_reuse(&events) {
             return Err(AppError::TokenReuse);
         }
-        let access = self.issue_access(claims.user_id, user.roles(), claims.session_id, position.unwrap_or(0))?;
-        let refresh =
-            self.tokens.issue_refresh(&RefreshClaims { token_id: new_token_id, ..claims }, expires_at).map_err(AppError::Internal)?;
+        // A new token, or within the grace window the current one again (reissued).
+        let (token_id, expires_at) = session::handed_out(&events).ok_or_else(|| AppError::internal("a refresh recorded nothing"))?;
+        let position = position.ok_or_else(|| AppError::internal("a refresh recorded nothing"))?;
+        let access = self.issue_access(claims.user_id, user.roles(), claims.session_id, position)?;
+        let refresh = self.tokens.issue_refresh(&RefreshClaims { token_id, ..claims }, expires_at).map_err(AppError::Internal)?;
         Ok(Tokens { access, refresh })
     }
 
@@ -477,12 +532,24 @@ impl Accounts {
         let Some(user_id) = self.directory.find_by_login(email.as_str()).await? else {
             return Ok(());
         };
+        // One mail a minute per account: a flood of requests must not mail-bomb its owner.
+        let recent = self.clock.now() + Duration::hours(RESET_TOKEN_TTL_HOURS) - Duration::seconds(RESET_MAIL_INTERVAL_SECS);
+        if self.access.user(user_id).and_then(|(u, _)| u.latest_reset_expiry()).is_some_and(|e| e > recent) {
+            return Ok(());
+        }
+        // Bounded: past the limit a request is dropped (and logged) rather than queued, so
+        // a flood neither piles up work nor changes how fast the answer comes.
+        let Ok(permit) = self.reset_writes.clone().try_acquire_owned() else {
+            tracing::warn!(user_id, "too many password reset requests being recorded; this one is dropped");
+            return Ok(());
+        };
         let me = self.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move {
             if let Err(e) = me.record_password_reset(user_id, &ctx).await {
                 tracing::error!(user_id, error = %e, "could not record a password reset request");
             }
+            drop(permit);
         });
         Ok(())
     }
@@ -503,13 +570,16 @@ impl Accounts {
         }
     }
 
-    pub async fn confirm_password_reset(&self, token: &str, new_password: &str, ctx: &CommandContext) -> Result<(), AppError> {
+    /// Sets the new password; returns the position of the change (every earlier session
+    /// ends there).
+    pub async fn confirm_password_reset(&self, token: &str, new_password: &str, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
         let new_password = NewPassword::parse(new_password, "new_password", &self.password_policy)?;
         let user_id: UserId = token.split_once('.').and_then(|(id, _)| id.parse().ok()).ok_or(DomainError::InvalidResetToken)?;
         let token_hash = hash_token(token);
         let password_hash = self.hash_password(new_password).await?;
         let now = self.clock.now();
-        self.ledger
+        let (_, position) = self
+            .ledger
             .execute::<User>(&user::stream_id(user_id), &ctx.clone().with_actor(user_id), |u| {
                 if !u.exists() {
                     return Err(DomainError::InvalidResetToken);
@@ -517,7 +587,7 @@ impl Accounts {
                 u.handle(UserCommand::CompletePasswordReset { token_hash: token_hash.clone(), password_hash: password_hash.clone(), now })
             })
             .await?;
-        Ok(())
+        Ok(position)
     }
 
     /// Applies a profile change. Roles and activation are for admins only: the API

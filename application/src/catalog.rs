@@ -43,23 +43,55 @@ impl Catalog {
         Ok(None)
     }
 
-    pub async fn create(&self, fields: DatasetFields, ctx: &CommandContext) -> Result<(DatasetId, Position), AppError> {
-        let fields = fields.validate()?;
-        if self.find_slug(&fields.slug).await?.is_some() {
-            return Err(slug_taken());
+    /// Creates a dataset. Without a slug, one is derived from the title and the first
+    /// free one of `slug`, `slug-2`, `slug-3`, ... is taken; free means its claim
+    /// stream does not exist when the dataset is appended with it, so two concurrent
+    /// creates of one title cannot both win a slug: the loser moves on to the next.
+    pub async fn create(&self, mut fields: DatasetFields, ctx: &CommandContext) -> Result<(DatasetId, Position), AppError> {
+        let derived = fields.slug.trim().is_empty();
+        if derived {
+            fields.slug = catalog::slug_from_title(&fields.title);
         }
-        let dataset_id = self.ids.next_id("dataset").await?;
-        let created = Dataset::default().handle(DatasetCommand::Create { dataset_id, fields: fields.clone() })?;
+        let fields = fields.validate()?;
+        let base = fields.slug.clone();
+        let mut dataset_id = None;
+        for n in 1..=MAX_DERIVED_SLUG_TRIES {
+            let slug = catalog::numbered_slug(&base, n);
+            if self.find_slug(&slug).await?.is_some() {
+                if derived {
+                    continue;
+                }
+                return Err(slug_taken());
+            }
+            // One id for every try: a try that loses appends nothing.
+            let id = match dataset_id {
+                Some(id) => id,
+                None => *dataset_id.insert(self.ids.next_id("dataset").await?),
+            };
+            match self.append_created(id, DatasetFields { slug, ..fields.clone() }, ctx).await {
+                Ok(position) => return Ok((id, position)),
+                Err(AppError::Store(StoreError::Conflict { .. })) if derived => continue,
+                Err(AppError::Store(StoreError::Conflict { .. })) => return Err(slug_taken()),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DomainError::invalid(
+            "slug",
+            format!("the title's slug '{base}' and its next {MAX_DERIVED_SLUG_TRIES} numbered forms are taken; give a slug"),
+        )
+        .into())
+    }
+
+    /// The slug's claim and the dataset, atomically: a conflict means the slug (or,
+    /// never in practice, the id) was taken in the meantime.
+    async fn append_created(&self, dataset_id: DatasetId, fields: DatasetFields, ctx: &CommandContext) -> Result<Position, AppError> {
         let slug_stream = catalog::slug_stream_id(&fields.slug);
+        let created = Dataset::default().handle(DatasetCommand::Create { dataset_id, fields })?;
         let parts = vec![
             self.ledger.prepare(&slug_stream, ExpectedVersion::NoStream, &[DatasetEvent::DatasetSlugClaimed { dataset_id }], ctx).await?,
             self.ledger.prepare(&catalog::stream_id(dataset_id), ExpectedVersion::NoStream, &created, ctx).await?,
         ];
-        match self.ledger.commit(parts).await {
-            Ok(a) => Ok((dataset_id, a.last_position)),
-            Err(AppError::Store(StoreError::Conflict { .. })) => Err(slug_taken()),
-            Err(e) => Err(e),
-        }
+        Ok(self.ledger.commit(parts).await?.last_position)
     }
 
     /// Replaces a dataset's fields; `None` when nothing changed.
@@ -105,6 +137,9 @@ impl Catalog {
     }
 }
 
+/// How many numbered forms of a derived slug are tried before the admin is asked for one.
+const MAX_DERIVED_SLUG_TRIES: usize = 1_000;
+
 fn slug_taken() -> AppError {
     DomainError::InvalidFields(std::collections::BTreeMap::from([(
         "slug".to_string(),
@@ -113,7 +148,12 @@ fn slug_taken() -> AppError {
     .into()
 }
 
-/// Parses one line of the catalog JSONL format.
+/// Parses one line of the catalog JSONL format. Unlike an admin's create, a line must
+/// name its slug: the slug is what makes a re-import update instead of duplicate.
 pub fn parse_line(line: &str) -> Result<DatasetFields, String> {
-    serde_json::from_str::<DatasetFields>(line).map_err(|e| e.to_string())
+    let fields = serde_json::from_str::<DatasetFields>(line).map_err(|e| e.to_string())?;
+    if fields.slug.trim().is_empty() {
+        return Err("missing field `slug`".to_string());
+    }
+    Ok(fields)
 }

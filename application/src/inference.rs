@@ -167,6 +167,11 @@ impl InferenceTasks {
         self
     }
 
+    /// Whether models can run here (ONNX Runtime was loaded).
+    pub fn engine_available(&self) -> bool {
+        self.engine.is_ok()
+    }
+
     /// A turn to decode. Whoever waits for one holds only the upload as it came (its size
     /// capped by the route); the pixels are allocated under the permit.
     async fn decode_turn(&self) -> Result<Option<OwnedSemaphorePermit>, String> {

@@ -9,10 +9,14 @@
 //! after warm-up. Ordinary clients create a task from a small image and wait for its
 //! result, over and over, from before the bombs until after their last answer.
 //!
-//! The baseline is the same binary with the limits set back to what they were before
+//! A wave is `--bombs` senders at once, each sending again as soon as it is answered,
+//! for `--flood-s` seconds (at least once each). The same binary runs three ways: the
+//! baseline, with the limits set back to what they were before
 //! (`MEDLEDGER_MAX_IMAGE_PIXELS=67108864`, i.e. 8192², `MEDLEDGER_IMAGE_DECODES=0`,
-//! `MEDLEDGER_TASK_RATE_LIMIT=0`). Its wave of 8192² bombs is smaller than 50
-//! (`--baseline-bombs`): at about 470 MB each, 50 would need some 23 GB.
+//! `MEDLEDGER_TASK_RATE_LIMIT=0`); the new limits without the per-user task limit, so
+//! the pixel limit and the decode bound are seen on their own; and the new defaults.
+//! The baseline's wave of 8192² bombs is smaller and sent once (`--baseline-bombs`): at
+//! about 470 MB each, 50 would need some 23 GB.
 //!
 //! cargo build --release -p medledger-bench -p medledger-api && ./target/release/bench-bombs --help
 
@@ -46,10 +50,14 @@ struct Args {
     /// The image of the ordinary tasks.
     #[arg(long, default_value = "tests/fixtures/inference/fixture_1_office_1obj.png")]
     image: PathBuf,
-    /// Bombs sent at once to a server with the new limits.
+    /// Bombs sent at once.
     #[arg(long, default_value_t = 50)]
     bombs: usize,
-    /// Bombs sent at once to the baseline (today's limits): each takes ~470 MB there.
+    /// Each sender sends again when answered, for this long (s; 0: once).
+    #[arg(long, default_value_t = 5)]
+    flood_s: u64,
+    /// 8192² bombs sent at once, once, to the baseline (today's limits): each takes
+    /// ~470 MB there.
     #[arg(long, default_value_t = 12)]
     baseline_bombs: usize,
     /// Users the bombs come from (round robin), so the per-user task limit is not what
@@ -69,7 +77,7 @@ struct Args {
     /// Ordinary tasks run alone before the bombs, s.
     #[arg(long, default_value_t = 3)]
     quiet_s: u64,
-    /// Only this configuration (`baseline` or `new`).
+    /// Only this configuration (`baseline`, `new-no-task-limit` or `new`).
     #[arg(long)]
     only: Option<String>,
     /// Keep the servers' data directories.
@@ -109,6 +117,14 @@ fn setups(args: &Args) -> Vec<Setup> {
             env: vec![
                 ("MEDLEDGER_MAX_IMAGE_PIXELS", (8192u64 * 8192).to_string()),
                 ("MEDLEDGER_IMAGE_DECODES", "0".into()),
+                ("MEDLEDGER_TASK_RATE_LIMIT", "0".into()),
+            ],
+        },
+        Setup {
+            name: "new-no-task-limit",
+            env: vec![
+                ("MEDLEDGER_MAX_IMAGE_PIXELS", (2048u64 * 2048).to_string()),
+                ("MEDLEDGER_IMAGE_DECODES", cores.to_string()),
                 ("MEDLEDGER_TASK_RATE_LIMIT", "0".into()),
             ],
         },
@@ -194,7 +210,8 @@ type Ordinary = Vec<(Duration, u16, Option<Duration>)>;
 
 /// One wave of bombs at a fresh server.
 struct Wave {
-    bombs: usize,
+    senders: usize,
+    flood: Duration,
     idle_mb: f64,
     peak_growth_mb: f64,
     after_mb: f64,
@@ -208,10 +225,17 @@ struct Wave {
     wave_ms: f64,
 }
 
-async fn wave(args: &Args, setup: &Setup, bomb: &[u8], bombs: usize, image: &[u8], tag: &str) -> anyhow::Result<Wave> {
+/// What is sent in a wave: the file, by how many senders at once, for how long.
+struct Attack<'a> {
+    file: &'a [u8],
+    senders: usize,
+    flood: Duration,
+}
+
+async fn wave(args: &Args, setup: &Setup, attack: &Attack<'_>, image: &[u8], tag: &str) -> anyhow::Result<Wave> {
     let data = std::env::temp_dir().join(format!("medledger-bench-bombs-{}-{}-{tag}", std::process::id(), setup.name));
     std::fs::create_dir_all(&data)?;
-    let result = wave_in(args, setup, bomb, bombs, image, &data).await;
+    let result = wave_in(args, setup, attack, image, &data).await;
     if args.keep {
         eprintln!("  kept {}", data.display());
     } else {
@@ -220,7 +244,7 @@ async fn wave(args: &Args, setup: &Setup, bomb: &[u8], bombs: usize, image: &[u8
     result
 }
 
-async fn wave_in(args: &Args, setup: &Setup, bomb: &[u8], bombs: usize, image: &[u8], data: &std::path::Path) -> anyhow::Result<Wave> {
+async fn wave_in(args: &Args, setup: &Setup, attack: &Attack<'_>, image: &[u8], data: &std::path::Path) -> anyhow::Result<Wave> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(300)).build()?;
     let server = Arc::new(Server::start_with(&args.medledger, data, &http, &setup.env).await?);
     let pid = server.pid();
@@ -271,30 +295,40 @@ async fn wave_in(args: &Args, setup: &Setup, bomb: &[u8], bombs: usize, image: &
     tokio::time::sleep(Duration::from_secs(args.quiet_s)).await;
 
     let fired = start.elapsed();
-    let sends: Vec<_> = (0..bombs)
+    let flood = attack.flood;
+    let sends: Vec<_> = (0..attack.senders)
         .map(|i| {
-            let (server, http, token, bomb) = (server.clone(), http.clone(), bombers[i % bombers.len()].clone(), bomb.to_vec());
+            let (server, http, token) = (server.clone(), http.clone(), bombers[i % bombers.len()].clone());
+            let bomb = bytes::Bytes::copy_from_slice(attack.file);
             tokio::spawn(async move {
-                let sent = Instant::now();
-                let r = http.post(format!("{}/api/tasks?{QUERY}", server.base)).bearer_auth(&token).body(bomb).send().await;
-                let status = match r {
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        let _ = r.bytes().await;
-                        status
+                let mut answers = Vec::new();
+                let began = Instant::now();
+                loop {
+                    let sent = Instant::now();
+                    let r = http.post(format!("{}/api/tasks?{QUERY}", server.base)).bearer_auth(&token).body(bomb.clone()).send().await;
+                    let status = match r {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let _ = r.bytes().await;
+                            status
+                        }
+                        Err(_) => 0,
+                    };
+                    answers.push((status, sent.elapsed()));
+                    if began.elapsed() >= flood {
+                        return answers;
                     }
-                    Err(_) => 0,
-                };
-                (status, sent.elapsed())
+                }
             })
         })
         .collect();
     let mut statuses = BTreeMap::new();
     let mut answer_ms = Vec::new();
     for joined in futures::future::join_all(sends).await {
-        let (status, took) = joined?;
-        *statuses.entry(status).or_insert(0) += 1;
-        answer_ms.push(took.as_secs_f64() * 1e3);
+        for (status, took) in joined? {
+            *statuses.entry(status).or_insert(0) += 1;
+            answer_ms.push(took.as_secs_f64() * 1e3);
+        }
     }
     let answered = start.elapsed();
     // The ordinary clients go on a little after the last answer: whatever the bombs
@@ -310,7 +344,8 @@ async fn wave_in(args: &Args, setup: &Setup, bomb: &[u8], bombs: usize, image: &
     let (quiet, during) = seen.into_iter().filter(|(sent, ..)| *sent <= answered).partition(|(sent, ..)| *sent < fired);
     answer_ms.sort_by(f64::total_cmp);
     Ok(Wave {
-        bombs,
+        senders: attack.senders,
+        flood,
         idle_mb: idle_kb / 1024.0,
         peak_growth_mb: (peak_kb as f64 - idle_kb).max(0.0) / 1024.0,
         after_mb: after_kb / 1024.0,
@@ -362,17 +397,23 @@ async fn main() -> anyhow::Result<()> {
     let at_cap = zero_png(args.at_cap_side)?;
 
     let mut rows: Vec<(String, Vec<(&'static str, Wave)>)> = Vec::new();
-    let waves: [(&str, &[u8]); 2] = [("8192² bombs", &bomb), ("at-cap images", &at_cap)];
-    for (kind, file) in waves {
+    let at_cap_label = format!("{0}×{0} images (at the new limit)", args.at_cap_side);
+    let waves: [(&str, &str, &[u8]); 2] = [("8192×8192 bombs", "bombs", &bomb), (&at_cap_label, "at-cap", &at_cap)];
+    for (kind, tag, file) in waves {
         let mut columns = Vec::new();
         for setup in setups(&args) {
-            let n = if setup.name == "baseline" && kind.starts_with("8192") { args.baseline_bombs } else { args.bombs };
-            eprintln!("{kind}, {}: {n} at once ({} bytes each)", setup.name, file.len());
-            let w = wave(&args, &setup, file, n, &image, &kind[..4]).await?;
+            let baseline_bombs = setup.name == "baseline" && tag == "bombs";
+            let attack = if baseline_bombs {
+                Attack { file, senders: args.baseline_bombs, flood: Duration::ZERO }
+            } else {
+                Attack { file, senders: args.bombs, flood: Duration::from_secs(args.flood_s) }
+            };
+            eprintln!("{kind}, {}: {} senders for {:?} ({} bytes each)", setup.name, attack.senders, attack.flood, file.len());
+            let w = wave(&args, &setup, &attack, &image, tag).await?;
             eprintln!("  peak RSS growth {:.0} MB; {}", w.peak_growth_mb, histogram(&w.statuses));
             columns.push((setup.name, w));
         }
-        rows.push((format!("{kind} ({} bytes)", file.len()), columns));
+        rows.push((format!("{kind}, {} bytes each", file.len()), columns));
     }
 
     println!("## Image bombs: results\n");
@@ -396,7 +437,10 @@ async fn main() -> anyhow::Result<()> {
             let cells: Vec<String> = columns.iter().map(|(_, w)| f(w)).collect();
             println!("| {label} | {} |", cells.join(" | "));
         };
-        line("sent at once", &|w| w.bombs.to_string());
+        line("senders at once, for", &|w| {
+            if w.flood.is_zero() { format!("{}, once each", w.senders) } else { format!("{}, {} s", w.senders, w.flood.as_secs()) }
+        });
+        line("requests", &|w| w.answer_ms.len().to_string());
         line("answers", &|w| histogram(&w.statuses));
         line("**peak RSS growth** (idle RSS)", &|w| format!("**{:.0} MB** ({:.0} MB)", w.peak_growth_mb, w.idle_mb));
         line("RSS after", &|w| format!("{:.0} MB", w.after_mb));

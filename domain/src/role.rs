@@ -53,6 +53,29 @@ impl Role {
     }
 }
 
+/// Contract 002's documented roles, highest first.
+pub const MYO_ROLES: [Role; 3] = [Role::Admin, Role::Doctor, Role::Technician];
+
+fn myo_rank(role: Role) -> usize {
+    MYO_ROLES.iter().position(|r| *r == role).unwrap_or(MYO_ROLES.len())
+}
+
+impl Role {
+    /// The nearest of contract 002's roles: those who make or label images (001's
+    /// annotators and student developers, 003's labelers) are technicians; those who
+    /// view, order or review results (001's standard and demo users, 003's customers
+    /// and universal users) are doctors, 002's role for anyone who registers. Both give
+    /// the same rights in 002 (API-MAP §2): the mapping only decides what a 002
+    /// client shows.
+    pub fn nearest_myo(self) -> Role {
+        match self {
+            Role::Admin => Role::Admin,
+            Role::Technician | Role::Annotator | Role::StudentDev | Role::Labeler => Role::Technician,
+            Role::Doctor | Role::Standard | Role::Demo | Role::Customer | Role::Universal => Role::Doctor,
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -102,6 +125,15 @@ impl Roles {
         self.0.iter().copied().next().unwrap_or(Role::Standard)
     }
 
+    /// The role contract 002 shows (`admin|doctor|technician`, its documented set) for
+    /// a user who may hold roles of other contracts: the highest of 002's own roles the
+    /// user holds, else the highest of the nearest 002 role of each role held
+    /// ([`Role::nearest_myo`]). The full set is listed beside it (`roles`).
+    pub fn myo_role(&self) -> Role {
+        let own = self.iter().filter(|r| MYO_ROLES.contains(r)).min_by_key(|r| myo_rank(*r));
+        own.unwrap_or_else(|| self.iter().map(Role::nearest_myo).min_by_key(|r| myo_rank(*r)).unwrap_or(Role::Doctor))
+    }
+
     /// Contract 003's single login role: admin, else universal when the user may act as
     /// both customer and labeler, else labeler, else customer.
     pub fn labeling_role(&self) -> &'static str {
@@ -143,6 +175,29 @@ mod tests {
         assert_eq!(Roles::new([Role::Universal]).labeling_role(), "universal");
         assert_eq!(Roles::new([Role::Labeler]).labeling_role(), "labeler");
         assert_eq!(Roles::new([Role::Doctor]).labeling_role(), "customer");
+    }
+
+    #[test]
+    fn every_role_shows_as_one_of_002s_roles() {
+        for role in Role::ALL {
+            assert!(MYO_ROLES.contains(&Roles::new([role]).myo_role()), "{role} shows outside 002's set");
+        }
+        assert_eq!(Roles::new([Role::Labeler]).myo_role(), Role::Technician);
+        assert_eq!(Roles::new([Role::Annotator]).myo_role(), Role::Technician);
+        assert_eq!(Roles::new([Role::StudentDev]).myo_role(), Role::Technician);
+        assert_eq!(Roles::new([Role::Customer]).myo_role(), Role::Doctor);
+        assert_eq!(Roles::new([Role::Universal]).myo_role(), Role::Doctor);
+        assert_eq!(Roles::new([Role::Standard]).myo_role(), Role::Doctor);
+        assert_eq!(Roles::new([Role::Demo]).myo_role(), Role::Doctor);
+        assert_eq!(Roles::default().myo_role(), Role::Doctor);
+    }
+
+    #[test]
+    fn a_002_role_held_wins_over_a_mapped_one() {
+        assert_eq!(Roles::new([Role::Technician, Role::Customer]).myo_role(), Role::Technician);
+        assert_eq!(Roles::new([Role::Labeler, Role::Customer]).myo_role(), Role::Doctor);
+        assert_eq!(Roles::new([Role::Labeler, Role::Admin]).myo_role(), Role::Admin);
+        assert_eq!(Roles::new([Role::Doctor, Role::Technician]).myo_role(), Role::Doctor);
     }
 
     #[test]

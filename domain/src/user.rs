@@ -216,6 +216,11 @@ impl User {
         self.credentials_version
     }
 
+    /// When the newest pending reset link expires (none: no reset pending).
+    pub fn latest_reset_expiry(&self) -> Option<DateTime<Utc>> {
+        self.pending_resets.iter().map(|r| r.expires_at).max()
+    }
+
     fn require(&self) -> Result<UserId, DomainError> {
         self.id.ok_or(DomainError::NotFound("user"))
     }

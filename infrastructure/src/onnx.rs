@@ -175,7 +175,8 @@ pub fn to_tensor(image: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, String>
     let pixels: &[u8] = if image.width == w && image.height == h {
         &image.pixels
     } else {
-        let source = image::RgbImage::from_raw(image.width, image.height, image.pixels.clone())
+        // A view, not a copy: at the pixel limit a copy would be tens of MB per task.
+        let source = image::ImageBuffer::<image::Rgb<u8>, &[u8]>::from_raw(image.width, image.height, image.pixels.as_slice())
             .ok_or_else(|| "image buffer does not match its size".to_string())?;
         resized = image::imageops::resize(&source, w, h, image::imageops::FilterType::Triangle).into_raw();
         &resized

@@ -103,6 +103,14 @@ pub async fn collections(read: &AnyPool, owner: Option<i64>, limit: i64, offset:
     Ok(rows.into_iter().map(row).collect())
 }
 
+/// How many collections [`collections`] lists in all.
+pub async fn count_collections(read: &AnyPool, owner: Option<i64>) -> Result<i64, sqlx::Error> {
+    match owner {
+        Some(owner) => sqlx::query_scalar("SELECT COUNT(*) FROM collections WHERE owner_id = $1").bind(owner).fetch_one(read).await,
+        None => sqlx::query_scalar("SELECT COUNT(*) FROM collections").fetch_one(read).await,
+    }
+}
+
 /// Ready collections whose time to live ran out by `now` (RFC 3339, UTC: compares as text).
 pub async fn expired_collections(read: &AnyPool, now: &str) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM collections WHERE status = 'ready' AND expires_at <= $1 ORDER BY id LIMIT 1000")
@@ -111,7 +119,8 @@ pub async fn expired_collections(read: &AnyPool, now: &str) -> Result<Vec<i64>, 
         .await
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+#[schemars(rename = "DatasetItem")]
 pub struct ItemRow {
     pub id: i64,
     pub dataset_id: i64,
@@ -121,11 +130,17 @@ pub struct ItemRow {
     pub sha256: String,
     pub labels: Vec<String>,
     pub caption: String,
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
     pub identifiers: serde_json::Value,
     pub created_at: String,
 }
 
 type ItemTuple = (i64, i64, String, String, i64, String, String, String, String, String);
+
+/// How many items [`dataset_items`] lists in all.
+pub async fn count_dataset_items(read: &AnyPool, dataset_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM dataset_items WHERE dataset_id = $1").bind(dataset_id).fetch_one(read).await
+}
 
 pub async fn dataset_items(read: &AnyPool, dataset_id: i64, limit: i64, offset: i64) -> Result<Vec<ItemRow>, sqlx::Error> {
     let rows: Vec<ItemTuple> = sqlx::query_as(

@@ -85,7 +85,8 @@ pub async fn users(read: &AnyPool, f: &UserFilter, limit: i64, offset: i64) -> R
     Ok((count, rows.into_iter().map(user_row).collect()))
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
+#[schemars(rename = "AuditEntry")]
 pub struct AuditRow {
     pub id: i64,
     pub user_id: Option<i64>,
@@ -179,7 +180,8 @@ pub async fn audit_entry(read: &AnyPool, id: i64) -> Result<Option<AuditRow>, sq
     Ok(row.map(audit_row))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(rename = "Dataset")]
 pub struct DatasetRow {
     pub id: i64,
     pub slug: String,
@@ -258,7 +260,8 @@ pub struct DatasetFilter {
     pub ids: Option<Vec<i64>>,
     /// Any of these modalities.
     pub modality: Vec<String>,
-    pub area: Option<String>,
+    /// Any of these areas.
+    pub area: Vec<String>,
     /// Any of these task types.
     pub task_types: Vec<String>,
     /// Any of these tags.
@@ -284,16 +287,10 @@ fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
-/// Datasets matching the filter. `order_sql` must come from [`DATASET_ORDERINGS`].
-pub async fn datasets(
-    read: &AnyPool,
-    f: &DatasetFilter,
-    order_sql: &'static str,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<DatasetRow>, sqlx::Error> {
-    // Only fixed SQL fragments, integers we formatted and `$n` placeholders are
-    // assembled; every text value is bound.
+/// The `WHERE` clause of a filter and the text values it binds, in order; `None` when
+/// nothing can match. Only fixed SQL fragments, integers we formatted and `$n`
+/// placeholders are assembled; every text value is bound.
+fn dataset_where(f: &DatasetFilter) -> Option<(String, Vec<String>)> {
     let mut clauses = vec!["retired = 0".to_string()];
     let mut binds: Vec<String> = Vec::new();
     let placeholder = |binds: &mut Vec<String>, value: String| {
@@ -302,7 +299,7 @@ pub async fn datasets(
     };
     if let Some(ids) = &f.ids {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return None;
         }
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         clauses.push(format!("id IN ({})", list.join(",")));
@@ -320,20 +317,51 @@ pub async fn datasets(
     any_of(&mut binds, "modality", &f.modality);
     any_of(&mut binds, "task_types", &f.task_types);
     any_of(&mut binds, "tags", &f.tags);
-    if let Some(area) = &f.area {
-        let p = placeholder(&mut binds, area.clone());
-        clauses.push(format!("area = {p}"));
+    if !f.area.is_empty() {
+        let list: Vec<String> = f.area.iter().map(|a| placeholder(&mut binds, a.clone())).collect();
+        clauses.push(format!("area IN ({})", list.join(", ")));
     }
+    Some((clauses.join(" AND "), binds))
+}
+
+/// Datasets matching the filter. `order_sql` must come from [`DATASET_ORDERINGS`].
+pub async fn datasets(
+    read: &AnyPool,
+    f: &DatasetFilter,
+    order_sql: &'static str,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<DatasetRow>, sqlx::Error> {
+    let Some((clause, binds)) = dataset_where(f) else { return Ok(Vec::new()) };
     let limit_p = format!("${}", binds.len() + 1);
     let offset_p = format!("${}", binds.len() + 2);
-    let sql = format!(
-        "SELECT {DATASET_COLUMNS} FROM datasets WHERE {} ORDER BY {order_sql} LIMIT {limit_p} OFFSET {offset_p}",
-        clauses.join(" AND ")
-    );
+    let sql = format!("SELECT {DATASET_COLUMNS} FROM datasets WHERE {clause} ORDER BY {order_sql} LIMIT {limit_p} OFFSET {offset_p}");
     let mut query = sqlx::query_as::<_, DatasetTuple>(sqlx::AssertSqlSafe(sql));
     for b in binds {
         query = query.bind(b);
     }
     let rows = query.bind(limit).bind(offset).fetch_all(read).await?;
     Ok(rows.into_iter().map(dataset_row).collect())
+}
+
+/// How many datasets match the filter (the list's `X-Total-Count`).
+pub async fn count_datasets(read: &AnyPool, f: &DatasetFilter) -> Result<i64, sqlx::Error> {
+    let Some((clause, binds)) = dataset_where(f) else { return Ok(0) };
+    let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM datasets WHERE {clause}")));
+    for b in binds {
+        query = query.bind(b);
+    }
+    query.fetch_one(read).await
+}
+
+/// Every tag of the catalog's datasets with how many datasets carry it, by name.
+pub async fn dataset_tags(read: &AnyPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let lists: Vec<String> = sqlx::query_scalar("SELECT tags FROM datasets WHERE retired = 0").fetch_all(read).await?;
+    let mut counts = std::collections::BTreeMap::<String, i64>::new();
+    for list in lists {
+        for tag in serde_json::from_str::<Vec<String>>(&list).unwrap_or_default() {
+            *counts.entry(tag).or_default() += 1;
+        }
+    }
+    Ok(counts.into_iter().collect())
 }

@@ -3,11 +3,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_application::AppError;
+use medledger_application::access::Caller;
 use medledger_application::inference::{ModelSummary, NewTask, model_choice_message};
 use medledger_domain::DomainError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
@@ -15,14 +16,22 @@ use medledger_projections::inference as queries;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Detail};
-use crate::extract::{Ctx, Refusal};
-use crate::openapi::{Api, Op};
+use crate::extract::{self, Ctx, FastApiError, FormEncoding, Invalid, Refusal};
+use crate::openapi::{self, Api, Op};
+use crate::schemas::errors::{Unprocessable, ValidationError};
+use crate::schemas::inference as wire;
 use crate::state::AppState;
 
 type Res<T> = Result<T, ApiError<Detail>>;
 
 /// Largest task image accepted (the decoder also caps the pixel size).
 pub const MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
+/// Room for a multipart form's boundaries, part headers and small text fields around
+/// the image: the image itself is still held to `MAX_IMAGE_BYTES`.
+const MULTIPART_ALLOWANCE: usize = 64 * 1024;
+/// The names an image's part may have in a multipart form: FastAPI's `file: UploadFile`,
+/// and `image`, which browser and mobile clients use as often.
+const IMAGE_PARTS: [&str; 2] = ["file", "image"];
 /// Largest model file an admin may register.
 pub const MAX_MODEL_BYTES: usize = 64 * 1024 * 1024;
 
@@ -30,26 +39,63 @@ pub fn routes(api: Api) -> Api {
     api.post(
         "/api/tasks",
         create,
-        Op::user("004 inference", "Create a task: the image as the body; detection_model_id, classification_model_id")
-            .body_limit(MAX_IMAGE_BYTES),
+        Op::user(
+            "004 inference",
+            "Create a task: the image as the body, or as the one file (part `file` or `image`) of a multipart form; \
+             detection_model_id, classification_model_id",
+        )
+        .body_limit(MAX_IMAGE_BYTES + MULTIPART_ALLOWANCE)
+        .query::<wire::TaskParams>()
+        .body("image/jpeg", openapi::binary)
+        .body("image/png", openapi::binary)
+        .body("application/octet-stream", openapi::binary)
+        .multipart::<wire::TaskUpload>()
+        .returns::<wire::TaskId>()
+        .answers::<Unprocessable>(422, "A multipart form without its image (FastAPI's list)")
+        .error(429, "Too many tasks created in the last minute; see Retry-After"),
     )
-    .get("/api/tasks", list, Op::user("004 inference", "The caller's tasks"))
-    .get("/api/tasks/{id}/status", status, Op::user("004 inference", "A task's status"))
-    .get("/api/tasks/{id}/input", input, Op::user("004 inference", "A task's input image"))
+    .get(
+        "/api/tasks",
+        list,
+        Op::user("004 inference", "The caller's tasks; ?all=true: every user's (admins only, each with owner_id)")
+            .query::<wire::TaskListParams>()
+            .returns::<wire::TaskList>()
+            .error(403, "all=true from someone who is not an admin")
+            .answers::<ValidationError>(422, "all is not a boolean (FastAPI's list)"),
+    )
+    .get("/api/tasks/{id}/status", status, Op::user("004 inference", "A task's status").returns::<wire::TaskState>())
+    .get(
+        "/api/tasks/{id}/input",
+        input,
+        Op::user("004 inference", "A task's input image").returns_as("image/jpeg", openapi::binary).returns_as("image/png", openapi::binary),
+    )
     .get(
         "/api/tasks/{id}/result",
         result,
-        Op::user("004 inference", "A task's result (\"None\" until done); ?wait=SECONDS (at most 30) holds the answer until the task ends"),
+        Op::user("004 inference", "A task's result (\"None\" until done); ?wait=SECONDS (at most 30) holds the answer until the task ends")
+            .query::<Wait>()
+            .returns::<wire::TaskResult>(),
     )
-    .get("/tasks/{id}/result", result, Op::user("004 inference", "Alias of /api/tasks/{id}/result, as the seed writes it"))
-    .delete("/api/tasks/{id}", delete, Op::user("004 inference", "Cancel a queued task or delete a finished one"))
-    .get("/api/models", models, Op::user("004 inference", "Detection and classification models"))
+    .get(
+        "/tasks/{id}/result",
+        result,
+        Op::user("004 inference", "Alias of /api/tasks/{id}/result, as the seed writes it").query::<Wait>().returns::<wire::TaskResult>(),
+    )
+    .delete(
+        "/api/tasks/{id}",
+        delete,
+        Op::user("004 inference", "Cancel a queued task or delete a finished one").returns::<wire::TaskId>(),
+    )
+    .get("/api/models", models, Op::user("004 inference", "Detection and classification models").returns::<wire::ModelList>())
     .post(
         "/api/models",
         register,
         Op::admin("004 inference", "Register an ONNX model (multipart: model file, manifest JSON)")
             .status(201)
-            .body_limit(MAX_MODEL_BYTES + 64 * 1024),
+            .body_limit(MAX_MODEL_BYTES + 64 * 1024)
+            .multipart::<wire::ModelUpload>()
+            .part_type("manifest", "application/json")
+            .returns::<wire::NewModel>(),
     )
 }
 
@@ -61,6 +107,19 @@ fn bad(detail: impl Into<String>) -> ApiError<Detail> {
 pub struct TaskUser {
     id: i64,
     admin: bool,
+    caller: Caller,
+}
+
+impl TaskUser {
+    /// Judges the caller again after a body that may have taken long to arrive; `admin`:
+    /// they must still be one.
+    fn still(&self, state: &AppState, admin: bool) -> Res<()> {
+        match state.accounts.access().recheck(&self.caller) {
+            Ok(now) if admin && !now.is_admin() => Err(ApiError::forbidden()),
+            Ok(_) => Ok(()),
+            Err(_) => Err(ApiError::unauthorized("Not authenticated")),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for TaskUser {
@@ -70,7 +129,7 @@ impl FromRequestParts<AppState> for TaskUser {
         // Judged on the caller's current session, activation and roles; FastAPI's one
         // message for every refusal but a server that is still catching up.
         match crate::extract::bearer_caller(parts, state).await {
-            Ok(caller) => Ok(Self { id: caller.user_id, admin: caller.is_admin() }),
+            Ok(caller) => Ok(Self { id: caller.user_id, admin: caller.is_admin(), caller }),
             Err(Refusal::Behind) => Err(Refusal::Behind.into()),
             Err(_) => Err(ApiError::unauthorized("Not authenticated")),
         }
@@ -130,45 +189,155 @@ impl FromRequestParts<AppState> for Creator {
     }
 }
 
+/// The image of `POST /api/tasks`.
+struct Upload {
+    bytes: Bytes,
+    /// The file's name (or its part's), when it came in a form: errors name it.
+    filename: Option<String>,
+}
+
+fn image_too_large() -> ApiError<Detail> {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("The image is larger than the {} MiB accepted.", MAX_IMAGE_BYTES / (1024 * 1024)),
+    )
+}
+
+/// The image of `POST /api/tasks`: the body itself, as the seed sends it, or the one
+/// file of a `multipart/form-data` body (FastAPI's `file: UploadFile`, a browser's
+/// `FormData`). A form is read part by part as it arrives: only the image's part is
+/// kept, and never past `MAX_IMAGE_BYTES`; the route's limit bounds the rest. Text
+/// fields are ignored, as FastAPI ignores fields it does not declare.
+async fn uploaded_image(req: Request, state: &AppState) -> Result<Upload, FastApiError> {
+    if FormEncoding::of(req.headers()) != Some(FormEncoding::Multipart) {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => image_too_large(),
+            status => ApiError::new(status, "invalid", format!("Could not read the request body: {rejection}")),
+        })?;
+        if bytes.len() > MAX_IMAGE_BYTES {
+            return Err(image_too_large().into());
+        }
+        return Ok(Upload { bytes, filename: None });
+    }
+    let mut form = extract::multipart::<Detail>(req, state).await?;
+    let mut image: Option<Upload> = None;
+    let mut first_file: Option<String> = None;
+    while let Some(mut part) = extract::next_part::<Detail>(&mut form).await? {
+        let name = part.name().unwrap_or_default().to_string();
+        let is_image = IMAGE_PARTS.contains(&name.as_str());
+        if !is_image && part.file_name().is_none() {
+            continue;
+        }
+        // A second file is refused before it is read: which one the client meant cannot
+        // be told (FastAPI would silently take the last).
+        if let Some(first) = &first_file {
+            let msg = format!("Value error, send one image: the form has a second file (part \"{name}\" after \"{first}\")");
+            return Err(Invalid::new("value_error", "body", "file", msg, Value::Null).into());
+        }
+        first_file = Some(name);
+        if !is_image {
+            // A lone file under another name is FastAPI's missing `file`.
+            continue;
+        }
+        // A browser sends `filename=""` for a file input left empty.
+        let filename = match part.file_name().filter(|f| !f.is_empty()) {
+            Some(f) => f.chars().take(255).collect(),
+            None => format!("part \"{}\"", first_file.as_deref().unwrap_or_default()),
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = extract::next_chunk::<Detail>(&mut part).await? {
+            if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
+                return Err(image_too_large().into());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        image = Some(Upload { bytes: bytes.into(), filename: Some(filename) });
+    }
+    image.ok_or_else(|| Invalid::missing("body", "file").into())
+}
+
 async fn create(
     State(state): State<AppState>,
     Creator(user): Creator,
     Ctx(ctx): Ctx,
     Query(params): Query<std::collections::HashMap<String, String>>,
-    body: Bytes,
-) -> Res<Json<Value>> {
+    req: Request,
+) -> Result<Json<Value>, FastApiError> {
     let mut ids = [0; 2];
     for (id, name) in ids.iter_mut().zip(["detection_model_id", "classification_model_id"]) {
         let Some(raw) = params.get(name) else {
-            return Err(bad(format!("{name} is required. {}", model_choice(&state).await?)));
+            return Err(bad(format!("{name} is required. {}", model_choice(&state).await?)).into());
         };
         *id = match raw.trim().parse() {
             Ok(id) => id,
-            Err(_) => return Err(bad(model_choice(&state).await?)),
+            Err(_) => return Err(bad(model_choice(&state).await?).into()),
         };
     }
     let [detection_model_id, classification_model_id] = ids;
+    let Upload { bytes: body, filename } = uploaded_image(req, &state).await?;
+    // Errors about the image name the file when it came with a name.
+    let about_file = |message: String| match &filename {
+        Some(f) => bad(format!("{f}: {message}")),
+        None => bad(message),
+    };
     if body.is_empty() {
-        return Err(bad("The request body is empty: send the image (JPEG or PNG) as the body."));
+        return Err(match &filename {
+            Some(_) => about_file("the file is empty: send a JPEG or PNG image.".to_string()),
+            None => bad("The request body is empty: send the image (JPEG or PNG) as the body."),
+        }
+        .into());
     }
     let task = NewTask { owner_id: user.id, detection_model_id, classification_model_id };
     let submitted = state.inference.submit(task, &body, &ctx.with_actor(user.id)).await;
     let (id, position) = match submitted {
         Ok(done) => done,
-        Err(AppError::Domain(DomainError::InvalidValue { field: "model_id", .. })) => return Err(bad(model_choice(&state).await?)),
-        Err(AppError::Domain(DomainError::InvalidValue { message, .. })) => return Err(bad(message)),
+        Err(AppError::Domain(DomainError::InvalidValue { field: "model_id", .. })) => return Err(bad(model_choice(&state).await?).into()),
+        Err(AppError::Domain(DomainError::InvalidValue { message, .. })) => return Err(about_file(message).into()),
         Err(other) => return Err(other.into()),
     };
     // The client's next request reads the task list; other read models follow on their own.
     state.caught_up_on(queries::TASKS_PROJECTION, position).await;
-    Ok(Json(json!({ "id": id })))
+    Ok(Json(json!(wire::TaskId { id })))
 }
 
-async fn list(State(state): State<AppState>, user: TaskUser) -> Res<Json<Value>> {
-    let rows = queries::tasks(&state.dbs.read, Some(user.id)).await?;
-    let tasks: Vec<Value> =
-        rows.iter().map(|t| json!({"id": t.id, "status": t.status, "created_at": t.created_at, "input_path": t.input_path})).collect();
-    Ok(Json(json!({ "tasks": tasks })))
+/// A query flag as pydantic reads a `bool` (FastAPI's `all: bool = False`).
+fn query_bool(params: &std::collections::HashMap<String, String>, name: &str) -> Result<bool, FastApiError> {
+    let Some(raw) = params.get(name) else { return Ok(false) };
+    match raw.to_ascii_lowercase().as_str() {
+        "1" | "on" | "t" | "true" | "y" | "yes" => Ok(true),
+        "0" | "off" | "f" | "false" | "n" | "no" => Ok(false),
+        _ => {
+            Err(Invalid::new("bool_parsing", "query", name, "Input should be a valid boolean, unable to interpret input", json!(raw))
+                .into())
+        }
+    }
+}
+
+/// The caller's tasks, as the seed lists them. `?all=true` lists every user's, each
+/// with its `owner_id`: for admins, who may open any task by id; anyone else asking
+/// is refused (403), rather than answered with their own tasks as if those were all.
+async fn list(
+    State(state): State<AppState>,
+    user: TaskUser,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, FastApiError> {
+    let all = query_bool(&params, "all")?;
+    if all && !user.admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_denied", "Only admins may list every user's tasks (all=true).").into());
+    }
+    let rows = queries::tasks(&state.dbs.read, (!all).then_some(user.id)).await.map_err(ApiError::<Detail>::from)?;
+    let tasks = rows
+        .into_iter()
+        .map(|t| wire::TaskSummary {
+            id: t.id,
+            status: t.status,
+            created_at: t.created_at,
+            input_path: t.input_path,
+            owner_id: all.then_some(t.owner_id),
+        })
+        .collect();
+    Ok(Json(json!(wire::TaskList { tasks })))
 }
 
 /// The task's row if the caller may see it; anyone else's task is "does not exist".
@@ -182,13 +351,15 @@ async fn visible(state: &AppState, user: &TaskUser, raw: &str) -> Res<queries::T
 
 async fn status(State(state): State<AppState>, user: TaskUser, Path(raw): Path<String>) -> Res<Json<Value>> {
     let row = visible(&state, &user, &raw).await?;
-    Ok(Json(json!({"id": row.id, "status": row.status})))
+    Ok(Json(json!(wire::TaskState { id: row.id, status: row.status })))
 }
 
 /// `?wait=SECONDS`: an addition to the contract (clients that do not send it see no
 /// change) so that a client need not poll for a result.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct Wait {
+    /// Seconds to hold the answer until the task ends (at most 30).
+    #[schemars(with = "Option<f64>", range(min = 0))]
     wait: Option<String>,
 }
 
@@ -230,14 +401,13 @@ async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<S
         }
     };
     let result = match (&row.result, row.status.as_str()) {
-        (Some(r), "done") => serde_json::from_str(r).unwrap_or(Value::Null),
-        _ => json!("None"),
+        (Some(r), "done") => wire::Outcome::Done(serde_json::from_str(r).map_err(|e| {
+            tracing::error!(task = row.id, error = %e, "a stored task result does not read back");
+            ApiError::<Detail>::internal()
+        })?),
+        _ => wire::Outcome::NotYet(wire::NotYet::None),
     };
-    let mut body = json!({"id": row.id, "status": row.status, "result": result});
-    if let Some(reason) = &row.failure_reason {
-        body["reason"] = json!(reason);
-    }
-    Ok(Json(body))
+    Ok(Json(json!(wire::TaskResult { id: row.id, status: row.status, result, reason: row.failure_reason })))
 }
 
 async fn input(State(state): State<AppState>, user: TaskUser, Path(raw): Path<String>) -> Res<Response> {
@@ -257,15 +427,15 @@ async fn delete(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, Pa
     if let Some(p) = position {
         state.caught_up(p).await;
     }
-    Ok(Json(json!({"id": row.id})))
+    Ok(Json(json!(wire::TaskId { id: row.id })))
 }
 
 async fn models(State(state): State<AppState>, _user: TaskUser) -> Res<Json<Value>> {
     let models = all_models(&state).await?;
-    let of = |kind: ModelKind| -> Vec<Value> {
-        models.iter().filter(|m| m.kind == kind).map(|m| json!({"model_name": m.name, "model_id": m.id})).collect()
+    let of = |kind: ModelKind| -> Vec<wire::ModelRef> {
+        models.iter().filter(|m| m.kind == kind).map(|m| wire::ModelRef { model_name: m.name.clone(), model_id: m.id }).collect()
     };
-    Ok(Json(json!({"detection_models": of(ModelKind::Detection), "classification_models": of(ModelKind::Classification)})))
+    Ok(Json(json!(wire::ModelList { detection_models: of(ModelKind::Detection), classification_models: of(ModelKind::Classification) })))
 }
 
 async fn register(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, mut form: Multipart) -> Res<(StatusCode, Json<Value>)> {
@@ -286,6 +456,7 @@ async fn register(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, 
     }
     let onnx = onnx.filter(|b| !b.is_empty()).ok_or_else(|| bad("the `model` part (the .onnx file) is missing or empty"))?;
     let manifest = manifest.ok_or_else(|| bad("the `manifest` part is missing"))?;
+    user.still(&state, true)?;
     let registered = state.inference.register_model(manifest, onnx, &ctx.with_actor(user.id)).await;
     let (id, position) = match registered {
         Ok(done) => done,
@@ -294,5 +465,5 @@ async fn register(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, 
         Err(other) => return Err(other.into()),
     };
     state.caught_up(position).await;
-    Ok((StatusCode::CREATED, Json(json!({"model_id": id}))))
+    Ok((StatusCode::CREATED, Json(json!(wire::NewModel { model_id: id }))))
 }

@@ -8,37 +8,88 @@ use hmac::{Hmac, Mac};
 use medledger_application::AppError;
 use medledger_application::access::Caller;
 use rand::RngCore as _;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 
 use crate::error::{ApiError, ApiResult, Detail, Django};
-use crate::extract::{BrowserUser, Ctx, FormBody, JsonBody, bearer};
+use crate::extract::{BrowserUser, Ctx, FastApiError, FormBody, FormEncoding, FormFields, Invalid, JsonBody, bearer};
 use crate::openapi::{Api, Op};
+use crate::schemas::errors::Unprocessable;
+use crate::schemas::logins as wire;
 use crate::state::AppState;
 
 pub fn routes(api: Api) -> Api {
-    api.post("/api/v1/auth/login", medagg_login, Op::public("000 catalog", "Log in (username or email)").auth_limited())
-        .post("/auth/login", labeling_login, Op::public("003 labeling", "Log in; answers the labeling role").auth_limited())
-        .post("/oauth/login", inference_login, Op::public("004 inference", "OAuth2 password grant (form-encoded)").auth_limited())
-        .get("/login", scans_login_page, Op::public("001 scans", "Set the csrftoken cookie"))
-        .post("/login", scans_login, Op::public("001 scans", "Cookie session login (CSRF protected)").auth_limited())
-        .post("/logout", scans_logout, Op::public("001 scans", "End the cookie session"))
+    api.post(
+        "/api/v1/auth/login",
+        medagg_login,
+        Op::public("000 catalog", "Log in (username or email)")
+            .auth_limited()
+            .json::<UsernamePassword>()
+            .form::<UsernamePassword>()
+            .multipart::<UsernamePassword>()
+            .returns::<wire::BearerToken>()
+            .error(401, "Wrong username or password"),
+    )
+    .post(
+        "/auth/login",
+        labeling_login,
+        Op::public("003 labeling", "Log in; answers the labeling role")
+            .auth_limited()
+            .json::<UsernamePassword>()
+            .returns::<wire::LabelingToken>()
+            .error(401, "Wrong username or password"),
+    )
+    .post(
+        "/oauth/login",
+        inference_login,
+        Op::public("004 inference", "OAuth2 password grant (form-encoded)")
+            .auth_limited()
+            .form::<wire::PasswordForm>()
+            .multipart::<wire::PasswordForm>()
+            .json::<wire::PasswordForm>()
+            .returns::<wire::BearerToken>()
+            .answers::<Unprocessable>(422, "Missing fields (FastAPI's list) or \"Incorrect username or password\""),
+    )
+    .get("/login", scans_login_page, Op::public("001 scans", "Set the csrftoken cookie").returns::<wire::CsrfToken>())
+    .post(
+        "/login",
+        scans_login,
+        Op::public("001 scans", "Cookie session login (CSRF protected)")
+            .auth_limited()
+            .form::<DjangoLogin>()
+            .returns::<wire::SessionLogin>()
+            .error(401, "Wrong username or password")
+            .error(403, "CSRF verification failed"),
+    )
+    .post(
+        "/logout",
+        scans_logout,
+        Op::public("001 scans", "End the cookie session (a Bearer caller needs no CSRF token)")
+            .returns::<wire::Success>()
+            .error(403, "CSRF verification failed"),
+    )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct UsernamePassword {
     username: String,
     password: String,
 }
 
+/// 000's login. The seed shows a JSON body; its DRF backend's default parsers read
+/// urlencoded and multipart forms too, and login forms (HTML, `FormData`, `requests`'
+/// `data=`) send those, so all three are read alike.
 async fn medagg_login(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
-    JsonBody(body, ..): JsonBody<UsernamePassword, Detail>,
+    form: FormFields<Detail>,
 ) -> ApiResult<Json<serde_json::Value>, Detail> {
-    let done = state.accounts.login(&body.username, &body.password, &ctx).await?;
-    Ok(Json(json!({"access_token": done.tokens.access, "token_type": "bearer"})))
+    let required = |name: &str| form.get(name).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::field(name, "This field is required."));
+    let (username, password) = (required("username")?, required("password")?);
+    let done = state.accounts.login(username, password, &ctx).await?;
+    Ok(Json(json!(wire::BearerToken { access_token: done.tokens.access, token_type: "bearer" })))
 }
 
 async fn labeling_login(
@@ -47,38 +98,45 @@ async fn labeling_login(
     JsonBody(body, ..): JsonBody<UsernamePassword, Detail>,
 ) -> ApiResult<Json<serde_json::Value>, Detail> {
     let done = state.accounts.login(&body.username, &body.password, &ctx).await?;
-    Ok(Json(json!({"access_token": done.tokens.access, "role": done.roles.labeling_role()})))
-}
-
-#[derive(Deserialize)]
-struct PasswordGrant {
-    #[serde(default)]
-    grant_type: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
+    Ok(Json(json!(wire::LabelingToken { access_token: done.tokens.access, role: done.roles.labeling_role() })))
 }
 
 fn unprocessable(detail: &str) -> ApiError<Detail> {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
 }
 
-/// 004's OAuth2 password form. The seed documents a form; JSON is accepted as well.
-async fn inference_login(State(state): State<AppState>, Ctx(ctx): Ctx, req: Request) -> ApiResult<Json<serde_json::Value>, Detail> {
-    let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
-    let grant: PasswordGrant = if is_json {
-        JsonBody::<PasswordGrant, Detail>::from_request(req, &state).await?.0
-    } else {
-        FormBody::<PasswordGrant, Detail>::from_request(req, &state).await.map_err(|e| e.with_status(StatusCode::UNPROCESSABLE_ENTITY))?.0
+/// 004's OAuth2 password form, read as FastAPI's `OAuth2PasswordRequestForm` reads it:
+/// urlencoded as the seed documents, multipart as `requests.post(files=...)` and a
+/// browser's `FormData` send it, and JSON as the seed's example body is written. A body
+/// of any other type reads as an empty form, as Starlette reads it. Missing fields (an
+/// empty one is missing in a form) and a `grant_type` other than "password" are
+/// FastAPI's 422 list, each worded as FastAPI words it.
+async fn inference_login(State(state): State<AppState>, Ctx(ctx): Ctx, req: Request) -> Result<Json<serde_json::Value>, FastApiError> {
+    let fields = match FormEncoding::of(req.headers()) {
+        Some(_) => FormFields::<Detail>::from_request(req, &state).await?.fields,
+        None => Default::default(),
     };
-    if grant.grant_type.as_deref().is_some_and(|g| !g.is_empty() && g != "password") {
-        return Err(unprocessable("grant_type must be \"password\""));
+    let filled = |name: &str| fields.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let mut invalid = Vec::new();
+    if let Some(grant) = filled("grant_type")
+        && grant != "password"
+    {
+        let mismatch =
+            Invalid::new("string_pattern_mismatch", "body", "grant_type", "String should match pattern '^password$'", json!(grant));
+        invalid.push(mismatch.with_ctx(json!({"pattern": "^password$"})));
     }
-    let (Some(username), Some(password)) = (grant.username, grant.password) else {
-        return Err(unprocessable("username and password are required"));
+    let (username, password) = (filled("username"), filled("password"));
+    for (name, value) in [("username", username), ("password", password)] {
+        if value.is_none() {
+            invalid.push(Invalid::missing("body", name));
+        }
+    }
+    let (Some(username), Some(password), true) = (username, password, invalid.is_empty()) else {
+        return Err(FastApiError::Invalid(invalid));
     };
-    match state.accounts.login(&username, &password, &ctx).await {
-        Ok(done) => Ok(Json(json!({"access_token": done.tokens.access, "token_type": "Bearer"}))),
-        Err(AppError::InvalidCredentials) => Err(unprocessable("Incorrect username or password")),
+    match state.accounts.login(username, password, &ctx).await {
+        Ok(done) => Ok(Json(json!(wire::BearerToken { access_token: done.tokens.access, token_type: "Bearer" }))),
+        Err(AppError::InvalidCredentials) => Err(unprocessable("Incorrect username or password").into()),
         Err(e) => Err(e.into()),
     }
 }
@@ -175,7 +233,7 @@ fn csrf_failure() -> ApiError<Django> {
 
 /// The open browser session a request's cookie names, if it is still open.
 async fn browser_session(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
-    state.accounts.access().judge_cookie(session_cookie(headers, state)?).await.ok()
+    state.accounts.judge_browser(session_cookie(headers, state)?).await.ok()
 }
 
 /// What a CSRF token of this request may be bound to: the browser session it carries
@@ -198,12 +256,12 @@ async fn scans_login_page(State(state): State<AppState>, headers: HeaderMap) -> 
         .filter(|t| csrf_valid(&state, &binding, t))
         .map(str::to_string)
         .unwrap_or_else(|| csrf_token(&state, &binding));
-    let mut response = Json(json!({"csrftoken": token, "login": "POST username, password and csrfmiddlewaretoken"})).into_response();
+    let mut response = Json(wire::CsrfToken { csrftoken: token.clone(), login: "POST username, password and csrfmiddlewaretoken" }).into_response();
     set_cookie(&mut response, format!("{CSRF_COOKIE}={token}; {}", cookie_attributes(&state, CSRF_MAX_AGE)));
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct DjangoLogin {
     username: Option<String>,
     password: Option<String>,
@@ -228,7 +286,7 @@ async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
     // The next request may come before this process's access model has read the login.
     state.caught_up_on("access", done.position).await;
     let roles: Vec<&str> = done.roles.iter().map(|r| r.as_str()).collect();
-    let mut response = Json(json!({"success": true, "user": {"id": done.user_id, "roles": roles}})).into_response();
+    let mut response = Json(wire::SessionLogin { success: true, user: wire::SessionUser { id: done.user_id, roles } }).into_response();
     let max_age = state.config.refresh_ttl.num_seconds();
     let name = session_cookie_name(&state);
     set_cookie(&mut response, format!("{name}={session}; HttpOnly; {}", cookie_attributes(&state, max_age)));
@@ -240,19 +298,27 @@ async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
 
 async fn scans_logout(State(state): State<AppState>, Ctx(ctx): Ctx, headers: HeaderMap, req: Request) -> ApiResult<Response, Django> {
     let (mut parts, _) = req.into_parts();
-    let via_bearer = bearer(&parts).is_some() && BrowserUser::from_request_parts(&mut parts, &state).await.is_ok();
-    if !via_bearer && !csrf_ok(&state, &headers, None, &csrf_bindings(&state, &headers, false).await) {
+    // A Bearer caller needs no CSRF token, and logs out the token's own session.
+    let by_bearer = match bearer(&parts) {
+        Some(_) => BrowserUser::from_request_parts(&mut parts, &state).await.ok().map(|BrowserUser(caller)| caller),
+        None => None,
+    };
+    if by_bearer.is_none() && !csrf_ok(&state, &headers, None, &csrf_bindings(&state, &headers, false).await) {
         return Err(csrf_failure());
     }
+    let session = match by_bearer {
+        Some(caller) => Some(caller),
+        None => browser_session(&state, &headers).await,
+    };
     // An already-ended session is fine: logging out twice is not an error.
-    if let Some(caller) = browser_session(&state, &headers).await {
+    if let Some(caller) = session {
         match state.accounts.close_session(caller.session_id, caller.user_id, &ctx).await {
             Ok(Some(position)) => state.caught_up_on("access", position).await,
             Ok(None) | Err(AppError::Unauthorized(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let mut response = Json(json!({"success": true})).into_response();
+    let mut response = Json(wire::Success { success: true }).into_response();
     let name = session_cookie_name(&state);
     set_cookie(&mut response, format!("{name}=; HttpOnly; {}", cookie_attributes(&state, 0)));
     Ok(response)

@@ -1,68 +1,163 @@
 //! Contract 002 (MyoMetrics): accounts, users, audit logs, health. Mounted at `/api`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use medledger_application::accounts::{ProfileChange, Registration};
 use medledger_domain::role::{Role, Roles};
 use medledger_domain::user::self_registration_roles;
-use medledger_projections::queries::{self, AuditFilter, UserFilter, UserRow};
+use medledger_projections::queries::{self, AuditFilter, AuditRow, UserFilter, UserRow};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult, Myo};
 use crate::extract::{Admin, Auth, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
+use crate::schemas::myo as wire;
 use crate::state::AppState;
 
 type Res<T> = ApiResult<T, Myo>;
 
 pub fn routes(api: Api) -> Api {
-    api.post("/api/auth/login", login, Op::public("002 accounts", "Log in with email and password").auth_limited())
-        .post("/api/auth/register", register, Op::public("002 accounts", "Register (role doctor)").auth_limited().status(201))
-        .post("/api/auth/logout", logout, Op::user("002 accounts", "Log out: revoke the refresh token"))
-        .get("/api/auth/user", me, Op::user("002 accounts", "The current user's profile"))
-        .put("/api/auth/user", update_me, Op::user("002 accounts", "Update the current user's profile"))
-        .patch("/api/auth/user", update_me, Op::user("002 accounts", "Partly update the current user's profile"))
-        .post("/api/auth/change-password", change_password, Op::user("002 accounts", "Change password"))
-        .post("/api/auth/password-reset", password_reset, Op::public("002 accounts", "Mail a password-reset token").auth_limited())
-        .post(
-            "/api/auth/password-reset/confirm",
-            password_reset_confirm,
-            Op::public("002 accounts", "Set a new password with a reset token").auth_limited(),
-        )
-        .post("/api/auth/token/refresh", refresh, Op::public("002 accounts", "Rotate a refresh token").auth_limited())
-        .get("/api/users", list_users, Op::admin("002 users", "List users (DRF pagination)"))
-        .get("/api/users/{id}", get_user, Op::admin("002 users", "A user"))
-        .put("/api/users/{id}", update_user, Op::admin("002 users", "Update a user, roles and activation included"))
-        .post("/api/audit-logs", create_audit_entry, Op::user("002 audit", "Record an audit entry").status(201))
-        .get("/api/audit-logs", list_audit_log, Op::admin("002 audit", "The audit log (every event in the history)"))
-        .get("/api/health", health, Op::public("002 health", "Service health"))
+    api.post(
+        "/api/auth/login",
+        login,
+        Op::public("002 accounts", "Log in with email and password")
+            .auth_limited()
+            .json::<LoginBody>()
+            .returns::<wire::SessionTokens>()
+            .error(401, "Wrong email or password")
+            .error(403, "The account is disabled"),
+    )
+    .post(
+        "/api/auth/register",
+        register,
+        Op::public("002 accounts", "Register (role doctor)")
+            .auth_limited()
+            .status(201)
+            .json::<RegisterBody>()
+            .returns::<wire::SessionTokens>()
+            .error(409, "The email is taken"),
+    )
+    .post(
+        "/api/auth/logout",
+        logout,
+        Op::user("002 accounts", "Log out: revoke the refresh token").json::<RefreshBody>().returns::<wire::Message>(),
+    )
+    .get("/api/auth/user", me, Op::user("002 accounts", "The current user's profile").returns::<wire::User>())
+    .put(
+        "/api/auth/user",
+        update_me,
+        Op::user("002 accounts", "Update the current user's profile").json::<ProfileBody>().returns::<wire::User>(),
+    )
+    .patch(
+        "/api/auth/user",
+        update_me,
+        Op::user("002 accounts", "Partly update the current user's profile").json::<ProfileBody>().returns::<wire::User>(),
+    )
+    .post(
+        "/api/auth/change-password",
+        change_password,
+        Op::user("002 accounts", "Change password").json::<ChangePasswordBody>().returns::<wire::Message>(),
+    )
+    .post(
+        "/api/auth/password-reset",
+        password_reset,
+        Op::public("002 accounts", "Mail a password-reset token").auth_limited().json::<ResetBody>().returns::<wire::Message>(),
+    )
+    .post(
+        "/api/auth/password-reset/confirm",
+        password_reset_confirm,
+        Op::public("002 accounts", "Set a new password with a reset token")
+            .auth_limited()
+            .json::<ResetConfirmBody>()
+            .returns::<wire::Message>(),
+    )
+    .post(
+        "/api/auth/token/refresh",
+        refresh,
+        Op::public("002 accounts", "Rotate a refresh token")
+            .auth_limited()
+            .json::<RefreshBody>()
+            .returns::<wire::TokenPair>()
+            .error(401, "The refresh token is invalid, expired, or was used already (the session is revoked)"),
+    )
+    .get(
+        "/api/users",
+        list_users,
+        Op::admin("002 users", "List users (DRF pagination)")
+            .query::<UserQuery>()
+            .returns::<wire::Page<wire::User>>()
+            .error(404, "Invalid page."),
+    )
+    .get("/api/users/{id}", get_user, Op::admin("002 users", "A user").returns::<wire::User>())
+    .put(
+        "/api/users/{id}",
+        update_user,
+        Op::admin("002 users", "Update a user, roles and activation included").json::<AdminUserBody>().returns::<wire::User>(),
+    )
+    .post(
+        "/api/audit-logs",
+        create_audit_entry,
+        Op::user("002 audit", "Record an audit entry").status(201).json::<AuditBody>().returns::<AuditRow>(),
+    )
+    .get(
+        "/api/audit-logs",
+        list_audit_log,
+        Op::admin("002 audit", "The audit log (every event in the history)")
+            .query::<AuditQuery>()
+            .returns::<wire::Page<AuditRow>>()
+            .error(404, "Invalid page."),
+    )
+    .get(
+        "/api/health",
+        health,
+        Op::public("002 health", "Service health").returns::<wire::Health>().answers::<wire::Health>(503, "The database is down"),
+    )
+}
+
+/// The roles a user row holds (names the domain no longer knows are skipped).
+fn roles_of(u: &UserRow) -> Roles {
+    Roles::new(u.roles.iter().filter_map(|r| r.parse::<Role>().ok()))
+}
+
+fn user_of(u: &UserRow, admin_view: bool) -> wire::User {
+    wire::User {
+        id: u.id,
+        email: u.email.clone(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        // 002 documents admin|doctor|technician: a user with roles of other contracts
+        // shows the nearest of those, and every role held in `roles`.
+        role: roles_of(u).myo_role().as_str().to_string(),
+        roles: u.roles.clone(),
+        clinic_name: u.clinic_name.clone(),
+        date_joined: u.date_joined.clone(),
+        admin_view: admin_view.then(|| wire::AdminView { last_login: u.last_login.clone(), is_active: u.is_active }),
+    }
 }
 
 fn user_json(u: &UserRow, admin_view: bool) -> Value {
-    let mut v = json!({
-        "id": u.id,
-        "email": u.email,
-        "firstName": u.first_name,
-        "lastName": u.last_name,
-        "role": u.primary_role,
-        "roles": u.roles,
-        "clinicName": u.clinic_name,
-        "dateJoined": u.date_joined,
-    });
-    if admin_view {
-        v["lastLogin"] = json!(u.last_login);
-        v["isActive"] = json!(u.is_active);
-    }
-    v
+    json!(user_of(u, admin_view))
+}
+
+/// A confirmation sentence, as 002 words it.
+fn message(detail: &str) -> Value {
+    json!(wire::Message { detail: detail.to_string() })
+}
+
+/// SimpleJWT's answer to a login or registration.
+fn session_tokens(tokens: medledger_application::accounts::Tokens, user: &UserRow) -> Value {
+    json!(wire::SessionTokens { access: tokens.access, refresh: tokens.refresh, user: user_of(user, false) })
 }
 
 async fn user_row(state: &AppState, id: i64) -> Res<UserRow> {
     queries::user(&state.dbs.read, id).await?.ok_or_else(|| ApiError::not_found("Not found."))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct LoginBody {
     email: String,
     password: String,
@@ -72,10 +167,10 @@ async fn login(State(state): State<AppState>, Ctx(ctx): Ctx, JsonBody(body, ..):
     let done = state.accounts.login(&body.email, &body.password, &ctx).await?;
     state.caught_up(done.position).await;
     let user = user_row(&state, done.user_id).await?;
-    Ok(Json(json!({"access": done.tokens.access, "refresh": done.tokens.refresh, "user": user_json(&user, false)})))
+    Ok(Json(session_tokens(done.tokens, &user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct RegisterBody {
     email: String,
@@ -105,10 +200,10 @@ async fn register(
     let done = state.accounts.register_and_login(form, &ctx).await?;
     state.caught_up(done.position).await;
     let row = user_row(&state, done.user_id).await?;
-    Ok((StatusCode::CREATED, Json(json!({"access": done.tokens.access, "refresh": done.tokens.refresh, "user": user_json(&row, false)}))))
+    Ok((StatusCode::CREATED, Json(session_tokens(done.tokens, &row))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct RefreshBody {
     refresh: String,
 }
@@ -123,19 +218,19 @@ async fn logout(
         // The access token dies with the session: on this process, from the answer on.
         state.caught_up_on("access", position).await;
     }
-    Ok(Json(json!({"detail": "Successfully logged out"})))
+    Ok(Json(message("Successfully logged out")))
 }
 
 async fn refresh(State(state): State<AppState>, Ctx(ctx): Ctx, JsonBody(body, ..): JsonBody<RefreshBody, Myo>) -> Res<Json<Value>> {
     let tokens = state.accounts.refresh(&body.refresh, &ctx).await?;
-    Ok(Json(json!({"access": tokens.access, "refresh": tokens.refresh})))
+    Ok(Json(json!(wire::TokenPair { access: tokens.access, refresh: tokens.refresh })))
 }
 
 async fn me(State(state): State<AppState>, auth: Auth<Myo>) -> Res<Json<Value>> {
     Ok(Json(user_json(&user_row(&state, auth.user_id()).await?, false)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct ProfileBody {
     first_name: Option<String>,
@@ -149,6 +244,7 @@ async fn update_me(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<ProfileBody, Myo>,
 ) -> Res<Json<Value>> {
+    auth.still(&state)?;
     let change =
         ProfileChange { first_name: body.first_name, last_name: body.last_name, clinic_name: body.clinic_name, ..Default::default() };
     let ctx = ctx.with_actor(auth.user_id());
@@ -158,7 +254,7 @@ async fn update_me(
     me(State(state), auth).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ChangePasswordBody {
     old_password: String,
     new_password: String,
@@ -170,23 +266,24 @@ async fn change_password(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<ChangePasswordBody, Myo>,
 ) -> Res<Json<Value>> {
+    auth.still(&state)?;
     let position = state.accounts.change_password(auth.user_id(), &body.old_password, &body.new_password, &ctx).await?;
     // Every session from before the change is over, on this process from the answer on.
     state.caught_up_on("access", position).await;
-    Ok(Json(json!({"detail": "Password changed successfully"})))
+    Ok(Json(message("Password changed successfully")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ResetBody {
     email: String,
 }
 
 async fn password_reset(State(state): State<AppState>, Ctx(ctx): Ctx, JsonBody(body, ..): JsonBody<ResetBody, Myo>) -> Res<Json<Value>> {
     state.accounts.request_password_reset(&body.email, &ctx).await?;
-    Ok(Json(json!({"detail": "Password reset email sent"})))
+    Ok(Json(message("Password reset email sent")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct ResetConfirmBody {
     token: String,
     new_password: String,
@@ -197,24 +294,41 @@ async fn password_reset_confirm(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<ResetConfirmBody, Myo>,
 ) -> Res<Json<Value>> {
-    state.accounts.confirm_password_reset(&body.token, &body.new_password, &ctx).await?;
-    Ok(Json(json!({"detail": "Password has been reset"})))
+    if let Some(position) = state.accounts.confirm_password_reset(&body.token, &body.new_password, &ctx).await? {
+        // Every session from before the reset is over, on this process from the answer on.
+        state.caught_up_on("access", position).await;
+    }
+    Ok(Json(message("Password has been reset")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct Page {
+    #[schemars(with = "Option<wire::PageParam>")]
     page: Option<String>,
+    /// 1 to 200; 20 when not given.
+    #[schemars(with = "Option<u8>", range(min = 1, max = 200))]
     page_size: Option<String>,
 }
 
-/// Far beyond any real list; keeps `page * page_size` well inside an i64.
-const MAX_PAGE: i64 = 1_000_000;
+/// Which page was asked for: a number, or DRF's `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageNumber {
+    Number(i64),
+    Last,
+}
 
-/// DRF page-number pagination: `(limit, offset, page)`, 400 for junk.
-fn paging(p: &Page) -> Res<(i64, i64, i64)> {
-    let page: i64 = match &p.page {
-        None => 1,
-        Some(v) => v.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::field("page", "Invalid page."))?,
+/// DRF's answer to a page past the end of the list.
+fn invalid_page() -> ApiError<Myo> {
+    ApiError::not_found("Invalid page.")
+}
+
+/// DRF page-number pagination: `(page_size, page)`; `page=last` as in DRF. A page or
+/// page size that is no positive number (or a size over 200) is 400 naming the field.
+fn paging(p: &Page) -> Res<(i64, PageNumber)> {
+    let page = match p.page.as_deref().map(str::trim) {
+        None => PageNumber::Number(1),
+        Some("last") => PageNumber::Last,
+        Some(v) => PageNumber::Number(v.parse().ok().filter(|n: &i64| *n >= 1).ok_or_else(|| ApiError::field("page", "Invalid page."))?),
     };
     let size: i64 = match &p.page_size {
         None => 20,
@@ -224,11 +338,37 @@ fn paging(p: &Page) -> Res<(i64, i64, i64)> {
             .filter(|n| (1..=200).contains(n))
             .ok_or_else(|| ApiError::field("page_size", "Must be an integer between 1 and 200."))?,
     };
-    Ok((size, (page - 1) * size, page))
+    Ok((size, page))
 }
 
-fn page_links(headers: &HeaderMap, path: &str, page: i64, size: i64, count: i64, extra: &[(&str, String)]) -> (Value, Value) {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+/// The last page of `count` rows; an empty list has one (empty) page, as in DRF.
+fn last_page(count: i64, size: i64) -> i64 {
+    (count.max(0) + size - 1).div_euclid(size).max(1)
+}
+
+/// One page of a list, from `fetch(limit, offset) -> (count, rows)`: `(page, count,
+/// rows)`, or 404 "Invalid page." past the last page.
+async fn page_of<T, F, Fut>(number: PageNumber, size: i64, fetch: F) -> Res<(i64, i64, Vec<T>)>
+where
+    F: Fn(i64, i64) -> Fut,
+    Fut: std::future::Future<Output = Res<(i64, Vec<T>)>>,
+{
+    let page = match number {
+        PageNumber::Number(n) => n,
+        PageNumber::Last => last_page(fetch(0, 0).await?.0, size),
+    };
+    // A page whose offset does not fit is past the end of any list.
+    let offset = (page - 1).checked_mul(size).ok_or_else(invalid_page)?;
+    let (count, rows) = fetch(size, offset).await?;
+    if page > last_page(count, size) {
+        return Err(invalid_page());
+    }
+    Ok((page, count, rows))
+}
+
+/// DRF's `next` / `previous`: absolute URLs with the scheme and host the client used
+/// (through a trusted proxy: the ones it forwards).
+fn page_links(origin: &str, path: &str, page: i64, size: i64, count: i64, extra: &[(&str, String)]) -> (Option<String>, Option<String>) {
     let link = |p: i64| {
         let mut q: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         q.push(("page".into(), p.to_string()));
@@ -236,14 +376,14 @@ fn page_links(headers: &HeaderMap, path: &str, page: i64, size: i64, count: i64,
             q.push(("page_size".into(), size.to_string()));
         }
         let query = serde_urlencoded::to_string(&q).unwrap_or_default();
-        json!(format!("http://{host}{path}?{query}"))
+        format!("{origin}{path}?{query}")
     };
-    let next = if page * size < count { link(page + 1) } else { Value::Null };
-    let previous = if page > 1 { link(page - 1) } else { Value::Null };
+    let next = (page * size < count).then(|| link(page + 1));
+    let previous = (page > 1).then(|| link(page - 1));
     (next, previous)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct UserQuery {
     #[serde(flatten)]
     page: Page,
@@ -251,13 +391,47 @@ struct UserQuery {
     role: Option<String>,
 }
 
-async fn list_users(State(state): State<AppState>, _admin: Admin<Myo>, headers: HeaderMap, Query(q): Query<UserQuery>) -> Res<Json<Value>> {
-    let (limit, offset, page) = paging(&q.page)?;
-    if let Some(role) = q.role.as_deref().filter(|r| !r.is_empty()) {
-        role.parse::<Role>()?;
+/// The scheme and host the client addressed, for DRF's absolute `next`/`previous`.
+struct LinkOrigin(String);
+
+impl FromRequestParts<AppState> for LinkOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Self(crate::proxy::origin(&parts.headers, &parts.extensions, state.config.https)))
     }
-    let filter = UserFilter { search: q.search.clone(), role: q.role.clone().filter(|r| !r.is_empty()) };
-    let (count, rows) = queries::users(&state.dbs.read, &filter, limit, offset).await?;
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: Admin<Myo>,
+    LinkOrigin(origin): LinkOrigin,
+    Query(q): Query<UserQuery>,
+) -> Res<Json<Value>> {
+    let role = match q.role.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(r.parse::<Role>()?),
+    };
+    let (size, number) = paging(&q.page)?;
+    // 002's doctor and technician filter by the role a user shows, which depends on
+    // every role held; admin, and the other contracts' roles, by a role held (the same
+    // thing for admin).
+    let shown = role.filter(|r| matches!(r, Role::Doctor | Role::Technician));
+    let filter = UserFilter { search: q.search.clone(), role: role.filter(|_| shown.is_none()).map(|r| r.as_str().to_string()) };
+    let read = &state.dbs.read;
+    let (page, count, rows) = page_of(number, size, |limit, offset| {
+        let filter = filter.clone();
+        async move {
+            let Some(shown) = shown else { return Ok(queries::users(read, &filter, limit, offset).await?) };
+            // Filtered here rather than in SQL: an admin's list of accounts, not a hot path.
+            let (_, all) = queries::users(read, &filter, i64::MAX, 0).await?;
+            let matching: Vec<UserRow> = all.into_iter().filter(|u| roles_of(u).myo_role() == shown).collect();
+            let count = matching.len() as i64;
+            let page = matching.into_iter().skip(usize::try_from(offset).unwrap_or(usize::MAX));
+            Ok((count, page.take(usize::try_from(limit).unwrap_or(usize::MAX)).collect()))
+        }
+    })
+    .await?;
     let mut extra = Vec::new();
     if let Some(s) = q.search {
         extra.push(("search", s));
@@ -265,9 +439,9 @@ async fn list_users(State(state): State<AppState>, _admin: Admin<Myo>, headers: 
     if let Some(r) = q.role {
         extra.push(("role", r));
     }
-    let (next, previous) = page_links(&headers, "/api/users/", page, limit, count, &extra);
-    let results: Vec<Value> = rows.iter().map(|u| user_json(u, true)).collect();
-    Ok(Json(json!({"count": count, "next": next, "previous": previous, "results": results})))
+    let (next, previous) = page_links(&origin, "/api/users/", page, size, count, &extra);
+    let results = rows.iter().map(|u| user_of(u, true)).collect();
+    Ok(Json(json!(wire::Page { count, next, previous, results })))
 }
 
 fn parse_id(raw: &str) -> Res<i64> {
@@ -278,7 +452,7 @@ async fn get_user(State(state): State<AppState>, _admin: Admin<Myo>, Path(id): P
     Ok(Json(user_json(&user_row(&state, parse_id(&id)?).await?, true)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct AdminUserBody {
     first_name: Option<String>,
@@ -296,6 +470,7 @@ async fn update_user(
     Path(id): Path<String>,
     JsonBody(body, ..): JsonBody<AdminUserBody, Myo>,
 ) -> Res<Json<Value>> {
+    admin.still(&state)?;
     let id = parse_id(&id)?;
     user_row(&state, id).await?;
     let roles = match (body.roles, body.role) {
@@ -316,13 +491,15 @@ async fn update_user(
     Ok(Json(user_json(&user_row(&state, id).await?, true)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct AuditBody {
     action: String,
     resource_type: String,
     #[serde(default)]
+    #[schemars(with = "Option<wire::ResourceId>")]
     resource_id: Option<Value>,
     #[serde(default = "empty_object")]
+    #[schemars(with = "serde_json::Map<String, Value>")]
     details: Value,
 }
 
@@ -336,6 +513,7 @@ async fn create_audit_entry(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<AuditBody, Myo>,
 ) -> Res<(StatusCode, Json<Value>)> {
+    auth.still(&state)?;
     let resource_id = match body.resource_id {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s,
@@ -350,14 +528,19 @@ async fn create_audit_entry(
     Ok((StatusCode::CREATED, Json(json!(row))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct AuditQuery {
     #[serde(flatten)]
     page: Page,
+    #[schemars(with = "Option<i64>")]
     user_id: Option<String>,
     action: Option<String>,
     resource_type: Option<String>,
+    /// Inclusive, `YYYY-MM-DD`.
+    #[schemars(extend("format" = "date"))]
     start_date: Option<String>,
+    /// Inclusive, `YYYY-MM-DD`.
+    #[schemars(extend("format" = "date"))]
     end_date: Option<String>,
 }
 
@@ -373,10 +556,9 @@ fn date(field: &str, v: Option<String>) -> Res<Option<String>> {
 async fn list_audit_log(
     State(state): State<AppState>,
     _admin: Admin<Myo>,
-    headers: HeaderMap,
+    LinkOrigin(origin): LinkOrigin,
     Query(q): Query<AuditQuery>,
 ) -> Res<Json<Value>> {
-    let (limit, offset, page) = paging(&q.page)?;
     let user_id = match q.user_id.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(s.parse::<i64>().map_err(|_| ApiError::field("user_id", "Enter a whole number."))?),
@@ -388,7 +570,11 @@ async fn list_audit_log(
         start_date: date("start_date", q.start_date.clone())?,
         end_date: date("end_date", q.end_date.clone())?,
     };
-    let (count, rows) = queries::audit_log(&state.dbs.read, &filter, limit, offset).await?;
+    // As in DRF: the filters are checked first, then the page.
+    let (size, number) = paging(&q.page)?;
+    let (read, filter) = (&state.dbs.read, &filter);
+    let (page, count, rows) =
+        page_of(number, size, |limit, offset| async move { Ok(queries::audit_log(read, filter, limit, offset).await?) }).await?;
     let mut extra = Vec::new();
     for (k, v) in [
         ("user_id", q.user_id),
@@ -401,8 +587,8 @@ async fn list_audit_log(
             extra.push((k, v));
         }
     }
-    let (next, previous) = page_links(&headers, "/api/audit-logs/", page, limit, count, &extra);
-    Ok(Json(json!({"count": count, "next": next, "previous": previous, "results": rows})))
+    let (next, previous) = page_links(&origin, "/api/audit-logs/", page, size, count, &extra);
+    Ok(Json(json!(wire::Page { count, next, previous, results: rows })))
 }
 
 /// Read models this far behind the head count as down.
@@ -416,16 +602,23 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let projections = state.progress.positions().iter().all(|(_, p)| *p < 0 || head - *p < PROJECTION_LAG_LIMIT);
     let outbox = state.config.outbox_dir();
     let email = std::fs::create_dir_all(&outbox).is_ok() && std::fs::metadata(&outbox).is_ok_and(|m| !m.permissions().readonly());
+    let inference = state.inference.engine_available();
     let up = |ok: bool| if ok { "up" } else { "down" };
-    let healthy = db && projections && email;
+    let healthy = db && projections && email && inference;
     let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
         Json(json!({
             "status": if healthy { "healthy" } else { "unhealthy" },
+            // The seed's keys, then medledger's own. `redis`: nothing here needs it (the
+            // event store's notifications are the only bus, the read models the only
+            // cache); `microservice`, the analysis service the frontend calls: the
+            // inference engine, in process (ONNX Runtime).
             "services": {
                 "database": up(db),
+                "redis": "not_used",
                 "email": up(email),
+                "microservice": up(inference),
                 "projections": up(projections),
             },
             "last_check": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -8,44 +8,73 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use medledger_application::chain::{VerifyError, verify_store};
 use medledger_application::codec::DecodedEvent;
 use medledger_application::ports::Position;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult, Detail};
 use crate::extract::Admin;
-use crate::openapi::{Api, Op};
+use crate::openapi::{self, Api, Op};
+use crate::schemas::ops as wire;
 use crate::state::AppState;
 
 pub fn routes(api: Api) -> Api {
-    api.get("/healthz", healthz, Op::public("medledger", "Liveness"))
-        .get("/readyz", readyz, Op::public("medledger", "Readiness: 503 while the event store is unreachable"))
-        .get("/api/events", events, Op::admin("medledger", "The raw history as NDJSON (from, stream, type, until)"))
-        .get("/api/verify", verify, Op::admin("medledger", "Verify the hash chain of the whole history"))
+    api.get("/healthz", healthz, Op::public("medledger", "Liveness").returns::<wire::Status>())
+        .get(
+            "/readyz",
+            readyz,
+            Op::public("medledger", "Readiness: 503 while the event store is unreachable")
+                .returns::<wire::Status>()
+                .answers::<wire::Unready>(503, "The event store is unreachable"),
+        )
+        .get(
+            "/api/events",
+            events,
+            Op::admin("medledger", "The raw history as NDJSON (from, stream, type, until)")
+                .query::<EventsQuery>()
+                .returns_as("application/x-ndjson", openapi::text),
+        )
+        .get("/api/verify", verify, Op::admin("medledger", "Verify the hash chain of the whole history").returns::<wire::Verification>())
+        .get("/", landing, Op::public("medledger", "Landing page: the contracts, health, version").returns_as("text/html", openapi::text))
+        .get("/docs", docs, Op::public("medledger", "Interactive API documentation (Swagger UI)").returns_as("text/html", openapi::text))
+        .get(
+            "/docs/{asset}",
+            docs_asset,
+            Op::public("medledger", "The documentation page's scripts and styles (served by this server)")
+                .path_values("asset", &openapi::docs::ASSET_NAMES)
+                .returns_as("text/javascript", openapi::text)
+                .returns_as("text/css", openapi::text),
+        )
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+async fn healthz() -> Json<wire::Status> {
+    Json(wire::Status { status: "ok" })
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<AppState>) -> Response {
     match state.dbs.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(()) => Json(wire::Status { status: "ready" }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: the event store is unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "detail": "the event store is unreachable"})))
+            let body = wire::Unready { status: "unavailable", detail: "the event store is unreachable" };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }
 
 /// `/metrics` on the main port, for admins (mounted when no metrics address is set).
 pub fn admin_metrics(api: Api) -> Api {
-    api.get("/metrics", metrics_for_admins, Op::admin("medledger", "Prometheus metrics (admins; see MEDLEDGER_METRICS_BIND)"))
+    api.get(
+        "/metrics",
+        metrics_for_admins,
+        Op::admin("medledger", "Prometheus metrics (admins; see MEDLEDGER_METRICS_BIND)").returns_as("text/plain", openapi::text),
+    )
 }
 
 /// The router of the separate metrics address: `/metrics` and nothing else.
@@ -67,12 +96,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct EventsQuery {
+    /// Events after this position.
+    #[schemars(with = "Option<u64>")]
     from: Option<String>,
+    /// One stream's events only.
     stream: Option<String>,
+    /// One event type only.
     #[serde(rename = "type")]
     event_type: Option<String>,
+    /// Up to this time: RFC 3339, or `YYYY-MM-DD` for the whole of that day.
     until: Option<String>,
 }
 
@@ -115,7 +149,7 @@ pub fn event_line(e: &DecodedEvent) -> Value {
 
 /// NDJSON, in global order, streamed page by page so a long history never sits in
 /// memory. Personal data is shown opened (admins only), `[erased]` once shredded.
-async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): Query<EventsQuery>) -> ApiResult<Response, Detail> {
+async fn events(State(state): State<AppState>, admin: Admin<Detail>, Query(q): Query<EventsQuery>) -> ApiResult<Response, Detail> {
     let from: Position = match q.from.as_deref().filter(|s| !s.is_empty()) {
         None => 0,
         Some(s) => s
@@ -137,8 +171,12 @@ async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): 
     let body = futures::stream::unfold(Cursor { after: from, done: false }, move |mut cursor| {
         let state = state.clone();
         let (stream_filter, type_filter) = (stream_filter.clone(), type_filter.clone());
+        let caller = admin.0.clone();
         async move {
-            if cursor.done {
+            // A long download is judged again page by page: an admin demoted or logged
+            // out meanwhile gets no more of the history.
+            let still_admin = state.accounts.access().recheck(&caller).is_ok_and(|now| now.is_admin());
+            if cursor.done || !still_admin {
                 return None;
             }
             // A stream filter reads that stream's events only (once), not the history.
@@ -185,19 +223,30 @@ async fn events(State(state): State<AppState>, _admin: Admin<Detail>, Query(q): 
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response())
 }
 
-async fn verify(State(state): State<AppState>, _admin: Admin<Detail>) -> ApiResult<Json<Value>, Detail> {
+async fn verify(State(state): State<AppState>, _admin: Admin<Detail>) -> ApiResult<Json<wire::Verification>, Detail> {
     match verify_store(&*state.dbs.store, |_| {}).await {
-        Ok(report) => Ok(Json(json!({
-            "valid": true,
-            "events": report.events,
-            "head": {"position": report.head.position, "hash": hex::encode(report.head.hash)},
-            "digest": report.head.digest(),
+        Ok(report) => Ok(Json(wire::Verification::Valid(wire::ValidChain {
+            valid: true,
+            events: report.events,
+            head: wire::ChainHead { position: report.head.position, hash: hex::encode(report.head.hash) },
+            digest: report.head.digest(),
         }))),
-        Err(VerifyError::Broken(b)) => Ok(Json(json!({"valid": false, "position": b.position, "reason": b.reason}))),
+        Err(VerifyError::Broken(b)) => {
+            Ok(Json(wire::Verification::Broken(wire::BrokenChain { valid: false, position: b.position, reason: b.reason })))
+        }
         Err(VerifyError::Store(e)) => Err(medledger_application::AppError::from(e).into()),
     }
 }
 
-pub async fn docs() -> Html<&'static str> {
-    Html(crate::openapi::DOCS_PAGE)
+/// Swagger UI over `/openapi.json`, from files compiled into the binary.
+pub async fn docs() -> Response {
+    openapi::docs::page()
+}
+
+async fn docs_asset(Path(name): Path<String>) -> Response {
+    openapi::docs::asset(&name).unwrap_or_else(|| crate::middleware::shaped("/docs", StatusCode::NOT_FOUND, "Not found.", "not_found"))
+}
+
+async fn landing(State(state): State<AppState>) -> Response {
+    openapi::docs::landing(state.dbs.store.ping().await.is_ok())
 }

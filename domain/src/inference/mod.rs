@@ -19,7 +19,7 @@ pub type TaskId = i64;
 pub type ModelId = i64;
 
 /// What a model is for; the strings are the contract's `type` words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ModelKind {
     #[serde(rename = "detection_model")]
     Detection,
@@ -36,7 +36,7 @@ impl ModelKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Channels {
     #[serde(rename = "RGB")]
     Rgb,
@@ -44,7 +44,7 @@ pub enum Channels {
 
 /// How the image becomes the input tensor: resize to `width`×`height`, NCHW,
 /// `(pixel × scale − mean[c]) / std[c]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InputSpec {
     pub name: String,
     pub width: u32,
@@ -63,7 +63,7 @@ impl InputSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
     /// `[N × (6 + classes)]` rows: cx, cy, w, h, rotation, objectness, class probabilities.
@@ -81,14 +81,14 @@ impl OutputFormat {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutputSpec {
     pub name: String,
     pub format: OutputFormat,
 }
 
 /// The JSON that travels with an ONNX file and says how to feed it and read it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelManifest {
     pub name: String,
     #[serde(rename = "type")]
@@ -185,7 +185,7 @@ pub(crate) fn parse_sha256(field: &'static str, raw: &str) -> Result<String, Dom
 }
 
 /// A task's answer, in the contract's JSON shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InferenceResult {
     pub image_class: String,
     pub primitives: Vec<Primitive>,
@@ -198,7 +198,7 @@ pub struct InferenceResult {
 /// contract does not say which point `x`, `y` is: models output centres and
 /// [`decode_detections`] converts them. `rotation` is the model's normalised angle and
 /// `probability` is objectness × the class's probability.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Primitive {
     pub primitive_class: String,
     pub x: f32,

@@ -152,7 +152,7 @@ pub enum TaskCommand {
     Delete,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TaskStatus {
     #[serde(rename = "queued")]
     Queued,

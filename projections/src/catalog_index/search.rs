@@ -69,6 +69,8 @@ pub type Facets = BTreeMap<&'static str, BTreeMap<String, u64>>;
 pub struct SearchHits {
     /// The requested page, best first.
     pub hits: Vec<SearchHit>,
+    /// How many datasets match in all (every page together).
+    pub total: usize,
     /// Only when asked for: counting every match costs time.
     pub facets: Option<Faceted>,
 }
@@ -257,12 +259,13 @@ impl CatalogIndex {
                 .collect::<Result<_, _>>()?,
             page_end: request.offset.saturating_add(request.limit),
         };
-        let hits = rank(plan.candidates(&searcher)?, concepts.len(), request)
+        let (candidates, total) = plan.candidates(&searcher)?;
+        let hits = rank(candidates, concepts.len(), request)
             .into_iter()
             .map(|(relevance, c)| Ok(SearchHit { id: c.id, relevance, dataset: self.stored_row(&searcher, c.address)? }))
             .collect::<Result<_, IndexError>>()?;
         let facets = if request.facets { Some(self.facets(&searcher, &concepts, &filters)?) } else { None };
-        Ok(SearchHits { hits, facets })
+        Ok(SearchHits { hits, total, facets })
     }
 
     fn stored_row(&self, searcher: &Searcher, address: DocAddress) -> Result<DatasetRow, IndexError> {

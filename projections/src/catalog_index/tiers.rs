@@ -200,8 +200,9 @@ struct SegmentPass {
 
 impl Plan {
     /// Every dataset on the page, and every other one of the lowest tier the page
-    /// reaches (the tier's best score places each hit within its tier).
-    pub fn candidates(&self, searcher: &Searcher) -> Result<Vec<Candidate>, IndexError> {
+    /// reaches (the tier's best score places each hit within its tier); and how many
+    /// datasets match in all, which the first pass counts anyway.
+    pub fn candidates(&self, searcher: &Searcher) -> Result<(Vec<Candidate>, usize), IndexError> {
         let needs_one = !self.concepts.is_empty() && self.concepts.iter().all(|c| !c.required);
         let mut passes = Vec::with_capacity(searcher.segment_readers().len());
         let mut per_tier = vec![0usize; self.concepts.len() + 1];
@@ -241,7 +242,7 @@ impl Plan {
                 out.push(Candidate { matched: pass.counts[doc as usize] as usize, score, id, address });
             }
         }
-        Ok(out)
+        Ok((out, per_tier.iter().sum()))
     }
 
     fn first_pass(&self, reader: &SegmentReader) -> Result<SegmentPass, IndexError> {

@@ -25,6 +25,20 @@ async fn a_demoted_then_deactivated_admin_loses_every_right_at_once_(kind: Kind)
     let mallory = app.user_with("mallory@example.org", Roles::new([Role::Admin])).await;
     let mallory_id = my_id(&app, &mallory).await;
     expect(app.get("/api/users/", Some(&mallory)).await, 200).await;
+    // Someone's inference task, which an admin may open (004).
+    let (_, owner, _) = app.register("owner@example.org").await;
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference/fixture_2_street_2obj.png")).unwrap();
+    let task = app
+        .client
+        .post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3"))
+        .bearer_auth(&owner)
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    let task_path = format!("/api/tasks/{}/status", expect(task, 200).await["id"].as_i64().unwrap());
+    expect(app.get(&task_path, Some(&mallory)).await, 200).await;
 
     expect(app.put(&format!("/api/users/{mallory_id}/"), &json!({"roles": ["doctor"]}), Some(&root)).await, 200).await;
     // The token she holds still says admin; the history says doctor.
@@ -35,6 +49,7 @@ async fn a_demoted_then_deactivated_admin_loses_every_right_at_once_(kind: Kind)
     let dataset = json!({"slug": "taken-over", "title": "Taken over", "modality": ["CT"], "area": "chest"});
     expect(app.post("/api/v1/admin/datasets/", &dataset, Some(&mallory)).await, 403).await;
     expect(app.get("/api/events", Some(&mallory)).await, 403).await;
+    expect(app.get(&task_path, Some(&mallory)).await, 404).await;
     let me = expect(app.get("/api/auth/user/", Some(&mallory)).await, 200).await;
     assert_eq!(me["role"], "doctor");
     let root_row = expect(app.get(&format!("/api/users/{root_id}/"), Some(&root)).await, 200).await;
@@ -170,6 +185,20 @@ async fn the_browser_session_is_an_opaque_cookie_bound_to_a_session() {
     expect(logout(csrf).await.unwrap(), 200).await;
     expect(health(&app, &session).await, 401).await;
 
+    // A password change ends a browser session too.
+    let (session, _) = browser_login(&app, "kim@example.org", "sessionid").await;
+    let token = app.login("kim@example.org").await;
+    let change = json!({"old_password": PASSWORD, "new_password": PASSWORD.repeat(2)});
+    expect(app.post("/api/auth/change-password/", &change, Some(&token)).await, 200).await;
+    expect(health(&app, &session).await, 401).await;
+    let back = json!({"old_password": PASSWORD.repeat(2), "new_password": PASSWORD});
+    let token = expect(app.post("/api/auth/login/", &json!({"email": "kim@example.org", "password": PASSWORD.repeat(2)}), None).await, 200)
+        .await["access"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    expect(app.post("/api/auth/change-password/", &back, Some(&token)).await, 200).await;
+
     // A deactivation ends a live browser session at once.
     let (session, _) = browser_login(&app, "kim@example.org", "sessionid").await;
     expect(health(&app, &session).await, 200).await;
@@ -228,4 +257,58 @@ async fn a_stored_idempotent_answer_is_not_replayed_to_a_deactivated_user() {
     let refused = send().await.unwrap();
     assert!(refused.headers().get("idempotent-replayed").is_none());
     assert_eq!(expect(refused, 401).await["code"], "user_inactive");
+}
+
+/// A request's credentials are judged again once its body has arrived: a body held back
+/// while its sender is demoted changes nothing.
+#[tokio::test]
+async fn a_slow_body_from_an_admin_demoted_meanwhile_changes_nothing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let root = app.admin().await;
+    let bea = app.user_with("bea@example.org", Roles::new([Role::Admin])).await;
+    let bea_id = my_id(&app, &bea).await;
+    let (target, _, _) = app.register("target@example.org").await;
+    let body = json!({"roles": ["admin"]}).to_string();
+    let (head, last) = body.split_at(body.len() - 1);
+    let mut conn = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    let request = format!(
+        "PUT /api/users/{target}/ HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {bea}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{head}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    expect(app.put(&format!("/api/users/{bea_id}/"), &json!({"roles": ["doctor"]}), Some(&root)).await, 200).await;
+    conn.write_all(last.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let row = expect(app.get(&format!("/api/users/{target}/"), Some(&root)).await, 200).await;
+    assert_eq!(row["role"], "doctor", "the demoted admin's request made someone admin");
+}
+
+#[tokio::test]
+async fn a_cookie_whose_position_was_edited_is_refused_at_once() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    app.register("ned@example.org").await;
+    let (session, _) = browser_login(&app, "ned@example.org", "sessionid").await;
+    expect(health(&app, &session).await, 200).await;
+    let (name, value) = session.split_once('=').unwrap();
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 3, "{value}");
+    // A position far past the history would make the server wait for it.
+    let edited = format!("{name}={}-{}-{}", parts[0], i64::MAX, parts[2]);
+    let started = std::time::Instant::now();
+    assert_eq!(expect(health(&app, &edited).await, 401).await, json!({"error": "Authentication required"}));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "the server waited for a position the client made up");
+}
+
+#[tokio::test]
+async fn a_bearer_logout_on_001_ends_the_tokens_session() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, access, _) = app.register("oda@example.org").await;
+    let r = app.client.post(app.url("/logout/")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(expect(r, 200).await, json!({"success": true}));
+    expect(app.get("/api/auth/user/", Some(&access)).await, 401).await;
 }

@@ -115,8 +115,9 @@ async fn sql_metacharacters_are_just_text() {
         let b = expect(app.get(&format!("/api/users/?search={}", urlencode(q)), Some(&admin)).await, 200).await;
         assert_eq!(b["count"], 0, "search {q:?} must match literally: {b}");
     }
-    let b = expect(app.get("/api/users/?page=9223372036854775807", Some(&admin)).await, 400).await;
-    assert!(b["field_errors"]["page"].is_array());
+    // Past the end of any list: DRF's 404 (an offset that does not fit is not computed).
+    let b = expect(app.get("/api/users/?page=9223372036854775807", Some(&admin)).await, 404).await;
+    assert_eq!(b["detail"], "Invalid page.");
     let b = expect(app.get(&format!("/api/users/?search={}", urlencode("DROP TABLE")), Some(&admin)).await, 200).await;
     assert_eq!(b["count"], 1);
     let b = expect(app.get(&format!("/api/audit-logs/?action={}", urlencode("x' OR 1=1 --")), Some(&admin)).await, 200).await;

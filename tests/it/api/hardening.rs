@@ -336,3 +336,19 @@ async fn an_admin_set_up_before_the_twelve_character_rule_still_starts_the_serve
     let refused = medledger_api::build(config).await.err().expect("a short admin password is refused").to_string();
     assert!(refused.contains("at least 12 characters"), "{refused}");
 }
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let admin = app.admin().await;
+    for i in 0..3 {
+        let mut conn = TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+        conn.write_all(format!("MADEUP{i} /api/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    }
+    let metrics = app.get("/metrics", Some(&admin)).await.text().await.unwrap();
+    assert!(!metrics.contains("MADEUP"), "a label per made-up method");
+    assert!(metrics.contains("method=\"other\""), "made-up methods are counted as other");
+}

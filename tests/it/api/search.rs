@@ -164,7 +164,10 @@ async fn bad_search_requests_get_a_clear_400() {
     let b = expect(post(json!({"query_text": "ct", "filters": {"area": "moon"}})).await, 400).await;
     assert!(b["detail"].as_str().unwrap().contains("chest"), "{b}");
     expect(post(json!({"query_text": "ct", "filters": {"colour": "red"}})).await, 400).await;
-    expect(post(json!({"query_text": "ct", "filters": {"modality": 7}})).await, 400).await;
+    // 7 is an id (CBCT's), as the seed's "code / ID" allows; 99 is none, an object neither.
+    let b = expect(post(json!({"query_text": "ct", "filters": {"modality": 99}})).await, 400).await;
+    assert!(b["detail"].as_str().unwrap().contains("ids 1-14"), "{b}");
+    expect(post(json!({"query_text": "ct", "filters": {"modality": {"code": "CT"}}})).await, 400).await;
     let b = expect(post(json!({"query_text": "  "})).await, 400).await;
     assert!(b["detail"].as_str().unwrap().contains("query_text"), "{b}");
     expect(post(json!({"query_text": "x".repeat(1001)})).await, 400).await;

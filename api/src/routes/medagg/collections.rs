@@ -4,35 +4,67 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use medledger_domain::collection::CollectionRequest;
 use medledger_projections::collection_queries::{self, CollectionRow};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::Res;
+use super::{ListRequest, Res, paged};
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Auth, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
+use crate::schemas::medagg as wire;
 use crate::state::AppState;
 
 pub fn routes(api: Api) -> Api {
-    api.post("/api/v1/collections", create, Op::user("000 collections", "Request a collection (a ZIP of matching items)").status(201))
-        .get("/api/v1/collections", list, Op::user("000 collections", "The caller's collections, newest first"))
-        .get("/api/v1/collections/{id}", detail, Op::user("000 collections", "A collection: status, progress, archive size, download link"))
-        .get(
-            "/api/v1/collections/{id}/download",
-            download,
-            Op::user("000 collections", "The ZIP (Range requests supported); 409 while pending or failed, 410 once expired"),
-        )
-        .get("/api/v1/admin/requests", requests, Op::admin("000 catalog admin", "Every user's collections with owner and status"))
+    api.post(
+        "/api/v1/collections",
+        create,
+        Op::user("000 collections", "Request a collection (a ZIP of matching items)")
+            .status(201)
+            .json::<CreateBody>()
+            .returns::<wire::NewCollection>()
+            .error(429, "Too many collections pending or ready"),
+    )
+    .get(
+        "/api/v1/collections",
+        list,
+        paged(Op::user("000 collections", "The caller's collections, newest first").query::<Page>().returns::<Vec<wire::Collection>>()),
+    )
+    .get(
+        "/api/v1/collections/{id}",
+        detail,
+        Op::user("000 collections", "A collection: status, progress, archive size, download link").returns::<wire::Collection>(),
+    )
+    .get(
+        "/api/v1/collections/{id}/download",
+        download,
+        Op::user("000 collections", "The ZIP (Range requests supported); 409 while pending or failed, 410 once expired")
+            .returns_as("application/zip", crate::openapi::binary)
+            .answers_as(206, "A byte range of the ZIP", "application/zip", crate::openapi::binary)
+            .error(409, "Still being built, or the build failed")
+            .error(410, "Expired")
+            .answers_as(416, "The range is outside the archive", "application/zip", crate::openapi::binary),
+    )
+    .get(
+        "/api/v1/admin/requests",
+        requests,
+        paged(
+            Op::admin("000 catalog admin", "Every user's collections with owner and status")
+                .query::<Page>()
+                .returns::<Vec<wire::CollectionRequestView>>(),
+        ),
+    )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "CollectionRequest")]
 struct CreateBody {
     #[serde(default)]
     query_text: String,
@@ -53,7 +85,7 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn collection_json(state: &AppState, c: &CollectionRow) -> Value {
+fn collection_of(state: &AppState, c: &CollectionRow) -> wire::Collection {
     let expired = effectively_expired(c);
     let status = if expired { "expired" } else { c.status.as_str() };
     let ready = status == "ready";
@@ -62,20 +94,24 @@ fn collection_json(state: &AppState, c: &CollectionRow) -> Value {
         "pending" => Some(state.collections.progress.get(c.id).unwrap_or(0)),
         _ => None,
     };
-    json!({
-        "id": c.id,
-        "query_text": c.query_text,
-        "dataset_ids": c.dataset_ids,
-        "limit_per_dataset": c.limit_per_dataset,
-        "status": status,
-        "progress": progress,
-        "created_at": c.created_at,
-        "archive_size": if ready { c.archive_size } else { None },
-        "items_count": c.items,
-        "download_url": ready.then(|| format!("/api/v1/collections/{}/download/", c.id)),
-        "expires_at": c.expires_at,
-        "failure_reason": c.failure_reason,
-    })
+    wire::Collection {
+        id: c.id,
+        query_text: c.query_text.clone(),
+        dataset_ids: c.dataset_ids.clone(),
+        limit_per_dataset: c.limit_per_dataset,
+        status: status.to_string(),
+        progress,
+        created_at: c.created_at.clone(),
+        archive_size: if ready { c.archive_size } else { None },
+        items_count: c.items,
+        download_url: ready.then(|| format!("/api/v1/collections/{}/download/", c.id)),
+        expires_at: c.expires_at.clone(),
+        failure_reason: c.failure_reason.clone(),
+    }
+}
+
+fn collection_json(state: &AppState, c: &CollectionRow) -> Value {
+    json!(collection_of(state, c))
 }
 
 /// The collection if the caller may see it; anyone else gets the same 404 as for a
@@ -95,6 +131,7 @@ async fn create(
     Ctx(ctx): Ctx,
     JsonBody(body, ..): JsonBody<CreateBody, Detail>,
 ) -> Res<(StatusCode, Json<Value>)> {
+    auth.still(&state)?;
     let request = CollectionRequest {
         owner_id: auth.user_id(),
         query_text: body.query_text,
@@ -119,7 +156,7 @@ async fn create(
     let (id, position) = state.collections.request(request, &ctx.with_actor(auth.user_id())).await?;
     state.caught_up(position).await;
     let c = collection_queries::collection(&state.dbs.read, id).await?.ok_or_else(ApiError::internal)?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "status": c.status, "created_at": c.created_at }))))
+    Ok((StatusCode::CREATED, Json(json!(wire::NewCollection { id, status: c.status, created_at: c.created_at }))))
 }
 
 /// Collections of `owner` that hold or will hold an archive: pending, or ready and not
@@ -170,25 +207,28 @@ impl Drop for UserTurn {
     }
 }
 
-#[derive(Deserialize)]
+/// The lists' paging parameters, for the API document (read by [`ListRequest`]).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
 struct Page {
+    /// 1 to 1000; default 1000 (every collection up to that many).
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
-fn page(p: &Page) -> Res<(i64, i64)> {
-    let limit = p.limit.unwrap_or(100);
-    let offset = p.offset.unwrap_or(0);
-    if !(1..=1000).contains(&limit) || offset < 0 {
-        return Err(ApiError::field("limit", "limit must be 1-1000 and offset not negative"));
-    }
-    Ok((limit, offset))
-}
+/// The lists' largest page, and their default: every collection a user could keep, and
+/// then some, comes in one answer, as the seed's unpaginated list would give it.
+const MAX_LIMIT: i64 = 1_000;
 
-async fn list(State(state): State<AppState>, auth: Auth<Detail>, Query(p): Query<Page>) -> Res<Json<Vec<Value>>> {
-    let (limit, offset) = page(&p)?;
-    let rows = collection_queries::collections(&state.dbs.read, Some(auth.user_id()), limit, offset).await?;
-    Ok(Json(rows.iter().map(|c| collection_json(&state, c)).collect()))
+async fn list(State(state): State<AppState>, auth: Auth<Detail>, request: ListRequest) -> Res<(HeaderMap, Json<Vec<Value>>)> {
+    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
+    let owner = Some(auth.user_id());
+    let (rows, total) = tokio::try_join!(
+        collection_queries::collections(&state.dbs.read, owner, page.limit, page.offset),
+        collection_queries::count_collections(&state.dbs.read, owner),
+    )?;
+    let headers = request.headers("/api/v1/collections/", page, total);
+    Ok((headers, Json(rows.iter().map(|c| collection_json(&state, c)).collect())))
 }
 
 async fn detail(State(state): State<AppState>, auth: Auth<Detail>, Path(id): Path<String>) -> Res<Json<Value>> {
@@ -196,17 +236,23 @@ async fn detail(State(state): State<AppState>, auth: Auth<Detail>, Path(id): Pat
     Ok(Json(collection_json(&state, &c)))
 }
 
-async fn requests(State(state): State<AppState>, _admin: Admin<Detail>, Query(p): Query<Page>) -> Res<Json<Vec<Value>>> {
-    let (limit, offset) = page(&p)?;
-    let rows = collection_queries::collections(&state.dbs.read, None, limit, offset).await?;
-    Ok(Json(
-        rows.iter()
-            .map(|c| {
-                let mut v = collection_json(&state, c);
-                v["owner"] = json!({ "id": c.owner_id, "email": c.owner_email });
-                v
-            })
-            .collect(),
+async fn requests(State(state): State<AppState>, _admin: Admin<Detail>, request: ListRequest) -> Res<(HeaderMap, Json<Vec<Value>>)> {
+    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
+    let (rows, total) = tokio::try_join!(
+        collection_queries::collections(&state.dbs.read, None, page.limit, page.offset),
+        collection_queries::count_collections(&state.dbs.read, None),
+    )?;
+    let headers = request.headers("/api/v1/admin/requests/", page, total);
+    Ok((
+        headers,
+        Json(
+            rows.iter()
+                .map(|c| {
+                    let owner = wire::Owner { id: c.owner_id, email: c.owner_email.clone() };
+                    json!(wire::CollectionRequestView { collection: collection_of(&state, c), owner })
+                })
+                .collect(),
+        ),
     ))
 }
 

@@ -5,25 +5,47 @@
 //! the matches come best first; with one, in that order.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use medledger_domain::catalog::DatasetFields;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use medledger_domain::catalog::{AREAS, DatasetFields, MODALITIES, TASK_TYPES, code_id, tag_id};
 use medledger_projections::catalog_index::{SearchRequest, Semantics};
 use medledger_projections::queries::{self, DATASET_ORDERINGS, DatasetFilter, DatasetRow};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{RawFilters, Res, check_query_text, comma_list};
+use super::{CatalogReader, ListRequest, Res, TagRef, check_query_text, paged, resolve_tags};
 use crate::error::{ApiError, Detail};
-use crate::extract::{Admin, Auth, Ctx, JsonBody};
+use crate::extract::{Admin, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
+use crate::schemas::medagg as wire;
 use crate::state::AppState;
 
 pub fn routes(api: Api) -> Api {
-    api.get("/api/v1/datasets", list, Op::user("000 catalog", "List datasets (q, modality, area, task_type, tags, ordering, limit/offset)"))
-        .get("/api/v1/datasets/{id}", detail, Op::user("000 catalog", "A dataset"))
-        .post("/api/v1/admin/datasets", create, Op::admin("000 catalog admin", "Create a dataset").status(201))
-        .put("/api/v1/admin/datasets/{id}", update, Op::admin("000 catalog admin", "Replace a dataset's fields"))
+    api.get(
+        "/api/v1/datasets",
+        list,
+        paged(Op::user("000 catalog", "List datasets (q, modality, area, task_type, tags, ordering, limit/offset)").query::<ListQuery>().returns::<Vec<DatasetRow>>()),
+    )
+        .get("/api/v1/datasets/{id}", detail, Op::user("000 catalog", "A dataset").returns::<DatasetRow>())
+        .get(
+            "/api/v1/vocabulary",
+            vocabulary,
+            Op::user("000 catalog", "The modality, area, task type and tag values, each with the id a filter or body may use instead")
+                .returns::<wire::Vocabulary>(),
+        )
+        .post(
+            "/api/v1/admin/datasets",
+            create,
+            Op::admin("000 catalog admin", "Create a dataset (the slug is derived from the title when left out)")
+                .status(201)
+                .json::<DatasetFields>()
+                .returns::<DatasetRow>()
+                .error(409, "The slug is taken"),
+        )
+        .put(
+            "/api/v1/admin/datasets/{id}",
+            update,
+            Op::admin("000 catalog admin", "Replace a dataset's fields").json::<DatasetFields>().returns::<DatasetRow>().error(409, "The slug is taken"),
+        )
         .delete("/api/v1/admin/datasets/{id}", retire, Op::admin("000 catalog admin", "Retire a dataset (history kept)").status(204))
 }
 
@@ -31,45 +53,41 @@ pub fn dataset_json(d: &DatasetRow) -> Value {
     json!(d)
 }
 
-#[derive(Deserialize)]
+/// The list's query parameters, for the API document: the handler reads the query
+/// string itself ([`ListRequest`]), so that a repeated key is a list.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
 struct ListQuery {
+    /// Free text: every concept must match (English or Russian, typo-tolerant).
     q: Option<String>,
-    modality: Option<String>,
-    area: Option<String>,
-    task_type: Option<String>,
-    tags: Option<String>,
+    /// Modality codes or their ids (`GET /api/v1/vocabulary/`), repeated or comma-separated: any of them.
+    modality: Option<Vec<String>>,
+    /// Area codes or ids: any of them.
+    area: Option<Vec<String>>,
+    /// Task type codes or ids: any of them.
+    task_type: Option<Vec<String>>,
+    /// Tag names or ids: any of them.
+    tags: Option<Vec<String>>,
+    /// `id`, `title`, `year`, `num_images`, `size_mb`, each optionally with `-` (descending).
     ordering: Option<String>,
-    limit: Option<String>,
-    offset: Option<String>,
+    /// 1 to 1000; default 1000 (the whole catalog up to that size).
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
+/// The list's largest page, and its default: a catalog up to this size comes whole in
+/// one answer, as the seed's unpaginated list would give it; a larger one in pages, as
+/// `X-Total-Count` and `Link` say.
 const MAX_LIMIT: i64 = 1_000;
-/// Most matches a free-text list query considers (then ordered and paged).
+/// Most matches a free-text list query can order by a column (the index finds them, the
+/// read model orders them); more is a 400 rather than a silently shortened list.
 const MAX_TEXT_MATCHES: usize = 10_000;
 
-fn number(raw: Option<&str>, field: &str, default: i64, max: i64) -> Res<i64> {
-    match raw.filter(|s| !s.is_empty()) {
-        None => Ok(default),
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (0..=max).contains(n))
-            .ok_or_else(|| ApiError::field(field, format!("must be a whole number from 0 to {max}"))),
-    }
-}
-
-async fn list(State(state): State<AppState>, _auth: Auth<Detail>, Query(q): Query<ListQuery>) -> Res<Json<Vec<Value>>> {
-    let text = q.q.unwrap_or_default();
+async fn list(State(state): State<AppState>, _reader: CatalogReader, request: ListRequest) -> Res<(HeaderMap, Json<Vec<Value>>)> {
+    let text = request.last("q").unwrap_or_default().to_string();
     check_query_text("q", &text)?;
-    let one = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).into_iter().collect();
-    let filters = RawFilters {
-        modality: comma_list(q.modality.as_deref()),
-        area: one(q.area.as_deref()),
-        task_types: comma_list(q.task_type.as_deref()),
-        tags: comma_list(q.tags.as_deref()),
-    }
-    .parse()?;
-    let ordering = q.ordering.as_deref().filter(|o| !o.is_empty());
+    let filters = request.filters().parse(&state).await?;
+    let ordering = request.last("ordering");
     let order_sql = match ordering {
         None => None,
         Some(o) => match DATASET_ORDERINGS.iter().find(|(name, _)| *name == o) {
@@ -80,39 +98,103 @@ async fn list(State(state): State<AppState>, _auth: Auth<Detail>, Query(q): Quer
             }
         },
     };
-    let limit = number(q.limit.as_deref(), "limit", 100, MAX_LIMIT)?;
-    let offset = number(q.offset.as_deref(), "offset", 0, i64::from(i32::MAX))?;
+    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
     let mut filter = DatasetFilter {
         ids: None,
         modality: filters.modality.clone(),
-        area: filters.area.first().cloned(),
+        area: filters.area.clone(),
         task_types: filters.task_types.clone(),
         tags: filters.tags.clone(),
     };
+    let answer = |rows: Vec<DatasetRow>, total: i64| {
+        (request.headers("/api/v1/datasets/", page, total), Json(rows.iter().map(dataset_json).collect()))
+    };
     if text.trim().is_empty() {
-        let rows = queries::datasets(&state.dbs.read, &filter, order_sql.unwrap_or("id"), limit, offset).await?;
-        return Ok(Json(rows.iter().map(dataset_json).collect()));
+        let order = order_sql.unwrap_or("id");
+        let (rows, total) = tokio::try_join!(
+            queries::datasets(&state.dbs.read, &filter, order, page.limit, page.offset),
+            queries::count_datasets(&state.dbs.read, &filter),
+        )?;
+        return Ok(answer(rows, total));
     }
     // Free text: the index finds (and ranks) the matches, filters included.
     let ranked_page = order_sql.is_none();
-    let request = SearchRequest {
+    let search = SearchRequest {
         text,
         filters,
         semantics: Semantics::AllConcepts,
-        limit: if ranked_page { limit as usize } else { MAX_TEXT_MATCHES },
-        offset: if ranked_page { offset as usize } else { 0 },
+        limit: if ranked_page { page.limit as usize } else { MAX_TEXT_MATCHES },
+        offset: if ranked_page { page.offset as usize } else { 0 },
         facets: false,
     };
     let index = state.catalog_index.clone();
-    let found = tokio::task::spawn_blocking(move || index.search(&request)).await.map_err(|_| ApiError::internal())??;
+    let found = tokio::task::spawn_blocking(move || index.search(&search)).await.map_err(|_| ApiError::internal())??;
+    let total = i64::try_from(found.total).unwrap_or(i64::MAX);
     let rows = match order_sql {
         None => found.hits.into_iter().map(|h| h.dataset).collect(),
+        Some(_) if found.total > MAX_TEXT_MATCHES => {
+            return Err(ApiError::field(
+                "ordering",
+                format!(
+                    "the query matches {} datasets; at most {MAX_TEXT_MATCHES} can be ordered by a field. \
+                     Narrow the query, or leave out ordering to page through the matches best first.",
+                    found.total
+                ),
+            ));
+        }
         Some(order) => {
             filter.ids = Some(found.hits.iter().map(|h| h.id).collect());
-            queries::datasets(&state.dbs.read, &filter, order, limit, offset).await?
+            queries::datasets(&state.dbs.read, &filter, order, page.limit, page.offset).await?
         }
     };
-    Ok(Json(rows.iter().map(dataset_json).collect()))
+    Ok(answer(rows, total))
+}
+
+/// The values `modality`, `area`, `task_type` and `tags` take, each with the id a client
+/// may send instead (the seed's "code / ID").
+async fn vocabulary(State(state): State<AppState>, _reader: CatalogReader) -> Res<Json<Value>> {
+    let codes =
+        |allowed: &[&str]| -> Vec<Value> { allowed.iter().map(|code| json!({ "id": code_id(allowed, code), "code": code })).collect() };
+    let tags: Vec<Value> = queries::dataset_tags(&state.dbs.read)
+        .await?
+        .into_iter()
+        .map(|(name, datasets)| json!({ "id": tag_id(&name), "name": name, "datasets": datasets }))
+        .collect();
+    Ok(Json(json!({
+        "modality": codes(&MODALITIES),
+        "area": codes(&AREAS),
+        "task_type": codes(&TASK_TYPES),
+        "tags": tags,
+    })))
+}
+
+/// A create or update body as the domain reads it, its tags given by name (a JSON
+/// string) or id (a JSON number) turned into names; codes and their ids the domain
+/// reads itself.
+async fn dataset_fields(state: &AppState, mut body: Value) -> Res<DatasetFields> {
+    if let Some(tags) = body.as_object_mut().and_then(|o| o.get_mut("tags")) {
+        let refs = match &*tags {
+            Value::Array(values) => values.iter().map(tag_ref).collect::<Res<Vec<_>>>()?,
+            Value::Null => Vec::new(),
+            one => vec![tag_ref(one)?],
+        };
+        *tags = json!(resolve_tags(state, refs).await?);
+    }
+    serde_json::from_value(body).map_err(|e| {
+        let message = e.to_string();
+        match message.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')) {
+            Some((field, _)) => ApiError::field(field, "This field is required."),
+            None => ApiError::bad_request(format!("Invalid request body - {message}")),
+        }
+    })
+}
+
+fn tag_ref(value: &Value) -> Res<TagRef> {
+    match value {
+        Value::String(s) => Ok(TagRef::Name(s.clone())),
+        Value::Number(n) => n.as_i64().map(TagRef::Id).ok_or_else(|| ApiError::field("tags", format!("no tag has the id {n}"))),
+        _ => Err(ApiError::field("tags", "a list of tag names (strings) or ids (numbers)")),
+    }
 }
 
 fn parse_id(raw: &str) -> Res<i64> {
@@ -123,7 +205,7 @@ async fn found(state: &AppState, id: i64) -> Res<DatasetRow> {
     queries::dataset(&state.dbs.read, id).await?.ok_or_else(|| ApiError::not_found("Not found."))
 }
 
-async fn detail(State(state): State<AppState>, _auth: Auth<Detail>, Path(id): Path<String>) -> Res<Json<Value>> {
+async fn detail(State(state): State<AppState>, _reader: CatalogReader, Path(id): Path<String>) -> Res<Json<Value>> {
     Ok(Json(dataset_json(&found(&state, parse_id(&id)?).await?)))
 }
 
@@ -131,8 +213,10 @@ async fn create(
     State(state): State<AppState>,
     admin: Admin<Detail>,
     Ctx(ctx): Ctx,
-    JsonBody(fields, ..): JsonBody<DatasetFields, Detail>,
+    JsonBody(body, ..): JsonBody<Value, Detail>,
 ) -> Res<(StatusCode, Json<Value>)> {
+    admin.still(&state)?;
+    let fields = dataset_fields(&state, body).await?;
     let (id, position) = state.catalog.create(fields, &ctx.with_actor(admin.0.user_id)).await?;
     state.caught_up(position).await;
     Ok((StatusCode::CREATED, Json(dataset_json(&found(&state, id).await?))))
@@ -143,8 +227,10 @@ async fn update(
     admin: Admin<Detail>,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
-    JsonBody(fields, ..): JsonBody<DatasetFields, Detail>,
+    JsonBody(body, ..): JsonBody<Value, Detail>,
 ) -> Res<Json<Value>> {
+    admin.still(&state)?;
+    let fields = dataset_fields(&state, body).await?;
     let id = parse_id(&id)?;
     found(&state, id).await?;
     if let Some(p) = state.catalog.update(id, fields, &ctx.with_actor(admin.0.user_id)).await? {

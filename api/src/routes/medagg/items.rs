@@ -3,16 +3,16 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Multipart, Path, Query, State};
-use axum::http::StatusCode;
-use medledger_projections::collection_queries;
-use serde::Deserialize;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use medledger_projections::collection_queries::{self, ItemRow};
 use serde_json::{Value, json};
 
-use super::Res;
+use super::{CatalogReader, ListRequest, Res, paged};
 use crate::error::{ApiError, Detail};
-use crate::extract::{Admin, Auth, Ctx};
+use crate::extract::{Admin, Ctx};
 use crate::openapi::{Api, Op};
+use crate::schemas::medagg as wire;
 use crate::state::AppState;
 
 /// Largest single uploaded item.
@@ -24,9 +24,11 @@ pub fn routes(api: Api) -> Api {
         upload,
         Op::admin("000 catalog admin", "Attach a file to a dataset (multipart: file, labels, caption, identifiers)")
             .status(201)
-            .body_limit(MAX_ITEM_BYTES + 64 * 1024),
+            .body_limit(MAX_ITEM_BYTES + 64 * 1024)
+            .multipart::<wire::ItemUpload>()
+            .returns::<wire::NewItem>(),
     )
-    .get("/api/v1/datasets/{id}/items", list, Op::user("000 catalog", "A dataset's items"))
+    .get("/api/v1/datasets/{id}/items", list, paged(Op::user("000 catalog", "A dataset's items").query::<Page>().returns::<Vec<ItemRow>>()))
 }
 
 fn bad(message: impl Into<String>) -> ApiError<Detail> {
@@ -70,6 +72,7 @@ async fn upload(
         }
     }
     let (filename, content_type, bytes) = file.ok_or_else(|| ApiError::field("file", "a file part is required"))?;
+    admin.still(&state)?;
     let (item, position) = state
         .collections
         .add_item(dataset_id, &filename, &content_type, &bytes, (labels, caption, identifiers), &ctx.with_actor(admin.0.user_id))
@@ -77,25 +80,45 @@ async fn upload(
     state.caught_up(position).await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": item.item_id, "dataset_id": dataset_id, "filename": item.filename, "content_type": item.content_type,
-            "size_bytes": item.size_bytes, "sha256": item.sha256, "labels": item.labels, "caption": item.caption,
-            "identifiers": item.identifiers,
+        Json(json!(wire::NewItem {
+            id: item.item_id,
+            dataset_id,
+            filename: item.filename,
+            content_type: item.content_type,
+            size_bytes: item.size_bytes,
+            sha256: item.sha256,
+            labels: item.labels,
+            caption: item.caption,
+            identifiers: item.identifiers,
         })),
     ))
 }
 
-#[derive(Deserialize)]
+/// The list's paging parameters, for the API document (read by [`ListRequest`]).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
 struct Page {
+    /// 1 to 1000; default 1000.
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
-async fn list(State(state): State<AppState>, _auth: Auth<Detail>, Path(id): Path<String>, Query(p): Query<Page>) -> Res<Json<Value>> {
+/// The list's largest page, and its default (`X-Total-Count` and `Link` say the rest).
+const MAX_LIMIT: i64 = 1_000;
+
+async fn list(
+    State(state): State<AppState>,
+    _reader: CatalogReader,
+    Path(id): Path<String>,
+    request: ListRequest,
+) -> Res<(HeaderMap, Json<Value>)> {
     let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
     medledger_projections::queries::dataset(&state.dbs.read, dataset_id).await?.ok_or_else(|| ApiError::not_found("Not found."))?;
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    let offset = p.offset.unwrap_or(0).max(0);
-    let items = collection_queries::dataset_items(&state.dbs.read, dataset_id, limit, offset).await?;
-    Ok(Json(json!(items)))
+    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
+    let (items, total) = tokio::try_join!(
+        collection_queries::dataset_items(&state.dbs.read, dataset_id, page.limit, page.offset),
+        collection_queries::count_dataset_items(&state.dbs.read, dataset_id),
+    )?;
+    let headers = request.headers(&format!("/api/v1/datasets/{dataset_id}/items/"), page, total);
+    Ok((headers, Json(json!(items))))
 }
