@@ -14,6 +14,7 @@
 # operation), SKIP_BROWSER=1 to run schemathesis only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 OUT=target/openapi-check
 VENV=target/schemathesis-venv
@@ -66,15 +67,24 @@ ADMIN_TOKEN=$(token admin "$ADMIN_PASSWORD")
 USER_TOKEN=$(token doctor "$USER_PASSWORD")
 curl -fsS "$BASE/openapi.json" -o "$OUT/openapi.json"
 
-# An admin's change of a user can deactivate or demote the run's own admin (ids are
-# small integers): that operation runs last, alone.
-LAST=put_api_users_id
+# Two operations can end the run's own credentials: 001's logout with a Bearer token
+# ends that token's session, and an admin's change of a user can deactivate or demote
+# the run's admin (ids are small integers). They run last, on their own.
+LAST=(post_logout put_api_users_id)
+EXCLUDE_LAST=()
+INCLUDE_LAST=()
+for op in "${LAST[@]}"; do
+    EXCLUDE_LAST+=(--exclude-operation-id "$op")
+    INCLUDE_LAST+=(--include-operation-id "$op")
+done
 
 run_schemathesis() {
     local name=$1 token=$2
     shift 2
     echo "schemathesis as $name ($MAX_EXAMPLES examples per operation)"
-    "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
+    # From the artifacts directory: schemathesis keeps its replay cache in the working
+    # directory (.schemathesis/), which is no place for it in the repository.
+    (cd "$OUT" && "$ROOT/$VENV/bin/schemathesis" run "$BASE/openapi.json" \
         -H "Authorization: Bearer $token" \
         --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
         --phases examples,coverage,fuzzing \
@@ -83,13 +93,13 @@ run_schemathesis() {
         --seed 16 \
         --request-timeout 40 \
         --suppress-health-check all \
-        --report junit --report-dir "$OUT" --report-junit-path "$OUT/schemathesis-$name.xml" \
-        "$@"
+        --report junit --report-dir . --report-junit-path "schemathesis-$name.xml" \
+        "$@")
 }
 
-run_schemathesis admin "$ADMIN_TOKEN" --exclude-operation-id "$LAST"
+run_schemathesis admin "$ADMIN_TOKEN" "${EXCLUDE_LAST[@]}"
 # The admin-only operations as a plain user: every refusal must be documented too.
-run_schemathesis user "$USER_TOKEN" --exclude-operation-id "$LAST" \
+run_schemathesis user "$USER_TOKEN" "${EXCLUDE_LAST[@]}" \
     --include-path-regex '^/api/(v1/admin|users|audit-logs|events|verify|models$)|^/metrics$'
 
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
@@ -99,5 +109,5 @@ if [ "${SKIP_BROWSER:-0}" != 1 ]; then
     fi
     python3 scripts/check-docs-browser.py "$BASE" "$ADMIN_TOKEN" "$OUT"
 fi
-run_schemathesis admin-last "$ADMIN_TOKEN" --include-operation-id "$LAST"
+run_schemathesis admin-last "$ADMIN_TOKEN" "${INCLUDE_LAST[@]}"
 echo "OpenAPI checks passed; artifacts in $OUT"

@@ -115,6 +115,16 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     let key = req.headers().get(IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (true, Some(key)) = (mutating, key) else { return next.run(req).await };
+    // The request is kept whole to compare retries: only small command bodies (JSON,
+    // forms, none). Uploads stream to their handler and are not replayed.
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let command_body = content_type.is_empty()
+        || content_type.starts_with("application/json")
+        || content_type.starts_with("application/x-www-form-urlencoded")
+        || (content_type.starts_with("application/") && content_type.contains("+json"));
+    if !command_body {
+        return next.run(req).await;
+    }
     let path = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
     // A stored answer goes back only to a caller whose session and account stand now;

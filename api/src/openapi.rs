@@ -415,6 +415,9 @@ fn operation(path: &str, verb: &str, op: &Op, reads: &mut SchemaGenerator, write
         }
     }
     if mutating && op.access != Access::Public {
+        // The same key with another body here, or the key of a request to another
+        // operation that was applied (the key names the events it recorded).
+        errors.insert(409, ("Conflicting change, or this Idempotency-Key was used for another operation", None));
         errors.insert(422, ("This Idempotency-Key was already used with another request", None));
     }
     if op.auth_limited || (shape == ShapeKind::Myo && op.access != Access::Public) {
@@ -455,7 +458,7 @@ fn operation(path: &str, verb: &str, op: &Op, reads: &mut SchemaGenerator, write
     let mut operation = json!({
         "tags": [op.tag],
         "summary": op.summary,
-        "operationId": format!("{verb}_{}", path.trim_matches('/').replace(['/', '{', '}', '-'], "_")),
+        "operationId": format!("{verb}_{}", path.trim_matches('/').replace(['{', '}'], "").replace(['/', '-'], "_")),
         "parameters": parameters,
         "responses": responses,
     });

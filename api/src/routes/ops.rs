@@ -49,7 +49,8 @@ pub fn routes(api: Api) -> Api {
             Op::public("medledger", "The documentation page's scripts and styles (served by this server)")
                 .path_values("asset", &openapi::docs::ASSET_NAMES)
                 .returns_as("text/javascript", openapi::text)
-                .returns_as("text/css", openapi::text),
+                .returns_as("text/css", openapi::text)
+                .returns_as("text/plain", openapi::text),
         )
 }
 

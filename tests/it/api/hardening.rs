@@ -352,3 +352,25 @@ async fn made_up_methods_do_not_grow_the_metrics() {
     assert!(!metrics.contains("MADEUP"), "a label per made-up method");
     assert!(metrics.contains("method=\"other\""), "made-up methods are counted as other");
 }
+
+#[tokio::test]
+async fn an_upload_with_an_idempotency_key_streams_to_its_handler() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let token = app.admin().await;
+    // Larger than any JSON command (1 MiB): the middleware must not try to keep it.
+    let image = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference/fixture_2_street_2obj.png")).unwrap();
+    let mut body = image.clone();
+    body.resize(image.len().max(1024 * 1024 + 1), 0);
+    let r = app
+        .client
+        .post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "upload-1")
+        .header("content-type", "image/png")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 413, "the idempotency layer refused an upload larger than a JSON body");
+    assert!(r.headers().get("idempotent-replayed").is_none());
+}

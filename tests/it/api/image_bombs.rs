@@ -115,12 +115,7 @@ async fn task_creation_is_rate_limited_per_user() {
 #[test]
 fn the_header_says_what_the_decoder_finds() {
     let decoder = UploadedImages { max_side: 8192, max_pixels: 2048 * 2048 };
-    for name in [
-        "fixture_1_office_1obj.png",
-        "fixture_4_nature_4obj.png",
-        "large_1_street_640x480.jpg",
-        "large_2_kitchen_400x300.jpg",
-    ] {
+    for name in ["fixture_1_office_1obj.png", "fixture_4_nature_4obj.png", "large_1_street_640x480.jpg", "large_2_kitchen_400x300.jpg"] {
         let bytes = fixture(name);
         let header = decoder.check(&bytes).unwrap();
         let decoded = decoder.decode(&bytes).unwrap();
