@@ -7,7 +7,8 @@ Loads BASE_URL/docs and waits until Swagger UI lists every operation of /openapi
 enters the token through the Authorize dialog; opens GET /api/models, presses Execute
 and expects 200 with the model lists. Also loads the landing page (/). Fails on a
 script error, a Content-Security-Policy violation, or any request that leaves the
-server (the page must load nothing from a CDN). Writes OUT_DIR/docs.png.
+server (the page must load nothing from a CDN). Writes OUT_DIR/docs.png (the page,
+authorized) and OUT_DIR/docs-try-it.png (the answer).
 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe), so
 nothing but the Python standard library is needed.
@@ -122,6 +123,12 @@ class Browser:
             self.proc.kill()
 
 
+def screenshot(browser, path):
+    shot = browser.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
+
+
 def count_operations(base):
     with urllib.request.urlopen(f"{base}/openapi.json", timeout=30) as r:
         document = json.load(r)
@@ -165,6 +172,10 @@ def main():
             f"Swagger UI to list {expected} operations",
         )
         print(f"/docs lists {listed} operations ({expected} in /openapi.json)")
+        # Swagger UI lists what it could not read or resolve ($refs, schemas) here.
+        errors = browser.evaluate("(document.querySelector('.errors-wrapper') || {}).innerText || ''")
+        if errors:
+            problems.append(f"Swagger UI reports errors in the document: {errors[:500]}")
 
         # Authorize: type the token into the bearer scheme's field, as a person would.
         browser.evaluate("document.querySelector('button.authorize').click()")
@@ -176,6 +187,8 @@ def main():
         )
         browser.wait_for("[...document.querySelectorAll('.auth-container h6')].some(h => h.textContent === 'Authorized')", "the token to be accepted")
         browser.evaluate("document.querySelector('.modal-ux .btn-done, .modal-ux button.close-modal').click()")
+        browser.wait_for("!document.querySelector('.modal-ux')", "the Authorize dialog to close")
+        screenshot(browser, os.path.join(out, "docs.png"))
 
         # Try it out: GET /api/models.
         block = "document.getElementById('operations-004_inference-get_api_models')"
@@ -198,9 +211,7 @@ def main():
             problems.append("the request from /docs carried no bearer token")
 
         browser.evaluate(f"{block}.scrollIntoView()")
-        shot = browser.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})
-        with open(os.path.join(out, "docs.png"), "wb") as f:
-            f.write(base64.b64decode(shot["data"]))
+        screenshot(browser, os.path.join(out, "docs-try-it.png"))
 
         # Drain the events that came with the last answers.
         browser.evaluate("1")
@@ -229,7 +240,7 @@ def main():
         for p in problems:
             print(f"  - {p}")
         sys.exit(1)
-    print(f"/docs check passed; screenshot in {out}/docs.png")
+    print(f"/docs check passed; screenshots in {out}/docs.png and {out}/docs-try-it.png")
 
 
 if __name__ == "__main__":

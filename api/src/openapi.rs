@@ -52,13 +52,16 @@ pub fn any_object(_: &mut SchemaGenerator) -> Schema {
     schemars::json_schema!({"type": "object"})
 }
 
+/// A body of one media type, and its schema.
+type Media = (&'static str, SchemaFn);
+
 /// One response besides the success: its status, what it means, and its body (the
 /// contract's error shape when `body` is None).
 #[derive(Debug, Clone)]
 struct Answer {
     status: u16,
     description: &'static str,
-    body: Option<(&'static str, SchemaFn)>,
+    body: Option<Media>,
 }
 
 /// What the document says about one operation.
@@ -84,6 +87,11 @@ pub struct Op {
     /// Headers of the success response: name, description, schema.
     success_headers: Vec<(&'static str, &'static str, SchemaFn)>,
     answers: Vec<Answer>,
+    /// Default errors this operation never answers.
+    never: Vec<u16>,
+    /// OpenAPI links from the success response: name, operationId, the parameter it
+    /// fills, and the runtime expression that fills it.
+    links: Vec<(&'static str, &'static str, &'static str, &'static str)>,
     /// The error shape, when it is not the one of the contract the path belongs to.
     shape: Option<ShapeKind>,
     /// Accepts 001's browser session cookie as well as a Bearer token.
@@ -107,6 +115,8 @@ impl Op {
             success: Vec::new(),
             success_headers: Vec::new(),
             answers: Vec::new(),
+            never: Vec::new(),
+            links: Vec::new(),
             shape: None,
             cookie_session: false,
         }
@@ -218,6 +228,19 @@ impl Op {
     pub fn error(mut self, status: u16, description: &'static str) -> Self {
         self.answers.retain(|a| a.status != status);
         self.answers.push(Answer { status, description, body: None });
+        self
+    }
+
+    /// The success response names a resource another operation takes: `parameter` of
+    /// `operation_id` is `expression` (e.g. `$response.body#/id`).
+    pub fn link(mut self, name: &'static str, operation_id: &'static str, parameter: &'static str, expression: &'static str) -> Self {
+        self.links.push((name, operation_id, parameter, expression));
+        self
+    }
+
+    /// Leaves out an error the operation would list by default but never answers.
+    pub fn never(mut self, status: u16) -> Self {
+        self.never.push(status);
         self
     }
 
@@ -375,8 +398,7 @@ fn content(entries: &[(&'static str, SchemaFn)], generator: &mut SchemaGenerator
 
 fn operation(path: &str, verb: &str, op: &Op, reads: &mut SchemaGenerator, writes: &mut SchemaGenerator) -> Value {
     let shape = op.shape.unwrap_or_else(|| ShapeKind::for_path(path));
-    let path_params: Vec<&str> =
-        path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+    let path_params: Vec<&str> = path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
     let mut parameters: Vec<Value> = path_params.iter().map(|name| path_parameter(name, op)).collect();
     if let Some(query) = op.query {
         parameters.extend(query_parameters(query));
@@ -387,13 +409,13 @@ fn operation(path: &str, verb: &str, op: &Op, reads: &mut SchemaGenerator, write
             "name": "Idempotency-Key",
             "in": "header",
             "required": false,
-            "description": "Retries with the same key and body get the first answer again; the same key with another body is refused (422).",
+            "description": "With a JSON or form body: a retry with the same key and body gets the first answer again; the same key with another body is refused (422).",
             "schema": {"type": "string", "maxLength": 255},
         }));
     }
 
     // The errors every operation of this kind can meet, then the operation's own.
-    let mut errors: BTreeMap<u16, (&str, Option<(&str, SchemaFn)>)> = BTreeMap::new();
+    let mut errors: BTreeMap<u16, (&str, Option<Media>)> = BTreeMap::new();
     let has_body = !op.request.is_empty();
     if has_body || op.query.is_some() {
         errors.insert(400, ("Invalid input", None));
@@ -423,6 +445,9 @@ fn operation(path: &str, verb: &str, op: &Op, reads: &mut SchemaGenerator, write
     if op.auth_limited || (shape == ShapeKind::Myo && op.access != Access::Public) {
         errors.insert(429, ("Rate limited; see Retry-After", None));
     }
+    for status in &op.never {
+        errors.remove(status);
+    }
     for answer in &op.answers {
         errors.insert(answer.status, (answer.description, answer.body));
     }
@@ -438,6 +463,13 @@ fn operation(path: &str, verb: &str, op: &Op, reads: &mut SchemaGenerator, write
             headers.insert(name.to_string(), json!({"description": description, "schema": schema(writes)}));
         }
         success["headers"] = Value::Object(headers);
+    }
+    if !op.links.is_empty() {
+        let mut links = Map::new();
+        for (name, operation_id, parameter, expression) in &op.links {
+            links.insert(name.to_string(), json!({"operationId": operation_id, "parameters": {*parameter: expression}}));
+        }
+        success["links"] = Value::Object(links);
     }
     responses.insert(op.status.to_string(), success);
     for (status, (description, body)) in errors {

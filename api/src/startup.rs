@@ -212,7 +212,11 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     ]
     .into_iter()
     .fold(Api::default(), |api, mount| mount(api))
-    .get("/openapi.json", openapi_json, Op::public("medledger", "This document (OpenAPI 3.1)").returns_as("application/json", crate::openapi::any_object));
+    .get(
+        "/openapi.json",
+        openapi_json,
+        Op::public("medledger", "This document (OpenAPI 3.1)").returns_as("application/json", crate::openapi::any_object),
+    );
     // Scrapers cannot log in: with a metrics address, /metrics is served there alone.
     let api = if config.metrics_bind.is_none() { routes::ops::admin_metrics(api) } else { api };
     let document = Arc::new(api.document());

@@ -224,28 +224,62 @@ pub struct DatasetFields {
     /// Empty when a client leaves it out: creating derives one from the title
     /// ([`slug_from_title`]), updating keeps the dataset's own.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{0,100}$"))]
     pub slug: String,
+    #[schemars(length(min = 1, max = 300), regex(pattern = r"\S"))]
     pub title: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(length(max = 20000))]
     pub description: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(regex(pattern = r"^(https?://\S{1,1990})?$"))]
     pub source_url: String,
     #[serde(default, deserialize_with = "codes")]
+    #[schemars(schema_with = "modality_codes")]
     pub modality: Vec<String>,
     #[serde(default, deserialize_with = "code")]
+    #[schemars(schema_with = "area_code")]
     pub area: String,
     #[serde(default, deserialize_with = "codes")]
+    #[schemars(schema_with = "task_type_codes")]
     pub task_types: Vec<String>,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub num_images: Option<i64>,
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub size_mb: Option<i64>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub license: String,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(length(max = 100), inner(length(max = 100)))]
     pub tags: Vec<String>,
     #[serde(default)]
+    #[schemars(range(min = 1900, max = 2100))]
     pub year: Option<i32>,
+}
+
+/// For the API document: one code of `allowed`, or its id (its 1-based position).
+fn code_schema(allowed: &[&str]) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [{"type": "string", "enum": allowed}, {"type": "integer", "minimum": 1, "maximum": allowed.len()}]
+    })
+}
+
+fn code_list_schema(allowed: &[&str]) -> schemars::Schema {
+    schemars::json_schema!({"type": "array", "items": code_schema(allowed)})
+}
+
+fn modality_codes(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    code_list_schema(&MODALITIES)
+}
+
+fn area_code(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    code_schema(&AREAS)
+}
+
+fn task_type_codes(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    code_list_schema(&TASK_TYPES)
 }
 
 impl DatasetFields {

@@ -99,7 +99,10 @@ pub fn landing(ready: bool) -> Response {
     let rows: String = contracts
         .iter()
         .map(|(n, what, base, tag)| {
-            format!("<tr><td>{n}</td><td>{what}</td><td><code>{base}</code></td><td><a href=\"/docs#/{}\">operations</a></td></tr>", tag.replace(' ', "%20"))
+            format!(
+                "<tr><td>{n}</td><td>{what}</td><td><code>{base}</code></td><td><a href=\"/docs#/{}\">operations</a></td></tr>",
+                tag.replace(' ', "%20")
+            )
         })
         .collect();
     let html = format!(

@@ -51,6 +51,10 @@ pub fn routes(api: Api) -> Api {
         .body("application/octet-stream", openapi::binary)
         .multipart::<wire::TaskUpload>()
         .returns::<wire::TaskId>()
+        .link("Status", "get_api_tasks_id_status", "id", "$response.body#/id")
+        .link("Result", "get_api_tasks_id_result", "id", "$response.body#/id")
+        .link("Input", "get_api_tasks_id_input", "id", "$response.body#/id")
+        .link("Delete", "delete_api_tasks_id", "id", "$response.body#/id")
         .answers::<Unprocessable>(422, "A multipart form without its image (FastAPI's list)")
         .error(429, "Too many tasks created in the last minute; see Retry-After"),
     )
@@ -67,7 +71,9 @@ pub fn routes(api: Api) -> Api {
     .get(
         "/api/tasks/{id}/input",
         input,
-        Op::user("004 inference", "A task's input image").returns_as("image/jpeg", openapi::binary).returns_as("image/png", openapi::binary),
+        Op::user("004 inference", "A task's input image")
+            .returns_as("image/jpeg", openapi::binary)
+            .returns_as("image/png", openapi::binary),
     )
     .get(
         "/api/tasks/{id}/result",
@@ -81,11 +87,7 @@ pub fn routes(api: Api) -> Api {
         result,
         Op::user("004 inference", "Alias of /api/tasks/{id}/result, as the seed writes it").query::<Wait>().returns::<wire::TaskResult>(),
     )
-    .delete(
-        "/api/tasks/{id}",
-        delete,
-        Op::user("004 inference", "Cancel a queued task or delete a finished one").returns::<wire::TaskId>(),
-    )
+    .delete("/api/tasks/{id}", delete, Op::user("004 inference", "Cancel a queued task or delete a finished one").returns::<wire::TaskId>())
     .get("/api/models", models, Op::user("004 inference", "Detection and classification models").returns::<wire::ModelList>())
     .post(
         "/api/models",
@@ -166,27 +168,17 @@ async fn model_choice(state: &AppState) -> Res<String> {
     Ok(model_choice_message(&all_models(state).await?))
 }
 
-/// The caller of `POST /api/tasks`, within their allowance of task creations. An
-/// extractor, so that a caller over it is answered before the body is read.
-struct Creator(TaskUser);
-
-impl FromRequestParts<AppState> for Creator {
-    type Rejection = ApiError<Detail>;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let user = TaskUser::from_request_parts(parts, state).await?;
-        if let Err(retry_after) = state.task_limiter.check(&user.id.to_string()) {
-            let limit = state.task_limiter.per_window();
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                format!("Too many tasks: at most {limit} a minute may be created. Try again in {retry_after} seconds."),
-            );
-            e.retry_after = Some(retry_after);
-            return Err(e);
-        }
-        Ok(Self(user))
-    }
+/// 429 once `user` has created their allowance of tasks this minute.
+fn within_task_allowance(state: &AppState, user: &TaskUser) -> Res<()> {
+    let Err(retry_after) = state.task_limiter.check(&user.id.to_string()) else { return Ok(()) };
+    let limit = state.task_limiter.per_window();
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttled",
+        format!("Too many tasks: at most {limit} a minute may be created. Try again in {retry_after} seconds."),
+    );
+    e.retry_after = Some(retry_after);
+    Err(e)
 }
 
 /// The image of `POST /api/tasks`.
@@ -259,7 +251,7 @@ async fn uploaded_image(req: Request, state: &AppState) -> Result<Upload, FastAp
 
 async fn create(
     State(state): State<AppState>,
-    Creator(user): Creator,
+    user: TaskUser,
     Ctx(ctx): Ctx,
     Query(params): Query<std::collections::HashMap<String, String>>,
     req: Request,
@@ -276,6 +268,9 @@ async fn create(
     }
     let [detection_model_id, classification_model_id] = ids;
     let Upload { bytes: body, filename } = uploaded_image(req, &state).await?;
+    // Only once the body is read (its size and read time are bounded): a 429 sent while
+    // the client is still sending reaches it as a reset connection, not as an answer.
+    within_task_allowance(&state, &user)?;
     // Errors about the image name the file when it came with a name.
     let about_file = |message: String| match &filename {
         Some(f) => bad(format!("{f}: {message}")),

@@ -50,7 +50,8 @@ pub fn routes(api: Api) -> Api {
             .multipart::<wire::PasswordForm>()
             .json::<wire::PasswordForm>()
             .returns::<wire::BearerToken>()
-            .answers::<Unprocessable>(422, "Missing fields (FastAPI's list) or \"Incorrect username or password\""),
+            .answers::<Unprocessable>(422, "Missing fields (FastAPI's list) or \"Incorrect username or password\"")
+            .never(415),
     )
     .get("/login", scans_login_page, Op::public("001 scans", "Set the csrftoken cookie").returns::<wire::CsrfToken>())
     .post(
@@ -256,7 +257,8 @@ async fn scans_login_page(State(state): State<AppState>, headers: HeaderMap) -> 
         .filter(|t| csrf_valid(&state, &binding, t))
         .map(str::to_string)
         .unwrap_or_else(|| csrf_token(&state, &binding));
-    let mut response = Json(wire::CsrfToken { csrftoken: token.clone(), login: "POST username, password and csrfmiddlewaretoken" }).into_response();
+    let mut response =
+        Json(wire::CsrfToken { csrftoken: token.clone(), login: "POST username, password and csrfmiddlewaretoken" }).into_response();
     set_cookie(&mut response, format!("{CSRF_COOKIE}={token}; {}", cookie_attributes(&state, CSRF_MAX_AGE)));
     response
 }

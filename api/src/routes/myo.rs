@@ -39,7 +39,8 @@ pub fn routes(api: Api) -> Api {
             .status(201)
             .json::<RegisterBody>()
             .returns::<wire::SessionTokens>()
-            .error(409, "The email is taken"),
+            .error(409, "The email is taken")
+            .link("GetUser", "get_api_users_id", "id", "$response.body#/user/id"),
     )
     .post(
         "/api/auth/logout",
@@ -493,7 +494,9 @@ async fn update_user(
 
 #[derive(Deserialize, JsonSchema)]
 struct AuditBody {
+    #[schemars(length(min = 1, max = 50), regex(pattern = r"\S"))]
     action: String,
+    #[schemars(length(min = 1, max = 50), regex(pattern = r"\S"))]
     resource_type: String,
     #[serde(default)]
     #[schemars(with = "Option<wire::ResourceId>")]

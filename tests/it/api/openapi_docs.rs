@@ -157,6 +157,30 @@ async fn the_document_types_every_operation_with_its_contracts_error_shape() {
         }
     }
     assert!(operations > 40, "{operations} operations");
+    // Links (what a created resource can be read and changed with) name real operations.
+    let ids: Vec<&Value> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|ops| ops.as_object().expect("ops").values())
+        .map(|op| &op["operationId"])
+        .collect();
+    let links: Vec<&Value> = doc
+        .pointer("/paths/~1api~1v1~1admin~1datasets/post/responses/201/links")
+        .and_then(Value::as_object)
+        .expect("links")
+        .values()
+        .collect();
+    assert!(!links.is_empty());
+    for path in doc["paths"].as_object().expect("paths").values() {
+        for op in path.as_object().expect("ops").values() {
+            for response in op["responses"].as_object().expect("responses").values() {
+                for link in response.get("links").and_then(Value::as_object).into_iter().flat_map(|l| l.values()) {
+                    assert!(ids.contains(&&link["operationId"]), "a link to {}", link["operationId"]);
+                }
+            }
+        }
+    }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
     // The bodies clients send, typed from the handlers' own request types.
@@ -196,6 +220,11 @@ async fn the_document_types_every_operation_with_its_contracts_error_shape() {
     assert_eq!(error("/api/processing/health", "get", "401")["required"], json!(["error"]));
     let unprocessable = error("/oauth/login", "post", "422");
     assert!(unprocessable.to_string().contains("ValidationError"), "FastAPI's list: {unprocessable}");
+    // (and the checker the next test uses tells a body that breaks them)
+    let myo = error("/api/users", "get", "401");
+    assert!(conforms(&doc, &myo, &json!({"detail": "x", "code": "y", "field_errors": {}}), "$").is_ok());
+    assert!(conforms(&doc, &myo, &json!({"detail": "x"}), "$").is_err());
+    assert!(conforms(&doc, &myo, &json!({"detail": 1, "code": "y", "field_errors": {}}), "$").is_err());
     let list = &doc["components"]["schemas"]["ValidationError"]["properties"]["detail"];
     assert_eq!(list["type"], "array", "{list}");
     assert_eq!(resolve(&doc, &list["items"])["required"], json!(["type", "loc", "msg", "input"]));

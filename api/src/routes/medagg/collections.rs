@@ -30,7 +30,9 @@ pub fn routes(api: Api) -> Api {
             .status(201)
             .json::<CreateBody>()
             .returns::<wire::NewCollection>()
-            .error(429, "Too many collections pending or ready"),
+            .error(429, "Too many collections pending or ready")
+            .link("GetCollection", "get_api_v1_collections_id", "id", "$response.body#/id")
+            .link("Download", "get_api_v1_collections_id_download", "id", "$response.body#/id"),
     )
     .get(
         "/api/v1/collections",
@@ -212,7 +214,9 @@ impl Drop for UserTurn {
 #[allow(dead_code)]
 struct Page {
     /// 1 to 1000; default 1000 (every collection up to that many).
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<i64>,
+    #[schemars(range(min = 0, max = 2147483647))]
     offset: Option<i64>,
 }
 

@@ -23,30 +23,42 @@ pub fn routes(api: Api) -> Api {
     api.get(
         "/api/v1/datasets",
         list,
-        paged(Op::user("000 catalog", "List datasets (q, modality, area, task_type, tags, ordering, limit/offset)").query::<ListQuery>().returns::<Vec<DatasetRow>>()),
+        paged(
+            Op::user("000 catalog", "List datasets (q, modality, area, task_type, tags, ordering, limit/offset)")
+                .query::<ListQuery>()
+                .returns::<Vec<DatasetRow>>(),
+        ),
     )
-        .get("/api/v1/datasets/{id}", detail, Op::user("000 catalog", "A dataset").returns::<DatasetRow>())
-        .get(
-            "/api/v1/vocabulary",
-            vocabulary,
-            Op::user("000 catalog", "The modality, area, task type and tag values, each with the id a filter or body may use instead")
-                .returns::<wire::Vocabulary>(),
-        )
-        .post(
-            "/api/v1/admin/datasets",
-            create,
-            Op::admin("000 catalog admin", "Create a dataset (the slug is derived from the title when left out)")
-                .status(201)
-                .json::<DatasetFields>()
-                .returns::<DatasetRow>()
-                .error(409, "The slug is taken"),
-        )
-        .put(
-            "/api/v1/admin/datasets/{id}",
-            update,
-            Op::admin("000 catalog admin", "Replace a dataset's fields").json::<DatasetFields>().returns::<DatasetRow>().error(409, "The slug is taken"),
-        )
-        .delete("/api/v1/admin/datasets/{id}", retire, Op::admin("000 catalog admin", "Retire a dataset (history kept)").status(204))
+    .get("/api/v1/datasets/{id}", detail, Op::user("000 catalog", "A dataset").returns::<DatasetRow>())
+    .get(
+        "/api/v1/vocabulary",
+        vocabulary,
+        Op::user("000 catalog", "The modality, area, task type and tag values, each with the id a filter or body may use instead")
+            .returns::<wire::Vocabulary>(),
+    )
+    .post(
+        "/api/v1/admin/datasets",
+        create,
+        Op::admin("000 catalog admin", "Create a dataset (the slug is derived from the title when left out)")
+            .status(201)
+            .json::<DatasetFields>()
+            .returns::<DatasetRow>()
+            .error(409, "The slug is taken")
+            .link("GetDataset", "get_api_v1_datasets_id", "id", "$response.body#/id")
+            .link("UpdateDataset", "put_api_v1_admin_datasets_id", "id", "$response.body#/id")
+            .link("RetireDataset", "delete_api_v1_admin_datasets_id", "id", "$response.body#/id")
+            .link("ListItems", "get_api_v1_datasets_id_items", "id", "$response.body#/id")
+            .link("AddItem", "post_api_v1_admin_datasets_id_items", "id", "$response.body#/id"),
+    )
+    .put(
+        "/api/v1/admin/datasets/{id}",
+        update,
+        Op::admin("000 catalog admin", "Replace a dataset's fields")
+            .json::<DatasetFields>()
+            .returns::<DatasetRow>()
+            .error(409, "The slug is taken"),
+    )
+    .delete("/api/v1/admin/datasets/{id}", retire, Op::admin("000 catalog admin", "Retire a dataset (history kept)").status(204))
 }
 
 pub fn dataset_json(d: &DatasetRow) -> Value {
@@ -71,7 +83,9 @@ struct ListQuery {
     /// `id`, `title`, `year`, `num_images`, `size_mb`, each optionally with `-` (descending).
     ordering: Option<String>,
     /// 1 to 1000; default 1000 (the whole catalog up to that size).
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<i64>,
+    #[schemars(range(min = 0, max = 2147483647))]
     offset: Option<i64>,
 }
 

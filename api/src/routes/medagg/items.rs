@@ -28,7 +28,11 @@ pub fn routes(api: Api) -> Api {
             .multipart::<wire::ItemUpload>()
             .returns::<wire::NewItem>(),
     )
-    .get("/api/v1/datasets/{id}/items", list, paged(Op::user("000 catalog", "A dataset's items").query::<Page>().returns::<Vec<ItemRow>>()))
+    .get(
+        "/api/v1/datasets/{id}/items",
+        list,
+        paged(Op::user("000 catalog", "A dataset's items").query::<Page>().returns::<Vec<ItemRow>>()),
+    )
 }
 
 fn bad(message: impl Into<String>) -> ApiError<Detail> {
@@ -99,7 +103,9 @@ async fn upload(
 #[allow(dead_code)]
 struct Page {
     /// 1 to 1000; default 1000.
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<i64>,
+    #[schemars(range(min = 0, max = 2147483647))]
     offset: Option<i64>,
 }
 

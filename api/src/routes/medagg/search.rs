@@ -91,7 +91,9 @@ struct SearchBody {
     query_text: String,
     #[serde(default)]
     filters: Option<Filters>,
+    #[schemars(range(min = 1, max = 100))]
     limit: Option<i64>,
+    #[schemars(range(min = 0, max = 2147483647))]
     offset: Option<i64>,
     #[serde(default)]
     facets: bool,
@@ -105,7 +107,9 @@ struct SearchParams {
     facets: Option<String>,
     /// As in the body (1 to 100, default 20); the query string's wins, so a client
     /// following `Link` sends the same body again.
+    #[schemars(range(min = 1, max = 100))]
     limit: Option<i64>,
+    #[schemars(range(min = 0, max = 2147483647))]
     offset: Option<i64>,
 }
 
