@@ -192,7 +192,9 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     // hyper accepts any token as a method; a label per made-up method would grow the
     // metrics without bound.
     let method = match *req.method() {
-        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => req.method().to_string(),
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => {
+            req.method().to_string()
+        }
         _ => "other".to_string(),
     };
     let started = Instant::now();

@@ -125,8 +125,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         reset: SecretKey::derive(&secret, "password-reset").as_bytes().to_vec(),
         cookies: SecretKey::derive(&secret, "session-cookie").as_bytes().to_vec(),
     };
-    let accounts =
-        Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(access);
+    let accounts = Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(access);
     let accounts =
         accounts.with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length)).with_refresh_grace(config.refresh_grace);
     Ok(Core { dbs, ledger, accounts, catalog, collections, inference, codec, secret })

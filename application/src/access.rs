@@ -89,7 +89,6 @@ pub fn cookie_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-
 impl AccessModel {
     pub fn new() -> Arc<Self> {
         Arc::new(Self { state: RwLock::new(State::default()), reached: watch::channel(0).0 })

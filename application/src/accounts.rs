@@ -572,7 +572,12 @@ impl Accounts {
 
     /// Sets the new password; returns the position of the change (every earlier session
     /// ends there).
-    pub async fn confirm_password_reset(&self, token: &str, new_password: &str, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
+    pub async fn confirm_password_reset(
+        &self,
+        token: &str,
+        new_password: &str,
+        ctx: &CommandContext,
+    ) -> Result<Option<Position>, AppError> {
         let new_password = NewPassword::parse(new_password, "new_password", &self.password_policy)?;
         let user_id: UserId = token.split_once('.').and_then(|(id, _)| id.parse().ok()).ok_or(DomainError::InvalidResetToken)?;
         let token_hash = hash_token(token);

@@ -458,8 +458,8 @@ impl InferenceTasks {
             let _turn = turn;
             models.inputs(&engine, &images.decode(&bytes)?.image)
         })
-            .await
-            .map_err(|e| format!("image decoder: {e}"))?
+        .await
+        .map_err(|e| format!("image decoder: {e}"))?
     }
 
     /// Runs the detector and then the classifier; only the sessions' runs take the model

@@ -365,8 +365,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn histogram(statuses: &BTreeMap<u16, usize>) -> String {
-    let parts: Vec<String> =
-        statuses.iter().map(|(s, n)| if *s == 0 { format!("no answer ×{n}") } else { format!("{s} ×{n}") }).collect();
+    let parts: Vec<String> = statuses.iter().map(|(s, n)| if *s == 0 { format!("no answer ×{n}") } else { format!("{s} ×{n}") }).collect();
     parts.join(", ")
 }
 

@@ -352,10 +352,9 @@ impl ImageDecoder for UploadedImages {
             return Err("the JPEG ends before its image data does; is it truncated?".into());
         }
         let refused = |e: image::ImageError| match e {
-            image::ImageError::Limits(_) => format!(
-                "the image needs more memory to decode than {} pixels do; scale it down or save it as 8-bit RGB",
-                self.max_pixels
-            ),
+            image::ImageError::Limits(_) => {
+                format!("the image needs more memory to decode than {} pixels do; scale it down or save it as 8-bit RGB", self.max_pixels)
+            }
             other => format!("the image cannot be decoded ({other}); is it truncated?"),
         };
         let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
