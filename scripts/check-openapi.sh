@@ -28,7 +28,9 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build --locked -p medledger-api --bin medledger
+# The same build as the test command (features unified with the tests), so nothing
+# is compiled twice: the binary is already there after `cargo nextest run --workspace`.
+cargo test --locked --workspace --no-run --quiet
 BIN=target/debug/medledger
 
 DATA=$(mktemp -d)
