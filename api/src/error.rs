@@ -7,7 +7,8 @@ use std::marker::PhantomData;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::AppError;
+use medledger_application::accounts;
+use medledger_application::{AccountError, AppError, CatalogError, InferenceError};
 use medledger_application::ports::StoreError;
 use medledger_domain::DomainError;
 use serde_json::json;
@@ -129,11 +130,41 @@ impl<S: Shape> ApiError<S> {
     }
 }
 
+/// A field as the contracts spell it: the application names fields by its own (Rust)
+/// names; 002's forms (and so every contract's registration) use camelCase ones.
+pub fn contract_field(field: &str) -> &str {
+    match field {
+        accounts::FIRST_NAME => "firstName",
+        accounts::LAST_NAME => "lastName",
+        accounts::CLINIC_NAME => "clinicName",
+        other => other,
+    }
+}
+
+/// An error and the sources under it, for the log.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// One field's refusal, as a form's errors read.
+fn one_field(field: &str, sentence: &str) -> DomainError {
+    DomainError::InvalidFields(BTreeMap::from([(field.to_string(), vec![sentence.to_string()])]))
+}
+
 impl<S: Shape> From<DomainError> for ApiError<S> {
     fn from(e: DomainError) -> Self {
         match e {
-            DomainError::InvalidValue { field, message } => Self::field(field, message),
+            DomainError::InvalidValue { field, message } => Self::field(contract_field(field), message),
             DomainError::InvalidFields(errors) => {
+                let errors: BTreeMap<String, Vec<String>> =
+                    errors.into_iter().map(|(field, messages)| (contract_field(&field).to_string(), messages)).collect();
                 let detail = errors.iter().map(|(f, m)| format!("{f}: {}", m.join(" "))).collect::<Vec<_>>().join("; ");
                 let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid", detail);
                 err.field_errors = errors;
@@ -154,7 +185,10 @@ impl<S: Shape> From<AppError> for ApiError<S> {
         match e {
             AppError::Domain(d) => d.into(),
             AppError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
-            AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", m),
+            AppError::Account(e) => e.into(),
+            AppError::Catalog(CatalogError::SlugTaken) => one_field("slug", "A dataset with this slug already exists.").into(),
+            AppError::Inference(InferenceError::NoSuchModel) => Self::field("model_id", "no such model of that kind"),
+            AppError::Inference(InferenceError::ModelRefused(reason)) => Self::field("file", reason.0),
             AppError::NotFound(what) => Self::not_found(format!("{what} not found")),
             AppError::TokenReuse => {
                 Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Token has already been used; the session has been revoked")
@@ -170,9 +204,27 @@ impl<S: Shape> From<AppError> for ApiError<S> {
                 tracing::error!(error = %m, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
             }
-            other => {
+            AppError::Internal(e) => {
+                tracing::error!(error = %with_sources(&e), "request failed");
+                Self::internal()
+            }
+            other @ AppError::Store(StoreError::Empty | StoreError::Corrupt(_)) => {
                 tracing::error!(error = %other, "request failed");
                 Self::internal()
+            }
+        }
+    }
+}
+
+impl<S: Shape> From<AccountError> for ApiError<S> {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::EmailTaken => one_field("email", "A user with this email already exists.").into(),
+            AccountError::UsernameTaken => one_field("username", "A user with that username already exists.").into(),
+            AccountError::TokenInvalid => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Token is invalid or expired"),
+            AccountError::UserInactive => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "User is inactive"),
+            AccountError::OwnRolesOrActivation => {
+                Self::new(StatusCode::FORBIDDEN, "permission_denied", "You cannot change your own roles or activation.")
             }
         }
     }

@@ -141,11 +141,7 @@ impl Catalog {
 const MAX_DERIVED_SLUG_TRIES: usize = 1_000;
 
 fn slug_taken() -> AppError {
-    DomainError::InvalidFields(std::collections::BTreeMap::from([(
-        "slug".to_string(),
-        vec!["A dataset with this slug already exists.".to_string()],
-    )]))
-    .into()
+    crate::CatalogError::SlugTaken.into()
 }
 
 /// Parses one line of the catalog JSONL format. Unlike an admin's create, a line must
