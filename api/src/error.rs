@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_application::accounts;
-use medledger_application::{AccountError, AppError, CatalogError, InferenceError};
 use medledger_application::ports::StoreError;
+use medledger_application::{AccountError, AppError, CatalogError, InferenceError};
 use medledger_domain::DomainError;
 use serde_json::json;
 

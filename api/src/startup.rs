@@ -21,15 +21,15 @@ use medledger_application::sagas::ResetMailSaga;
 use medledger_application::sagas::{CollectionBuildSaga, InferenceSaga};
 use medledger_domain::role::{Role, Roles};
 use medledger_domain::values::PasswordPolicy;
-use medledger_infrastructure::idempotency::IdempotencyRecords;
-use medledger_infrastructure::vault::SqlVault;
 use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_infrastructure::crypto::SecretKey;
+use medledger_infrastructure::idempotency::IdempotencyRecords;
 use medledger_infrastructure::ids::SqlIdGenerator;
 use medledger_infrastructure::jwt::JwtService;
 use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
 use medledger_infrastructure::password::Argon2Hasher;
 use medledger_infrastructure::store::{Backend, Databases};
+use medledger_infrastructure::vault::SqlVault;
 use medledger_infrastructure::{private_files, secret};
 use medledger_projections::catalog_index::CatalogIndex;
 use medledger_projections::{AccessProjection, Runner, RunnerHandle, SqlUserDirectory};
@@ -311,7 +311,12 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let form = Registration { email: email.clone(), password: password.expose().to_string(), roles: Roles::new([Role::Admin]), ..Default::default() };
+    let form = Registration {
+        email: email.clone(),
+        password: password.expose().to_string(),
+        roles: Roles::new([Role::Admin]),
+        ..Default::default()
+    };
     match state.accounts.register(form, &CommandContext::system()).await {
         Ok((id, position)) => {
             tracing::info!(user_id = id, "created the first admin from MEDLEDGER_ADMIN_EMAIL");

@@ -14,7 +14,6 @@ use medledger_domain::{Aggregate, DomainError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{AccountError, AppError};
 use crate::access::{AccessModel, Caller, Denied, cookie_hash};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
@@ -22,6 +21,7 @@ use crate::ports::{
     AccessClaims, Clock, ExpectedVersion, IdGenerator, PasswordHasher, Position, RefreshClaims, StoreError, TokenError, TokenService,
     UserDirectory,
 };
+use crate::{AccountError, AppError};
 
 /// The profile fields as errors name them: the `Registration` and `ProfileChange` field
 /// names. Each contract spells a field its own way (the api's error mapping).
@@ -415,8 +415,7 @@ impl Accounts {
         let appended = self.ledger.commit(parts).await?;
         let roles = user.roles().clone();
         let access = self.issue_access(user_id, &roles, session_id, appended.last_position)?;
-        let refresh =
-            self.tokens.issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at)?;
+        let refresh = self.tokens.issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at)?;
         Ok(LoggedIn { user_id, session_id, roles, tokens: Tokens { access, refresh }, position: appended.last_position })
     }
 
@@ -638,7 +637,9 @@ impl Accounts {
                 Ok(events)
             })
             .await
-            .map_err(|e| if refused_own.load(std::sync::atomic::Ordering::Relaxed) { AccountError::OwnRolesOrActivation.into() } else { e })?;
+            .map_err(
+                |e| if refused_own.load(std::sync::atomic::Ordering::Relaxed) { AccountError::OwnRolesOrActivation.into() } else { e },
+            )?;
         Ok(position)
     }
 }

@@ -16,14 +16,13 @@ use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelMani
 use medledger_domain::{Aggregate, DomainError};
 use sha2::Digest as _;
 
-use crate::{AppError, InferenceError, Internal};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::model_threads::{ModelInputs, ModelThreads};
 use crate::ports::{
-    BlobStore, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position,
-    RgbImage,
+    BlobStore, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
 };
+use crate::{AppError, InferenceError, Internal};
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
 /// IoU are merged (greedy NMS); at most this many primitives per image.
@@ -242,7 +241,9 @@ impl InferenceTasks {
         let events = Model::default().handle(command)?;
         let part = self.ledger.prepare(&model::stream_id(model_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
-        load_off_runtime(&engine, model_id, manifest.clone(), onnx).await?.map_err(|source| Internal::ModelNotLoaded { model_id, source })?;
+        load_off_runtime(&engine, model_id, manifest.clone(), onnx)
+            .await?
+            .map_err(|source| Internal::ModelNotLoaded { model_id, source })?;
         self.remember(model_id, manifest);
         Ok((model_id, appended.last_position))
     }
@@ -257,7 +258,9 @@ impl InferenceTasks {
         let Some(manifest) = model.manifest().cloned() else { return Ok(None) };
         if let Ok(engine) = &self.engine {
             let onnx = self.blobs.get(model.blob_key()).await?.ok_or(Internal::ModelFileMissing { model_id: id })?;
-            load_off_runtime(engine, id, manifest.clone(), onnx).await?.map_err(|source| Internal::ModelNotLoaded { model_id: id, source })?;
+            load_off_runtime(engine, id, manifest.clone(), onnx)
+                .await?
+                .map_err(|source| Internal::ModelNotLoaded { model_id: id, source })?;
         }
         self.remember(id, manifest.clone());
         Ok(Some(manifest))
@@ -534,4 +537,3 @@ async fn load_off_runtime(
     let engine = engine.clone();
     Ok(tokio::task::spawn_blocking(move || engine.load(id, &manifest, onnx.as_ref())).await?)
 }
-

@@ -61,13 +61,7 @@ impl fmt::Debug for SmtpUrl {
         let authority = &url[authority_at..authority_end];
         let password = authority.rfind('@').and_then(|at| authority[..at].find(':').map(|colon| (colon + 1, at)));
         match password {
-            Some((from, to)) => write!(
-                f,
-                "\"{}{}[redacted]{}\"",
-                &url[..authority_at],
-                &authority[..from],
-                &url[authority_at + to..]
-            ),
+            Some((from, to)) => write!(f, "\"{}{}[redacted]{}\"", &url[..authority_at], &authority[..from], &url[authority_at + to..]),
             None => write!(f, "{url:?}"),
         }
     }
