@@ -137,6 +137,7 @@ pub fn contract_field(field: &str) -> &str {
         accounts::FIRST_NAME => "firstName",
         accounts::LAST_NAME => "lastName",
         accounts::CLINIC_NAME => "clinicName",
+        accounts::WHOLE_FORM => "non_field_errors",
         other => other,
     }
 }
@@ -187,6 +188,9 @@ impl<S: Shape> From<AppError> for ApiError<S> {
             AppError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
             AppError::Account(e) => e.into(),
             AppError::Catalog(CatalogError::SlugTaken) => one_field("slug", "A dataset with this slug already exists.").into(),
+            AppError::Catalog(CatalogError::NoFreeSlug { slug, tries }) => {
+                Self::field("slug", format!("the title's slug '{slug}' and its next {tries} numbered forms are taken; give a slug"))
+            }
             AppError::Inference(InferenceError::NoSuchModel) => Self::field("model_id", "no such model of that kind"),
             AppError::Inference(InferenceError::ModelRefused(reason)) => Self::field("file", reason.0),
             AppError::NotFound(what) => Self::not_found(format!("{what} not found")),
@@ -223,6 +227,7 @@ impl<S: Shape> From<AccountError> for ApiError<S> {
             AccountError::UsernameTaken => one_field("username", "A user with that username already exists.").into(),
             AccountError::TokenInvalid => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Token is invalid or expired"),
             AccountError::UserInactive => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "User is inactive"),
+            AccountError::OldPasswordWrong => Self::field("old_password", "Old password is incorrect"),
             AccountError::OwnRolesOrActivation => {
                 Self::new(StatusCode::FORBIDDEN, "permission_denied", "You cannot change your own roles or activation.")
             }
@@ -259,5 +264,38 @@ impl<S: Shape> From<medledger_projections::catalog_index::IndexError> for ApiErr
     fn from(e: medledger_projections::catalog_index::IndexError) -> Self {
         tracing::error!(error = %e, "catalog index search failed");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: AppError) -> (StatusCode, serde_json::Value) {
+        let e = ApiError::<Myo>::from(e);
+        (e.status, ShapeKind::Myo.render(&e.detail, e.code, &e.field_errors))
+    }
+
+    /// The application's typed refusals come out worded as the contracts always had them.
+    #[test]
+    fn the_contracts_wording_is_the_apis() {
+        let (status, b) = body(AccountError::EmailTaken.into());
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            b,
+            json!({"detail": "email: A user with this email already exists.", "code": "invalid",
+                   "field_errors": {"email": ["A user with this email already exists."]}})
+        );
+        let fields = BTreeMap::from([
+            (accounts::FIRST_NAME.to_string(), vec!["too long".to_string()]),
+            (accounts::CLINIC_NAME.to_string(), vec!["too long".to_string()]),
+        ]);
+        let (_, b) = body(DomainError::InvalidFields(fields).into());
+        assert_eq!(b["detail"], "clinicName: too long; firstName: too long");
+        assert_eq!(b["field_errors"], json!({"clinicName": ["too long"], "firstName": ["too long"]}));
+        let (status, b) = body(AccountError::OwnRolesOrActivation.into());
+        assert_eq!((status, b["detail"].as_str()), (StatusCode::FORBIDDEN, Some("You cannot change your own roles or activation.")));
+        let (status, b) = body(AccountError::TokenInvalid.into());
+        assert_eq!((status, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_not_valid")));
     }
 }

@@ -28,6 +28,8 @@ use crate::{AccountError, AppError};
 pub const FIRST_NAME: &str = "first_name";
 pub const LAST_NAME: &str = "last_name";
 pub const CLINIC_NAME: &str = "clinic_name";
+/// Where a form's error that is about no one field goes.
+pub const WHOLE_FORM: &str = "form";
 
 pub const RESET_TOKEN_TTL_HOURS: i64 = 1;
 /// At most one reset mail per account in this many seconds.
@@ -146,7 +148,7 @@ impl FieldErrors {
                 None
             }
             Err(other) => {
-                self.0.entry("non_field_errors".into()).or_default().push(other.to_string());
+                self.0.entry(WHOLE_FORM.into()).or_default().push(other.to_string());
                 None
             }
         }
@@ -509,7 +511,7 @@ impl Accounts {
         let new_password = NewPassword::parse(new_password, "new_password", &self.password_policy)?;
         let (user, _) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
         if !self.verify_password(old_password, user.password_hash().cloned()).await {
-            return Err(DomainError::invalid("old_password", "Old password is incorrect").into());
+            return Err(AccountError::OldPasswordWrong.into());
         }
         let password_hash = self.hash_password(new_password).await?;
         let ctx = ctx.clone().with_actor(user_id);

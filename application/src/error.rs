@@ -42,16 +42,22 @@ pub enum AccountError {
     TokenInvalid,
     #[error("the user is inactive")]
     UserInactive,
+    /// A password change whose old password does not match.
+    #[error("the old password does not match")]
+    OldPasswordWrong,
     /// Nobody changes their own roles or activation, not even an admin.
     #[error("one's own roles and activation are for another admin to change")]
     OwnRolesOrActivation,
 }
 
 /// The catalog's refusals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
     #[error("a dataset with this slug already exists")]
     SlugTaken,
+    /// A slug derived from the title, and its next `tries` numbered forms, are taken.
+    #[error("the slug '{slug}' and its next {tries} numbered forms are taken")]
+    NoFreeSlug { slug: String, tries: usize },
 }
 
 /// Inference's refusals.
@@ -111,3 +117,22 @@ macro_rules! internal_from {
 }
 
 internal_from!(HashError, SigningError, MailError, tokio::task::JoinError, serde_json::Error, tokio::sync::AcquireError);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What failed underneath stays reachable for the log, however it was wrapped.
+    #[test]
+    fn an_internal_failure_keeps_its_source() {
+        let io = std::io::Error::other("disk full");
+        let e = AppError::from(MailError::Outbox(io));
+        let mut chain = Vec::new();
+        let mut next: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(error) = next {
+            chain.push(error.to_string());
+            next = error.source();
+        }
+        assert_eq!(chain.last().map(String::as_str), Some("disk full"), "{chain:?}");
+    }
+}
