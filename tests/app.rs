@@ -27,14 +27,14 @@ pub struct TestApp {
 
 /// The configuration tests run with: limits off, cheap password hashing, a fixed secret.
 pub async fn test_config(kind: Kind) -> Option<Config> {
-    let mut config = Config::from_env();
+    let mut config = Config::from_env().expect("the MEDLEDGER_* variables parse");
     config.port = 0;
     config.data_dir = temp_dir("app");
     config.database_url = match kind {
         Kind::Sqlite => None,
         Kind::Postgres => Some(fresh_postgres().await?),
     };
-    config.secret_key = Some(format!("test-secret-{}", uuid::Uuid::new_v4()));
+    config.secret_key = Some(format!("test-secret-{}", uuid::Uuid::new_v4()).into());
     config.auth_rate_limit = 0;
     config.api_rate_limit = 0;
     config.task_rate_limit = 0;

@@ -1,9 +1,20 @@
 //! Server configuration. Every setting has a default, so `medledger` with no
 //! arguments serves on port 8000 with everything under `./data`.
+//!
+//! Each setting is a command-line option and an environment variable (an empty variable
+//! counts as unset). A value that does not parse stops the binary with a message naming
+//! the variable or option it came from, before anything starts.
 
 use std::path::PathBuf;
 
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+
 use crate::priority::RequestPriority;
+
+mod parse;
+mod secret;
+
+pub use secret::{Secret, SmtpUrl};
 
 /// 2048×2048: sixteen times the side the built-in models take (128×128), so nothing a
 /// model can see is lost, and one decode stays within 2048² × (8 + 3) bytes ≈ 46 MB.
@@ -22,187 +33,190 @@ pub const DEFAULT_MODEL_RUN_TIMEOUT_MS: u32 = 5_000;
 /// Decision #45 and its revision #48 (BENCHMARKS.md, stop 12).
 pub const DEFAULT_REQUEST_PRIORITY: RequestPriority = RequestPriority::Nice(19);
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub port: u16,
-    pub bind: String,
-    pub data_dir: PathBuf,
-    /// `postgres://...` selects PostgreSQL; none selects SQLite files in `data_dir`.
-    pub database_url: Option<String>,
-    /// `MEDLEDGER_SECRET_KEY`; when unset a random one is generated into `data_dir`.
-    pub secret_key: Option<String>,
-    pub access_ttl: chrono::Duration,
-    pub refresh_ttl: chrono::Duration,
-    /// Requests per minute per client on auth endpoints; 0 turns the limit off.
-    pub auth_rate_limit: u32,
-    /// Requests per minute per user on the 002 API; 0 turns the limit off.
-    pub api_rate_limit: u32,
-    /// `MEDLEDGER_TASK_RATE_LIMIT`: inference tasks a user may create per minute; 0 turns
-    /// the limit off.
-    pub task_rate_limit: u32,
-    /// `MEDLEDGER_MAX_IMAGE_PIXELS`: the largest task image, width × height, checked in
-    /// its header before it is decoded.
-    pub max_image_pixels: u64,
-    /// `MEDLEDGER_IMAGE_DECODES`: task images decoded at once (default: one per core);
-    /// 0 lifts the bound.
-    pub image_decodes: usize,
-    /// Cheap password hashing for tests and benchmarks only.
-    pub fast_password_hash: bool,
-    pub max_json_bytes: usize,
-    pub admin_email: Option<String>,
-    pub admin_password: Option<String>,
-    pub reset_link_base: String,
-    /// `smtp://[user:password@]host[:port]`; unset: mail goes to the outbox directory.
-    pub smtp_url: Option<String>,
-    pub mail_from: String,
-    /// How long a built collection archive stays downloadable (`MEDLEDGER_COLLECTION_TTL_SECS`).
-    pub collection_ttl: chrono::Duration,
-    /// ONNX Runtime's shared library (`MEDLEDGER_ONNXRUNTIME`); unset: `ORT_DYLIB_PATH`,
-    /// then where `scripts/fetch-onnxruntime.sh` puts it.
-    pub onnxruntime: Option<PathBuf>,
-    /// Intra-op threads of each model session (`MEDLEDGER_INFERENCE_THREADS`).
-    pub inference_threads: usize,
-    /// Inference tasks in flight at once (`MEDLEDGER_INFERENCE_QUEUE`).
-    pub inference_queue: usize,
-    /// `MEDLEDGER_INFERENCE_WORKERS`: threads that run models.
-    pub inference_workers: usize,
-    /// `MEDLEDGER_INFERENCE_BATCH`: at most this many queued tasks share one run of a
-    /// model (1: every task runs alone).
-    pub inference_batch: usize,
-    /// `MEDLEDGER_MODEL_MAX_MEMORY_MB`: the most memory ONNX Runtime may allocate for
-    /// all the models of this process together (their weights and the tensors of the runs
-    /// under way); a run that would need more fails its task. Process-wide: the first
-    /// engine of a process sets it.
-    pub model_max_memory_mb: usize,
-    /// `MEDLEDGER_MODEL_RUN_TIMEOUT_MS`: the longest one model run may take before it is
-    /// stopped and its task fails.
-    pub model_run_timeout: std::time::Duration,
-    /// `MEDLEDGER_REQUEST_PRIORITY`: where every thread but the model threads runs,
-    /// `idle` or a number of nice levels below them (0: all alike). See `priority`; an
-    /// unreadable value is kept as the message `serve` refuses to start with.
-    pub request_priority: Result<RequestPriority, String>,
-    /// `MEDLEDGER_HTTPS`: clients reach the server over HTTPS (directly or through a
-    /// TLS-terminating proxy): cookies are `Secure` (the session cookie `__Host-`).
-    pub https: bool,
-    /// `MEDLEDGER_METRICS_BIND` (`127.0.0.1:9100`): serve `/metrics` there, without
-    /// authentication and not on the main port; unset: `/metrics` on the main port, to
-    /// admins only.
-    pub metrics_bind: Option<String>,
-    /// `MEDLEDGER_HEADER_TIMEOUT_SECS`: a request's headers must arrive within this
-    /// time, and an idle kept-alive connection is closed after it (zero: no limit).
-    pub header_timeout: std::time::Duration,
-    /// `MEDLEDGER_BODY_TIMEOUT_SECS`: the grace period of a request body; after it the
-    /// body must have averaged `body_min_rate` (else 408).
-    pub body_timeout: std::time::Duration,
-    /// `MEDLEDGER_BODY_MIN_BYTES_PER_SEC` (zero: no minimum rate).
-    pub body_min_rate: u32,
-    /// `MEDLEDGER_COLLECTION_MAX_ITEMS`: the most items one collection archive may hold.
-    pub collection_max_items: usize,
-    /// `MEDLEDGER_COLLECTIONS_PER_USER`: collections one user may have pending or ready
-    /// (not expired) at once.
-    pub collections_per_user: usize,
-    /// `MEDLEDGER_MIN_PASSWORD_LENGTH` (8 to 128; ASVS 2.1.1 asks for 12).
-    pub min_password_length: usize,
-    /// `MEDLEDGER_CATALOG_PUBLIC`: 000's catalog reads (datasets, a dataset, its items,
-    /// search, vocabulary) answer without a token; writes and collections still need one.
-    pub catalog_public: bool,
-    /// `MEDLEDGER_CORS_ORIGINS`: browser origins (`scheme://host[:port]`, comma-separated)
-    /// that may call the API with credentials; empty: no CORS headers at all. Checked
-    /// when the server is built.
-    pub cors_origins: Vec<String>,
-    /// `MEDLEDGER_TRUSTED_PROXIES`: addresses or CIDR ranges of the reverse proxies in
-    /// front of the server; only a request from one of them has its `X-Forwarded-*`
-    /// headers believed. Empty: none. Checked when the server is built.
-    pub trusted_proxies: Vec<String>,
-    /// `MEDLEDGER_REFRESH_GRACE_SECS`: how long after a refresh token's rotation that
-    /// token still gets the same answer instead of revoking the session (0: never).
-    pub refresh_grace: std::time::Duration,
-    /// `MEDLEDGER_REFRESH_RATE_LIMIT`: token refreshes per minute per client, a bucket
-    /// of its own (a refresh is not a login attempt); 0 turns the limit off.
-    pub refresh_rate_limit: u32,
-}
-
 /// Refreshes per minute per client address. A refresh cannot guess a credential (it
 /// needs a signed token), so the bound is on cost; one address may stand for a whole
 /// clinic behind NAT, where each open frontend refreshes every 15 minutes.
 pub const DEFAULT_REFRESH_RATE_LIMIT: u32 = 30;
 
-/// A comma-separated list, blanks dropped.
-fn env_list(name: &str) -> Vec<String> {
-    env_opt(name).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default()
+/// Every option is global, so it may come before or after the subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// Listening port.
+    #[arg(long, env = "PORT", global = true, default_value_t = 8000)]
+    pub port: u16,
+    /// Listening address.
+    #[arg(long, env = "MEDLEDGER_BIND", global = true, default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Where the SQLite files, blobs, outbox and secret live.
+    #[arg(long, env = "MEDLEDGER_DATA_DIR", global = true, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// `postgres://...` selects PostgreSQL; none selects SQLite files in `data_dir`.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Signs tokens and wraps personal-data keys; when unset a random one is generated
+    /// into `data_dir`.
+    #[arg(long, env = "MEDLEDGER_SECRET_KEY", global = true, hide_env_values = true)]
+    pub secret_key: Option<Secret>,
+    /// Access token lifetime, in minutes.
+    #[arg(long = "access-ttl-minutes", env = "MEDLEDGER_ACCESS_TTL_MINUTES", global = true, value_parser = parse::minutes, default_value = "15")]
+    pub access_ttl: chrono::Duration,
+    /// Refresh token lifetime, in days.
+    #[arg(long = "refresh-ttl-days", env = "MEDLEDGER_REFRESH_TTL_DAYS", global = true, value_parser = parse::days, default_value = "7")]
+    pub refresh_ttl: chrono::Duration,
+    /// Requests per minute per client on auth endpoints; 0 turns the limit off.
+    #[arg(long, env = "MEDLEDGER_AUTH_RATE_LIMIT", global = true, default_value_t = 5)]
+    pub auth_rate_limit: u32,
+    /// Requests per minute per user on the 002 API; 0 turns the limit off.
+    #[arg(long, env = "MEDLEDGER_API_RATE_LIMIT", global = true, default_value_t = 100)]
+    pub api_rate_limit: u32,
+    /// Inference tasks a user may create per minute; 0 turns the limit off.
+    #[arg(long, env = "MEDLEDGER_TASK_RATE_LIMIT", global = true, default_value_t = DEFAULT_TASK_RATE_LIMIT)]
+    pub task_rate_limit: u32,
+    /// The largest task image, width × height, checked in its header before it is
+    /// decoded (0 counts as 1).
+    #[arg(long, env = "MEDLEDGER_MAX_IMAGE_PIXELS", global = true, value_parser = parse::pixels, default_value_t = u64::from(DEFAULT_MAX_IMAGE_PIXELS))]
+    pub max_image_pixels: u64,
+    /// Task images decoded at once (default: one per core); 0 lifts the bound.
+    #[arg(long, env = "MEDLEDGER_IMAGE_DECODES", global = true, default_value_t = medledger_application::inference::default_concurrent_decodes())]
+    pub image_decodes: usize,
+    /// Cheap password hashing for tests and benchmarks only (`1`/`true`).
+    #[arg(long, env = "MEDLEDGER_FAST_PASSWORD_HASH", global = true, value_parser = parse::switch, action = clap::ArgAction::Set, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub fast_password_hash: bool,
+    /// Larger JSON bodies get 413.
+    #[arg(long, env = "MEDLEDGER_MAX_JSON_BYTES", global = true, default_value_t = 1024 * 1024)]
+    pub max_json_bytes: usize,
+    /// With the password: create this admin at start if absent.
+    #[arg(long, env = "MEDLEDGER_ADMIN_EMAIL", global = true)]
+    pub admin_email: Option<String>,
+    #[arg(long, env = "MEDLEDGER_ADMIN_PASSWORD", global = true, hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+    /// The link in password-reset mail.
+    #[arg(long, env = "MEDLEDGER_RESET_LINK_BASE", global = true, default_value = "http://localhost:3000/reset-password")]
+    pub reset_link_base: String,
+    /// `smtp://[user:password@]host[:port]`; unset: mail goes to the outbox directory.
+    #[arg(long, env = "MEDLEDGER_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<SmtpUrl>,
+    /// Sender of outgoing mail.
+    #[arg(long, env = "MEDLEDGER_MAIL_FROM", global = true, default_value = "medledger <noreply@medledger.local>")]
+    pub mail_from: String,
+    /// How long a built collection archive stays downloadable, in seconds.
+    #[arg(long = "collection-ttl-secs", env = "MEDLEDGER_COLLECTION_TTL_SECS", global = true, value_parser = parse::seconds, default_value = "604800")]
+    pub collection_ttl: chrono::Duration,
+    /// ONNX Runtime's shared library; unset: `ORT_DYLIB_PATH`, then where
+    /// `scripts/fetch-onnxruntime.sh` puts it.
+    #[arg(long, env = "MEDLEDGER_ONNXRUNTIME", global = true)]
+    pub onnxruntime: Option<PathBuf>,
+    /// Intra-op threads of each model session (0 counts as 1).
+    #[arg(long, env = "MEDLEDGER_INFERENCE_THREADS", global = true, value_parser = parse::at_least_one, default_value = "1")]
+    pub inference_threads: usize,
+    /// Inference tasks in flight at once (0 counts as 1).
+    #[arg(long, env = "MEDLEDGER_INFERENCE_QUEUE", global = true, value_parser = parse::at_least_one, default_value = "32")]
+    pub inference_queue: usize,
+    /// Threads that run models (0 counts as 1).
+    #[arg(long, env = "MEDLEDGER_INFERENCE_WORKERS", global = true, value_parser = parse::at_least_one, default_value = "1")]
+    pub inference_workers: usize,
+    /// At most this many queued tasks share one run of a model (1: every task runs
+    /// alone; 0 counts as 1).
+    #[arg(long, env = "MEDLEDGER_INFERENCE_BATCH", global = true, value_parser = parse::at_least_one, default_value = "8")]
+    pub inference_batch: usize,
+    /// The most memory ONNX Runtime may allocate for all the models of this process
+    /// together (their weights and the tensors of the runs under way); a run that would
+    /// need more fails its task. Process-wide: the first engine of a process sets it.
+    #[arg(long, env = "MEDLEDGER_MODEL_MAX_MEMORY_MB", global = true, value_parser = parse::at_least_one, default_value_t = DEFAULT_MODEL_MAX_MEMORY_MB as usize)]
+    pub model_max_memory_mb: usize,
+    /// The longest one model run may take, in milliseconds, before it is stopped and its
+    /// task fails.
+    #[arg(long = "model-run-timeout-ms", env = "MEDLEDGER_MODEL_RUN_TIMEOUT_MS", global = true, value_parser = parse::millis, default_value = "5000")]
+    pub model_run_timeout: std::time::Duration,
+    /// Where every thread but the model threads runs: `idle` or a number of nice levels
+    /// below them (0: all alike). See `priority`; unset: `request_nice`, then
+    /// `DEFAULT_REQUEST_PRIORITY` (read both through `request_priority()`).
+    #[arg(long, env = "MEDLEDGER_REQUEST_PRIORITY", global = true)]
+    pub request_priority: Option<RequestPriority>,
+    /// The name `MEDLEDGER_REQUEST_PRIORITY` had until stop 12: a server configured with
+    /// it keeps its setting.
+    #[arg(long, env = "MEDLEDGER_REQUEST_NICE", global = true, hide = true)]
+    pub request_nice: Option<RequestPriority>,
+    /// Clients reach the server over HTTPS (directly or through a TLS-terminating
+    /// proxy): cookies are `Secure` (the session cookie `__Host-`).
+    #[arg(long, env = "MEDLEDGER_HTTPS", global = true, value_parser = parse::switch, action = clap::ArgAction::Set, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub https: bool,
+    /// E.g. `127.0.0.1:9100`: serve `/metrics` there, without authentication and not on
+    /// the main port; unset: `/metrics` on the main port, to admins only.
+    #[arg(long, env = "MEDLEDGER_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+    /// A request's headers must arrive within this many seconds, and an idle kept-alive
+    /// connection is closed after it (zero: no limit).
+    #[arg(long = "header-timeout-secs", env = "MEDLEDGER_HEADER_TIMEOUT_SECS", global = true, value_parser = parse::secs, default_value = "30")]
+    pub header_timeout: std::time::Duration,
+    /// The grace period of a request body, in seconds; after it the body must have
+    /// averaged `body_min_rate` (else 408).
+    #[arg(long = "body-timeout-secs", env = "MEDLEDGER_BODY_TIMEOUT_SECS", global = true, value_parser = parse::secs, default_value = "30")]
+    pub body_timeout: std::time::Duration,
+    /// Zero: no minimum rate.
+    #[arg(long = "body-min-bytes-per-sec", env = "MEDLEDGER_BODY_MIN_BYTES_PER_SEC", global = true, default_value_t = 1024)]
+    pub body_min_rate: u32,
+    /// The most items one collection archive may hold (0 counts as 1).
+    #[arg(long, env = "MEDLEDGER_COLLECTION_MAX_ITEMS", global = true, value_parser = parse::at_least_one, default_value = "10000")]
+    pub collection_max_items: usize,
+    /// Collections one user may have pending or ready (not expired) at once (0 counts
+    /// as 1).
+    #[arg(long, env = "MEDLEDGER_COLLECTIONS_PER_USER", global = true, value_parser = parse::at_least_one, default_value = "10")]
+    pub collections_per_user: usize,
+    /// The shortest new password, kept within 8 to 128 (ASVS 2.1.1 asks for 12).
+    #[arg(long, env = "MEDLEDGER_MIN_PASSWORD_LENGTH", global = true, value_parser = parse::password_length, default_value = "12")]
+    pub min_password_length: usize,
+    /// 000's catalog reads (datasets, a dataset, its items, search, vocabulary) answer
+    /// without a token; writes and collections still need one.
+    #[arg(long, env = "MEDLEDGER_CATALOG_PUBLIC", global = true, value_parser = parse::switch, action = clap::ArgAction::Set, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub catalog_public: bool,
+    /// Browser origins (`scheme://host[:port]`, comma-separated) that may call the API
+    /// with credentials; empty: no CORS headers at all. Checked when the server is built.
+    // A qualified `Vec` is one value to clap (the whole comma list), not one per flag.
+    #[arg(long, env = "MEDLEDGER_CORS_ORIGINS", global = true, value_parser = parse::comma_list, default_value = "")]
+    pub cors_origins: std::vec::Vec<String>,
+    /// Addresses or CIDR ranges of the reverse proxies in front of the server; only a
+    /// request from one of them has its `X-Forwarded-*` headers believed. Empty: none.
+    /// Checked when the server is built.
+    #[arg(long, env = "MEDLEDGER_TRUSTED_PROXIES", global = true, value_parser = parse::comma_list, default_value = "")]
+    pub trusted_proxies: std::vec::Vec<String>,
+    /// How long after a refresh token's rotation, in seconds, that token still gets the
+    /// same answer instead of revoking the session (0: never).
+    #[arg(long = "refresh-grace-secs", env = "MEDLEDGER_REFRESH_GRACE_SECS", global = true, value_parser = parse::secs, default_value = "10")]
+    pub refresh_grace: std::time::Duration,
+    /// Token refreshes per minute per client, a bucket of its own (a refresh is not a
+    /// login attempt); 0 turns the limit off.
+    #[arg(long, env = "MEDLEDGER_REFRESH_RATE_LIMIT", global = true, default_value_t = DEFAULT_REFRESH_RATE_LIMIT)]
+    pub refresh_rate_limit: u32,
 }
 
-/// `MEDLEDGER_REQUEST_PRIORITY`, else the name it had until stop 12,
-/// `MEDLEDGER_REQUEST_NICE` (a server configured with it keeps its setting), else the
-/// default.
-fn request_priority(priority: Option<String>, old_nice: Option<String>) -> Result<RequestPriority, String> {
-    let named = priority.map(|v| ("MEDLEDGER_REQUEST_PRIORITY", v)).or(old_nice.map(|v| ("MEDLEDGER_REQUEST_NICE", v)));
-    named.map_or(Ok(DEFAULT_REQUEST_PRIORITY), |(name, v)| v.parse().map_err(|e| format!("{name}: {e}")))
+/// `Config` alone as a command line, for `from_env` and `default`.
+#[derive(Parser)]
+#[command(name = "medledger")]
+struct Settings {
+    #[command(flatten)]
+    config: Config,
 }
 
-fn env_u32(name: &str, default: u32) -> u32 {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn env_opt(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+impl Default for Config {
+    /// Every setting's default, whatever the environment holds.
+    fn default() -> Self {
+        let command = Settings::command().mut_args(|arg| arg.env(None::<&str>));
+        let parsed = command.try_get_matches_from(["medledger"]).and_then(|m| Settings::from_arg_matches(&m));
+        parsed.map(|s| s.config).unwrap_or_else(|e| unreachable!("the defaults parse: {e}"))
+    }
 }
 
 impl Config {
-    /// Defaults overridden by environment variables.
-    pub fn from_env() -> Self {
-        Self {
-            port: env_u32("PORT", 8000) as u16,
-            bind: env_opt("MEDLEDGER_BIND").unwrap_or_else(|| "0.0.0.0".into()),
-            data_dir: env_opt("MEDLEDGER_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
-            database_url: env_opt("DATABASE_URL"),
-            secret_key: env_opt("MEDLEDGER_SECRET_KEY"),
-            access_ttl: chrono::Duration::minutes(env_u32("MEDLEDGER_ACCESS_TTL_MINUTES", 15) as i64),
-            refresh_ttl: chrono::Duration::days(env_u32("MEDLEDGER_REFRESH_TTL_DAYS", 7) as i64),
-            auth_rate_limit: env_u32("MEDLEDGER_AUTH_RATE_LIMIT", 5),
-            api_rate_limit: env_u32("MEDLEDGER_API_RATE_LIMIT", 100),
-            task_rate_limit: env_u32("MEDLEDGER_TASK_RATE_LIMIT", DEFAULT_TASK_RATE_LIMIT),
-            max_image_pixels: u64::from(env_u32("MEDLEDGER_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS).max(1)),
-            image_decodes: env_opt("MEDLEDGER_IMAGE_DECODES")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(medledger_application::inference::default_concurrent_decodes),
-            fast_password_hash: env_opt("MEDLEDGER_FAST_PASSWORD_HASH").is_some_and(|v| v == "1" || v == "true"),
-            max_json_bytes: env_u32("MEDLEDGER_MAX_JSON_BYTES", 1024 * 1024) as usize,
-            admin_email: env_opt("MEDLEDGER_ADMIN_EMAIL"),
-            admin_password: env_opt("MEDLEDGER_ADMIN_PASSWORD"),
-            reset_link_base: env_opt("MEDLEDGER_RESET_LINK_BASE").unwrap_or_else(|| "http://localhost:3000/reset-password".into()),
-            smtp_url: env_opt("MEDLEDGER_SMTP_URL"),
-            mail_from: env_opt("MEDLEDGER_MAIL_FROM").unwrap_or_else(|| "medledger <noreply@medledger.local>".into()),
-            collection_ttl: chrono::Duration::seconds(
-                env_opt("MEDLEDGER_COLLECTION_TTL_SECS").and_then(|v| v.parse().ok()).unwrap_or(7 * 24 * 3600),
-            ),
-            onnxruntime: env_opt("MEDLEDGER_ONNXRUNTIME").map(PathBuf::from),
-            inference_threads: env_u32("MEDLEDGER_INFERENCE_THREADS", 1).max(1) as usize,
-            inference_queue: env_u32("MEDLEDGER_INFERENCE_QUEUE", 32).max(1) as usize,
-            inference_workers: env_u32("MEDLEDGER_INFERENCE_WORKERS", 1).max(1) as usize,
-            inference_batch: env_u32("MEDLEDGER_INFERENCE_BATCH", 8).max(1) as usize,
-            model_max_memory_mb: env_u32("MEDLEDGER_MODEL_MAX_MEMORY_MB", DEFAULT_MODEL_MAX_MEMORY_MB).max(1) as usize,
-            model_run_timeout: std::time::Duration::from_millis(
-                env_u32("MEDLEDGER_MODEL_RUN_TIMEOUT_MS", DEFAULT_MODEL_RUN_TIMEOUT_MS).max(1).into(),
-            ),
-            request_priority: request_priority(env_opt("MEDLEDGER_REQUEST_PRIORITY"), env_opt("MEDLEDGER_REQUEST_NICE")),
-            https: env_opt("MEDLEDGER_HTTPS").is_some_and(|v| v == "1" || v == "true"),
-            metrics_bind: env_opt("MEDLEDGER_METRICS_BIND"),
-            header_timeout: std::time::Duration::from_secs(env_u32("MEDLEDGER_HEADER_TIMEOUT_SECS", 30).into()),
-            body_timeout: std::time::Duration::from_secs(env_u32("MEDLEDGER_BODY_TIMEOUT_SECS", 30).into()),
-            body_min_rate: env_u32("MEDLEDGER_BODY_MIN_BYTES_PER_SEC", 1024),
-            collection_max_items: env_u32("MEDLEDGER_COLLECTION_MAX_ITEMS", 10_000).max(1) as usize,
-            collections_per_user: env_u32("MEDLEDGER_COLLECTIONS_PER_USER", 10).max(1) as usize,
-            min_password_length: (env_u32("MEDLEDGER_MIN_PASSWORD_LENGTH", 12) as usize)
-                .clamp(medledger_domain::values::PasswordPolicy::LOWEST, medledger_domain::values::NewPassword::MAX_CHARS),
-            catalog_public: env_opt("MEDLEDGER_CATALOG_PUBLIC").is_some_and(|v| v == "1" || v == "true"),
-            cors_origins: env_list("MEDLEDGER_CORS_ORIGINS"),
-            trusted_proxies: env_list("MEDLEDGER_TRUSTED_PROXIES"),
-            refresh_grace: std::time::Duration::from_secs(
-                env_u32("MEDLEDGER_REFRESH_GRACE_SECS", medledger_domain::session::DEFAULT_REFRESH_GRACE_SECS).into(),
-            ),
-            refresh_rate_limit: env_u32("MEDLEDGER_REFRESH_RATE_LIMIT", DEFAULT_REFRESH_RATE_LIMIT),
-        }
+    /// Defaults overridden by environment variables (no command-line options).
+    pub fn from_env() -> Result<Self, clap::Error> {
+        parse_from::<Settings, _>(["medledger"]).map(|s| s.config)
+    }
+
+    /// Where every thread but the model threads runs: `MEDLEDGER_REQUEST_PRIORITY`,
+    /// else its old name `MEDLEDGER_REQUEST_NICE`, else the default.
+    pub fn request_priority(&self) -> RequestPriority {
+        self.request_priority.or(self.request_nice).unwrap_or(DEFAULT_REQUEST_PRIORITY)
     }
 
     /// The catalog's full-text index: local to each server, rebuilt from the history.
@@ -220,17 +234,98 @@ impl Config {
     }
 }
 
+/// The command line of `C` (a parser that flattens `Config`) read with the environment,
+/// or exits with clap's message: a bad value names its environment variable.
+pub fn parse_command_line<C: Parser>() -> C {
+    parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// `parse_command_line` over `args`, returning the error.
+pub fn parse_from<C, I>(args: I) -> Result<C, clap::Error>
+where
+    C: Parser,
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    // An empty variable counts as unset (as `VAR= medledger` or an empty line in a
+    // compose file means), not as a value that fails to parse.
+    let command = C::command().mut_args(|arg| {
+        let empty = arg.get_env().is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()));
+        if empty { arg.env(None::<&str>) } else { arg }
+    });
+    let mut matches = match command.clone().try_get_matches_from(&args) {
+        Ok(matches) => matches,
+        Err(e) => return Err(parse::name_the_variable(e, command, &args)),
+    };
+    C::from_arg_matches_mut(&mut matches)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parsed(args: &[&str]) -> Config {
+        let command = Settings::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = command.try_get_matches_from(std::iter::once("medledger").chain(args.iter().copied())).expect("parses");
+        Settings::from_arg_matches(&matches).expect("parses").config
+    }
+
     #[test]
     fn request_priority_takes_the_new_name_then_the_old_one() {
-        let some = |v: &str| Some(v.to_string());
-        assert_eq!(request_priority(None, None), Ok(DEFAULT_REQUEST_PRIORITY));
-        assert_eq!(request_priority(some("idle"), some("0")), Ok(RequestPriority::Idle));
-        assert_eq!(request_priority(None, some("0")), Ok(RequestPriority::Nice(0)), "a server set up before the rename keeps its setting");
-        let refused = request_priority(None, some("lots")).unwrap_err();
-        assert!(refused.starts_with("MEDLEDGER_REQUEST_NICE: "), "{refused}");
+        assert_eq!(parsed(&[]).request_priority(), DEFAULT_REQUEST_PRIORITY);
+        assert_eq!(parsed(&["--request-priority", "idle", "--request-nice", "0"]).request_priority(), RequestPriority::Idle);
+        let old = parsed(&["--request-nice", "0"]);
+        assert_eq!(old.request_priority(), RequestPriority::Nice(0), "a server set up before the rename keeps its setting");
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!((c.port, c.bind.as_str(), c.data_dir.as_path()), (8000, "0.0.0.0", std::path::Path::new("data")));
+        assert_eq!((c.access_ttl, c.refresh_ttl), (chrono::Duration::minutes(15), chrono::Duration::days(7)));
+        assert_eq!((c.auth_rate_limit, c.api_rate_limit, c.task_rate_limit, c.refresh_rate_limit), (5, 100, 120, 30));
+        assert_eq!(c.max_image_pixels, 2048 * 2048);
+        assert_eq!((c.fast_password_hash, c.https, c.catalog_public), (false, false, false));
+        assert_eq!(c.collection_ttl, chrono::Duration::days(7));
+        assert_eq!((c.inference_threads, c.inference_queue, c.inference_workers, c.inference_batch), (1, 32, 1, 8));
+        assert_eq!(c.model_run_timeout, std::time::Duration::from_millis(DEFAULT_MODEL_RUN_TIMEOUT_MS.into()));
+        assert_eq!((c.collection_max_items, c.collections_per_user, c.min_password_length), (10_000, 10, 12));
+        assert!(c.cors_origins.is_empty() && c.trusted_proxies.is_empty() && c.secret_key.is_none());
+        let grace = medledger_domain::session::DEFAULT_REFRESH_GRACE_SECS;
+        assert_eq!(c.refresh_grace, std::time::Duration::from_secs(grace.into()), "the literal default follows the domain's");
+        assert_eq!(c.request_priority(), DEFAULT_REQUEST_PRIORITY);
+    }
+
+    #[test]
+    fn values_keep_their_old_meaning() {
+        let c = parsed(&[
+            "--inference-threads=0",
+            "--min-password-length=3",
+            "--cors-origins= http://a.example , ,http://b.example",
+            "--https",
+            "--catalog-public=1",
+            "--fast-password-hash=false",
+        ]);
+        assert_eq!(c.inference_threads, 1, "0 counts as 1");
+        assert_eq!(c.min_password_length, 8, "kept within 8 to 128");
+        assert_eq!(c.cors_origins, ["http://a.example", "http://b.example"], "blanks dropped");
+        assert!(c.https && c.catalog_public && !c.fast_password_hash);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = parsed(&[
+            "--secret-key=key-material",
+            "--admin-password=hunter2hunter2",
+            "--smtp-url=smtp://mailer:p4ssw0rd@mail.example:2525",
+        ]);
+        let shown = format!("{c:?}");
+        for secret in ["key-material", "hunter2hunter2", "p4ssw0rd"] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        assert!(shown.contains("[redacted]"));
+        assert!(shown.contains("smtp://mailer:[redacted]@mail.example:2525"), "the rest of the URL still helps: {shown}");
+        assert_eq!(c.secret_key.as_ref().map(Secret::expose), Some("key-material"));
     }
 }

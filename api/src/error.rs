@@ -7,8 +7,9 @@ use std::marker::PhantomData;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::AppError;
+use medledger_application::accounts;
 use medledger_application::ports::StoreError;
+use medledger_application::{AccountError, AppError, CatalogError, InferenceError};
 use medledger_domain::DomainError;
 use serde_json::json;
 
@@ -129,11 +130,42 @@ impl<S: Shape> ApiError<S> {
     }
 }
 
+/// A field as the contracts spell it: the application names fields by its own (Rust)
+/// names; 002's forms (and so every contract's registration) use camelCase ones.
+pub fn contract_field(field: &str) -> &str {
+    match field {
+        accounts::FIRST_NAME => "firstName",
+        accounts::LAST_NAME => "lastName",
+        accounts::CLINIC_NAME => "clinicName",
+        accounts::WHOLE_FORM => "non_field_errors",
+        other => other,
+    }
+}
+
+/// An error and the sources under it, for the log.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// One field's refusal, as a form's errors read.
+fn one_field(field: &str, sentence: &str) -> DomainError {
+    DomainError::InvalidFields(BTreeMap::from([(field.to_string(), vec![sentence.to_string()])]))
+}
+
 impl<S: Shape> From<DomainError> for ApiError<S> {
     fn from(e: DomainError) -> Self {
         match e {
-            DomainError::InvalidValue { field, message } => Self::field(field, message),
+            DomainError::InvalidValue { field, message } => Self::field(contract_field(field), message),
             DomainError::InvalidFields(errors) => {
+                let errors: BTreeMap<String, Vec<String>> =
+                    errors.into_iter().map(|(field, messages)| (contract_field(&field).to_string(), messages)).collect();
                 let detail = errors.iter().map(|(f, m)| format!("{f}: {}", m.join(" "))).collect::<Vec<_>>().join("; ");
                 let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid", detail);
                 err.field_errors = errors;
@@ -154,7 +186,13 @@ impl<S: Shape> From<AppError> for ApiError<S> {
         match e {
             AppError::Domain(d) => d.into(),
             AppError::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
-            AppError::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", m),
+            AppError::Account(e) => e.into(),
+            AppError::Catalog(CatalogError::SlugTaken) => one_field("slug", "A dataset with this slug already exists.").into(),
+            AppError::Catalog(CatalogError::NoFreeSlug { slug, tries }) => {
+                Self::field("slug", format!("the title's slug '{slug}' and its next {tries} numbered forms are taken; give a slug"))
+            }
+            AppError::Inference(InferenceError::NoSuchModel) => Self::field("model_id", "no such model of that kind"),
+            AppError::Inference(InferenceError::ModelRefused(reason)) => Self::field("file", reason.0),
             AppError::NotFound(what) => Self::not_found(format!("{what} not found")),
             AppError::TokenReuse => {
                 Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Token has already been used; the session has been revoked")
@@ -170,9 +208,28 @@ impl<S: Shape> From<AppError> for ApiError<S> {
                 tracing::error!(error = %m, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
             }
-            other => {
+            AppError::Internal(e) => {
+                tracing::error!(error = %with_sources(&e), "request failed");
+                Self::internal()
+            }
+            other @ AppError::Store(StoreError::Empty | StoreError::Corrupt(_)) => {
                 tracing::error!(error = %other, "request failed");
                 Self::internal()
+            }
+        }
+    }
+}
+
+impl<S: Shape> From<AccountError> for ApiError<S> {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::EmailTaken => one_field("email", "A user with this email already exists.").into(),
+            AccountError::UsernameTaken => one_field("username", "A user with that username already exists.").into(),
+            AccountError::TokenInvalid => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "Token is invalid or expired"),
+            AccountError::UserInactive => Self::new(StatusCode::UNAUTHORIZED, "token_not_valid", "User is inactive"),
+            AccountError::OldPasswordWrong => Self::field("old_password", "Old password is incorrect"),
+            AccountError::OwnRolesOrActivation => {
+                Self::new(StatusCode::FORBIDDEN, "permission_denied", "You cannot change your own roles or activation.")
             }
         }
     }
@@ -207,5 +264,38 @@ impl<S: Shape> From<medledger_projections::catalog_index::IndexError> for ApiErr
     fn from(e: medledger_projections::catalog_index::IndexError) -> Self {
         tracing::error!(error = %e, "catalog index search failed");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: AppError) -> (StatusCode, serde_json::Value) {
+        let e = ApiError::<Myo>::from(e);
+        (e.status, ShapeKind::Myo.render(&e.detail, e.code, &e.field_errors))
+    }
+
+    /// The application's typed refusals come out worded as the contracts always had them.
+    #[test]
+    fn the_contracts_wording_is_the_apis() {
+        let (status, b) = body(AccountError::EmailTaken.into());
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            b,
+            json!({"detail": "email: A user with this email already exists.", "code": "invalid",
+                   "field_errors": {"email": ["A user with this email already exists."]}})
+        );
+        let fields = BTreeMap::from([
+            (accounts::FIRST_NAME.to_string(), vec!["too long".to_string()]),
+            (accounts::CLINIC_NAME.to_string(), vec!["too long".to_string()]),
+        ]);
+        let (_, b) = body(DomainError::InvalidFields(fields).into());
+        assert_eq!(b["detail"], "clinicName: too long; firstName: too long");
+        assert_eq!(b["field_errors"], json!({"clinicName": ["too long"], "firstName": ["too long"]}));
+        let (status, b) = body(AccountError::OwnRolesOrActivation.into());
+        assert_eq!((status, b["detail"].as_str()), (StatusCode::FORBIDDEN, Some("You cannot change your own roles or activation.")));
+        let (status, b) = body(AccountError::TokenInvalid.into());
+        assert_eq!((status, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_not_valid")));
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use medledger_api::Config;
 use medledger_api::priority::RequestPriority;
 use medledger_application::accounts::Registration;
@@ -22,28 +22,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "medledger", version, about = "Event-sourced backend for medical-imaging data work")]
 struct Cli {
     #[command(flatten)]
-    global: Global,
+    config: Config,
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-#[derive(Args)]
-struct Global {
-    /// Where the SQLite files, blobs, outbox and secret live.
-    #[arg(long, global = true, env = "MEDLEDGER_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// postgres://... for PostgreSQL; unset for SQLite in the data dir.
-    #[arg(long, global = true, env = "DATABASE_URL")]
-    database_url: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve every contract on one port (the default command).
-    Serve {
-        #[arg(long, env = "PORT")]
-        port: Option<u16>,
-    },
+    Serve,
     /// Create or upgrade the database schema.
     Migrate,
     /// Rebuild read models from zero by replaying the history.
@@ -115,17 +102,6 @@ enum UserCommand {
     },
 }
 
-fn config(global: &Global) -> Config {
-    let mut config = Config::from_env();
-    if let Some(dir) = &global.data_dir {
-        config.data_dir = dir.clone();
-    }
-    if let Some(url) = &global.database_url {
-        config.database_url = Some(url.clone()).filter(|u| !u.is_empty());
-    }
-    config
-}
-
 use medledger_projections::catalog_index::{CatalogIndex, rebuild_index};
 
 #[tokio::main]
@@ -139,7 +115,8 @@ async fn main() -> ExitCode {
         libc::umask(0o077);
     }
     medledger_api::telemetry::init();
-    let cli = Cli::parse();
+    // A bad setting stops here, naming its variable, before anything starts.
+    let cli: Cli = medledger_api::config::parse_command_line();
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -150,14 +127,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config = config(&cli.global);
-    match cli.command.unwrap_or(Command::Serve { port: None }) {
-        Command::Serve { port } => {
-            if let Some(port) = port {
-                config.port = port;
-            }
-            serve(config).await?;
-        }
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await?,
         Command::Migrate => {
             medledger_api::core(&config).await?;
             println!("schema is up to date");
@@ -216,7 +188,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let priority = config.request_priority.clone().map_err(anyhow::Error::msg)?;
+    let priority = config.request_priority();
     let intra_threads = config.inference_threads;
     let app = medledger_api::build(config).await?;
     favour_model_threads(priority, intra_threads);
@@ -405,13 +377,14 @@ fn prompt_hidden(_prompt: &str) -> anyhow::Result<String> {
     anyhow::bail!("no hidden prompt on this platform: use --password-stdin")
 }
 
-/// An application error with each field's message (a form error's own text is only
-/// "invalid input").
+/// An application error with each field's message, as the API words it (a form
+/// error's own text is only "invalid input").
 fn explained(e: medledger_application::AppError) -> anyhow::Error {
+    use medledger_application::AppError;
     match e {
-        medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(fields)) => {
-            anyhow::anyhow!("{}", fields.iter().map(|(field, m)| format!("{field}: {}", m.join(" "))).collect::<Vec<_>>().join("; "))
+        AppError::Domain(_) | AppError::Account(_) => {
+            anyhow::anyhow!(medledger_api::error::ApiError::<medledger_api::error::Detail>::from(e).detail)
         }
-        other => anyhow::anyhow!("{other}"),
+        other => anyhow::Error::new(other),
     }
 }

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use medledger_infrastructure::aux::SavedResponse;
+use medledger_infrastructure::idempotency::SavedResponse;
 use sha2::{Digest, Sha256};
 
 use crate::error::ShapeKind;

@@ -21,14 +21,15 @@ use medledger_application::sagas::ResetMailSaga;
 use medledger_application::sagas::{CollectionBuildSaga, InferenceSaga};
 use medledger_domain::role::{Role, Roles};
 use medledger_domain::values::PasswordPolicy;
-use medledger_infrastructure::aux::{IdempotencyRecords, SqlVault};
 use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_infrastructure::crypto::SecretKey;
+use medledger_infrastructure::idempotency::IdempotencyRecords;
 use medledger_infrastructure::ids::SqlIdGenerator;
 use medledger_infrastructure::jwt::JwtService;
 use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
 use medledger_infrastructure::password::Argon2Hasher;
 use medledger_infrastructure::store::{Backend, Databases};
+use medledger_infrastructure::vault::SqlVault;
 use medledger_infrastructure::{private_files, secret};
 use medledger_projections::catalog_index::CatalogIndex;
 use medledger_projections::{AccessProjection, Runner, RunnerHandle, SqlUserDirectory};
@@ -38,7 +39,8 @@ use tower_http::normalize_path::NormalizePathLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
+use crate::error::{ApiError, Detail};
 use crate::extract::REQUEST_ID;
 use crate::middleware;
 use crate::openapi::{Api, Op};
@@ -82,7 +84,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     if let Err(e) = private_files::restrict(&config.data_dir, private_files::DIR_MODE) {
         tracing::warn!(dir = %config.data_dir.display(), error = %e, "cannot make the data directory private (0700)");
     }
-    let secret = secret::load_or_create(config.secret_key.as_deref(), &config.data_dir)?;
+    let secret = secret::load_or_create(config.secret_key.as_ref().map(Secret::expose), &config.data_dir)?;
     let backend = Backend::select(config.database_url.as_deref(), &config.data_dir)?;
     let dbs = Databases::open(&backend).await?;
     let codec = EventCodec::new(Arc::new(SqlVault::new(dbs.aux.clone(), &secret)));
@@ -184,7 +186,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let catalog_index = CatalogIndex::open_for(&config.catalog_index_dir(), &*core.dbs.store).await?;
     let runner = runner.index(Arc::new(catalog_index.clone())).index(Arc::new(AccessProjection(core.accounts.access().clone())));
     let mailer: Arc<dyn Mailer> = match &config.smtp_url {
-        Some(url) => Arc::new(SmtpMailer::from_url(url, &config.mail_from).map_err(|e| anyhow::anyhow!(e))?),
+        Some(url) => Arc::new(SmtpMailer::from_url(url.expose(), &config.mail_from)?),
         None => Arc::new(OutboxMailer::new(config.outbox_dir(), config.mail_from.clone())),
     };
     let reset_key = SecretKey::derive(&core.secret, "password-reset").as_bytes().to_vec();
@@ -296,31 +298,38 @@ async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::V
 
 /// The first admin from `MEDLEDGER_ADMIN_EMAIL` / `MEDLEDGER_ADMIN_PASSWORD`, once.
 async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    use medledger_application::{AccountError, AppError};
     let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
         return Ok(());
     };
-    let form = Registration { email: email.clone(), password: password.clone(), roles: Roles::new([Role::Admin]), ..Default::default() };
+    // Already there from an earlier start. Set up, perhaps, before passwords needed 12
+    // characters: it keeps the password it has (only new passwords are held to the policy).
+    if admin_exists(state, email).await {
+        let policy = medledger_domain::values::PasswordPolicy::with_min_chars(state.config.min_password_length);
+        if medledger_domain::values::NewPassword::parse(password.expose(), "password", &policy).is_err() {
+            tracing::warn!("MEDLEDGER_ADMIN_PASSWORD does not meet the password policy; the admin exists already and is left as it is");
+        }
+        return Ok(());
+    }
+    let form = Registration {
+        email: email.clone(),
+        password: password.expose().to_string(),
+        roles: Roles::new([Role::Admin]),
+        ..Default::default()
+    };
     match state.accounts.register(form, &CommandContext::system()).await {
         Ok((id, position)) => {
             tracing::info!(user_id = id, "created the first admin from MEDLEDGER_ADMIN_EMAIL");
             state.caught_up(position).await;
             Ok(())
         }
-        // Already there from an earlier start.
-        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f))) if f.contains_key("email") => Ok(()),
-        // Set up before passwords needed 12 characters: the admin exists and keeps the
-        // password it has (only new passwords are held to the policy).
-        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f)))
-            if f.keys().all(|k| k == "password") && admin_exists(state, email).await =>
-        {
-            tracing::warn!("MEDLEDGER_ADMIN_PASSWORD does not meet the password policy; the admin exists already and is left as it is");
-            Ok(())
-        }
-        Err(medledger_application::AppError::Domain(medledger_domain::DomainError::InvalidFields(f))) => {
-            let why = f.iter().map(|(field, m)| format!("{field}: {}", m.join(" "))).collect::<Vec<_>>().join("; ");
+        // Created by a server that started at the same time.
+        Err(AppError::Account(AccountError::EmailTaken)) => Ok(()),
+        Err(e @ AppError::Domain(_)) => {
+            let why = ApiError::<Detail>::from(e).detail;
             Err(anyhow::anyhow!("cannot create the admin from MEDLEDGER_ADMIN_EMAIL / MEDLEDGER_ADMIN_PASSWORD: {why}"))
         }
-        Err(e) => Err(anyhow::anyhow!("cannot create the admin from MEDLEDGER_ADMIN_EMAIL: {e}")),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot create the admin from MEDLEDGER_ADMIN_EMAIL")),
     }
 }
 

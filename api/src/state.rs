@@ -9,7 +9,7 @@ use medledger_application::collections::Collections;
 use medledger_application::inference::InferenceTasks;
 use medledger_application::ledger::Ledger;
 use medledger_application::ports::Position;
-use medledger_infrastructure::aux::IdempotencyRecords;
+use medledger_infrastructure::idempotency::IdempotencyRecords;
 use medledger_infrastructure::store::Databases;
 use medledger_projections::Progress;
 use medledger_projections::catalog_index::CatalogIndex;
@@ -48,17 +48,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Read-your-writes: wait until every read model has applied `position`.
+    /// Read-your-writes across every read model: for start-up and tests. A response
+    /// waits with `caught_up_on` for the read models it reads.
     pub async fn caught_up(&self, position: Position) {
         if !self.progress.wait_for(position, READ_YOUR_WRITES).await {
             tracing::warn!(position, "read models did not reach the command's position in time");
         }
     }
 
-    /// `caught_up` for one read model: the one the caller's next request reads.
-    pub async fn caught_up_on(&self, read_model: &str, position: Position) {
-        if !self.progress.wait_for_one(read_model, position, READ_YOUR_WRITES).await {
-            tracing::warn!(position, read_model, "the read model did not reach the command's position in time");
+    /// Read-your-writes for one response: waits until the read models it reads, and
+    /// those its contract's next requests read for what the command changed, have
+    /// applied `position` (`read_models`); a slow or stuck other one does not hold it.
+    pub async fn caught_up_on(&self, read_models: &[&str], position: Position) {
+        if !self.progress.caught_up_on(read_models, position, READ_YOUR_WRITES).await {
+            tracing::warn!(position, ?read_models, "the read models did not reach the command's position in time");
         }
     }
 }

@@ -324,3 +324,66 @@ async fn user_create_takes_the_password_on_stdin_and_the_servers_files_stay_priv
     assert!(files >= 5, "events.db, read.db, secret.key, the index…: {files}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs `medledger` with `env` added to a clean configuration, expecting it to stop on
+/// its own (a bad setting stops it before it serves); its exit status and stderr.
+fn refused_with(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+    let dir = temp_dir();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_medledger"));
+    command.args(args).env("MEDLEDGER_DATA_DIR", &dir).env("RUST_LOG", "error").env_remove("DATABASE_URL");
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("run medledger");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("medledger {args:?} with {env:?} kept running: the bad value was accepted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("wait");
+    let _ = std::fs::remove_dir_all(dir);
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn a_bad_setting_stops_the_server_naming_its_variable() {
+    // Before, 70000 wrapped to 4464 and the server listened there.
+    let (code, stderr) = refused_with(&[("PORT", "70000")], &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("PORT") && stderr.contains("70000"), "{stderr}");
+
+    let (code, stderr) = refused_with(&[("MEDLEDGER_TASK_RATE_LIMIT", "lots")], &["serve"]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("MEDLEDGER_TASK_RATE_LIMIT") && stderr.contains("lots"), "{stderr}");
+
+    let (code, stderr) = refused_with(&[("MEDLEDGER_HTTPS", "yes please")], &["migrate"]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("MEDLEDGER_HTTPS"), "{stderr}");
+
+    // Given on the command line, the option is what is named.
+    let (code, stderr) = refused_with(&[], &["--port", "70000"]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("--port"), "{stderr}");
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    let dir = temp_dir();
+    let o = Command::new(env!("CARGO_BIN_EXE_medledger"))
+        .arg("migrate")
+        .env("MEDLEDGER_DATA_DIR", &dir)
+        .env_remove("DATABASE_URL")
+        .env("PORT", "")
+        .env("MEDLEDGER_TASK_RATE_LIMIT", "")
+        .env("MEDLEDGER_SMTP_URL", "")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run medledger");
+    assert!(o.status.success(), "{o:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -14,7 +14,6 @@ use medledger_domain::{Aggregate, DomainError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::AppError;
 use crate::access::{AccessModel, Caller, Denied, cookie_hash};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
@@ -22,6 +21,15 @@ use crate::ports::{
     AccessClaims, Clock, ExpectedVersion, IdGenerator, PasswordHasher, Position, RefreshClaims, StoreError, TokenError, TokenService,
     UserDirectory,
 };
+use crate::{AccountError, AppError};
+
+/// The profile fields as errors name them: the `Registration` and `ProfileChange` field
+/// names. Each contract spells a field its own way (the api's error mapping).
+pub const FIRST_NAME: &str = "first_name";
+pub const LAST_NAME: &str = "last_name";
+pub const CLINIC_NAME: &str = "clinic_name";
+/// Where a form's error that is about no one field goes.
+pub const WHOLE_FORM: &str = "form";
 
 pub const RESET_TOKEN_TTL_HOURS: i64 = 1;
 /// At most one reset mail per account in this many seconds.
@@ -140,7 +148,7 @@ impl FieldErrors {
                 None
             }
             Err(other) => {
-                self.0.entry("non_field_errors".into()).or_default().push(other.to_string());
+                self.0.entry(WHOLE_FORM.into()).or_default().push(other.to_string());
                 None
             }
         }
@@ -217,7 +225,7 @@ impl Accounts {
 
     async fn hash_password(&self, password: NewPassword) -> Result<PasswordHash, AppError> {
         let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(password.expose())).await.map_err(AppError::internal)?.map_err(AppError::Internal)
+        Ok(tokio::task::spawn_blocking(move || hasher.hash(password.expose())).await??)
     }
 
     async fn verify_password(&self, password: &str, hash: Option<PasswordHash>) -> bool {
@@ -254,14 +262,14 @@ impl Accounts {
             None => Some(None),
         };
         let password = errors.take(NewPassword::parse(&form.password, "password", &self.password_policy));
-        let first_name = errors.take(BoundedText::parse(&form.first_name, "firstName", user::NAME_MAX));
-        let last_name = errors.take(BoundedText::parse(&form.last_name, "lastName", user::NAME_MAX));
-        let clinic_name = errors.take(BoundedText::parse(&form.clinic_name, "clinicName", user::CLINIC_MAX));
+        let first_name = errors.take(BoundedText::parse(&form.first_name, FIRST_NAME, user::NAME_MAX));
+        let last_name = errors.take(BoundedText::parse(&form.last_name, LAST_NAME, user::NAME_MAX));
+        let clinic_name = errors.take(BoundedText::parse(&form.clinic_name, CLINIC_NAME, user::CLINIC_MAX));
         errors.finish()?;
         let (Some(email), Some(username), Some(password), Some(first_name), Some(last_name), Some(clinic_name)) =
             (email, username, password, first_name, last_name, clinic_name)
         else {
-            return Err(AppError::internal("field errors were not reported"));
+            return Err(AppError::broken("field errors were not reported"));
         };
         if self.directory.find_by_login(email.as_str()).await?.is_some() {
             return Err(email_taken());
@@ -293,11 +301,7 @@ impl Accounts {
         match self.ledger.commit(parts).await {
             Ok(appended) => Ok((user_id, appended.last_position)),
             Err(AppError::Store(StoreError::Conflict { stream_id, .. })) if stream_id == email_stream => Err(email_taken()),
-            Err(AppError::Store(StoreError::Conflict { .. })) => Err(DomainError::InvalidFields(BTreeMap::from([(
-                "username".to_string(),
-                vec!["A user with that username already exists.".to_string()],
-            )]))
-            .into()),
+            Err(AppError::Store(StoreError::Conflict { .. })) => Err(AccountError::UsernameTaken.into()),
             Err(e) => Err(e),
         }
     }
@@ -413,13 +417,12 @@ impl Accounts {
         let appended = self.ledger.commit(parts).await?;
         let roles = user.roles().clone();
         let access = self.issue_access(user_id, &roles, session_id, appended.last_position)?;
-        let refresh =
-            self.tokens.issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at).map_err(AppError::Internal)?;
+        let refresh = self.tokens.issue_refresh(&RefreshClaims { user_id, session_id, token_id }, expires_at)?;
         Ok(LoggedIn { user_id, session_id, roles, tokens: Tokens { access, refresh }, position: appended.last_position })
     }
 
     fn issue_access(&self, user_id: UserId, roles: &Roles, session_id: Uuid, position: Position) -> Result<String, AppError> {
-        self.tokens.issue_access(&AccessClaims { user_id, roles: roles.clone(), session_id, position }).map_err(AppError::Internal)
+        Ok(self.tokens.issue_access(&AccessClaims { user_id, roles: roles.clone(), session_id, position })?)
     }
 
     fn refresh_claims(&self, token: &str) -> Result<RefreshClaims, AppError> {
@@ -433,7 +436,7 @@ impl Accounts {
         // Checked before anything is written: a refused refresh records nothing.
         let (user, _) = self.user_now(claims.user_id, false).await?;
         if !user.is_active() {
-            return Err(AppError::Unauthorized("User is inactive".into()));
+            return Err(AccountError::UserInactive.into());
         }
         let ctx = ctx.clone().with_actor(claims.user_id);
         let new_token_id = Uuid::new_v4();
@@ -455,10 +458,10 @@ impl Accounts {
             return Err(AppError::TokenReuse);
         }
         // A new token, or within the grace window the current one again (reissued).
-        let (token_id, expires_at) = session::handed_out(&events).ok_or_else(|| AppError::internal("a refresh recorded nothing"))?;
-        let position = position.ok_or_else(|| AppError::internal("a refresh recorded nothing"))?;
+        let (token_id, expires_at) = session::handed_out(&events).ok_or_else(|| AppError::broken("a refresh recorded nothing"))?;
+        let position = position.ok_or_else(|| AppError::broken("a refresh recorded nothing"))?;
         let access = self.issue_access(claims.user_id, user.roles(), claims.session_id, position)?;
-        let refresh = self.tokens.issue_refresh(&RefreshClaims { token_id, ..claims }, expires_at).map_err(AppError::Internal)?;
+        let refresh = self.tokens.issue_refresh(&RefreshClaims { token_id, ..claims }, expires_at)?;
         Ok(Tokens { access, refresh })
     }
 
@@ -508,7 +511,7 @@ impl Accounts {
         let new_password = NewPassword::parse(new_password, "new_password", &self.password_policy)?;
         let (user, _) = self.ledger.load::<User>(&user::stream_id(user_id)).await?;
         if !self.verify_password(old_password, user.password_hash().cloned()).await {
-            return Err(DomainError::invalid("old_password", "Old password is incorrect").into());
+            return Err(AccountError::OldPasswordWrong.into());
         }
         let password_hash = self.hash_password(new_password).await?;
         let ctx = ctx.clone().with_actor(user_id);
@@ -518,7 +521,7 @@ impl Accounts {
                 u.handle(UserCommand::ChangePassword { password_hash: password_hash.clone() })
             })
             .await?;
-        position.ok_or_else(|| AppError::internal("password change wrote nothing"))
+        position.ok_or_else(|| AppError::broken("password change wrote nothing"))
     }
 
     /// Starts a password reset. Unknown addresses succeed silently so that the endpoint
@@ -601,14 +604,16 @@ impl Accounts {
     /// request must not be able to undo the demotion.
     pub async fn update_user(&self, user_id: UserId, change: ProfileChange, ctx: &CommandContext) -> Result<Option<Position>, AppError> {
         let own = ctx.metadata.actor_user_id == Some(user_id);
+        // Set when the refusal below is the reason: the domain's error cannot say so.
+        let refused_own = std::sync::atomic::AtomicBool::new(false);
         let mut errors = FieldErrors::default();
         let mut parse = |v: Option<String>, field, max| match v {
             Some(v) => errors.take(BoundedText::parse(&v, field, max)).map(Some),
             None => Some(None),
         };
-        let first_name = parse(change.first_name, "firstName", user::NAME_MAX);
-        let last_name = parse(change.last_name, "lastName", user::NAME_MAX);
-        let clinic_name = parse(change.clinic_name, "clinicName", user::CLINIC_MAX);
+        let first_name = parse(change.first_name, FIRST_NAME, user::NAME_MAX);
+        let last_name = parse(change.last_name, LAST_NAME, user::NAME_MAX);
+        let clinic_name = parse(change.clinic_name, CLINIC_NAME, user::CLINIC_MAX);
         errors.finish()?;
         let (first_name, last_name, clinic_name) = (first_name.flatten(), last_name.flatten(), clinic_name.flatten());
         let (_, position) = self
@@ -622,7 +627,8 @@ impl Accounts {
                 let changes_roles = change.roles.as_ref().is_some_and(|r| r != u.roles());
                 let changes_activation = change.active.is_some_and(|a| a != u.is_active());
                 if own && (changes_roles || changes_activation) {
-                    return Err(DomainError::Forbidden("You cannot change your own roles or activation."));
+                    refused_own.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(DomainError::Forbidden("one's own roles and activation"));
                 }
                 if let Some(roles) = &change.roles {
                     events.extend(u.handle(UserCommand::ChangeRoles { roles: roles.clone() })?);
@@ -632,17 +638,20 @@ impl Accounts {
                 }
                 Ok(events)
             })
-            .await?;
+            .await
+            .map_err(
+                |e| if refused_own.load(std::sync::atomic::Ordering::Relaxed) { AccountError::OwnRolesOrActivation.into() } else { e },
+            )?;
         Ok(position)
     }
 }
 
 fn email_taken() -> AppError {
-    DomainError::InvalidFields(BTreeMap::from([("email".to_string(), vec!["A user with this email already exists.".to_string()])])).into()
+    AccountError::EmailTaken.into()
 }
 
 fn token_invalid() -> AppError {
-    AppError::Unauthorized("Token is invalid or expired".into())
+    AccountError::TokenInvalid.into()
 }
 
 fn session_error(e: AppError) -> AppError {

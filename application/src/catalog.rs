@@ -7,10 +7,10 @@ use medledger_domain::Aggregate;
 use medledger_domain::DomainError;
 use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetEvent, DatasetFields, DatasetId};
 
-use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{ExpectedVersion, IdGenerator, Position, StoreError};
+use crate::{AppError, CatalogError};
 
 #[derive(Clone)]
 pub struct Catalog {
@@ -75,11 +75,7 @@ impl Catalog {
                 Err(e) => return Err(e),
             }
         }
-        Err(DomainError::invalid(
-            "slug",
-            format!("the title's slug '{base}' and its next {MAX_DERIVED_SLUG_TRIES} numbered forms are taken; give a slug"),
-        )
-        .into())
+        Err(CatalogError::NoFreeSlug { slug: base, tries: MAX_DERIVED_SLUG_TRIES }.into())
     }
 
     /// The slug's claim and the dataset, atomically: a conflict means the slug (or,
@@ -141,11 +137,7 @@ impl Catalog {
 const MAX_DERIVED_SLUG_TRIES: usize = 1_000;
 
 fn slug_taken() -> AppError {
-    DomainError::InvalidFields(std::collections::BTreeMap::from([(
-        "slug".to_string(),
-        vec!["A dataset with this slug already exists.".to_string()],
-    )]))
-    .into()
+    CatalogError::SlugTaken.into()
 }
 
 /// Parses one line of the catalog JSONL format. Unlike an admin's create, a line must

@@ -93,7 +93,7 @@ impl EventCodec {
     }
 
     pub async fn encode<E: DomainEvent>(&self, event: &E, event_id: uuid::Uuid, metadata: &EventMetadata) -> Result<NewEvent, AppError> {
-        let tagged = serde_json::to_value(event).map_err(AppError::internal)?;
+        let tagged = serde_json::to_value(event)?;
         let mut data = match tagged.get("data") {
             Some(Value::Object(map)) => map.clone(),
             _ => Map::new(),
@@ -133,7 +133,7 @@ impl EventCodec {
     async fn encode_metadata(&self, m: &EventMetadata, subject: Option<&str>) -> Result<String, AppError> {
         let mut public = m.clone();
         let personal = json!({"client_ip": public.client_ip.take(), "user_agent": public.user_agent.take()});
-        let mut value = serde_json::to_value(&public).map_err(AppError::internal)?;
+        let mut value = serde_json::to_value(&public)?;
         let has_personal = m.client_ip.is_some() || m.user_agent.is_some();
         // With nobody to seal it for, the address and user agent are not stored at all:
         // plaintext personal data in the history could never be erased.

@@ -1,6 +1,11 @@
+//! How a use case fails. Refusals a client reads are typed per context (`AccountError`,
+//! `CatalogError`, `InferenceError`): the contracts' wording of them (field names,
+//! sentences) lives in the api's error mapping. Failures no request can fix keep their
+//! source for the log.
+
 use medledger_domain::DomainError;
 
-use crate::ports::StoreError;
+use crate::ports::{HashError, MailError, SigningError, StoreError};
 
 /// Every way a use case can fail. The API maps each to a status and a contract's shape.
 #[derive(Debug, thiserror::Error)]
@@ -9,20 +14,125 @@ pub enum AppError {
     Domain(#[from] DomainError),
     #[error("invalid credentials")]
     InvalidCredentials,
-    #[error("{0}")]
-    Unauthorized(String),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("this refresh token was already used; the session has been revoked")]
     TokenReuse,
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] Internal),
+}
+
+/// Identity's refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    #[error("a user with this username already exists")]
+    UsernameTaken,
+    /// A token (or the session behind it) that does not hold any more.
+    #[error("the token is invalid or expired")]
+    TokenInvalid,
+    #[error("the user is inactive")]
+    UserInactive,
+    /// A password change whose old password does not match.
+    #[error("the old password does not match")]
+    OldPasswordWrong,
+    /// Nobody changes their own roles or activation, not even an admin.
+    #[error("one's own roles and activation are for another admin to change")]
+    OwnRolesOrActivation,
+}
+
+/// The catalog's refusals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("a dataset with this slug already exists")]
+    SlugTaken,
+    /// A slug derived from the title, and its next `tries` numbered forms, are taken.
+    #[error("the slug '{slug}' and its next {tries} numbered forms are taken")]
+    NoFreeSlug { slug: String, tries: usize },
+}
+
+/// Inference's refusals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InferenceError {
+    /// A task named a model id that is no model of the kind it needs.
+    #[error("no such model of that kind")]
+    NoSuchModel,
+    /// The engine would not load a model sent for registration; its sentence is fit for
+    /// the admin to read (see `ports::InferenceEngine`).
+    #[error("the model was refused: {0}")]
+    ModelRefused(crate::ports::EngineError),
+}
+
+/// A failure no request can fix: clients get a plain "internal error", the log gets
+/// this with its source.
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    #[error(transparent)]
+    PasswordHash(#[from] HashError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error("work handed to another thread did not finish")]
+    Worker(#[from] tokio::task::JoinError),
+    #[error("a value does not encode as JSON")]
+    Encoding(#[from] serde_json::Error),
+    #[error("built-in model {model_id}: its manifest does not read")]
+    BuiltinManifest { model_id: i64, source: serde_json::Error },
+    #[error("model {model_id} does not load")]
+    ModelNotLoaded { model_id: i64, source: crate::ports::EngineError },
+    #[error("model {model_id}: its file is missing")]
+    ModelFileMissing { model_id: i64 },
+    #[error("the image decoder's turns are closed")]
+    DecoderClosed(#[from] tokio::sync::AcquireError),
+    /// Something the code relies on did not hold (a command that recorded nothing).
+    #[error("{0}")]
+    Broken(&'static str),
 }
 
 impl AppError {
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        Self::Internal(e.to_string())
+    /// A broken invariant: `what` says which.
+    pub fn broken(what: &'static str) -> Self {
+        Self::Internal(Internal::Broken(what))
+    }
+}
+
+macro_rules! internal_from {
+    ($($source:ty),*) => {$(
+        impl From<$source> for AppError {
+            fn from(e: $source) -> Self {
+                Self::Internal(e.into())
+            }
+        }
+    )*};
+}
+
+internal_from!(HashError, SigningError, MailError, tokio::task::JoinError, serde_json::Error, tokio::sync::AcquireError);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What failed underneath stays reachable for the log, however it was wrapped.
+    #[test]
+    fn an_internal_failure_keeps_its_source() {
+        let io = std::io::Error::other("disk full");
+        let e = AppError::from(MailError::Outbox(io));
+        let mut chain = Vec::new();
+        let mut next: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(error) = next {
+            chain.push(error.to_string());
+            next = error.source();
+        }
+        assert_eq!(chain.last().map(String::as_str), Some("disk full"), "{chain:?}");
     }
 }

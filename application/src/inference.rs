@@ -16,13 +16,13 @@ use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelMani
 use medledger_domain::{Aggregate, DomainError};
 use sha2::Digest as _;
 
-use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::model_threads::{ModelInputs, ModelThreads};
 use crate::ports::{
-    BlobStore, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
+    BlobStore, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
 };
+use crate::{AppError, InferenceError, Internal};
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
 /// IoU are merged (greedy NMS); at most this many primitives per image.
@@ -174,10 +174,10 @@ impl InferenceTasks {
 
     /// A turn to decode. Whoever waits for one holds only the upload as it came (its size
     /// capped by the route); the pixels are allocated under the permit.
-    async fn decode_turn(&self) -> Result<Option<OwnedSemaphorePermit>, String> {
+    async fn decode_turn(&self) -> Result<Option<OwnedSemaphorePermit>, tokio::sync::AcquireError> {
         match &self.decodes {
             None => Ok(None),
-            Some(turns) => turns.clone().acquire_owned().await.map(Some).map_err(|e| format!("image decoder: {e}")),
+            Some(turns) => turns.clone().acquire_owned().await.map(Some),
         }
     }
 
@@ -186,7 +186,7 @@ impl InferenceTasks {
     pub async fn register_builtins(&self, builtins: &[BuiltinModel]) -> Result<(), AppError> {
         for b in builtins {
             let manifest: ModelManifest =
-                serde_json::from_str(b.manifest_json).map_err(|e| AppError::internal(format!("built-in model {}: {e}", b.id)))?;
+                serde_json::from_str(b.manifest_json).map_err(|source| Internal::BuiltinManifest { model_id: b.id, source })?;
             let key = blob_key_for_model(b.id);
             let sha256 = sha256_hex(b.onnx);
             let (existing, _) = self.ledger.load::<Model>(&model::stream_id(b.id)).await?;
@@ -205,7 +205,7 @@ impl InferenceTasks {
                 let id = b.id;
                 load_off_runtime(engine, id, manifest.clone().validate()?, b.onnx)
                     .await?
-                    .map_err(|e| AppError::internal(format!("built-in model {id}: {e}")))?;
+                    .map_err(|source| Internal::ModelNotLoaded { model_id: id, source })?;
             }
             self.remember(b.id, manifest);
         }
@@ -225,7 +225,7 @@ impl InferenceTasks {
         // anything is recorded. The engine's refusals are fit for the admin to read.
         load_off_runtime(&engine, ModelId::MIN, manifest.clone(), onnx.clone()).await?.map_err(|reason| {
             tracing::info!(model = %manifest.name, %reason, "a model sent for registration was refused");
-            DomainError::invalid("file", reason)
+            InferenceError::ModelRefused(reason)
         })?;
         // Ids are shared with the built-in models: skip any already taken.
         let model_id = loop {
@@ -241,7 +241,9 @@ impl InferenceTasks {
         let events = Model::default().handle(command)?;
         let part = self.ledger.prepare(&model::stream_id(model_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let appended = self.ledger.commit(vec![part]).await?;
-        load_off_runtime(&engine, model_id, manifest.clone(), onnx).await?.map_err(AppError::internal)?;
+        load_off_runtime(&engine, model_id, manifest.clone(), onnx)
+            .await?
+            .map_err(|source| Internal::ModelNotLoaded { model_id, source })?;
         self.remember(model_id, manifest);
         Ok((model_id, appended.last_position))
     }
@@ -255,8 +257,10 @@ impl InferenceTasks {
         let (model, _) = self.ledger.load::<Model>(&model::stream_id(id)).await?;
         let Some(manifest) = model.manifest().cloned() else { return Ok(None) };
         if let Ok(engine) = &self.engine {
-            let onnx = self.blobs.get(model.blob_key()).await?.ok_or_else(|| AppError::internal(format!("model {id}: file missing")))?;
-            load_off_runtime(engine, id, manifest.clone(), onnx).await?.map_err(AppError::internal)?;
+            let onnx = self.blobs.get(model.blob_key()).await?.ok_or(Internal::ModelFileMissing { model_id: id })?;
+            load_off_runtime(engine, id, manifest.clone(), onnx)
+                .await?
+                .map_err(|source| Internal::ModelNotLoaded { model_id: id, source })?;
         }
         self.remember(id, manifest.clone());
         Ok(Some(manifest))
@@ -306,29 +310,28 @@ impl InferenceTasks {
             self.model_of_kind(detection_model_id, ModelKind::Detection).await?,
             self.model_of_kind(classification_model_id, ModelKind::Classification).await?,
         ) else {
-            return Err(AppError::Domain(DomainError::invalid("model_id", "no such model of that kind")));
+            return Err(InferenceError::NoSuchModel.into());
         };
         let models = TaskModels { detector: detection_model_id, classifier: classification_model_id, detection, scene };
         // The header first: an image over the limits (a bomb: a small file of a huge
         // image) is refused before it waits for a turn to decode.
-        self.images.check(bytes).map_err(|reason| DomainError::invalid("image", reason))?;
+        self.images.check(bytes).map_err(|reason| DomainError::invalid("image", reason.0))?;
         // A run from here needs the models' inputs: made in the same trip to the
         // blocking pool as the decode.
         let for_run = dispatch.then(|| (self.engine.clone(), models.clone()));
-        let turn = self.decode_turn().await.map_err(AppError::internal)?;
+        let turn = self.decode_turn().await?;
         let (images, owned) = (self.images.clone(), bytes.to_vec());
         let (header, inputs) = tokio::task::spawn_blocking(move || {
             // The turn ends with the decode, not with the request: a client that hangs up
             // does not stop a decode under way.
             let _turn = turn;
-            let checked = images.decode(&owned)?;
+            let checked = images.decode(&owned).map_err(|refused| refused.0)?;
             let inputs = for_run.map(|(engine, models)| models.inputs(&engine?, &checked.image));
             // Only the size leaves: the pixels are freed within the turn.
             let header = ImageHeader { content_type: checked.content_type, width: checked.image.width, height: checked.image.height };
             Ok::<_, String>((header, inputs))
         })
-        .await
-        .map_err(AppError::internal)?
+        .await?
         .map_err(|reason| DomainError::invalid("image", reason))?;
         let task_id = self.ids.next_id("inference_task").await?;
         let filename = TaskInput::filename_for(task_id, header.content_type)?;
@@ -451,12 +454,12 @@ impl InferenceTasks {
     async fn stored_inputs(&self, task: &InferenceTask, models: &TaskModels) -> Result<ModelInputs, String> {
         let input = task.input().ok_or("the task has no input")?;
         // The turn before the read: the bytes of tasks waiting to decode stay on disk.
-        let turn = self.decode_turn().await?;
+        let turn = self.decode_turn().await.map_err(|e| format!("image decoder: {e}"))?;
         let bytes = self.blobs.get(&input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
         let (images, engine, models) = (self.images.clone(), self.engine.clone()?, models.clone());
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            models.inputs(&engine, &images.decode(&bytes)?.image)
+            models.inputs(&engine, &images.decode(&bytes).map_err(|refused| refused.0)?.image)
         })
         .await
         .map_err(|e| format!("image decoder: {e}"))?
@@ -489,9 +492,12 @@ struct TaskModels {
 impl TaskModels {
     /// The image as both models take it: one tensor when their inputs agree.
     fn inputs(&self, engine: &Arc<dyn InferenceEngine>, image: &RgbImage) -> Result<ModelInputs, String> {
-        let detection = engine.input(self.detector, image)?;
-        let classification =
-            if self.detection.input.same_tensor_as(&self.scene.input) { None } else { Some(engine.input(self.classifier, image)?) };
+        let detection = engine.input(self.detector, image).map_err(|e| e.0)?;
+        let classification = if self.detection.input.same_tensor_as(&self.scene.input) {
+            None
+        } else {
+            Some(engine.input(self.classifier, image).map_err(|e| e.0)?)
+        };
         Ok(ModelInputs { detection, classification })
     }
 }
@@ -527,13 +533,7 @@ async fn load_off_runtime(
     id: ModelId,
     manifest: ModelManifest,
     onnx: impl AsRef<[u8]> + Send + 'static,
-) -> Result<Result<(), String>, AppError> {
+) -> Result<Result<(), EngineError>, AppError> {
     let engine = engine.clone();
-    tokio::task::spawn_blocking(move || engine.load(id, &manifest, onnx.as_ref())).await.map_err(AppError::internal)
-}
-
-/// The contract's message for a wrong model id, listing every model.
-pub fn model_choice_message(models: &[ModelSummary]) -> String {
-    let list: Vec<String> = models.iter().map(|m| format!("({}, '{}', '{}')", m.id, m.name, m.kind.as_str())).collect();
-    format!("Model id was not correct. Choose from (id, name, type) [{}].", list.join(", "))
+    Ok(tokio::task::spawn_blocking(move || engine.load(id, &manifest, onnx.as_ref())).await?)
 }

@@ -18,4 +18,4 @@ pub mod model_threads;
 pub mod ports;
 pub mod sagas;
 
-pub use error::AppError;
+pub use error::{AccountError, AppError, CatalogError, InferenceError, Internal};

@@ -151,8 +151,8 @@ fn outputs(jobs: &[Job]) -> Result<Vec<ModelOutputs>, String> {
     let first = &jobs[0];
     let detection: Vec<&ModelInput> = jobs.iter().map(|j| &j.inputs.detection).collect();
     let classification: Vec<&ModelInput> = jobs.iter().map(Job::classification).collect();
-    let detections = first.engine.run(first.detector, &detection)?;
-    let probabilities = first.engine.run(first.classifier, &classification)?;
+    let detections = first.engine.run(first.detector, &detection).map_err(|e| e.0)?;
+    let probabilities = first.engine.run(first.classifier, &classification).map_err(|e| e.0)?;
     if detections.len() != jobs.len() || probabilities.len() != jobs.len() {
         return Err(format!("the models answered {} and {} of {} images", detections.len(), probabilities.len(), jobs.len()));
     }
@@ -170,7 +170,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ports::RgbImage;
+    use crate::ports::{EngineError, RgbImage};
     use medledger_domain::inference::ModelManifest;
 
     /// Sums each input times the model id; remembers the batch sizes it was given;
@@ -184,23 +184,23 @@ mod tests {
     }
 
     impl InferenceEngine for SummingEngine {
-        fn load(&self, _: ModelId, _: &ModelManifest, _: &[u8]) -> Result<(), String> {
+        fn load(&self, _: ModelId, _: &ModelManifest, _: &[u8]) -> Result<(), EngineError> {
             Ok(())
         }
         fn is_loaded(&self, _: ModelId) -> bool {
             true
         }
-        fn input(&self, _: ModelId, _: &RgbImage) -> Result<ModelInput, String> {
-            Err("not used".into())
+        fn input(&self, _: ModelId, _: &RgbImage) -> Result<ModelInput, EngineError> {
+            Err(EngineError("not used".into()))
         }
-        fn run(&self, model_id: ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, String> {
+        fn run(&self, model_id: ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, EngineError> {
             self.runs_begun.fetch_add(1, Ordering::SeqCst);
             while !self.open.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             self.batches.lock().unwrap().push((model_id, inputs.len()));
             if inputs.iter().any(|i| i.values[0] < 0.0) {
-                return Err("refused".into());
+                return Err(EngineError("refused".into()));
             }
             Ok(inputs.iter().map(|i| vec![i.values.iter().sum::<f32>() * model_id as f32]).collect())
         }

@@ -167,8 +167,15 @@ pub trait IdGenerator: Send + Sync {
     async fn next_id(&self, sequence: &str) -> Result<i64, StoreError>;
 }
 
+/// What an adapter's own failure holds: its library's error, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed")]
+pub struct HashError(#[source] pub Cause);
+
 pub trait PasswordHasher: Send + Sync {
-    fn hash(&self, password: &str) -> Result<PasswordHash, String>;
+    fn hash(&self, password: &str) -> Result<PasswordHash, HashError>;
     fn verify(&self, password: &str, hash: &PasswordHash) -> bool;
 }
 
@@ -181,9 +188,19 @@ pub struct Mail {
     pub body: String,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("cannot write the mail to the outbox")]
+    Outbox(#[source] std::io::Error),
+    #[error("the mail cannot be written as a message")]
+    Message(#[source] Cause),
+    #[error("the mail server did not take the mail")]
+    Transport(#[source] Cause),
+}
+
 #[async_trait]
 pub trait Mailer: Send + Sync {
-    async fn send(&self, mail: &Mail) -> Result<(), String>;
+    async fn send(&self, mail: &Mail) -> Result<(), MailError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,10 +230,14 @@ pub enum TokenError {
     Invalid,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign a token")]
+pub struct SigningError(#[source] pub Cause);
+
 /// Issues and checks signed tokens (JWT HS256 in production).
 pub trait TokenService: Send + Sync {
-    fn issue_access(&self, claims: &AccessClaims) -> Result<String, String>;
-    fn issue_refresh(&self, claims: &RefreshClaims, expires_at: DateTime<Utc>) -> Result<String, String>;
+    fn issue_access(&self, claims: &AccessClaims) -> Result<String, SigningError>;
+    fn issue_refresh(&self, claims: &RefreshClaims, expires_at: DateTime<Utc>) -> Result<String, SigningError>;
     fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError>;
     fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError>;
     fn refresh_ttl(&self) -> chrono::Duration;
@@ -288,16 +309,21 @@ pub struct ImageHeader {
     pub height: u32,
 }
 
+/// Why an image was refused: a sentence a client can act on (the adapter's wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ImageRefused(pub String);
+
 /// Reads uploaded images. Refusals are sentences a client can act on.
 pub trait ImageDecoder: Send + Sync {
     /// The format (JPEG or PNG) and size from the header alone, refused when over the
     /// limits: cheap and allocation-free, so it runs before a request waits for its turn
     /// to decode, and an image bomb (a small file of a huge image) is refused at once.
-    fn check(&self, bytes: &[u8]) -> Result<ImageHeader, String>;
+    fn check(&self, bytes: &[u8]) -> Result<ImageHeader, ImageRefused>;
     /// The whole image as RGB. The decoder's own reading of the header is held to the
     /// same limits before any pixel is allocated: memory for one decode is bounded by
     /// the pixel limit whatever `check` made of the file.
-    fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, String>;
+    fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, ImageRefused>;
 }
 
 /// What a client is told when the runtime cannot load a model or fails a run. The
@@ -305,6 +331,11 @@ pub trait ImageDecoder: Send + Sync {
 /// the server's absolute paths) goes to the server's log, with the model's id.
 pub const MODEL_NOT_LOADED: &str = "The model could not be loaded.";
 pub const MODEL_NOT_RUN: &str = "The model could not be run.";
+
+/// Why a model did not load or run: a sentence a client may read (see `InferenceEngine`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
 
 /// Runs ONNX models. Loading checks a graph against its manifest; running is blocking
 /// (CPU-bound): callers keep it off the async runtime. Errors are sentences a client may
@@ -319,15 +350,15 @@ pub trait InferenceEngine: Send + Sync {
         model_id: medledger_domain::inference::ModelId,
         manifest: &medledger_domain::inference::ModelManifest,
         onnx: &[u8],
-    ) -> Result<(), String>;
+    ) -> Result<(), EngineError>;
     fn is_loaded(&self, model_id: medledger_domain::inference::ModelId) -> bool;
     /// `image` resized and normalised as the model's manifest says. Kept apart from
     /// `run` so that this CPU work stays off the model threads, which are the bottleneck.
-    fn input(&self, model_id: medledger_domain::inference::ModelId, image: &RgbImage) -> Result<ModelInput, String>;
+    fn input(&self, model_id: medledger_domain::inference::ModelId, image: &RgbImage) -> Result<ModelInput, EngineError>;
     /// Runs the model on inputs made by `input` and returns each one's output tensor,
     /// flattened, in order. A graph that takes a batch dimension runs them all at once,
     /// which costs less per image than one run each; any other runs them one by one.
-    fn run(&self, model_id: medledger_domain::inference::ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, String>;
+    fn run(&self, model_id: medledger_domain::inference::ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, EngineError>;
 }
 
 /// A model's input tensor: `[1, 3, height, width]` floats, channel planes in order.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
-use medledger_application::ports::{AccessClaims, RefreshClaims, TokenError, TokenService};
+use medledger_application::ports::{AccessClaims, RefreshClaims, SigningError, TokenError, TokenService};
 use medledger_domain::role::Roles;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -50,8 +50,8 @@ impl JwtService {
         Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation, access_ttl, refresh_ttl }
     }
 
-    fn sign(&self, claims: &Claims) -> Result<String, String> {
-        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|e| e.to_string())
+    fn sign(&self, claims: &Claims) -> Result<String, SigningError> {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|e| SigningError(e.into()))
     }
 
     fn check(&self, token: &str, typ: &str) -> Result<Claims, TokenError> {
@@ -84,12 +84,12 @@ impl JwtService {
 }
 
 impl TokenService for JwtService {
-    fn issue_access(&self, c: &AccessClaims) -> Result<String, String> {
+    fn issue_access(&self, c: &AccessClaims) -> Result<String, SigningError> {
         let exp = Utc::now() + self.access_ttl;
         self.sign(&self.claims(c.user_id, "access", c.session_id, Uuid::new_v4(), exp, Some((c.roles.clone(), c.position))))
     }
 
-    fn issue_refresh(&self, c: &RefreshClaims, expires_at: DateTime<Utc>) -> Result<String, String> {
+    fn issue_refresh(&self, c: &RefreshClaims, expires_at: DateTime<Utc>) -> Result<String, SigningError> {
         self.sign(&self.claims(c.user_id, "refresh", c.session_id, c.token_id, expires_at, None))
     }
 

@@ -1,8 +1,8 @@
 //! Adapters behind the application's ports.
 
-pub mod aux;
 pub mod blobs;
 pub mod crypto;
+pub mod idempotency;
 pub mod ids;
 pub mod jwt;
 pub mod mail;
@@ -12,5 +12,6 @@ pub mod password;
 pub mod private_files;
 pub mod secret;
 pub mod store;
+pub mod vault;
 
 pub use migrate::{MigrationError, Migrations};

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use medledger_application::ports::{Mail, Mailer};
+use medledger_application::ports::{Mail, MailError, Mailer};
 use tokio::io::AsyncWriteExt as _;
 
 pub struct OutboxMailer {
@@ -26,12 +26,12 @@ fn file_name(message_id: &str) -> String {
 
 #[async_trait]
 impl Mailer for OutboxMailer {
-    async fn send(&self, mail: &Mail) -> Result<(), String> {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || crate::private_files::create_dir_all(&dir))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| MailError::Outbox(e.into()))?
+            .map_err(MailError::Outbox)?;
         let text = format!(
             "Message-ID: <{}@medledger>\r\nFrom: {}\r\nTo: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}",
             mail.message_id, self.from, mail.to, mail.subject, mail.body
@@ -46,11 +46,11 @@ impl Mailer for OutboxMailer {
             .truncate(true)
             .open(&tmp)
             .await
-            .map_err(|e| e.to_string())?;
-        file.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
-        file.flush().await.map_err(|e| e.to_string())?;
+            .map_err(MailError::Outbox)?;
+        file.write_all(text.as_bytes()).await.map_err(MailError::Outbox)?;
+        file.flush().await.map_err(MailError::Outbox)?;
         drop(file);
-        tokio::fs::rename(&tmp, &path).await.map_err(|e| e.to_string())
+        tokio::fs::rename(&tmp, &path).await.map_err(MailError::Outbox)
     }
 }
 
@@ -63,20 +63,34 @@ pub struct SmtpMailer {
     from: lettre::message::Mailbox,
 }
 
+/// Why `MEDLEDGER_SMTP_URL` or the sender cannot be used. Never shows the URL: it may
+/// hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpSettingError {
+    #[error("MEDLEDGER_SMTP_URL must start with smtp://")]
+    NotSmtp,
+    #[error("bad SMTP port in MEDLEDGER_SMTP_URL")]
+    BadPort(#[source] std::num::ParseIntError),
+    #[error("MEDLEDGER_SMTP_URL has no host")]
+    NoHost,
+    #[error("bad sender address '{from}'")]
+    BadSender { from: String, source: lettre::address::AddressError },
+}
+
 impl SmtpMailer {
-    pub fn from_url(url: &str, from: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("smtp://").ok_or("MEDLEDGER_SMTP_URL must start with smtp://")?;
+    pub fn from_url(url: &str, from: &str) -> Result<Self, SmtpSettingError> {
+        let rest = url.strip_prefix("smtp://").ok_or(SmtpSettingError::NotSmtp)?;
         let (credentials, host_port) = match rest.rsplit_once('@') {
             Some((creds, hp)) => (Some(creds), hp),
             None => (None, rest),
         };
         let host_port = host_port.trim_end_matches('/');
         let (host, port) = match host_port.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad SMTP port in {url}"))?),
+            Some((h, p)) => (h, p.parse::<u16>().map_err(SmtpSettingError::BadPort)?),
             None => (host_port, 25),
         };
         if host.is_empty() {
-            return Err("MEDLEDGER_SMTP_URL has no host".into());
+            return Err(SmtpSettingError::NoHost);
         }
         let mut builder = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(host).port(port);
         if let Some(creds) = credentials {
@@ -84,16 +98,16 @@ impl SmtpMailer {
             builder =
                 builder.credentials(lettre::transport::smtp::authentication::Credentials::new(user.to_string(), password.to_string()));
         }
-        let from = from.parse().map_err(|e| format!("bad sender address '{from}': {e}"))?;
+        let from = from.parse().map_err(|source| SmtpSettingError::BadSender { from: from.to_string(), source })?;
         Ok(Self { transport: builder.build(), from })
     }
 }
 
 #[async_trait]
 impl Mailer for SmtpMailer {
-    async fn send(&self, mail: &Mail) -> Result<(), String> {
+    async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         use lettre::AsyncTransport as _;
-        let to = mail.to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+        let to = mail.to.parse().map_err(|e: lettre::address::AddressError| MailError::Message(e.into()))?;
         let message = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -101,8 +115,8 @@ impl Mailer for SmtpMailer {
             .message_id(Some(format!("<{}@medledger>", mail.message_id)))
             .header(lettre::message::header::ContentType::TEXT_PLAIN)
             .body(mail.body.clone())
-            .map_err(|e| e.to_string())?;
-        self.transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+            .map_err(|e| MailError::Message(e.into()))?;
+        self.transport.send(message).await.map(|_| ()).map_err(|e| MailError::Transport(e.into()))
     }
 }
 

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use image::{ImageFormat, ImageReader, Limits};
-use medledger_application::ports::{CheckedImage, ImageDecoder, ImageHeader, InferenceEngine, ModelInput, RgbImage};
+use medledger_application::ports::{
+    CheckedImage, EngineError, ImageDecoder, ImageHeader, ImageRefused, InferenceEngine, ModelInput, RgbImage,
+};
 use medledger_application::ports::{MODEL_NOT_LOADED, MODEL_NOT_RUN};
 use medledger_domain::inference::{InputSpec, ModelId, ModelManifest};
 use ort::session::{RunOptions, Session};
@@ -191,8 +193,27 @@ pub fn to_tensor(image: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, String>
     Ok(out)
 }
 
+/// The port speaks in `EngineError`s; the adapter's own steps pass sentences along.
 impl InferenceEngine for OnnxEngine {
-    fn load(&self, model_id: ModelId, manifest: &ModelManifest, onnx: &[u8]) -> Result<(), String> {
+    fn load(&self, model_id: ModelId, manifest: &ModelManifest, onnx: &[u8]) -> Result<(), EngineError> {
+        self.try_load(model_id, manifest, onnx).map_err(EngineError)
+    }
+
+    fn is_loaded(&self, model_id: ModelId) -> bool {
+        self.models.read().map(|m| m.contains_key(&model_id)).unwrap_or(false)
+    }
+
+    fn input(&self, model_id: ModelId, image: &RgbImage) -> Result<ModelInput, EngineError> {
+        self.try_input(model_id, image).map_err(EngineError)
+    }
+
+    fn run(&self, model_id: ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.try_run(model_id, inputs).map_err(EngineError)
+    }
+}
+
+impl OnnxEngine {
+    fn try_load(&self, model_id: ModelId, manifest: &ModelManifest, onnx: &[u8]) -> Result<(), String> {
         // Before the runtime sees a byte: it would read the files that external data names.
         check_self_contained(onnx).map_err(|refusal| {
             tracing::warn!(model_id, %refusal, "a model was refused before loading");
@@ -209,16 +230,12 @@ impl InferenceEngine for OnnxEngine {
         Ok(())
     }
 
-    fn is_loaded(&self, model_id: ModelId) -> bool {
-        self.models.read().map(|m| m.contains_key(&model_id)).unwrap_or(false)
-    }
-
-    fn input(&self, model_id: ModelId, image: &RgbImage) -> Result<ModelInput, String> {
+    fn try_input(&self, model_id: ModelId, image: &RgbImage) -> Result<ModelInput, String> {
         let spec = &self.model(model_id)?.manifest.input;
         Ok(ModelInput { width: spec.width, height: spec.height, values: to_tensor(image, spec)? })
     }
 
-    fn run(&self, model_id: ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, String> {
+    fn try_run(&self, model_id: ModelId, inputs: &[&ModelInput]) -> Result<Vec<Vec<f32>>, String> {
         let model = self.model(model_id)?;
         let spec = &model.manifest.input;
         let (w, h) = (spec.width as usize, spec.height as usize);
@@ -337,7 +354,17 @@ fn accepted_format(bytes: &[u8]) -> Result<(ImageFormat, &'static str), String> 
 }
 
 impl ImageDecoder for UploadedImages {
-    fn check(&self, bytes: &[u8]) -> Result<ImageHeader, String> {
+    fn check(&self, bytes: &[u8]) -> Result<ImageHeader, ImageRefused> {
+        self.header(bytes).map_err(ImageRefused)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, ImageRefused> {
+        self.decoded(bytes).map_err(ImageRefused)
+    }
+}
+
+impl UploadedImages {
+    fn header(&self, bytes: &[u8]) -> Result<ImageHeader, String> {
         let (format, content_type) = accepted_format(bytes)?;
         let size = if format == ImageFormat::Png { png_size(bytes) } else { jpeg_size(bytes) };
         let (width, height) = size.ok_or("the image's header cannot be read; is it truncated?")?;
@@ -345,8 +372,8 @@ impl ImageDecoder for UploadedImages {
         Ok(ImageHeader { content_type, width, height })
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<CheckedImage, String> {
-        let ImageHeader { content_type, .. } = self.check(bytes)?;
+    fn decoded(&self, bytes: &[u8]) -> Result<CheckedImage, String> {
+        let ImageHeader { content_type, .. } = self.header(bytes)?;
         let format = if content_type == "image/png" { ImageFormat::Png } else { ImageFormat::Jpeg };
         if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
             return Err("the JPEG ends before its image data does; is it truncated?".into());

@@ -1,7 +1,7 @@
 //! Argon2id password hashing.
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
-use medledger_application::ports::PasswordHasher;
+use medledger_application::ports::{HashError, PasswordHasher};
 use medledger_domain::values::PasswordHash;
 
 pub struct Argon2Hasher {
@@ -27,11 +27,8 @@ impl Argon2Hasher {
 }
 
 impl PasswordHasher for Argon2Hasher {
-    fn hash(&self, password: &str) -> Result<PasswordHash, String> {
-        self.argon()
-            .hash_password(password.as_bytes())
-            .map(|h| PasswordHash::new(h.to_string()))
-            .map_err(|e| format!("password hashing failed: {e}"))
+    fn hash(&self, password: &str) -> Result<PasswordHash, HashError> {
+        self.argon().hash_password(password.as_bytes()).map(|h| PasswordHash::new(h.to_string())).map_err(|e| HashError(e.into()))
     }
 
     fn verify(&self, password: &str, hash: &PasswordHash) -> bool {

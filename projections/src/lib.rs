@@ -14,6 +14,7 @@ mod collections;
 mod error;
 pub mod inference;
 pub mod queries;
+pub mod read_models;
 mod runner;
 mod tail;
 mod users;

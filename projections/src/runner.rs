@@ -42,10 +42,24 @@ impl Progress {
         true
     }
 
-    /// `wait_for`, for the one read model named `name` (false also when there is none).
+    /// Read-your-writes for one response: waits until each read model it reads (named
+    /// in `read_models`, see `read_models`) has applied `position`; the others, however
+    /// far behind or stuck, do not hold it. False if that took longer than `timeout`, or
+    /// a name matches no read model.
+    pub async fn caught_up_on(&self, read_models: &[&str], position: Position, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for name in read_models {
+            let Some(rx) = self.positions.get(*name).cloned() else { return false };
+            if !reaches(rx, position, deadline).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `caught_up_on` one read model.
     pub async fn wait_for_one(&self, name: &str, position: Position, timeout: Duration) -> bool {
-        let Some(rx) = self.positions.get(name).cloned() else { return false };
-        reaches(rx, position, tokio::time::Instant::now() + timeout).await
+        self.caught_up_on(&[name], position, timeout).await
     }
 
     pub fn positions(&self) -> Vec<(String, Position)> {
@@ -423,4 +437,29 @@ pub async fn table_snapshot(read: &AnyPool, table: &str) -> Result<Vec<String>, 
             serde_json::Value::Object(obj).to_string()
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_response_is_not_held_by_a_read_model_it_does_not_read() {
+        let (fast, fast_rx) = watch::channel(0);
+        let (_stuck, stuck_rx) = watch::channel(0);
+        let progress = Progress { positions: Arc::new(BTreeMap::from([("fast".into(), fast_rx), ("stuck".into(), stuck_rx)])) };
+        let wait = Duration::from_secs(5);
+        let waiting = tokio::spawn({
+            let progress = progress.clone();
+            async move { progress.caught_up_on(&["fast"], 7, wait).await }
+        });
+        fast.send_replace(7);
+        let started = tokio::time::Instant::now();
+        assert!(waiting.await.unwrap(), "the read model it reads reached the position");
+        assert!(started.elapsed() < wait / 2, "answered once `fast` was there, not when `stuck` gave up");
+        // Waiting for every read model is held by the stuck one until the timeout.
+        assert!(!progress.wait_for(7, Duration::from_millis(50)).await);
+        assert!(!progress.caught_up_on(&["fast", "stuck"], 7, Duration::from_millis(50)).await);
+        assert!(!progress.caught_up_on(&["nonesuch"], 0, wait).await, "an unknown name is not a read model that caught up");
+    }
 }

@@ -99,10 +99,10 @@ fn a_manifest_that_does_not_fit_the_graph_is_refused() {
     let onnx = std::fs::read(format!("{MODELS}/scenes.onnx")).unwrap();
     let mut wrong_size = models[2].2.clone();
     wrong_size.input.width = 64;
-    assert!(engine.load(9, &wrong_size, &onnx).unwrap_err().contains("shape"));
+    assert!(engine.load(9, &wrong_size, &onnx).unwrap_err().0.contains("shape"));
     let mut wrong_name = models[2].2.clone();
     wrong_name.output.name = "logits".into();
-    assert!(engine.load(9, &wrong_name, &onnx).unwrap_err().contains("logits"));
+    assert!(engine.load(9, &wrong_name, &onnx).unwrap_err().0.contains("logits"));
     assert!(engine.load(9, &models[2].2, b"not an onnx model").is_err());
     assert!(!engine.is_loaded(9));
 }
@@ -111,11 +111,11 @@ fn a_manifest_that_does_not_fit_the_graph_is_refused() {
 fn an_input_made_for_another_size_is_refused_not_run() {
     let (engine, _) = engine();
     let wrong = ModelInput { width: 64, height: 64, values: vec![0.0; 3 * 64 * 64] };
-    assert!(engine.run(3, &[&wrong]).unwrap_err().contains("128x128"));
+    assert!(engine.run(3, &[&wrong]).unwrap_err().0.contains("128x128"));
     let short = ModelInput { width: 128, height: 128, values: vec![0.0; 10] };
     assert!(engine.run(3, &[&short]).is_err());
     let fine = ModelInput { width: 128, height: 128, values: vec![0.0; 3 * 128 * 128] };
-    assert!(engine.run(3, &[&fine, &wrong]).unwrap_err().contains("128x128"), "one wrong input refuses the batch");
+    assert!(engine.run(3, &[&fine, &wrong]).unwrap_err().0.contains("128x128"), "one wrong input refuses the batch");
     assert!(engine.input(42, &medledger_application::ports::RgbImage { width: 1, height: 1, pixels: vec![0; 3] }).is_err());
 }
 
@@ -127,11 +127,11 @@ fn uploads_are_checked_before_they_are_decoded() {
     assert_eq!(decoder.decode(&png).unwrap().content_type, "image/png");
     let big = decoder.decode(&jpeg).unwrap();
     assert_eq!((big.content_type, big.image.width, big.image.height), ("image/jpeg", 640, 480));
-    assert!(decoder.decode(&[]).unwrap_err().contains("empty"));
-    assert!(decoder.decode(b"hello, not an image").unwrap_err().contains("not an image"));
-    assert!(decoder.decode(&jpeg[..jpeg.len() / 2]).unwrap_err().contains("truncated"));
-    assert!(decoder.decode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap_err().contains("GIF"));
-    assert!(decoder.decode(&huge_png()).unwrap_err().contains("larger than"));
+    assert!(decoder.decode(&[]).unwrap_err().0.contains("empty"));
+    assert!(decoder.decode(b"hello, not an image").unwrap_err().0.contains("not an image"));
+    assert!(decoder.decode(&jpeg[..jpeg.len() / 2]).unwrap_err().0.contains("truncated"));
+    assert!(decoder.decode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap_err().0.contains("GIF"));
+    assert!(decoder.decode(&huge_png()).unwrap_err().0.contains("larger than"));
 }
 
 /// A PNG whose header claims 20000×20000 pixels (the data is not there: the header

@@ -7,12 +7,13 @@ use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Reque
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::AppError;
 use medledger_application::access::Caller;
-use medledger_application::inference::{ModelSummary, NewTask, model_choice_message};
+use medledger_application::inference::{ModelSummary, NewTask};
+use medledger_application::{AppError, InferenceError};
 use medledger_domain::DomainError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
 use medledger_projections::inference as queries;
+use medledger_projections::read_models;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Detail};
@@ -168,6 +169,12 @@ async fn model_choice(state: &AppState) -> Res<String> {
     Ok(model_choice_message(&all_models(state).await?))
 }
 
+/// The contract's message for a wrong model id, listing every model.
+fn model_choice_message(models: &[ModelSummary]) -> String {
+    let list: Vec<String> = models.iter().map(|m| format!("({}, '{}', '{}')", m.id, m.name, m.kind.as_str())).collect();
+    format!("Model id was not correct. Choose from (id, name, type) [{}].", list.join(", "))
+}
+
 /// 429 once `user` has created their allowance of tasks this minute.
 fn within_task_allowance(state: &AppState, user: &TaskUser) -> Res<()> {
     let Err(retry_after) = state.task_limiter.check(&user.id.to_string()) else { return Ok(()) };
@@ -287,12 +294,12 @@ async fn create(
     let submitted = state.inference.submit(task, &body, &ctx.with_actor(user.id)).await;
     let (id, position) = match submitted {
         Ok(done) => done,
-        Err(AppError::Domain(DomainError::InvalidValue { field: "model_id", .. })) => return Err(bad(model_choice(&state).await?).into()),
+        Err(AppError::Inference(InferenceError::NoSuchModel)) => return Err(bad(model_choice(&state).await?).into()),
         Err(AppError::Domain(DomainError::InvalidValue { message, .. })) => return Err(about_file(message).into()),
         Err(other) => return Err(other.into()),
     };
     // The client's next request reads the task list; other read models follow on their own.
-    state.caught_up_on(queries::TASKS_PROJECTION, position).await;
+    state.caught_up_on(&[read_models::INFERENCE_TASKS], position).await;
     Ok(Json(json!(wire::TaskId { id })))
 }
 
@@ -416,11 +423,11 @@ async fn input(State(state): State<AppState>, user: TaskUser, Path(raw): Path<St
 async fn delete(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, Path(raw): Path<String>) -> Res<Json<Value>> {
     let row = visible(&state, &user, &raw).await?;
     let position = state.inference.delete(row.id, user.id, user.admin, &ctx.with_actor(user.id)).await.map_err(|e| match e {
-        medledger_application::AppError::NotFound(_) => not_found(&raw),
+        AppError::NotFound(_) => not_found(&raw),
         other => other.into(),
     })?;
     if let Some(p) = position {
-        state.caught_up(p).await;
+        state.caught_up_on(&[read_models::INFERENCE_TASKS], p).await;
     }
     Ok(Json(json!(wire::TaskId { id: row.id })))
 }
@@ -456,9 +463,9 @@ async fn register(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, 
     let (id, position) = match registered {
         Ok(done) => done,
         // The engine's sentence alone (see `InferenceEngine`): nothing of the runtime's.
-        Err(AppError::Domain(DomainError::InvalidValue { field: "file", message })) => return Err(bad(message)),
+        Err(AppError::Inference(InferenceError::ModelRefused(reason))) => return Err(bad(reason.0)),
         Err(other) => return Err(other.into()),
     };
-    state.caught_up(position).await;
+    state.caught_up_on(&[read_models::INFERENCE_MODELS], position).await;
     Ok((StatusCode::CREATED, Json(json!(wire::NewModel { model_id: id }))))
 }

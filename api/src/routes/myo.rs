@@ -8,6 +8,7 @@ use medledger_application::accounts::{ProfileChange, Registration};
 use medledger_domain::role::{Role, Roles};
 use medledger_domain::user::self_registration_roles;
 use medledger_projections::queries::{self, AuditFilter, AuditRow, UserFilter, UserRow};
+use medledger_projections::read_models;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -149,6 +150,10 @@ fn message(detail: &str) -> Value {
     json!(wire::Message { detail: detail.to_string() })
 }
 
+/// A login or registration answers with the user (`users`), and the next request
+/// carries its token (`access`).
+const SIGNED_IN: &[&str] = &[read_models::USERS, read_models::ACCESS];
+
 /// SimpleJWT's answer to a login or registration.
 fn session_tokens(tokens: medledger_application::accounts::Tokens, user: &UserRow) -> Value {
     json!(wire::SessionTokens { access: tokens.access, refresh: tokens.refresh, user: user_of(user, false) })
@@ -166,7 +171,7 @@ struct LoginBody {
 
 async fn login(State(state): State<AppState>, Ctx(ctx): Ctx, JsonBody(body, ..): JsonBody<LoginBody, Myo>) -> Res<Json<Value>> {
     let done = state.accounts.login(&body.email, &body.password, &ctx).await?;
-    state.caught_up(done.position).await;
+    state.caught_up_on(SIGNED_IN, done.position).await;
     let user = user_row(&state, done.user_id).await?;
     Ok(Json(session_tokens(done.tokens, &user)))
 }
@@ -199,7 +204,7 @@ async fn register(
         roles: self_registration_roles(),
     };
     let done = state.accounts.register_and_login(form, &ctx).await?;
-    state.caught_up(done.position).await;
+    state.caught_up_on(SIGNED_IN, done.position).await;
     let row = user_row(&state, done.user_id).await?;
     Ok((StatusCode::CREATED, Json(session_tokens(done.tokens, &row))))
 }
@@ -217,7 +222,7 @@ async fn logout(
 ) -> Res<Json<Value>> {
     if let Some(position) = state.accounts.logout(&body.refresh, auth.user_id(), &ctx).await? {
         // The access token dies with the session: on this process, from the answer on.
-        state.caught_up_on("access", position).await;
+        state.caught_up_on(&[read_models::ACCESS], position).await;
     }
     Ok(Json(message("Successfully logged out")))
 }
@@ -250,7 +255,7 @@ async fn update_me(
         ProfileChange { first_name: body.first_name, last_name: body.last_name, clinic_name: body.clinic_name, ..Default::default() };
     let ctx = ctx.with_actor(auth.user_id());
     if let Some(p) = state.accounts.update_user(auth.user_id(), change, &ctx).await? {
-        state.caught_up(p).await;
+        state.caught_up_on(&[read_models::USERS], p).await;
     }
     me(State(state), auth).await
 }
@@ -270,7 +275,7 @@ async fn change_password(
     auth.still(&state)?;
     let position = state.accounts.change_password(auth.user_id(), &body.old_password, &body.new_password, &ctx).await?;
     // Every session from before the change is over, on this process from the answer on.
-    state.caught_up_on("access", position).await;
+    state.caught_up_on(&[read_models::ACCESS], position).await;
     Ok(Json(message("Password changed successfully")))
 }
 
@@ -297,7 +302,7 @@ async fn password_reset_confirm(
 ) -> Res<Json<Value>> {
     if let Some(position) = state.accounts.confirm_password_reset(&body.token, &body.new_password, &ctx).await? {
         // Every session from before the reset is over, on this process from the answer on.
-        state.caught_up_on("access", position).await;
+        state.caught_up_on(&[read_models::ACCESS], position).await;
     }
     Ok(Json(message("Password has been reset")))
 }
@@ -486,8 +491,9 @@ async fn update_user(
         roles,
         active: body.is_active,
     };
+    // Roles and activation take effect through the access model, from the answer on.
     if let Some(p) = state.accounts.update_user(id, change, &ctx.with_actor(admin.0.user_id)).await? {
-        state.caught_up(p).await;
+        state.caught_up_on(&[read_models::USERS, read_models::ACCESS], p).await;
     }
     Ok(Json(user_json(&user_row(&state, id).await?, true)))
 }
@@ -526,7 +532,7 @@ async fn create_audit_entry(
     let ctx = ctx.with_actor(auth.user_id());
     let position =
         medledger_application::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx).await?;
-    state.caught_up(position).await;
+    state.caught_up_on(&[read_models::AUDIT_LOG], position).await;
     let row = queries::audit_entry(&state.dbs.read, position).await?.ok_or_else(ApiError::<Myo>::internal)?;
     Ok((StatusCode::CREATED, Json(json!(row))))
 }

@@ -60,6 +60,6 @@ impl Saga for ResetMailSaga {
                 base = self.link_base,
             ),
         };
-        self.mailer.send(&mail).await.map_err(AppError::Internal)
+        Ok(self.mailer.send(&mail).await?)
     }
 }

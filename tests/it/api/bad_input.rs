@@ -89,7 +89,7 @@ async fn bad_tokens_are_refused() {
     let b = expect(app.get(me, Some(&format!("{none_header}.{body}."))).await, 401).await;
     assert!(b["detail"].is_string());
     // Expired.
-    let secret = app.config.secret_key.clone().unwrap();
+    let secret = app.config.secret_key.as_ref().unwrap().expose().to_string();
     let key = medledger_infrastructure::crypto::SecretKey::derive(secret.as_bytes(), "jwt-hs256");
     let expired = medledger_infrastructure::jwt::JwtService::new(key.as_bytes(), chrono::Duration::minutes(-5), chrono::Duration::days(1));
     let b = expect(app.get(me, Some(&expired.issue_access(&claims).unwrap())).await, 401).await;

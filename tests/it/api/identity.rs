@@ -216,7 +216,7 @@ async fn password_reset_by_mailed_token_(kind: Kind) {
 async fn reset_mail_goes_over_smtp_when_configured() {
     let Some(mut config) = medledger_tests::app::test_config(Kind::Sqlite).await else { return };
     let (port, mut inbox) = medledger_tests::smtp_sink().await;
-    config.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    config.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into());
     let app = medledger_tests::app::spawn_with(config, Kind::Sqlite).await;
     app.register("sam@example.org").await;
     expect(app.post("/api/auth/password-reset/", &json!({"email": "sam@example.org"}), None).await, 200).await;

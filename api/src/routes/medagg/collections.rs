@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use medledger_domain::collection::CollectionRequest;
 use medledger_projections::collection_queries::{self, CollectionRow};
+use medledger_projections::read_models;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -156,7 +157,7 @@ async fn create(
         ));
     }
     let (id, position) = state.collections.request(request, &ctx.with_actor(auth.user_id())).await?;
-    state.caught_up(position).await;
+    state.caught_up_on(&[read_models::COLLECTIONS], position).await;
     let c = collection_queries::collection(&state.dbs.read, id).await?.ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(json!(wire::NewCollection { id, status: c.status, created_at: c.created_at }))))
 }

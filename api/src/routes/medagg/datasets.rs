@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use medledger_domain::catalog::{AREAS, DatasetFields, MODALITIES, TASK_TYPES, code_id, tag_id};
 use medledger_projections::catalog_index::{SearchRequest, Semantics};
 use medledger_projections::queries::{self, DATASET_ORDERINGS, DatasetFilter, DatasetRow};
+use medledger_projections::read_models;
 use serde_json::{Value, json};
 
 use super::{CatalogReader, ListRequest, Res, TagRef, check_query_text, paged, resolve_tags};
@@ -211,6 +212,10 @@ fn tag_ref(value: &Value) -> Res<TagRef> {
     }
 }
 
+/// What shows an admin's change to a dataset: the dataset's own endpoints and lists,
+/// and the search, which must find it (or not) once the answer arrives.
+const CATALOG_READS: &[&str] = &[read_models::DATASETS, read_models::CATALOG_INDEX];
+
 fn parse_id(raw: &str) -> Res<i64> {
     raw.parse().map_err(|_| ApiError::not_found("Not found."))
 }
@@ -232,7 +237,7 @@ async fn create(
     admin.still(&state)?;
     let fields = dataset_fields(&state, body).await?;
     let (id, position) = state.catalog.create(fields, &ctx.with_actor(admin.0.user_id)).await?;
-    state.caught_up(position).await;
+    state.caught_up_on(CATALOG_READS, position).await;
     Ok((StatusCode::CREATED, Json(dataset_json(&found(&state, id).await?))))
 }
 
@@ -248,7 +253,7 @@ async fn update(
     let id = parse_id(&id)?;
     found(&state, id).await?;
     if let Some(p) = state.catalog.update(id, fields, &ctx.with_actor(admin.0.user_id)).await? {
-        state.caught_up(p).await;
+        state.caught_up_on(CATALOG_READS, p).await;
     }
     Ok(Json(dataset_json(&found(&state, id).await?)))
 }
@@ -257,7 +262,7 @@ async fn retire(State(state): State<AppState>, admin: Admin<Detail>, Ctx(ctx): C
     let id = parse_id(&id)?;
     found(&state, id).await?;
     if let Some(p) = state.catalog.retire(id, &ctx.with_actor(admin.0.user_id)).await? {
-        state.caught_up(p).await;
+        state.caught_up_on(CATALOG_READS, p).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

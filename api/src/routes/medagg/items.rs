@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use medledger_projections::collection_queries::{self, ItemRow};
+use medledger_projections::read_models;
 use serde_json::{Value, json};
 
 use super::{CatalogReader, ListRequest, Res, paged};
@@ -81,7 +82,8 @@ async fn upload(
         .collections
         .add_item(dataset_id, &filename, &content_type, &bytes, (labels, caption, identifiers), &ctx.with_actor(admin.0.user_id))
         .await?;
-    state.caught_up(position).await;
+    // The item list shows it at once; no other read model holds items.
+    state.caught_up_on(&[read_models::DATASET_ITEMS], position).await;
     Ok((
         StatusCode::CREATED,
         Json(json!(wire::NewItem {

@@ -1,5 +1,5 @@
-//! Small tables beside the event store: personal-data keys and idempotency records
-//! (integer id sequences: `ids`). Portable SQL over `AnyPool`.
+//! Personal-data keys beside the event store (crypto-shredding: erasing a subject's
+//! key makes its encrypted event fields unreadable). Portable SQL over `AnyPool`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -101,55 +101,6 @@ impl PersonalDataVault for SqlVault {
         if let Ok(mut c) = self.cache.lock() {
             c.remove(subject);
         }
-        Ok(())
-    }
-}
-
-/// A stored response to a command that carried an `Idempotency-Key`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SavedResponse {
-    pub request_hash: String,
-    pub status: u16,
-    pub content_type: String,
-    pub body: String,
-}
-
-pub struct IdempotencyRecords {
-    pool: AnyPool,
-}
-
-impl IdempotencyRecords {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
-    }
-
-    pub async fn find(&self, scope: &str, key: &str) -> Result<Option<SavedResponse>, StoreError> {
-        let row: Option<(String, i64, String, String)> =
-            sqlx::query_as("SELECT request_hash, status, content_type, body FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                .bind(scope)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(unavailable)?;
-        Ok(row.map(|(request_hash, status, content_type, body)| SavedResponse { request_hash, status: status as u16, content_type, body }))
-    }
-
-    /// Saves the first response for a key; a concurrent duplicate keeps the first.
-    pub async fn save(&self, scope: &str, key: &str, r: &SavedResponse) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash, status, content_type, body, created_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (scope, key) DO NOTHING",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(&r.request_hash)
-        .bind(r.status as i64)
-        .bind(&r.content_type)
-        .bind(&r.body)
-        .bind(chrono::Utc::now().timestamp_micros())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
         Ok(())
     }
 }
