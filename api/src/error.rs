@@ -212,7 +212,7 @@ impl<S: Shape> From<AppError> for ApiError<S> {
                 tracing::error!(error = %with_sources(&e), "request failed");
                 Self::internal()
             }
-            other @ AppError::Store(StoreError::Empty | StoreError::Corrupt(_)) => {
+            other @ (AppError::Decode(_) | AppError::Store(StoreError::Empty | StoreError::Corrupt(_))) => {
                 tracing::error!(error = %other, "request failed");
                 Self::internal()
             }

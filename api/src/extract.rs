@@ -267,14 +267,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
         // Behind a trusted proxy, the address it forwards for (`proxy::resolve`).
         let client_ip = crate::proxy::client_ip(&parts.extensions).map(|ip| ip.to_string());
         let request_id = header(REQUEST_ID).map(|r| sanitize_request_id(&r));
-        let correlation_id = request_id.as_deref().and_then(|r| uuid::Uuid::parse_str(r).ok());
+        // Every request begins a chain: its events, and whatever sagas do because of
+        // them, carry one correlation id (the request id when it is a UUID).
+        let correlation_id = request_id.as_deref().and_then(|r| uuid::Uuid::parse_str(r).ok()).unwrap_or_else(uuid::Uuid::new_v4);
         Ok(Ctx(CommandContext {
             metadata: EventMetadata {
                 actor_user_id: None,
                 client_ip,
                 user_agent: header("user-agent").map(|ua| ua.chars().take(512).collect()),
                 request_id,
-                correlation_id,
+                correlation_id: Some(correlation_id),
                 causation_id: None,
             },
             idempotency_key: header(IDEMPOTENCY_KEY).map(|k| k.chars().take(255).collect()),

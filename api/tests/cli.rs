@@ -76,6 +76,40 @@ async fn user_admin_replay_and_verify_work_on_the_servers_store() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[tokio::test]
+async fn replay_stops_at_an_event_that_does_not_decode_and_names_it() {
+    let dir = temp_dir();
+    let o = medledger(&dir, &["user", "create", "--email", "root@example.org", "--password", "correct horse", "--admin"]);
+    assert!(o.status.success(), "{o:?}");
+    // A DatasetCreated without its fields, written behind the server's back: a schema
+    // that drifted without an upcaster. Replay never reads hashes, so zeros do.
+    let url = format!("sqlite://{}", dir.join("events.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let position: i64 = sqlx::query_scalar("SELECT MAX(position) + 1 FROM events").fetch_one(&mut conn).await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, \
+         recorded_at_us, prev_hash, hash) VALUES ($1, 'dataset-999', 1, $2, 'DatasetCreated', 1, '{\"dataset_id\": 999}', '{}', 0, \
+         zeroblob(32), zeroblob(32))",
+    )
+    .bind(position)
+    .bind(uuid::Uuid::new_v4().to_string())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE chain_head SET position = $1").bind(position).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let o = medledger(&dir, &["replay"]);
+    assert!(!o.status.success(), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(&format!("position {position}")) && stderr.contains("DatasetCreated"), "{stderr}");
+    assert!(stderr.contains("fields"), "serde's reason: {stderr}");
+    // Read models that do not handle datasets replay as before.
+    let o = medledger(&dir, &["replay", "--projection", "users"]);
+    assert!(o.status.success(), "{o:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn catalog_import_items_and_index_replay_from_the_command_line() {
     let dir = temp_dir();

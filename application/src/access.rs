@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::codec::DecodedEvent;
+use medledger_domain::EventTypes;
+
+use crate::codec::{DecodeError, DecodedEvent};
 use crate::ports::{AccessClaims, Position, StoreError, UserDirectory};
 
 /// How long judging a token waits for the model to reach the token's position.
@@ -99,20 +101,36 @@ impl AccessModel {
         *self.reached.borrow()
     }
 
-    /// Applies a page of the history (in order) and records how far it reaches.
-    pub fn apply(&self, events: &[Arc<DecodedEvent>]) {
-        let Some(last) = events.last().map(|e| e.recorded.position) else { return };
+    /// The event types the model is built from.
+    pub fn handles() -> EventTypes {
+        EventTypes::of::<UserEvent>().and(EventTypes::of::<SessionEvent>())
+    }
+
+    /// Applies the page's events of the types it handles (in order) and records that the
+    /// model has read the history through `through`. Every event is decoded before any
+    /// is applied: one that does not decode leaves the model as it was, so the page can
+    /// be applied again up to that event without applying anything twice.
+    pub fn apply(&self, events: &[Arc<DecodedEvent>], through: Position) -> Result<(), DecodeError> {
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(e) = event.to_domain::<UserEvent>()? {
+                decoded.push((event, Read::User(e)));
+            } else if let Some(e) = event.to_domain::<SessionEvent>()? {
+                decoded.push((event, Read::Session(e)));
+            }
+        }
         if let Ok(mut state) = self.state.write() {
-            for event in events {
-                state.apply(event);
+            for (event, read) in decoded {
+                state.apply(event, read);
             }
             state.sweep(Utc::now());
         }
         self.reached.send_if_modified(|p| {
-            let moved = last > *p;
-            *p = (*p).max(last);
+            let moved = through > *p;
+            *p = (*p).max(through);
             moved
         });
+        Ok(())
     }
 
     /// A user's aggregate and stream version, as far as the model has read.
@@ -168,33 +186,42 @@ impl UserDirectory for AccessModel {
     }
 }
 
+/// An event the model is built from, decoded.
+enum Read {
+    User(UserEvent),
+    Session(SessionEvent),
+}
+
 impl State {
-    fn apply(&mut self, event: &DecodedEvent) {
-        if let Some(e) = event.to_domain::<UserEvent>() {
-            let user_id = match &e {
-                UserEvent::UserRegistered { user_id, .. }
-                | UserEvent::ProfileUpdated { user_id, .. }
-                | UserEvent::RolesChanged { user_id, .. }
-                | UserEvent::AccountActivationChanged { user_id, .. }
-                | UserEvent::PasswordChanged { user_id, .. }
-                | UserEvent::PasswordResetRequested { user_id, .. }
-                | UserEvent::PasswordResetCompleted { user_id, .. }
-                | UserEvent::UserLoggedIn { user_id, .. } => *user_id,
-            };
-            if let UserEvent::UserRegistered { personal, .. } = &e
-                && !event.erased
-            {
-                self.emails.insert(personal.email.to_lowercase(), user_id);
-                if let Some(username) = &personal.username {
-                    self.usernames.insert(username.to_lowercase(), user_id);
-                }
+    fn apply(&mut self, event: &DecodedEvent, read: Read) {
+        let e = match read {
+            Read::User(e) => e,
+            Read::Session(e) => return self.apply_session(e),
+        };
+        let user_id = match &e {
+            UserEvent::UserRegistered { user_id, .. }
+            | UserEvent::ProfileUpdated { user_id, .. }
+            | UserEvent::RolesChanged { user_id, .. }
+            | UserEvent::AccountActivationChanged { user_id, .. }
+            | UserEvent::PasswordChanged { user_id, .. }
+            | UserEvent::PasswordResetRequested { user_id, .. }
+            | UserEvent::PasswordResetCompleted { user_id, .. }
+            | UserEvent::UserLoggedIn { user_id, .. } => *user_id,
+        };
+        if let UserEvent::UserRegistered { personal, .. } = &e
+            && !event.erased
+        {
+            self.emails.insert(personal.email.to_lowercase(), user_id);
+            if let Some(username) = &personal.username {
+                self.usernames.insert(username.to_lowercase(), user_id);
             }
-            let (user, version) = self.users.entry(user_id).or_default();
-            user.apply(&e);
-            *version = event.recorded.version;
-            return;
         }
-        let Some(e) = event.to_domain::<SessionEvent>() else { return };
+        let (user, version) = self.users.entry(user_id).or_default();
+        user.apply(&e);
+        *version = event.recorded.version;
+    }
+
+    fn apply_session(&mut self, e: SessionEvent) {
         match e {
             SessionEvent::SessionStarted { session_id, user_id, expires_at, credentials_version, cookie_hash, .. } => {
                 if let Some(hash) = &cookie_hash {

@@ -36,7 +36,7 @@ impl Catalog {
     pub async fn find_slug(&self, slug: &str) -> Result<Option<DatasetId>, AppError> {
         let recorded = self.ledger.store().read_stream(&catalog::slug_stream_id(slug)).await?;
         for r in recorded {
-            if let Some(DatasetEvent::DatasetSlugClaimed { dataset_id }) = self.ledger.decode(r).await?.to_domain() {
+            if let Some(DatasetEvent::DatasetSlugClaimed { dataset_id }) = self.ledger.decode(r).await?.to_domain()? {
                 return Ok(Some(dataset_id));
             }
         }

@@ -1,16 +1,18 @@
 //! Domain events ⇄ stored events: serialisation, sealing personal data, upcasting.
 
 use std::any::{Any, TypeId};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use medledger_domain::DomainEvent;
+use medledger_domain::events::{ALL, Upcaster};
 use serde::de::value::MapDeserializer;
 use serde_json::{Map, Value, json};
 
 use crate::AppError;
 use crate::metadata::EventMetadata;
-use crate::ports::{NewEvent, PersonalDataVault, RecordedEvent, StoreError};
+use crate::ports::{NewEvent, PersonalDataVault, Position, RecordedEvent, StoreError};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -56,26 +58,48 @@ impl DecodedEvent {
         &self.recorded.event_type
     }
 
-    /// Deserialises into the domain enum; `None` if the type belongs to another enum.
-    pub fn to_domain<E: DomainEvent>(&self) -> Option<E> {
+    /// Deserialises into the domain enum: `Ok(None)` when the type is not one of `E`'s,
+    /// an error when it is one of `E`'s but does not decode (a drifted schema): never
+    /// silently "not mine".
+    pub fn to_domain<E: DomainEvent>(&self) -> Result<Option<E>, DecodeError> {
+        if !E::EVENT_TYPES.contains(&self.event_type()) {
+            return Ok(None);
+        }
         let enum_id = TypeId::of::<E>();
         // One lock for the look and the store: two subscribers asking at once parse once.
         let mut entries = self.read_as.entries();
-        if let Some((_, read)) = entries.iter().find(|(id, _)| *id == enum_id) {
-            return read.downcast_ref::<Option<E>>().and_then(Clone::clone);
+        if let Some((_, read)) = entries.iter().find(|(id, _)| *id == enum_id)
+            && let Some(read) = read.downcast_ref::<Result<E, DecodeError>>()
+        {
+            return read.clone().map(Some);
         }
-        let read: Option<E> = self.parse();
+        let read: Result<E, DecodeError> = self.parse();
         entries.push((enum_id, Arc::new(read.clone())));
-        read
+        read.map(Some)
     }
 
     /// The stored shape is `{"type": …, "data": …}`; read from the parts in place
     /// rather than from a copy of the payload put back together.
-    fn parse<E: DomainEvent>(&self) -> Option<E> {
+    fn parse<E: DomainEvent>(&self) -> Result<E, DecodeError> {
         let tag = Value::String(self.recorded.event_type.clone());
         let fields = [("type", &tag), ("data", &self.data)];
-        E::deserialize(MapDeserializer::<_, serde_json::Error>::new(fields.into_iter())).ok()
+        E::deserialize(MapDeserializer::<_, serde_json::Error>::new(fields.into_iter())).map_err(|source| DecodeError {
+            position: self.recorded.position,
+            event_type: self.recorded.event_type.clone(),
+            source: Arc::new(source),
+        })
     }
+}
+
+/// A stored event of a type this code knows that does not decode as that type: its
+/// schema drifted from the code's (a missing upcaster, a field renamed without one).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the {event_type} at position {position} does not decode as this code reads {event_type}")]
+pub struct DecodeError {
+    pub position: Position,
+    pub event_type: String,
+    #[source]
+    pub source: Arc<serde_json::Error>,
 }
 
 #[derive(Clone)]
@@ -175,19 +199,20 @@ impl EventCodec {
     }
 }
 
-/// Brings an old event schema up to the one the domain reads.
-///
-/// `UserRegistered` v1 kept one `full_name`; v2 has `first_name` and `last_name`.
+/// Every upcaster of every event enum, by (event type, stored schema version).
+fn upcasters() -> &'static HashMap<(&'static str, u32), Upcaster> {
+    static REGISTRY: OnceLock<HashMap<(&'static str, u32), Upcaster>> = OnceLock::new();
+    REGISTRY.get_or_init(|| ALL.iter().flat_map(|e| e.upcasters).map(|u| ((u.event_type, u.from_version), *u)).collect())
+}
+
+/// Brings an old event schema up to the one the domain reads, one version at a time,
+/// with the upcasters the domain registers beside each event (`DomainEvent::UPCASTERS`).
 pub fn upcast(event_type: &str, schema_version: i32, mut data: Value) -> Value {
-    if event_type == "UserRegistered"
-        && schema_version < 2
-        && let Some(personal) = data.get_mut("personal").and_then(Value::as_object_mut)
-        && let Some(full) = personal.remove("full_name")
-    {
-        let full = full.as_str().unwrap_or_default().trim().to_string();
-        let (first, last) = full.split_once(' ').unwrap_or((&full, ""));
-        personal.insert("first_name".into(), json!(first));
-        personal.insert("last_name".into(), json!(last.trim()));
+    let registry = upcasters();
+    let mut version = u32::try_from(schema_version).unwrap_or(0);
+    while let Some(u) = registry.get(&(event_type, version)) {
+        data = (u.upcast)(data);
+        version += 1;
     }
     data
 }

@@ -13,7 +13,7 @@ use medledger_domain::vocabulary;
 
 use crate::AppError;
 use crate::ledger::Ledger;
-use crate::metadata::CommandContext;
+use crate::metadata::{Cause, CommandContext};
 use crate::ports::{ArchiveEntry, BlobStore, Clock, ExpectedVersion, IdGenerator, Position};
 
 /// Build progress (0-100) of collections being built by this process.
@@ -121,7 +121,7 @@ impl Collections {
         let mut state = Dataset::default();
         let mut items = Vec::new();
         for r in recorded {
-            let Some(event) = self.ledger.decode(r).await?.to_domain::<DatasetEvent>() else { continue };
+            let Some(event) = self.ledger.decode(r).await?.to_domain::<DatasetEvent>()? else { continue };
             if let DatasetEvent::DatasetItemAdded { item, .. } = &event {
                 items.push(item.clone());
             }
@@ -175,13 +175,14 @@ impl Collections {
     /// Builds the archive for a pending collection and records the outcome. Safe to
     /// repeat: a collection already built, failed or expired is left alone, and an
     /// archive is only ever published whole (see [`BlobStore::build_archive`]).
-    pub async fn build(&self, collection_id: CollectionId) -> Result<(), AppError> {
+    /// `cause`: the request's event, which the outcome records as its cause.
+    pub async fn build(&self, collection_id: CollectionId, cause: Cause) -> Result<(), AppError> {
         let (state, _) = self.ledger.load::<Collection>(&collection::stream_id(collection_id)).await?;
         let Some(request) = state.request().cloned() else { return Ok(()) };
         if state.status() != Some(collection::CollectionStatus::Pending) {
             return Ok(());
         }
-        let ctx = CommandContext::system();
+        let ctx = CommandContext::caused_by(cause);
         let chosen = self.choose_items(&request).await?;
         if chosen.is_empty() {
             return self.fail(collection_id, "no items of the chosen datasets match the query", &ctx).await;

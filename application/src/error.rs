@@ -5,6 +5,7 @@
 
 use medledger_domain::DomainError;
 
+use crate::codec::DecodeError;
 use crate::ports::{HashError, MailError, SigningError, StoreError};
 
 /// Every way a use case can fail. The API maps each to a status and a contract's shape.
@@ -26,6 +27,9 @@ pub enum AppError {
     TokenReuse,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A stored event this code should read does not decode: it must not be skipped.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error(transparent)]
     Internal(#[from] Internal),
 }

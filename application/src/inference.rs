@@ -17,7 +17,7 @@ use medledger_domain::{Aggregate, DomainError};
 use sha2::Digest as _;
 
 use crate::ledger::Ledger;
-use crate::metadata::CommandContext;
+use crate::metadata::{Cause, CommandContext};
 use crate::model_threads::{ModelInputs, ModelThreads};
 use crate::ports::{
     BlobStore, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
@@ -357,12 +357,13 @@ impl InferenceTasks {
         })?;
         let claim = if inputs.is_some() { self.dispatched.claim(task_id) } else { None };
         let part = self.ledger.prepare(&task::stream_id(task_id), ExpectedVersion::NoStream, &events, ctx).await?;
+        let cause = part.event_ids().next().map(|created| Cause::new(created, ctx.metadata.correlation_id));
         let appended = self.ledger.commit(vec![part]).await?;
-        if let (Some(claim), Some(inputs)) = (claim, inputs) {
+        if let (Some(claim), Some(inputs), Some(cause)) = (claim, inputs, cause) {
             let (this, state) = (self.clone(), InferenceTask::from_events(&events));
             let version = events.len() as i64;
             tokio::spawn(async move {
-                let recorded = this.run_fresh(task_id, state, version, models, inputs).await;
+                let recorded = this.run_fresh(task_id, state, version, models, inputs, cause).await;
                 if let Err(e) = &recorded {
                     tracing::warn!(task_id, error = %e, "a task run straight from its POST ended without an outcome; the saga runs it");
                 }
@@ -403,11 +404,13 @@ impl InferenceTasks {
     /// run after a crash) only one result is recorded. The task is read once; only a
     /// conflicting write (another runner, a DELETE) makes it decide again on a reload.
     /// A run this process began at the POST is waited for, not repeated.
-    pub async fn run(&self, task_id: TaskId) -> Result<(), AppError> {
+    /// `cause`: the task's `InferenceTaskCreated`, which its start and result record as
+    /// their cause.
+    pub async fn run(&self, task_id: TaskId, cause: Cause) -> Result<(), AppError> {
         if self.dispatched.wait(task_id).await == Some(true) {
             return Ok(());
         }
-        let ctx = CommandContext::system();
+        let ctx = CommandContext::caused_by(cause);
         let stream = task::stream_id(task_id);
         let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, None, |t| t.handle(TaskCommand::Start)).await?;
         if !started(&start.events) {
@@ -435,8 +438,9 @@ impl InferenceTasks {
         version: i64,
         models: TaskModels,
         inputs: Result<ModelInputs, String>,
+        cause: Cause,
     ) -> Result<(), AppError> {
-        let ctx = CommandContext::system();
+        let ctx = CommandContext::caused_by(cause);
         let stream = task::stream_id(task_id);
         let infer = self.infer(&models, inputs);
         let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, Some((state, version)), |t| t.handle(TaskCommand::Start));

@@ -32,6 +32,13 @@ pub struct Pending {
     write: StreamWrite,
 }
 
+impl Pending {
+    /// The ids of the events this part appends, in order.
+    pub fn event_ids(&self) -> impl Iterator<Item = uuid::Uuid> + '_ {
+        self.write.events.iter().map(|e| e.event_id)
+    }
+}
+
 impl Ledger {
     pub fn new(store: Arc<dyn EventStore>, codec: EventCodec) -> Self {
         Self { store, codec }
@@ -53,7 +60,7 @@ impl Ledger {
         for r in recorded {
             let decoded = self.codec.decode(r).await?;
             let event: A::Event = decoded
-                .to_domain()
+                .to_domain()?
                 .ok_or_else(|| StoreError::Corrupt(format!("event {} does not belong to {}", decoded.recorded.position, A::CATEGORY)))?;
             state.apply(&event);
         }

@@ -17,5 +17,6 @@ pub mod metadata;
 pub mod model_threads;
 pub mod ports;
 pub mod sagas;
+pub mod store;
 
 pub use error::{AccountError, AppError, CatalogError, InferenceError, Internal};

@@ -29,9 +29,38 @@ pub struct CommandContext {
     pub idempotency_key: Option<String>,
 }
 
+/// The event a saga acts on, as the events it appends remember it: their
+/// `causation_id` is its id, their `correlation_id` its correlation (the request that
+/// began the chain), so `/api/events` leads from a request to its side effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    pub event_id: Uuid,
+    pub correlation_id: Uuid,
+}
+
+impl Cause {
+    pub fn of(event: &crate::codec::DecodedEvent) -> Self {
+        Self::new(event.recorded.event_id, event.metadata.correlation_id)
+    }
+
+    /// An event recorded without a correlation (before there were any, or by the
+    /// system) begins its own chain.
+    pub fn new(event_id: Uuid, correlation_id: Option<Uuid>) -> Self {
+        Self { event_id, correlation_id: correlation_id.unwrap_or(event_id) }
+    }
+}
+
 impl CommandContext {
     pub fn system() -> Self {
         Self::default()
+    }
+
+    /// The context of a command a saga issues because of `cause`.
+    pub fn caused_by(cause: Cause) -> Self {
+        let mut ctx = Self::default();
+        ctx.metadata.causation_id = Some(cause.event_id);
+        ctx.metadata.correlation_id = Some(cause.correlation_id);
+        ctx
     }
 
     pub fn with_actor(mut self, user_id: UserId) -> Self {

@@ -66,8 +66,8 @@ impl Projection for CountByType {
     fn tables(&self) -> &'static [&'static str] {
         &[]
     }
-    fn handles(&self, _: &DecodedEvent) -> bool {
-        true
+    fn handles(&self) -> medledger_domain::EventTypes {
+        medledger_domain::EventTypes::every()
     }
     async fn apply(&self, _: &mut AnyConnection, e: &DecodedEvent) -> Result<(), ProjectionError> {
         if let Ok(mut m) = self.0.lock() {

@@ -1,16 +1,18 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::DomainError;
+use crate::events::{EventNames, Upcaster};
 
 /// An event a domain aggregate emits.
 ///
 /// Events serialise adjacently tagged (`{"type": ..., "data": ...}`): the store keeps
 /// the type and the data apart, and the codec in `application` puts them back together.
+/// The type names are the variants' identifiers (`#[derive(EventNames)]`).
 /// A top-level `personal` object in `data` holds personal data; the codec encrypts it
 /// under the key of [`DomainEvent::personal_subject`] so that erasing that key shreds it.
-pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static {
-    /// The stable name stored with the event.
-    fn event_type(&self) -> &'static str;
+pub trait DomainEvent: EventNames + Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// How stored events of an older schema version become the one this code reads.
+    const UPCASTERS: &'static [Upcaster] = &[];
 
     /// The schema version this code writes for the event's type.
     fn schema_version(&self) -> u32 {

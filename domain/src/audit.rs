@@ -6,13 +6,13 @@ use uuid::Uuid;
 
 use crate::user::UserId;
 use crate::values::BoundedText;
-use crate::{DomainError, DomainEvent};
+use crate::{DomainError, DomainEvent, EventNames};
 
 pub fn stream_id(entry_id: Uuid) -> String {
     format!("audit-{entry_id}")
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum AuditEvent {
     AuditEntryRecorded {
@@ -39,10 +39,6 @@ fn erased_details() -> serde_json::Value {
 }
 
 impl DomainEvent for AuditEvent {
-    fn event_type(&self) -> &'static str {
-        "AuditEntryRecorded"
-    }
-
     fn personal_subject(&self) -> Option<String> {
         let AuditEvent::AuditEntryRecorded { actor_user_id, .. } = self;
         actor_user_id.map(crate::user::stream_id)

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dataset_item::{DatasetItem, parse_item_path};
-use crate::{Aggregate, DomainError, DomainEvent};
+use crate::{Aggregate, DomainError, DomainEvent, EventNames};
 
 pub type DatasetId = i64;
 
@@ -354,7 +354,7 @@ impl DatasetFields {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum DatasetEvent {
     DatasetCreated { dataset_id: DatasetId, fields: DatasetFields },
@@ -364,17 +364,7 @@ pub enum DatasetEvent {
     DatasetItemAdded { dataset_id: DatasetId, item: DatasetItem },
 }
 
-impl DomainEvent for DatasetEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            DatasetEvent::DatasetCreated { .. } => "DatasetCreated",
-            DatasetEvent::DatasetUpdated { .. } => "DatasetUpdated",
-            DatasetEvent::DatasetRetired { .. } => "DatasetRetired",
-            DatasetEvent::DatasetSlugClaimed { .. } => "DatasetSlugClaimed",
-            DatasetEvent::DatasetItemAdded { .. } => "DatasetItemAdded",
-        }
-    }
-}
+impl DomainEvent for DatasetEvent {}
 
 #[derive(Debug)]
 pub enum DatasetCommand {

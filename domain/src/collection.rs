@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::aggregate::{Aggregate, DomainEvent};
+use crate::events::EventNames;
 
 pub type CollectionId = i64;
 
@@ -58,7 +59,7 @@ pub struct BuiltArchive {
     pub expires_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum CollectionEvent {
     CollectionRequested { collection_id: CollectionId, request: CollectionRequest },
@@ -67,16 +68,7 @@ pub enum CollectionEvent {
     CollectionExpired { collection_id: CollectionId },
 }
 
-impl DomainEvent for CollectionEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            CollectionEvent::CollectionRequested { .. } => "CollectionRequested",
-            CollectionEvent::CollectionBuilt { .. } => "CollectionBuilt",
-            CollectionEvent::CollectionFailed { .. } => "CollectionFailed",
-            CollectionEvent::CollectionExpired { .. } => "CollectionExpired",
-        }
-    }
-}
+impl DomainEvent for CollectionEvent {}
 
 #[derive(Debug)]
 pub enum CollectionCommand {
@@ -185,6 +177,7 @@ impl Aggregate for Collection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Given, given};
 
     fn request() -> CollectionRequest {
         CollectionRequest { owner_id: 7, query_text: " pneumonia ".into(), dataset_ids: vec![1, 3, 1], limit_per_dataset: 10 }
@@ -194,21 +187,17 @@ mod tests {
         BuiltArchive { archive_key: "k".into(), archive_size: 10, items: 2, expires_at: "t".into() }
     }
 
-    fn given(events: &[CollectionEvent]) -> Collection {
-        Collection::from_events(events)
-    }
-
-    fn requested() -> Vec<CollectionEvent> {
-        Collection::default().handle(CollectionCommand::Request { collection_id: 42, request: request() }).unwrap()
+    fn requested() -> Given<Collection> {
+        given::<Collection>([]).when(CollectionCommand::Request { collection_id: 42, request: request() }).and()
     }
 
     #[test]
     fn a_request_is_cleaned_and_starts_pending() {
-        let events = requested();
-        let CollectionEvent::CollectionRequested { request, .. } = &events[0] else { panic!("{events:?}") };
+        let history = requested();
+        let [CollectionEvent::CollectionRequested { request, .. }] = history.history() else { panic!("{:?}", history.history()) };
         assert_eq!(request.query_text, "pneumonia");
         assert_eq!(request.dataset_ids, [1, 3], "duplicates dropped, order kept");
-        assert_eq!(given(&events).status(), Some(CollectionStatus::Pending));
+        assert_eq!(history.state().status(), Some(CollectionStatus::Pending));
     }
 
     #[test]
@@ -229,30 +218,34 @@ mod tests {
 
     #[test]
     fn pending_becomes_ready_once_and_redelivery_changes_nothing() {
-        let mut history = requested();
-        history.extend(given(&history).handle(CollectionCommand::MarkBuilt { archive: archive() }).unwrap());
-        assert_eq!(given(&history).status(), Some(CollectionStatus::Ready));
-        assert_eq!(given(&history).handle(CollectionCommand::MarkBuilt { archive: archive() }), Ok(vec![]));
-        assert_eq!(given(&history).handle(CollectionCommand::MarkFailed { reason: "late".into() }), Ok(vec![]));
+        let built = CollectionEvent::CollectionBuilt { collection_id: 42, archive: archive() };
+        let ready = requested().when(CollectionCommand::MarkBuilt { archive: archive() }).then([built]);
+        assert_eq!(ready.state().status(), Some(CollectionStatus::Ready));
+        ready
+            .when(CollectionCommand::MarkBuilt { archive: archive() })
+            .then_nothing()
+            .when(CollectionCommand::MarkFailed { reason: "late".into() })
+            .then_nothing();
     }
 
     #[test]
     fn only_ready_collections_expire_and_failed_ones_stay_failed() {
-        let mut failed = requested();
-        failed.extend(given(&failed).handle(CollectionCommand::MarkFailed { reason: "no items".into() }).unwrap());
-        assert_eq!(given(&failed).status(), Some(CollectionStatus::Failed));
-        assert_eq!(given(&failed).handle(CollectionCommand::Expire), Ok(vec![]));
+        let failed = requested().when(CollectionCommand::MarkFailed { reason: "no items".into() }).and();
+        assert_eq!(failed.state().status(), Some(CollectionStatus::Failed));
+        failed.when(CollectionCommand::Expire).then_nothing();
 
-        let mut ready = requested();
-        ready.extend(given(&ready).handle(CollectionCommand::MarkBuilt { archive: archive() }).unwrap());
-        ready.extend(given(&ready).handle(CollectionCommand::Expire).unwrap());
-        assert_eq!(given(&ready).status(), Some(CollectionStatus::Expired));
-        assert_eq!(given(&ready).handle(CollectionCommand::Expire), Ok(vec![]));
+        let expired = requested()
+            .when(CollectionCommand::MarkBuilt { archive: archive() })
+            .and()
+            .when(CollectionCommand::Expire)
+            .then([CollectionEvent::CollectionExpired { collection_id: 42 }]);
+        assert_eq!(expired.state().status(), Some(CollectionStatus::Expired));
+        expired.when(CollectionCommand::Expire).then_nothing();
     }
 
     #[test]
     fn commands_on_a_missing_collection_are_not_found() {
-        assert_eq!(Collection::default().handle(CollectionCommand::Expire), Err(DomainError::NotFound("collection")));
-        assert!(given(&requested()).handle(CollectionCommand::Request { collection_id: 42, request: request() }).is_err());
+        given::<Collection>([]).when(CollectionCommand::Expire).then_refused(DomainError::NotFound("collection"));
+        assert!(requested().when(CollectionCommand::Request { collection_id: 42, request: request() }).result().is_err());
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::user::UserId;
-use crate::{Aggregate, DomainError, DomainEvent};
+use crate::{Aggregate, DomainError, DomainEvent, EventNames};
 
 pub fn stream_id(session_id: Uuid) -> String {
     format!("session-{session_id}")
@@ -30,7 +30,7 @@ pub enum EndReason {
     TokenReuse,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum SessionEvent {
     SessionStarted {
@@ -79,17 +79,7 @@ pub enum SessionEvent {
     },
 }
 
-impl DomainEvent for SessionEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            SessionEvent::SessionStarted { .. } => "SessionStarted",
-            SessionEvent::RefreshTokenRotated { .. } => "RefreshTokenRotated",
-            SessionEvent::RefreshTokenReissued { .. } => "RefreshTokenReissued",
-            SessionEvent::RefreshTokenReuseDetected { .. } => "RefreshTokenReuseDetected",
-            SessionEvent::SessionEnded { .. } => "SessionEnded",
-        }
-    }
-}
+impl DomainEvent for SessionEvent {}
 
 #[derive(Debug)]
 pub enum SessionCommand {

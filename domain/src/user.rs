@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::role::{Role, Roles};
 use crate::values::{BoundedText, Email, PasswordHash, Username};
-use crate::{Aggregate, DomainError, DomainEvent};
+use crate::{Aggregate, DomainError, DomainEvent, EventNames, Upcaster};
 
 pub type UserId = i64;
 
@@ -42,7 +42,7 @@ pub struct ProfilePersonal {
     pub clinic_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum UserEvent {
     UserRegistered {
@@ -98,22 +98,11 @@ pub struct ResetMail {
 }
 
 impl DomainEvent for UserEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            UserEvent::UserRegistered { .. } => "UserRegistered",
-            UserEvent::ProfileUpdated { .. } => "ProfileUpdated",
-            UserEvent::RolesChanged { .. } => "RolesChanged",
-            UserEvent::AccountActivationChanged { .. } => "AccountActivationChanged",
-            UserEvent::PasswordChanged { .. } => "PasswordChanged",
-            UserEvent::PasswordResetRequested { .. } => "PasswordResetRequested",
-            UserEvent::PasswordResetCompleted { .. } => "PasswordResetCompleted",
-            UserEvent::UserLoggedIn { .. } => "UserLoggedIn",
-        }
-    }
+    const UPCASTERS: &'static [Upcaster] = &[Upcaster { event_type: "UserRegistered", from_version: 1, upcast: user_registered_v1_to_v2 }];
 
     fn schema_version(&self) -> u32 {
         match self {
-            // v1 stored one `full_name`; v2 splits it (see the upcaster in application).
+            // v1 stored one `full_name`; v2 splits it (`user_registered_v1_to_v2`).
             UserEvent::UserRegistered { .. } => 2,
             _ => 1,
         }
@@ -127,6 +116,20 @@ impl DomainEvent for UserEvent {
             _ => None,
         }
     }
+}
+
+/// `UserRegistered` v1 kept one `full_name`; v2 has `first_name` and `last_name` (the
+/// first word, and the rest).
+fn user_registered_v1_to_v2(mut data: serde_json::Value) -> serde_json::Value {
+    if let Some(personal) = data.get_mut("personal").and_then(serde_json::Value::as_object_mut)
+        && let Some(full) = personal.remove("full_name")
+    {
+        let full = full.as_str().unwrap_or_default().trim().to_string();
+        let (first, last) = full.split_once(' ').unwrap_or((&full, ""));
+        personal.insert("first_name".into(), serde_json::json!(first));
+        personal.insert("last_name".into(), serde_json::json!(last.trim()));
+    }
+    data
 }
 
 #[derive(Debug)]
@@ -354,7 +357,7 @@ impl Aggregate for User {
 /// Claims on a unique login identifier (email or username). The stream id is
 /// `email-<sha256>` / `username-<sha256>`; appending with "no stream" makes the
 /// claim atomic with the registration that carries it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum ClaimEvent {
     LoginIdentifierClaimed { user_id: UserId, kind: IdentifierKind },
@@ -367,11 +370,7 @@ pub enum IdentifierKind {
     Username,
 }
 
-impl DomainEvent for ClaimEvent {
-    fn event_type(&self) -> &'static str {
-        "LoginIdentifierClaimed"
-    }
-}
+impl DomainEvent for ClaimEvent {}
 
 /// Roles a self-registered (002) account gets.
 pub fn self_registration_roles() -> Roles {
@@ -381,6 +380,7 @@ pub fn self_registration_roles() -> Roles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Given, given};
     use chrono::{Duration, TimeZone};
 
     fn now() -> DateTime<Utc> {
@@ -401,19 +401,15 @@ mod tests {
         }
     }
 
-    /// given `events`, when `command`, then the result.
-    fn given_when(events: &[UserEvent], command: UserCommand) -> Result<Vec<UserEvent>, DomainError> {
-        User::from_events(events).handle(command)
-    }
-
-    fn registered() -> Vec<UserEvent> {
-        User::default().handle(register()).unwrap()
+    fn registered() -> Given<User> {
+        given::<User>([]).when(register()).and()
     }
 
     #[test]
     fn registration_emits_normalised_personal_data() {
-        let events = registered();
-        let [UserEvent::UserRegistered { user_id, personal, roles, .. }] = events.as_slice() else { panic!("{events:?}") };
+        let history = registered();
+        let events = history.history();
+        let [UserEvent::UserRegistered { user_id, personal, roles, .. }] = events else { panic!("{events:?}") };
         assert_eq!(*user_id, 7);
         assert_eq!(personal.email, "ann@example.org");
         assert!(roles.contains(Role::Doctor));
@@ -422,66 +418,65 @@ mod tests {
 
     #[test]
     fn registering_twice_is_refused() {
-        assert_eq!(given_when(&registered(), register()), Err(DomainError::AlreadyExists("user")));
+        registered().when(register()).then_refused(DomainError::AlreadyExists("user"));
     }
 
     #[test]
     fn commands_on_a_missing_user_are_not_found() {
-        let err = given_when(&[], UserCommand::RecordLogin { now: now() });
-        assert_eq!(err, Err(DomainError::NotFound("user")));
+        given::<User>([]).when(UserCommand::RecordLogin { now: now() }).then_refused(DomainError::NotFound("user"));
     }
 
     #[test]
     fn empty_profile_update_emits_nothing() {
         let cmd = UserCommand::UpdateProfile { first_name: None, last_name: None, clinic_name: None };
-        assert_eq!(given_when(&registered(), cmd), Ok(vec![]));
+        registered().when(cmd).then_nothing();
     }
 
     #[test]
     fn reset_token_works_once_and_only_before_expiry() {
-        let mut history = registered();
-        history.extend(
-            given_when(
-                &history,
-                UserCommand::RequestPasswordReset { nonce: "n".into(), token_hash: "h".into(), expires_at: now() + Duration::hours(1) },
-            )
-            .unwrap(),
-        );
         let complete =
             |at| UserCommand::CompletePasswordReset { token_hash: "h".into(), password_hash: PasswordHash::new("new".into()), now: at };
-        assert_eq!(given_when(&history, complete(now() + Duration::hours(2))), Err(DomainError::InvalidResetToken));
-        let done = given_when(&history, complete(now())).unwrap();
-        history.extend(done);
-        assert_eq!(given_when(&history, complete(now())), Err(DomainError::InvalidResetToken));
+        registered()
+            .when(UserCommand::RequestPasswordReset { nonce: "n".into(), token_hash: "h".into(), expires_at: now() + Duration::hours(1) })
+            .and()
+            .when(complete(now() + Duration::hours(2)))
+            .then_refused(DomainError::InvalidResetToken)
+            .when(complete(now()))
+            .and()
+            .when(complete(now()))
+            .then_refused(DomainError::InvalidResetToken);
     }
 
     #[test]
     fn wrong_reset_token_is_refused() {
         let cmd =
             UserCommand::CompletePasswordReset { token_hash: "nope".into(), password_hash: PasswordHash::new("new".into()), now: now() };
-        assert_eq!(given_when(&registered(), cmd), Err(DomainError::InvalidResetToken));
+        registered().when(cmd).then_refused(DomainError::InvalidResetToken);
     }
 
     #[test]
     fn inactive_accounts_cannot_log_in_or_change_password() {
-        let mut history = registered();
-        history.extend(given_when(&history, UserCommand::SetActive { active: false }).unwrap());
-        assert_eq!(given_when(&history, UserCommand::RecordLogin { now: now() }), Err(DomainError::AccountInactive));
         let cmd = UserCommand::ChangePassword { password_hash: PasswordHash::new("x".into()) };
-        assert_eq!(given_when(&history, cmd), Err(DomainError::AccountInactive));
+        registered()
+            .when(UserCommand::SetActive { active: false })
+            .then([UserEvent::AccountActivationChanged { user_id: 7, active: false }])
+            .when(UserCommand::RecordLogin { now: now() })
+            .then_refused(DomainError::AccountInactive)
+            .when(cmd)
+            .then_refused(DomainError::AccountInactive);
     }
 
     #[test]
     fn changing_roles_to_the_same_set_is_a_no_op_and_empty_is_refused() {
         let same = UserCommand::ChangeRoles { roles: self_registration_roles() };
-        assert_eq!(given_when(&registered(), same), Ok(vec![]));
+        registered().when(same).then_nothing();
         let empty = UserCommand::ChangeRoles { roles: Roles::default() };
-        assert!(given_when(&registered(), empty).is_err());
+        assert!(registered().when(empty).result().is_err());
     }
 
     #[test]
     fn events_serialise_adjacently_tagged() {
-        let json = serde_json::to_value(&registered()[0]).unwrap();
+        let json = serde_json::to_value(&registered().history()[0]).unwrap();
         assert_eq!(json["type"], "UserRegistered");
         assert_eq!(json["data"]["personal"]["email"], "ann@example.org");
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use medledger_application::access::AccessModel;
 use medledger_application::codec::DecodedEvent;
-use medledger_application::ports::Position;
+use medledger_application::ports::{ChainHead, Position};
+use medledger_domain::EventTypes;
 
 use crate::ProjectionError;
 use crate::catalog_index::SelfCheckpointed;
@@ -20,12 +21,15 @@ impl SelfCheckpointed for AccessProjection {
         "access"
     }
 
+    fn handles(&self) -> EventTypes {
+        AccessModel::handles()
+    }
+
     async fn checkpoint(&self) -> Result<Position, ProjectionError> {
         Ok(self.0.position())
     }
 
-    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>) -> Result<(), ProjectionError> {
-        self.0.apply(&events);
-        Ok(())
+    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>, through: ChainHead) -> Result<(), ProjectionError> {
+        Ok(self.0.apply(&events, through.position)?)
     }
 }

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
+use medledger_domain::EventTypes;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
@@ -35,8 +36,8 @@ impl Projection for AuditLogProjection {
     }
 
     /// One row per event.
-    fn handles(&self, _event: &DecodedEvent) -> bool {
-        true
+    fn handles(&self) -> EventTypes {
+        EventTypes::every()
     }
 
     fn tables(&self) -> &'static [&'static str] {

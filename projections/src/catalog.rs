@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
-use medledger_domain::catalog::{DatasetEvent, DatasetFields};
+use medledger_domain::EventTypes;
+use medledger_domain::catalog::{DatasetEvent, DatasetEventKind, DatasetFields};
 use sqlx::AnyConnection;
 
 use crate::{Projection, ProjectionError, timestamp};
@@ -52,8 +53,8 @@ impl Projection for DatasetsProjection {
         "datasets"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        event.to_domain::<DatasetEvent>().is_some()
+    fn handles(&self) -> EventTypes {
+        EventTypes::only([DatasetEventKind::DatasetCreated, DatasetEventKind::DatasetUpdated, DatasetEventKind::DatasetRetired])
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -61,7 +62,7 @@ impl Projection for DatasetsProjection {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
-        let Some(e) = event.to_domain::<DatasetEvent>() else { return Ok(()) };
+        let Some(e) = event.to_domain::<DatasetEvent>()? else { return Ok(()) };
         let at = timestamp(event.recorded.recorded_at());
         match e {
             DatasetEvent::DatasetCreated { dataset_id, fields } | DatasetEvent::DatasetUpdated { dataset_id, fields } => {

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
-use medledger_domain::catalog::DatasetEvent;
+use medledger_domain::EventTypes;
+use medledger_domain::catalog::{DatasetEvent, DatasetEventKind};
 use medledger_domain::collection::{CollectionEvent, CollectionStatus};
 use sqlx::AnyConnection;
 
@@ -16,8 +17,8 @@ impl Projection for DatasetItemsProjection {
         "dataset_items"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        matches!(event.to_domain::<DatasetEvent>(), Some(DatasetEvent::DatasetItemAdded { .. }))
+    fn handles(&self) -> EventTypes {
+        EventTypes::only([DatasetEventKind::DatasetItemAdded])
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -25,7 +26,7 @@ impl Projection for DatasetItemsProjection {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
-        let Some(DatasetEvent::DatasetItemAdded { dataset_id, item }) = event.to_domain::<DatasetEvent>() else { return Ok(()) };
+        let Some(DatasetEvent::DatasetItemAdded { dataset_id, item }) = event.to_domain::<DatasetEvent>()? else { return Ok(()) };
         sqlx::query(
             "INSERT INTO dataset_items (id, dataset_id, filename, content_type, size_bytes, sha256, labels, caption, \
              identifiers, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
@@ -54,8 +55,8 @@ impl Projection for CollectionsProjection {
         "collections"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        event.to_domain::<CollectionEvent>().is_some()
+    fn handles(&self) -> EventTypes {
+        EventTypes::of::<CollectionEvent>()
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -63,7 +64,7 @@ impl Projection for CollectionsProjection {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
-        let Some(e) = event.to_domain::<CollectionEvent>() else { return Ok(()) };
+        let Some(e) = event.to_domain::<CollectionEvent>()? else { return Ok(()) };
         let at = timestamp(event.recorded.recorded_at());
         let query = match e {
             CollectionEvent::CollectionRequested { collection_id, request } => sqlx::query(

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
+use medledger_domain::EventTypes;
 use medledger_domain::inference::model::ModelEvent;
 use medledger_domain::inference::task::{TaskEvent, TaskStatus};
 use sqlx::AnyConnection;
@@ -20,8 +21,8 @@ impl Projection for InferenceModelsProjection {
         "inference_models"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        matches!(event.to_domain::<ModelEvent>(), Some(ModelEvent::ModelRegistered { .. }))
+    fn handles(&self) -> EventTypes {
+        EventTypes::of::<ModelEvent>()
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -29,7 +30,7 @@ impl Projection for InferenceModelsProjection {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
-        let Some(ModelEvent::ModelRegistered { model_id, manifest, builtin, .. }) = event.to_domain::<ModelEvent>() else { return Ok(()) };
+        let Some(ModelEvent::ModelRegistered { model_id, manifest, builtin, .. }) = event.to_domain::<ModelEvent>()? else { return Ok(()) };
         sqlx::query(
             "INSERT INTO inference_models (id, name, kind, builtin, manifest, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (id) DO NOTHING",
@@ -96,9 +97,10 @@ impl Projection for InferenceTasksProjection {
     /// Waiters want the end of a task, so only events that end one wake them.
     fn committed(&self, events: &[Arc<DecodedEvent>]) {
         for event in events {
+            // Applied a moment ago, so it decodes (from the event's cache).
             match event.to_domain::<TaskEvent>() {
-                None | Some(TaskEvent::InferenceTaskCreated { .. } | TaskEvent::InferenceTaskStarted { .. }) => {}
-                Some(ended) => self.watch.changed(ended.task_id()),
+                Ok(None | Some(TaskEvent::InferenceTaskCreated { .. } | TaskEvent::InferenceTaskStarted { .. })) | Err(_) => {}
+                Ok(Some(ended)) => self.watch.changed(ended.task_id()),
             }
         }
     }
@@ -107,8 +109,8 @@ impl Projection for InferenceTasksProjection {
         TASKS_PROJECTION
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        event.to_domain::<TaskEvent>().is_some()
+    fn handles(&self) -> EventTypes {
+        EventTypes::of::<TaskEvent>()
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -116,7 +118,7 @@ impl Projection for InferenceTasksProjection {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
-        let Some(e) = event.to_domain::<TaskEvent>() else { return Ok(()) };
+        let Some(e) = event.to_domain::<TaskEvent>()? else { return Ok(()) };
         let at = timestamp(event.recorded.recorded_at());
         let query = match e {
             TaskEvent::InferenceTaskCreated { task_id, owner_id, detection_model_id, classification_model_id, input } => sqlx::query(

@@ -21,6 +21,7 @@ mod users;
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
+use medledger_domain::EventTypes;
 use sqlx::AnyConnection;
 
 pub use access::AccessProjection;
@@ -29,7 +30,7 @@ pub use catalog::DatasetsProjection;
 pub use collections::{CollectionsProjection, DatasetItemsProjection};
 pub use error::ProjectionError;
 pub use inference::{InferenceModelsProjection, InferenceTasksProjection, TaskWatch};
-pub use runner::{Progress, Runner, RunnerHandle, rebuild, table_snapshot};
+pub use runner::{Progress, Runner, RunnerHandle, Stuck, rebuild, table_snapshot};
 pub use users::{SqlUserDirectory, UsersProjection};
 
 #[async_trait]
@@ -39,11 +40,14 @@ pub trait Projection: Send + Sync {
     /// The tables this projection owns: cleared by a rebuild, compared by the tests.
     fn tables(&self) -> &'static [&'static str];
 
-    /// Whether `event` can change this read model. The runner skips the write of a page
-    /// with no such event (the checkpoint catches up later), so a busy history of events
-    /// other read models care about does not contend for the read database.
-    fn handles(&self, event: &DecodedEvent) -> bool;
+    /// The event types that can change this read model, asked once. The runner decides
+    /// by an event's type name alone (nothing is deserialised to ask) and skips the write
+    /// of a page with none of them (the checkpoint catches up later), so a busy history
+    /// of events other read models care about does not contend for the read database.
+    fn handles(&self) -> EventTypes;
 
+    /// Applies one event of a type it handles; one that does not decode is an error
+    /// (`ProjectionError::Decode`), and the runner stops the read model there.
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError>;
 
     /// Called by the runner once a page of `events` (those it handles) has committed,

@@ -2,12 +2,13 @@
 //! appends (woken by the store's watch, re-querying the table each time).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use medledger_application::codec::{DecodedEvent, EventCodec};
-use medledger_application::ports::{EventStore, Position};
+use medledger_application::codec::{DecodeError, DecodedEvent, EventCodec};
+use medledger_application::ports::{ChainHead, EventStore, Position};
 use medledger_application::sagas::Saga;
+use medledger_domain::EventTypes;
 use sqlx::{AnyPool, Column as _, Row as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,10 +24,24 @@ const REPLAY_PAGE: usize = 5_000;
 /// another process on SQLite, a lost notification on PostgreSQL).
 pub(crate) const POLL: Duration = Duration::from_millis(250);
 
-/// How far each projection and saga has got.
+/// How far each projection and saga has got, and which are stuck.
 #[derive(Clone)]
 pub struct Progress {
     positions: Arc<BTreeMap<String, watch::Receiver<Position>>>,
+    stuck: Arc<Mutex<BTreeMap<String, Stuck>>>,
+}
+
+/// A subscriber stopped at an event of a type it handles that does not decode. It
+/// retries that event (never skips it) until the code or the history is fixed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Stuck {
+    /// The read model or saga (`saga:<name>`), as in `medledger_projection_position`.
+    pub projection: String,
+    /// The event's global position; the subscriber has applied everything before it.
+    pub position: Position,
+    pub event_type: String,
+    /// What serde found wrong with it.
+    pub error: String,
 }
 
 impl Progress {
@@ -64,6 +79,30 @@ impl Progress {
 
     pub fn positions(&self) -> Vec<(String, Position)> {
         self.positions.iter().map(|(n, rx)| (n.clone(), *rx.borrow())).collect()
+    }
+
+    /// The subscribers stopped at an event they cannot decode (none, normally).
+    pub fn stuck(&self) -> Vec<Stuck> {
+        self.stuck_map().values().cloned().collect()
+    }
+
+    fn stuck_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Stuck>> {
+        self.stuck.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records why `name` stopped; true when this is news (not a retry of the same event).
+    fn set_stuck(&self, stuck: Stuck) -> bool {
+        let mut map = self.stuck_map();
+        let news = map.get(&stuck.projection) != Some(&stuck);
+        map.insert(stuck.projection.clone(), stuck);
+        news
+    }
+
+    fn clear_stuck(&self, name: &str) {
+        let mut map = self.stuck_map();
+        if !map.is_empty() {
+            map.remove(name);
+        }
     }
 }
 
@@ -113,6 +152,14 @@ enum Subscriber {
 }
 
 impl Subscriber {
+    fn handles(&self) -> EventTypes {
+        match self {
+            Subscriber::Projection(p) => p.handles(),
+            Subscriber::Index(i) => i.handles(),
+            Subscriber::Saga(s) => s.handles(),
+        }
+    }
+
     fn checkpoint_name(&self) -> String {
         match self {
             Subscriber::Projection(p) => p.name().to_string(),
@@ -152,6 +199,8 @@ impl Runner {
     pub fn spawn(self) -> RunnerHandle {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut positions = BTreeMap::new();
+        let stuck = Arc::new(Mutex::new(BTreeMap::new()));
+        let mut workers = Vec::new();
         let tail = Tail::new();
         let mut tasks = vec![tokio::spawn(tail.clone().follow(self.store.clone(), self.codec.clone(), shutdown_rx.clone()))];
         let subscribers = self
@@ -168,6 +217,7 @@ impl Runner {
                 Subscriber::Saga(_) => self.durable.clone(),
             };
             let worker = Worker {
+                handles: sub.handles(),
                 sub,
                 store: self.store.clone(),
                 codec: self.codec.clone(),
@@ -175,14 +225,20 @@ impl Runner {
                 db,
                 turns: self.read_turns.clone(),
             };
-            tasks.push(tokio::spawn(worker.follow(tx, shutdown_rx.clone())));
+            workers.push((worker, tx));
         }
-        RunnerHandle { progress: Progress { positions: Arc::new(positions) }, shutdown, tasks }
+        let progress = Progress { positions: Arc::new(positions), stuck };
+        for (worker, tx) in workers {
+            tasks.push(tokio::spawn(worker.follow(tx, progress.clone(), shutdown_rx.clone())));
+        }
+        RunnerHandle { progress, shutdown, tasks }
     }
 }
 
 struct Worker {
     sub: Subscriber,
+    /// The event types `sub` handles, asked once.
+    handles: EventTypes,
     store: Arc<dyn EventStore>,
     codec: EventCodec,
     tail: Arc<Tail>,
@@ -192,7 +248,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn follow(self, progress: watch::Sender<Position>, mut shutdown: watch::Receiver<bool>) {
+    async fn follow(self, progress: watch::Sender<Position>, all: Progress, mut shutdown: watch::Receiver<bool>) {
         let name = self.sub.checkpoint_name();
         let mut wake = self.tail.subscribe();
         let mut checkpoint = loop {
@@ -219,6 +275,7 @@ impl Worker {
             match step(&self, checkpoint).await {
                 Ok(Some(next)) => {
                     checkpoint = next;
+                    all.clear_stuck(&name);
                     let _ = progress.send(checkpoint.position);
                     metrics::gauge!("medledger_projection_position", "projection" => name.clone()).set(checkpoint.position as f64);
                 }
@@ -229,7 +286,33 @@ impl Worker {
                         _ = shutdown.changed() => return,
                     }
                 }
-                Err(e) => {
+                Err(Failed::Undecodable { reached, error }) => {
+                    // Stopped at the event (everything before it applied): say why, and
+                    // retry it like any failure, never past it.
+                    if let Some(reached) = reached {
+                        checkpoint = reached;
+                        let _ = progress.send(checkpoint.position);
+                        metrics::gauge!("medledger_projection_position", "projection" => name.clone()).set(checkpoint.position as f64);
+                    }
+                    let stuck = Stuck {
+                        projection: name.clone(),
+                        position: error.position,
+                        event_type: error.event_type.clone(),
+                        error: error.source.to_string(),
+                    };
+                    if all.set_stuck(stuck) {
+                        metrics::counter!("medledger_projection_decode_errors_total", "projection" => name.clone()).increment(1);
+                        tracing::error!(
+                            subscriber = %name, position = error.position, event_type = %error.event_type, error = %error.source,
+                            "an event of a type this subscriber handles does not decode; it stops there"
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                Err(Failed::Other(e)) => {
                     // Never skip: retry the same page until it applies.
                     tracing::error!(subscriber = %name, checkpoint = checkpoint.position, error = %e, "projection step failed; retrying");
                     tokio::select! {
@@ -303,15 +386,61 @@ async fn page_after(worker: &Worker, from: Position) -> Result<Vec<Arc<DecodedEv
     })
 }
 
-/// Applies one page after `from`; `None` when there was nothing new.
-async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, ProjectionError> {
-    let Worker { sub, db, .. } = worker;
-    let mut decoded = page_after(worker, from.position).await?;
+/// Why a step did not apply its page.
+enum Failed {
+    /// An event the subscriber handles does not decode; `reached`: how far the events
+    /// before it took the subscriber, if there were any.
+    Undecodable {
+        reached: Option<Reached>,
+        error: DecodeError,
+    },
+    Other(ProjectionError),
+}
+
+/// Applies one page after `from`; `None` when there was nothing new. When an event of
+/// the page does not decode, the events before it are applied on their own, so the
+/// subscriber stops right before that event.
+async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, Failed> {
+    match apply_page(worker, from, None).await {
+        Ok(reached) => Ok(reached),
+        Err(e) => match e.decode_error().cloned() {
+            None => Err(Failed::Other(e)),
+            Some(error) => {
+                // (The event may be another one the subscriber read, e.g. a saga loading
+                // an aggregate; whatever then fails before it is retried with the rest.)
+                let reached = if error.position - 1 > from.position {
+                    apply_page(worker, from, Some(error.position)).await.unwrap_or_else(|e| {
+                        tracing::warn!(subscriber = %worker.sub.checkpoint_name(), error = %e, "the events before an undecodable one did not apply");
+                        None
+                    })
+                } else {
+                    None
+                };
+                Err(Failed::Undecodable { reached, error })
+            }
+        },
+    }
+}
+
+/// The events after `from` (before `before`, when given), at most a page.
+async fn events_after(worker: &Worker, from: Position, before: Option<Position>) -> Result<Vec<Arc<DecodedEvent>>, ProjectionError> {
+    let mut page = page_after(worker, from).await?;
+    if let Some(before) = before {
+        page.retain(|e| e.recorded.position < before);
+    }
+    Ok(page)
+}
+
+async fn apply_page(worker: &Worker, from: Reached, before: Option<Position>) -> Result<Option<Reached>, ProjectionError> {
+    let Worker { sub, db, handles, .. } = worker;
+    let mut decoded = events_after(worker, from.position, before).await?;
     let Some(mut last) = decoded.last().map(|e| e.recorded.position) else { return Ok(None) };
     let name = sub.checkpoint_name();
+    // By type name alone: nothing is deserialised to decide.
+    let mine = |e: &Arc<DecodedEvent>| handles.contains(e.event_type());
     match sub {
         Subscriber::Projection(p) => {
-            decoded.retain(|e| p.handles(e));
+            decoded.retain(mine);
             if decoded.is_empty() && from.may_skip_write(last) {
                 return Ok(Some(Reached { position: last, persisted: from.persisted }));
             }
@@ -320,9 +449,9 @@ async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, Project
                     let turn = t.lock().await;
                     // Whatever arrived while another read model wrote joins this page:
                     // under load a transaction then carries many events, not one.
-                    decoded = page_after(worker, from.position).await?;
+                    decoded = events_after(worker, from.position, before).await?;
                     last = decoded.last().map_or(last, |e| e.recorded.position);
-                    decoded.retain(|e| p.handles(e));
+                    decoded.retain(mine);
                     Some(turn)
                 }
                 None => None,
@@ -340,13 +469,15 @@ async fn step(worker: &Worker, from: Reached) -> Result<Option<Reached>, Project
             p.committed(&decoded);
         }
         Subscriber::Index(index) => {
+            let through = decoded.last().map(|e| ChainHead { position: e.recorded.position, hash: e.recorded.hash });
+            decoded.retain(mine);
             // The index decides itself whether the page is worth a commit.
-            index.apply_page(decoded).await?;
+            index.apply_page(decoded, through.unwrap_or(ChainHead::GENESIS)).await?;
         }
         Subscriber::Saga(s) => {
             // At-least-once: the checkpoint moves after each handled batch, and each
             // saga's effects are idempotent for a redelivered event.
-            decoded.retain(|e| s.handles(e));
+            decoded.retain(mine);
             let mut persisted = from.persisted;
             for batch in decoded.chunks(s.batch().max(1)) {
                 let Some(position) = batch.last().map(|e| e.recorded.position) else { continue };
@@ -385,12 +516,14 @@ pub async fn rebuild(
     for table in projection.tables() {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}"))).execute(&mut *tx).await?;
     }
+    let handles = projection.handles();
     let mut checkpoint = 0;
     let mut page = store.read_all(0, REPLAY_PAGE).await?;
     while let Some(last) = page.last().map(|e| e.position) {
         // Read the next page while this one is applied.
         let apply = async {
-            for recorded in page {
+            for recorded in page.into_iter().filter(|r| handles.contains(&r.event_type)) {
+                // An event that does not decode ends the replay with an error naming it.
                 let decoded = codec.decode(recorded).await?;
                 projection.apply(&mut tx, &decoded).await?;
             }
@@ -447,7 +580,8 @@ mod tests {
     async fn a_response_is_not_held_by_a_read_model_it_does_not_read() {
         let (fast, fast_rx) = watch::channel(0);
         let (_stuck, stuck_rx) = watch::channel(0);
-        let progress = Progress { positions: Arc::new(BTreeMap::from([("fast".into(), fast_rx), ("stuck".into(), stuck_rx)])) };
+        let progress =
+            Progress { positions: Arc::new(BTreeMap::from([("fast".into(), fast_rx), ("stuck".into(), stuck_rx)])), stuck: Arc::default() };
         let wait = Duration::from_secs(5);
         let waiting = tokio::spawn({
             let progress = progress.clone();

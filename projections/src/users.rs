@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
 use medledger_application::ports::{StoreError, UserDirectory};
+use medledger_domain::EventTypes;
 use medledger_domain::user::{UserEvent, UserId};
 use sqlx::{AnyConnection, AnyPool};
 
@@ -16,8 +17,8 @@ impl Projection for UsersProjection {
         "users"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        event.to_domain::<UserEvent>().is_some()
+    fn handles(&self) -> EventTypes {
+        EventTypes::of::<UserEvent>()
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -25,7 +26,7 @@ impl Projection for UsersProjection {
     }
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
-        let Some(e) = event.to_domain::<UserEvent>() else { return Ok(()) };
+        let Some(e) = event.to_domain::<UserEvent>()? else { return Ok(()) };
         match e {
             UserEvent::UserRegistered { user_id, roles, personal, registered_at, .. } => {
                 let role_list: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();

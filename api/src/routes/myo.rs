@@ -608,16 +608,15 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let head = *state.dbs.store.watch().borrow();
     // A runner still loading its checkpoint (position -1) is starting, not failing; a
     // database it cannot reach shows as "database": "down".
-    let projections = state.progress.positions().iter().all(|(_, p)| *p < 0 || head - *p < PROJECTION_LAG_LIMIT);
+    let stuck = state.progress.stuck();
+    let projections = stuck.is_empty() && state.progress.positions().iter().all(|(_, p)| *p < 0 || head - *p < PROJECTION_LAG_LIMIT);
     let outbox = state.config.outbox_dir();
     let email = std::fs::create_dir_all(&outbox).is_ok() && std::fs::metadata(&outbox).is_ok_and(|m| !m.permissions().readonly());
     let inference = state.inference.engine_available();
     let up = |ok: bool| if ok { "up" } else { "down" };
     let healthy = db && projections && email && inference;
     let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (
-        status,
-        Json(json!({
+    let mut body = json!({
             "status": if healthy { "healthy" } else { "unhealthy" },
             // The seed's keys, then medledger's own. `redis`: nothing here needs it (the
             // event store's notifications are the only bus, the read models the only
@@ -631,6 +630,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
                 "projections": up(projections),
             },
             "last_check": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        })),
-    )
+    });
+    // Which read model stopped, where and why: only when one has.
+    if !stuck.is_empty() {
+        body["stuck"] = json!(stuck);
+    }
+    (status, Json(body))
 }

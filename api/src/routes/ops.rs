@@ -29,9 +29,9 @@ pub fn routes(api: Api) -> Api {
         .get(
             "/readyz",
             readyz,
-            Op::public("medledger", "Readiness: 503 while the event store is unreachable")
+            Op::public("medledger", "Readiness: 503 while the event store is unreachable or a read model is stuck")
                 .returns::<wire::Status>()
-                .answers::<wire::Unready>(503, "The event store is unreachable"),
+                .answers::<wire::Unready>(503, "The event store is unreachable, or a read model is stuck on an event it cannot decode"),
         )
         .get(
             "/api/events",
@@ -59,14 +59,18 @@ async fn healthz() -> Json<wire::Status> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.dbs.store.ping().await {
-        Ok(()) => Json(wire::Status { status: "ready" }).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: the event store is unreachable");
-            let body = wire::Unready { status: "unavailable", detail: "the event store is unreachable" };
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
+    if let Err(e) = state.dbs.store.ping().await {
+        tracing::warn!(error = %e, "not ready: the event store is unreachable");
+        let body = wire::Unready { status: "unavailable", detail: "the event store is unreachable", stuck: Vec::new() };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    // A read model stopped at an event it cannot decode serves an ever older view.
+    let stuck = state.progress.stuck();
+    if !stuck.is_empty() {
+        let body = wire::Unready { status: "unavailable", detail: "a read model is stuck on an event it cannot decode", stuck };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    Json(wire::Status { status: "ready" }).into_response()
 }
 
 /// `/metrics` on the main port, for admins (mounted when no metrics address is set).

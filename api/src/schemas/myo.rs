@@ -70,6 +70,10 @@ pub struct Health {
     pub status: &'static str,
     pub services: BTreeMap<String, String>,
     pub last_check: String,
+    /// Only when a read model is stuck on an event it cannot decode (then
+    /// `services.projections` is `down`): which, where, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stuck: Vec<medledger_projections::Stuck>,
 }
 
 #[derive(JsonSchema)]

@@ -9,11 +9,15 @@ pub struct Status {
     pub status: &'static str,
 }
 
-/// `/readyz` when the event store cannot be reached (503).
+/// `/readyz` when the event store cannot be reached or a read model is stuck (503).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Unready {
     pub status: &'static str,
     pub detail: &'static str,
+    /// The read models and sagas stopped at an event they cannot decode: where, on
+    /// which type, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stuck: Vec<medledger_projections::Stuck>,
 }
 
 /// `/api/verify`: the chain holds (`valid: true`, with its head), or where it breaks.

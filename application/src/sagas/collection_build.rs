@@ -6,12 +6,14 @@
 //! all, and the collection is ready only once `CollectionBuilt` is recorded.
 
 use async_trait::async_trait;
-use medledger_domain::collection::CollectionEvent;
+use medledger_domain::EventTypes;
+use medledger_domain::collection::{CollectionEvent, CollectionEventKind};
 
 use super::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::collections::Collections;
+use crate::metadata::Cause;
 
 pub struct CollectionBuildSaga {
     collections: Collections,
@@ -29,16 +31,15 @@ impl Saga for CollectionBuildSaga {
         "collection_build"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        matches!(
-            event.to_domain::<CollectionEvent>(),
-            Some(CollectionEvent::CollectionRequested { .. } | CollectionEvent::CollectionExpired { .. })
-        )
+    fn handles(&self) -> EventTypes {
+        EventTypes::only([CollectionEventKind::CollectionRequested, CollectionEventKind::CollectionExpired])
     }
 
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError> {
-        match event.to_domain::<CollectionEvent>() {
-            Some(CollectionEvent::CollectionRequested { collection_id, .. }) => self.collections.build(collection_id).await,
+        match event.to_domain::<CollectionEvent>()? {
+            Some(CollectionEvent::CollectionRequested { collection_id, .. }) => {
+                self.collections.build(collection_id, Cause::of(event)).await
+            }
             Some(CollectionEvent::CollectionExpired { collection_id }) => {
                 // Deleting twice is fine: a missing archive is not an error.
                 self.collections.blobs().delete(&format!("collections/{collection_id}.zip")).await?;

@@ -6,12 +6,14 @@
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use medledger_domain::inference::task::TaskEvent;
+use medledger_domain::EventTypes;
+use medledger_domain::inference::task::{TaskEvent, TaskEventKind};
 
 use super::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::inference::InferenceTasks;
+use crate::metadata::Cause;
 
 pub struct InferenceSaga {
     tasks: InferenceTasks,
@@ -31,8 +33,8 @@ impl Saga for InferenceSaga {
         "inference"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        matches!(event.to_domain::<TaskEvent>(), Some(TaskEvent::InferenceTaskCreated { .. }))
+    fn handles(&self) -> EventTypes {
+        EventTypes::only([TaskEventKind::InferenceTaskCreated])
     }
 
     fn batch(&self) -> usize {
@@ -44,11 +46,13 @@ impl Saga for InferenceSaga {
     }
 
     async fn handle_batch(&self, events: &[std::sync::Arc<DecodedEvent>]) -> Result<(), AppError> {
-        let created = events.iter().filter_map(|e| match e.to_domain::<TaskEvent>() {
-            Some(TaskEvent::InferenceTaskCreated { task_id, .. }) => Some(task_id),
-            _ => None,
-        });
-        for result in join_all(created.map(|id| self.tasks.run(id))).await {
+        let mut created = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(TaskEvent::InferenceTaskCreated { task_id, .. }) = event.to_domain::<TaskEvent>()? {
+                created.push((task_id, Cause::of(event)));
+            }
+        }
+        for result in join_all(created.into_iter().map(|(id, cause)| self.tasks.run(id, cause))).await {
             result?;
         }
         Ok(())

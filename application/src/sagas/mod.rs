@@ -7,6 +7,7 @@ mod inference;
 mod reset_mail;
 
 use async_trait::async_trait;
+use medledger_domain::EventTypes;
 
 use crate::AppError;
 use crate::codec::DecodedEvent;
@@ -19,9 +20,10 @@ pub use reset_mail::ResetMailSaga;
 pub trait Saga: Send + Sync {
     fn name(&self) -> &'static str;
 
-    /// Whether the saga acts on `event`; the runner hands it no other events (and
-    /// writes no checkpoint for pages without one).
-    fn handles(&self, event: &DecodedEvent) -> bool;
+    /// The event types the saga acts on, asked once: the runner hands it no other
+    /// events (and writes no checkpoint for pages without one), deciding by type name
+    /// alone. An event of these types that does not decode stops the saga there.
+    fn handles(&self) -> EventTypes;
 
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError>;
 

@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use medledger_domain::user::UserEvent;
+use medledger_domain::EventTypes;
+use medledger_domain::user::{UserEvent, UserEventKind};
 
 use super::Saga;
 use crate::AppError;
@@ -31,15 +32,15 @@ impl Saga for ResetMailSaga {
         "reset_mail"
     }
 
-    fn handles(&self, event: &DecodedEvent) -> bool {
-        event.event_type() == "PasswordResetRequested"
+    fn handles(&self) -> EventTypes {
+        EventTypes::only([UserEventKind::PasswordResetRequested])
     }
 
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError> {
-        if event.event_type() != "PasswordResetRequested" || event.erased {
+        if event.erased {
             return Ok(());
         }
-        let Some(UserEvent::PasswordResetRequested { user_id, nonce, personal, expires_at, .. }) = event.to_domain::<UserEvent>() else {
+        let Some(UserEvent::PasswordResetRequested { user_id, nonce, personal, expires_at, .. }) = event.to_domain::<UserEvent>()? else {
             return Ok(());
         };
         if expires_at <= self.clock.now() {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{ModelId, ModelKind, ModelManifest, parse_sha256};
 use crate::DomainError;
 use crate::aggregate::{Aggregate, DomainEvent};
+use crate::events::EventNames;
 
 pub fn stream_id(id: ModelId) -> String {
     format!("model-{id}")
@@ -13,19 +14,13 @@ pub fn stream_id(id: ModelId) -> String {
 
 pub const MAX_BLOB_KEY_CHARS: usize = 512;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum ModelEvent {
     ModelRegistered { model_id: ModelId, manifest: ModelManifest, blob_key: String, sha256: String, builtin: bool },
 }
 
-impl DomainEvent for ModelEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            ModelEvent::ModelRegistered { .. } => "ModelRegistered",
-        }
-    }
-}
+impl DomainEvent for ModelEvent {}
 
 #[derive(Debug)]
 pub enum ModelCommand {

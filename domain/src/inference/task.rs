@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{InferenceResult, ModelId, TaskId, parse_sha256};
 use crate::DomainError;
 use crate::aggregate::{Aggregate, DomainEvent};
+use crate::events::EventNames;
 
 pub fn stream_id(id: TaskId) -> String {
     format!("inference_task-{id}")
@@ -68,7 +69,7 @@ impl TaskInput {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, EventNames)]
 #[serde(tag = "type", content = "data")]
 pub enum TaskEvent {
     InferenceTaskCreated {
@@ -114,18 +115,7 @@ impl TaskEvent {
     }
 }
 
-impl DomainEvent for TaskEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            TaskEvent::InferenceTaskCreated { .. } => "InferenceTaskCreated",
-            TaskEvent::InferenceTaskStarted { .. } => "InferenceTaskStarted",
-            TaskEvent::InferenceTaskCompleted { .. } => "InferenceTaskCompleted",
-            TaskEvent::InferenceTaskFailed { .. } => "InferenceTaskFailed",
-            TaskEvent::InferenceTaskCancelled { .. } => "InferenceTaskCancelled",
-            TaskEvent::InferenceTaskDeleted { .. } => "InferenceTaskDeleted",
-        }
-    }
-}
+impl DomainEvent for TaskEvent {}
 
 #[derive(Debug)]
 pub enum TaskCommand {
@@ -357,6 +347,7 @@ impl Aggregate for InferenceTask {
 mod tests {
     use super::*;
     use crate::inference::Primitive;
+    use crate::testing::{Given, given};
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -391,43 +382,28 @@ mod tests {
         TaskCommand::Complete { result: result(), model_ms: 12.5 }
     }
 
-    fn given(events: &[TaskEvent]) -> InferenceTask {
-        InferenceTask::from_events(events)
-    }
-
-    /// Runs the command against the history and appends what it decided.
-    fn when(history: &mut Vec<TaskEvent>, command: TaskCommand) -> Result<Vec<TaskEvent>, DomainError> {
-        let events = given(history).handle(command)?;
-        history.extend(events.clone());
-        Ok(events)
-    }
-
-    fn created() -> Vec<TaskEvent> {
+    fn created() -> Given<InferenceTask> {
         let create = TaskCommand::Create { task_id: 7, owner_id: 42, detection_model_id: 1, classification_model_id: 3, input: input() };
-        InferenceTask::default().handle(create).unwrap()
+        given::<InferenceTask>([]).when(create).and()
     }
 
-    fn started() -> Vec<TaskEvent> {
-        let mut history = created();
-        when(&mut history, TaskCommand::Start).unwrap();
-        history
+    fn started() -> Given<InferenceTask> {
+        created().when(TaskCommand::Start).and()
     }
 
-    fn done() -> Vec<TaskEvent> {
-        let mut history = started();
-        when(&mut history, complete()).unwrap();
-        history
+    fn done() -> Given<InferenceTask> {
+        started().when(complete()).and()
     }
 
     fn types(events: &[TaskEvent]) -> Vec<&'static str> {
-        events.iter().map(DomainEvent::event_type).collect()
+        events.iter().map(EventNames::event_type).collect()
     }
 
     #[test]
     fn a_new_task_is_queued_for_its_owner() {
         let history = created();
-        assert_eq!(types(&history), ["InferenceTaskCreated"]);
-        let task = given(&history);
+        assert_eq!(types(history.history()), ["InferenceTaskCreated"]);
+        let task = history.state();
         assert_eq!(task.id(), Some(7));
         assert_eq!(task.status(), Some(TaskStatus::Queued));
         assert_eq!(task.owner_id(), Some(42));
@@ -440,10 +416,10 @@ mod tests {
     #[test]
     fn a_task_id_is_taken_for_good() {
         let create = || TaskCommand::Create { task_id: 7, owner_id: 1, detection_model_id: 1, classification_model_id: 3, input: input() };
-        assert_eq!(given(&created()).handle(create()), Err(DomainError::AlreadyExists("task")));
+        assert_eq!(created().state().handle(create()), Err(DomainError::AlreadyExists("task")));
         let mut gone = created();
-        when(&mut gone, TaskCommand::Delete).unwrap();
-        assert_eq!(given(&gone).handle(create()), Err(DomainError::AlreadyExists("task")));
+        gone.decide(TaskCommand::Delete).unwrap();
+        assert_eq!(gone.state().handle(create()), Err(DomainError::AlreadyExists("task")));
     }
 
     #[test]
@@ -472,8 +448,8 @@ mod tests {
     #[test]
     fn starting_a_queued_task_is_attempt_one() {
         let history = started();
-        assert_eq!(history[1], TaskEvent::InferenceTaskStarted { task_id: 7, attempt: 1 });
-        let task = given(&history);
+        assert_eq!(history.history()[1], TaskEvent::InferenceTaskStarted { task_id: 7, attempt: 1 });
+        let task = history.state();
         assert_eq!(task.status(), Some(TaskStatus::InProgress));
         assert_eq!(task.attempts(), 1);
     }
@@ -481,39 +457,39 @@ mod tests {
     #[test]
     fn starting_after_a_crash_is_the_next_attempt_until_the_attempts_run_out() {
         let mut history = started();
-        assert_eq!(when(&mut history, TaskCommand::Start), Ok(vec![TaskEvent::InferenceTaskStarted { task_id: 7, attempt: 2 }]));
-        assert_eq!(given(&history).attempts(), 2);
-        when(&mut history, TaskCommand::Start).unwrap();
-        assert_eq!(given(&history).attempts(), MAX_ATTEMPTS);
-        assert_eq!(types(&when(&mut history, TaskCommand::Start).unwrap()), ["InferenceTaskFailed"]);
-        let task = given(&history);
+        assert_eq!(history.decide(TaskCommand::Start), Ok(vec![TaskEvent::InferenceTaskStarted { task_id: 7, attempt: 2 }]));
+        assert_eq!(history.state().attempts(), 2);
+        history.decide(TaskCommand::Start).unwrap();
+        assert_eq!(history.state().attempts(), MAX_ATTEMPTS);
+        assert_eq!(types(&history.decide(TaskCommand::Start).unwrap()), ["InferenceTaskFailed"]);
+        let task = history.state();
         assert_eq!(task.status(), Some(TaskStatus::Failed));
         assert_eq!(task.failure_reason(), Some("the task was interrupted 3 times"));
-        assert_eq!(when(&mut history, TaskCommand::Start), Ok(vec![]));
+        assert_eq!(history.decide(TaskCommand::Start), Ok(vec![]));
     }
 
     #[test]
     fn a_result_is_recorded_exactly_once() {
         let mut history = started();
-        assert_eq!(types(&when(&mut history, complete()).unwrap()), ["InferenceTaskCompleted"]);
-        let task = given(&history);
+        assert_eq!(types(&history.decide(complete()).unwrap()), ["InferenceTaskCompleted"]);
+        let task = history.state();
         assert_eq!(task.status(), Some(TaskStatus::Done));
         assert_eq!(task.result(), Some(&result()));
         assert_eq!(task.model_ms(), Some(12.5));
         for late in [complete(), TaskCommand::Fail { reason: "late".into() }, TaskCommand::Start] {
-            assert_eq!(when(&mut history, late), Ok(vec![]));
+            assert_eq!(history.decide(late), Ok(vec![]));
         }
-        assert_eq!(types(&history).iter().filter(|t| **t == "InferenceTaskCompleted").count(), 1);
+        assert_eq!(types(history.history()).iter().filter(|t| **t == "InferenceTaskCompleted").count(), 1);
     }
 
     #[test]
     fn a_result_for_a_task_that_was_not_started_is_ignored() {
-        assert_eq!(given(&created()).handle(complete()), Ok(vec![]));
+        assert_eq!(created().state().handle(complete()), Ok(vec![]));
     }
 
     #[test]
     fn results_that_cannot_be_stored_faithfully_are_refused() {
-        let task = given(&started());
+        let task = started().state();
         for model_ms in [f64::NAN, f64::INFINITY, -1.0] {
             assert!(matches!(
                 task.handle(TaskCommand::Complete { result: result(), model_ms }),
@@ -529,44 +505,44 @@ mod tests {
     fn queued_and_running_tasks_can_fail_once() {
         for mut history in [created(), started()] {
             let long = format!("  {}  ", "e".repeat(MAX_REASON_CHARS + 10));
-            assert_eq!(types(&when(&mut history, TaskCommand::Fail { reason: long }).unwrap()), ["InferenceTaskFailed"]);
-            let task = given(&history);
+            assert_eq!(types(&history.decide(TaskCommand::Fail { reason: long }).unwrap()), ["InferenceTaskFailed"]);
+            let task = history.state();
             assert_eq!(task.status(), Some(TaskStatus::Failed));
             assert_eq!(task.failure_reason().map(|r| r.chars().count()), Some(MAX_REASON_CHARS));
-            assert_eq!(when(&mut history, TaskCommand::Fail { reason: "again".into() }), Ok(vec![]));
-            assert_eq!(when(&mut history, complete()), Ok(vec![]));
+            assert_eq!(history.decide(TaskCommand::Fail { reason: "again".into() }), Ok(vec![]));
+            assert_eq!(history.decide(complete()), Ok(vec![]));
         }
         let mut history = created();
-        when(&mut history, TaskCommand::Fail { reason: "   ".into() }).unwrap();
-        assert_eq!(given(&history).failure_reason(), Some("unknown error"));
+        history.decide(TaskCommand::Fail { reason: "   ".into() }).unwrap();
+        assert_eq!(history.state().failure_reason(), Some("unknown error"));
     }
 
     #[test]
     fn deleting_an_unfinished_task_cancels_it_and_late_results_are_no_ops() {
         for mut history in [created(), started()] {
-            assert_eq!(when(&mut history, TaskCommand::Delete), Ok(vec![TaskEvent::InferenceTaskCancelled { task_id: 7 }]));
-            let task = given(&history);
+            assert_eq!(history.decide(TaskCommand::Delete), Ok(vec![TaskEvent::InferenceTaskCancelled { task_id: 7 }]));
+            let task = history.state();
             assert!(task.is_gone());
             assert_eq!(task.status(), None);
             assert!(task.input().is_some(), "clean-up still finds the blob");
             for late in [complete(), TaskCommand::Fail { reason: "late".into() }, TaskCommand::Start] {
-                assert_eq!(when(&mut history, late), Ok(vec![]));
+                assert_eq!(history.decide(late), Ok(vec![]));
             }
-            assert_eq!(when(&mut history, TaskCommand::Delete), Err(DomainError::NotFound("task")));
+            assert_eq!(history.decide(TaskCommand::Delete), Err(DomainError::NotFound("task")));
         }
     }
 
     #[test]
     fn deleting_a_finished_task_deletes_it() {
         let mut failed = started();
-        when(&mut failed, TaskCommand::Fail { reason: "bad image".into() }).unwrap();
+        failed.decide(TaskCommand::Fail { reason: "bad image".into() }).unwrap();
         for mut history in [done(), failed] {
-            assert_eq!(when(&mut history, TaskCommand::Delete), Ok(vec![TaskEvent::InferenceTaskDeleted { task_id: 7 }]));
-            let task = given(&history);
+            assert_eq!(history.decide(TaskCommand::Delete), Ok(vec![TaskEvent::InferenceTaskDeleted { task_id: 7 }]));
+            let task = history.state();
             assert!(task.is_gone());
             assert_eq!((task.status(), task.result(), task.failure_reason(), task.model_ms()), (None, None, None, None));
-            assert_eq!(when(&mut history, TaskCommand::Delete), Err(DomainError::NotFound("task")));
-            assert_eq!(when(&mut history, complete()), Ok(vec![]));
+            assert_eq!(history.decide(TaskCommand::Delete), Err(DomainError::NotFound("task")));
+            assert_eq!(history.decide(complete()), Ok(vec![]));
         }
     }
 
@@ -582,13 +558,13 @@ mod tests {
     #[test]
     fn events_and_statuses_use_the_stored_and_contract_words() {
         let history = done();
-        assert_eq!(types(&history), ["InferenceTaskCreated", "InferenceTaskStarted", "InferenceTaskCompleted"]);
-        for event in &history {
+        assert_eq!(types(history.history()), ["InferenceTaskCreated", "InferenceTaskStarted", "InferenceTaskCompleted"]);
+        for event in history.history() {
             let json = serde_json::to_value(event).unwrap();
             assert_eq!(json["type"], event.event_type());
             assert_eq!(&serde_json::from_value::<TaskEvent>(json).unwrap(), event);
         }
-        let json = serde_json::to_value(&history[2]).unwrap();
+        let json = serde_json::to_value(&history.history()[2]).unwrap();
         assert_eq!(json["data"]["result"]["primitives"][0]["primitive_class"], "sphere");
         for (status, word) in [
             (TaskStatus::Queued, "queued"),

@@ -1,6 +1,5 @@
 //! The event store adapters and how they are opened.
 
-mod plan;
 mod postgres;
 mod sqlite;
 mod writer;

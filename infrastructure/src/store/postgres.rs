@@ -18,9 +18,9 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::plan::{self, Existing, Snapshot};
 use super::writer::{Backend, Committed, GroupCommitWriter, advance};
 use super::{hash32, unavailable};
+use medledger_application::store::plan::{self, Existing, Snapshot};
 
 pub const NOTIFY_CHANNEL: &str = "medledger_events";
 

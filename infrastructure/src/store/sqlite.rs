@@ -14,9 +14,9 @@ use sqlx::{Connection as _, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::plan::{self, Existing, Snapshot};
 use super::writer::{Backend, Committed, GroupCommitWriter, advance};
 use super::{hash32, unavailable};
+use medledger_application::store::plan::{self, Existing, Snapshot};
 
 /// The event columns in `Row` order, followed by the rest of a literal query.
 macro_rules! select_events {

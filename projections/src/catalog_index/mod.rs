@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use medledger_application::codec::DecodedEvent;
+use medledger_application::codec::{DecodeError, DecodedEvent};
 use medledger_application::ports::{ChainHead, EventStore, Position, RecordedEvent};
-use medledger_domain::catalog::{DatasetEvent, DatasetFields};
+use medledger_domain::EventTypes;
+use medledger_domain::catalog::{DatasetEvent, DatasetEventKind, DatasetFields};
 use tantivy::schema::{Facet, FacetOptions, Field, INDEXED, STORED, STRING, Schema};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -30,11 +31,16 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
     #[error("catalog index worker stopped")]
     Worker,
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
 }
 
 impl From<IndexError> for ProjectionError {
     fn from(e: IndexError) -> Self {
-        ProjectionError::Index(e.to_string())
+        match e {
+            IndexError::Decode(d) => ProjectionError::Decode(d),
+            other => ProjectionError::Index(other.to_string()),
+        }
     }
 }
 
@@ -230,9 +236,14 @@ impl CatalogIndex {
         doc
     }
 
+    /// The dataset events that change a document.
+    pub fn handles() -> EventTypes {
+        EventTypes::only([DatasetEventKind::DatasetCreated, DatasetEventKind::DatasetUpdated, DatasetEventKind::DatasetRetired])
+    }
+
     /// Stages one event's effect in the writer (uncommitted); false if it has none.
-    fn stage(&self, writer: &mut IndexWriter, event: &DecodedEvent) -> bool {
-        let Some(e) = event.to_domain::<DatasetEvent>() else { return false };
+    fn stage(&self, writer: &mut IndexWriter, event: &DecodedEvent) -> Result<bool, DecodeError> {
+        let Some(e) = event.to_domain::<DatasetEvent>()? else { return Ok(false) };
         match e {
             DatasetEvent::DatasetCreated { dataset_id, fields } | DatasetEvent::DatasetUpdated { dataset_id, fields } => {
                 writer.delete_term(Term::from_field_i64(self.fields.id, dataset_id));
@@ -244,9 +255,9 @@ impl CatalogIndex {
             DatasetEvent::DatasetRetired { dataset_id } => {
                 writer.delete_term(Term::from_field_i64(self.fields.id, dataset_id));
             }
-            DatasetEvent::DatasetSlugClaimed { .. } | DatasetEvent::DatasetItemAdded { .. } => return false,
+            DatasetEvent::DatasetSlugClaimed { .. } | DatasetEvent::DatasetItemAdded { .. } => return Ok(false),
         }
-        true
+        Ok(true)
     }
 
     /// Commits staged changes with the checkpoint as the payload and makes them searchable.
@@ -271,22 +282,29 @@ impl CatalogIndex {
         }
     }
 
-    /// Applies a page of events and records the last one as the checkpoint, atomically.
-    /// A page that changes no dataset is not committed (a commit writes and syncs files):
-    /// its checkpoint is recorded by a later commit, or once it is `LAZY_CHECKPOINT`
-    /// events ahead of the last one, and a restart re-reads those events to no effect.
-    pub fn apply_page<E: std::borrow::Borrow<DecodedEvent>>(&self, events: &[E]) -> Result<(), IndexError> {
-        let Some(last) = events.last().map(|e| e.borrow()) else { return Ok(()) };
+    /// Applies a page's events and records `through` (the page's last event, whatever
+    /// its type) as the checkpoint, atomically. A page that changes no dataset is not
+    /// committed (a commit writes and syncs files): its checkpoint is recorded by a later
+    /// commit, or once it is `LAZY_CHECKPOINT` events ahead of the last one, and a
+    /// restart re-reads those events to no effect. An event that does not decode drops
+    /// what the page staged: nothing of it is applied.
+    pub fn apply_page<E: std::borrow::Borrow<DecodedEvent>>(&self, events: &[E], through: ChainHead) -> Result<(), IndexError> {
         let mut writer = self.lock()?;
         let mut changed = false;
         for e in events {
-            changed |= self.stage(&mut writer, e.borrow());
+            match self.stage(&mut writer, e.borrow()) {
+                Ok(staged) => changed |= staged,
+                Err(e) => {
+                    writer.rollback()?;
+                    return Err(e.into());
+                }
+            }
         }
-        let behind = last.recorded.position - self.committed_position.load(Ordering::SeqCst);
+        let behind = through.position - self.committed_position.load(Ordering::SeqCst);
         if !changed && behind < crate::LAZY_CHECKPOINT {
             return Ok(());
         }
-        self.commit(&mut writer, head_of(&last.recorded))
+        self.commit(&mut writer, through)
     }
 
     /// Starts a rebuild: everything is deleted in the writer, but searches keep seeing
@@ -306,13 +324,14 @@ pub struct Rebuild<'a> {
 }
 
 impl Rebuild<'_> {
-    pub fn stage(&mut self, events: &[DecodedEvent]) {
+    pub fn stage(&mut self, events: &[DecodedEvent]) -> Result<(), DecodeError> {
         for e in events {
-            self.index.stage(&mut self.writer, e);
+            self.index.stage(&mut self.writer, e)?;
         }
         if let Some(last) = events.last() {
             self.last = head_of(&last.recorded);
         }
+        Ok(())
     }
 
     /// Commits the rebuilt index, then merges it into one segment; returns the position
@@ -350,7 +369,7 @@ pub async fn rebuild_index(
             decoded.push(codec.decode(recorded).await?);
         }
         // Staging only fills the writer's memory (tantivy flushes segments itself).
-        rebuild.stage(&decoded);
+        rebuild.stage(&decoded)?;
         after = last;
         on_page(after);
     }
@@ -362,9 +381,13 @@ pub async fn rebuild_index(
 #[async_trait]
 pub trait SelfCheckpointed: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The event types it is built from, asked once (see `Projection::handles`).
+    fn handles(&self) -> EventTypes;
     async fn checkpoint(&self) -> Result<Position, ProjectionError>;
-    /// Applies the events and durably records the last one as the checkpoint, atomically.
-    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>) -> Result<(), ProjectionError>;
+    /// Applies the events (those of a page it handles) and durably records `through`,
+    /// the page's last event, as the checkpoint, atomically. An event that does not
+    /// decode is an error, and nothing of the page is applied.
+    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>, through: ChainHead) -> Result<(), ProjectionError>;
 }
 
 #[async_trait]
@@ -373,16 +396,20 @@ impl SelfCheckpointed for Arc<CatalogIndex> {
         "catalog_index"
     }
 
+    fn handles(&self) -> EventTypes {
+        CatalogIndex::handles()
+    }
+
     async fn checkpoint(&self) -> Result<Position, ProjectionError> {
         let me = self.clone();
         let c = tokio::task::spawn_blocking(move || CatalogIndex::checkpoint(&me)).await.map_err(|_| IndexError::Worker)??;
         Ok(c)
     }
 
-    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>) -> Result<(), ProjectionError> {
+    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>, through: ChainHead) -> Result<(), ProjectionError> {
         let me = self.clone();
         // Commits fsync: off the async runtime.
-        tokio::task::spawn_blocking(move || CatalogIndex::apply_page(&me, &events)).await.map_err(|_| IndexError::Worker)??;
+        tokio::task::spawn_blocking(move || CatalogIndex::apply_page(&me, &events, through)).await.map_err(|_| IndexError::Worker)??;
         Ok(())
     }
 }

@@ -255,7 +255,8 @@ async fn a_task_interrupted_by_a_crash_ends_exactly_once() {
     assert_eq!(types, ["InferenceTaskCreated", "InferenceTaskStarted", "InferenceTaskStarted", "InferenceTaskCompleted"]);
 
     // Running it again (a redelivered event) records nothing more.
-    app.state.inference.run(id).await.unwrap();
+    let cause = medledger_application::metadata::Cause::new(events[0].event_id, None);
+    app.state.inference.run(id, cause).await.unwrap();
     assert_eq!(app.state.dbs.store.read_stream(&task::stream_id(id)).await.unwrap().len(), 4);
 }
 
@@ -301,4 +302,39 @@ async fn admins_register_models_that_fit_their_manifest() {
             .await;
     let r = result_when_settled(&app, &doctor, task["id"].as_i64().unwrap()).await;
     assert_eq!(r["result"]["image_class"], "office");
+}
+
+/// From the auditor's event list, a request's event leads to what the saga did because
+/// of it: the task's start and result name the `InferenceTaskCreated` as their cause and
+/// carry the request's correlation id.
+#[tokio::test]
+async fn the_events_list_leads_from_a_request_to_its_side_effects() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let (_, token, _) = app.register("chain@example.org").await;
+    let request_id = uuid::Uuid::new_v4();
+    let r = app
+        .client
+        .post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3"))
+        .bearer_auth(&token)
+        .header("content-type", "image/png")
+        .header("x-request-id", request_id.to_string())
+        .body(fixture("fixture_2_street_2obj.png"))
+        .send()
+        .await
+        .unwrap();
+    let id = expect(r, 200).await["id"].as_i64().unwrap();
+    result_when_settled(&app, &token, id).await;
+
+    let admin = app.admin().await;
+    let text = app.get(&format!("/api/events?stream={}", task::stream_id(id)), Some(&admin)).await.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let [created, effects @ ..] = lines.as_slice() else { panic!("{text}") };
+    assert_eq!(created["type"], "InferenceTaskCreated");
+    assert_eq!(created["metadata"]["correlation_id"], request_id.to_string(), "the request begins the chain");
+    assert!(created["metadata"].get("causation_id").is_none(), "{created}");
+    assert!(effects.len() >= 2, "started and ended: {text}");
+    for e in effects {
+        assert_eq!(e["metadata"]["causation_id"], created["event_id"], "{e}");
+        assert_eq!(e["metadata"]["correlation_id"], request_id.to_string(), "{e}");
+    }
 }

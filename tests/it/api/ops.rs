@@ -110,3 +110,74 @@ async fn every_response_carries_a_request_id() {
     let r = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
 }
+
+/// Appends a `DatasetCreated` without its `fields`: a type this code knows, in a shape
+/// it cannot read (a schema that drifted without an upcaster). Returns its position.
+pub async fn append_drifted_dataset(app: &medledger_tests::app::TestApp) -> i64 {
+    use medledger_application::ports::{ExpectedVersion, NewEvent, StreamWrite};
+    let drifted = NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "DatasetCreated".into(),
+        schema_version: 1,
+        payload: r#"{"dataset_id": 999}"#.into(),
+        metadata: "{}".into(),
+    };
+    let write = StreamWrite { stream_id: "dataset-999".into(), expected: ExpectedVersion::NoStream, events: vec![drifted] };
+    app.state.dbs.store.append(vec![write]).await.unwrap().last_position
+}
+
+#[tokio::test]
+async fn an_event_that_does_not_decode_stops_its_read_models_and_says_so() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    app.register("before@example.org").await;
+    // Logged in before: an admin's login waits for every read model.
+    let admin = app.admin().await;
+    let position = append_drifted_dataset(&app).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let r = app.get("/readyz", None).await;
+        if r.status() == 503 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "readyz never noticed the stuck read model");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["status"], "unavailable", "{body}");
+    let stuck = body["stuck"].as_array().expect("stuck");
+    let datasets = stuck.iter().find(|s| s["projection"] == "datasets").unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(datasets["position"], position);
+    assert_eq!(datasets["event_type"], "DatasetCreated");
+    assert!(datasets["error"].as_str().unwrap().contains("fields"), "{body}");
+    assert!(stuck.iter().any(|s| s["projection"] == "catalog_index"), "{body}");
+    assert!(!stuck.iter().any(|s| s["projection"] == "users"), "users does not handle datasets: {body}");
+
+    // Stopped right before it, never past it; the others are through.
+    assert!(app.state.progress.wait_for_one("datasets", position - 1, std::time::Duration::from_secs(5)).await);
+    assert!(!app.state.progress.wait_for_one("datasets", position, std::time::Duration::from_millis(1500)).await);
+    // Read models that do not handle datasets go on past it.
+    assert!(app.state.progress.wait_for_one("users", position, std::time::Duration::from_secs(5)).await);
+
+    let h = app.get("/api/health/", None).await.json::<Value>().await.unwrap();
+    assert_eq!(h["status"], "unhealthy", "{h}");
+    assert_eq!(h["services"]["projections"], "down", "{h}");
+    assert_eq!(h["services"]["database"], "up", "{h}");
+    assert!(h["stuck"].as_array().unwrap().iter().any(|s| s["projection"] == "datasets" && s["position"] == position), "{h}");
+
+    let text = app.get("/metrics", Some(&admin)).await.text().await.unwrap();
+    assert!(text.contains("medledger_projection_decode_errors_total{projection=\"datasets\"} 1"), "{text}");
+
+    // A replay stops there too, naming it.
+    let read = &app.state.dbs.read;
+    let err = medledger_projections::rebuild(
+        std::sync::Arc::new(medledger_projections::DatasetsProjection),
+        &*app.state.dbs.store,
+        app.state.ledger.codec(),
+        read,
+        |_, _| {},
+    )
+    .await
+    .expect_err("replay of a drifted event");
+    let decode = err.decode_error().expect("a decode error");
+    assert_eq!((decode.position, decode.event_type.as_str()), (position, "DatasetCreated"));
+}

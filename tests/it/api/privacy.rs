@@ -65,7 +65,7 @@ async fn a_v1_user_registered_event_upcasts_on_read() {
         .unwrap();
     let recorded = app.state.dbs.store.read_stream("user-77").await.unwrap();
     let decoded = app.state.ledger.decode(recorded[0].clone()).await.unwrap();
-    let Some(UserEvent::UserRegistered { personal, .. }) = decoded.to_domain::<UserEvent>() else { panic!("not upcast") };
+    let Ok(Some(UserEvent::UserRegistered { personal, .. })) = decoded.to_domain::<UserEvent>() else { panic!("not upcast") };
     assert_eq!((personal.first_name.as_str(), personal.last_name.as_str()), ("Grace", "Brewster Hopper"));
     let (user, version) = app.state.ledger.load::<User>("user-77").await.unwrap();
     assert!(user.exists());

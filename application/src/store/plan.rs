@@ -1,10 +1,11 @@
-//! Deciding a batch of appends, shared by both adapters: expected versions, idempotent
-//! retries, positions and the hash chain. Pure, so the adapters only do the IO.
+//! Deciding a batch of appends, shared by every `EventStore` (PostgreSQL, SQLite, in
+//! memory): expected versions, idempotent retries, positions and the hash chain. Pure,
+//! so the adapters only do the IO.
 
 use std::collections::HashMap;
 
-use medledger_application::chain::recorded_hash;
-use medledger_application::ports::{Appended, ChainHead, Position, RecordedEvent, StoreError, StreamWrite};
+use crate::chain::recorded_hash;
+use crate::ports::{Appended, ChainHead, Position, RecordedEvent, StoreError, StreamWrite};
 use uuid::Uuid;
 
 /// An already-stored event, as far as a retry must match it.
@@ -55,7 +56,7 @@ fn plan_one(
     if ids.is_empty() {
         return Err(StoreError::Empty);
     }
-    let same = |w: &StreamWrite, e: &medledger_application::ports::NewEvent| {
+    let same = |w: &StreamWrite, e: &crate::ports::NewEvent| {
         snap.existing.get(&e.event_id).is_some_and(|x| x.stream_id == w.stream_id && x.event_type == e.event_type && x.payload == e.payload)
     };
     if let Some(e) = request.iter().flat_map(|w| w.events.iter().filter(|e| snap.existing.contains_key(&e.event_id) && !same(w, e))).next()
@@ -131,7 +132,7 @@ pub fn keys(requests: &[Vec<StreamWrite>]) -> (Vec<String>, Vec<Uuid>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medledger_application::ports::{ExpectedVersion, NewEvent};
+    use crate::ports::{ExpectedVersion, NewEvent};
 
     fn ev(n: u128) -> NewEvent {
         NewEvent { event_id: Uuid::from_u128(n), event_type: "T".into(), schema_version: 1, payload: "{}".into(), metadata: "{}".into() }
