@@ -581,6 +581,11 @@ async fn list_audit_log(
     };
     // As in DRF: the filters are checked first, then the page.
     let (size, number) = paging(&q.page)?;
+    // Commands no longer wait for the audit log (decision #79): an auditor's read waits
+    // instead, for everything recorded before it, so the log never looks behind what
+    // the auditor has just seen done.
+    let head = state.dbs.store.head().await.map_err(medledger_application::AppError::from)?.position;
+    state.caught_up_on(&[medledger_projections::read_models::AUDIT_LOG], head).await;
     let (read, filter) = (&state.dbs.read, &filter);
     let (page, count, rows) =
         page_of(number, size, |limit, offset| async move { Ok(queries::audit_log(read, filter, limit, offset).await?) }).await?;
