@@ -2,6 +2,7 @@
 //! port over a fresh store).
 
 pub mod app;
+pub mod clients;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
