@@ -1,5 +1,5 @@
-//! Test harness: fresh databases per test, and `spawn_app` (a real server on a random
-//! port over a fresh store).
+//! Test harness: fresh databases per test, `spawn_app` (a real server on a random port
+//! over a fresh store), and a typed client per contract to call it (`clients`).
 
 pub mod app;
 pub mod clients;
