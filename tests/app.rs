@@ -117,9 +117,7 @@ impl TestApp {
 
     /// Registers through 002 and returns (user id, access, refresh).
     pub async fn register(&self, email: &str) -> (i64, String, String) {
-        let r = self
-            .post("/api/auth/register/", &json!({"email": email, "password": PASSWORD, "firstName": "Test", "lastName": "User"}), None)
-            .await;
+        let r = self.myo(None).register(&json!({"email": email, "password": PASSWORD, "firstName": "Test", "lastName": "User"})).await;
         assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
         let body: Value = r.json().await.expect("json");
         (
@@ -142,7 +140,7 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str) -> String {
-        let r = self.post("/api/auth/login/", &json!({"email": email, "password": PASSWORD}), None).await;
+        let r = self.myo(None).login(&json!({"email": email, "password": PASSWORD})).await;
         assert_eq!(r.status(), StatusCode::OK, "login {email}");
         let body: Value = r.json().await.expect("json");
         body["access"].as_str().expect("access").to_string()

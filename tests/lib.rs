@@ -1,9 +1,12 @@
-//! Test harness: fresh databases per test, and `spawn_app` (a real server on a random
-//! port over a fresh store).
+//! Test harness: fresh databases per test, `spawn_app` (a real server on a random port
+//! over a fresh store), and a typed client per contract to call it (`clients`).
 
 pub mod app;
+pub mod clients;
 
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use medledger_infrastructure::store::Backend;
 use sqlx::Connection as _;
@@ -34,6 +37,7 @@ pub async fn fresh_postgres() -> Option<String> {
     };
     let name = format!("medledger_test_{}", uuid::Uuid::new_v4().simple());
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create test database");
+    leftovers::track(leftovers::Leftover::Database { admin: base.clone(), name: name.clone() });
     let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
     Some(format!("{prefix}/{name}"))
 }
@@ -41,7 +45,76 @@ pub async fn fresh_postgres() -> Option<String> {
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("medledger-{tag}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    leftovers::track(leftovers::Leftover::Dir(dir.clone()));
     dir
+}
+
+/// What tests create outside their process (directories, PostgreSQL databases) is
+/// removed when the test process ends, unless something panicked in it: a failed
+/// test's data stays for a look (its paths are printed), a passed test's goes. Each
+/// test is its own process under nextest, so "the process" is "the test".
+mod leftovers {
+    use super::*;
+
+    pub(crate) enum Leftover {
+        Dir(PathBuf),
+        Database { admin: String, name: String },
+    }
+
+    static CREATED: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
+    static PANICKED: AtomicBool = AtomicBool::new(false);
+
+    pub(crate) fn track(leftover: Leftover) {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICKED.store(true, Ordering::SeqCst);
+                previous(info);
+            }));
+            // SAFETY: registers a plain `extern "C" fn` with no arguments, as atexit requires.
+            unsafe { libc::atexit(remove_at_exit) };
+        });
+        CREATED.lock().unwrap_or_else(|p| p.into_inner()).push(leftover);
+    }
+
+    extern "C" fn remove_at_exit() {
+        let created = std::mem::take(&mut *CREATED.lock().unwrap_or_else(|p| p.into_inner()));
+        if PANICKED.load(Ordering::SeqCst) {
+            for leftover in &created {
+                match leftover {
+                    Leftover::Dir(dir) => eprintln!("kept for a look: {}", dir.display()),
+                    Leftover::Database { name, .. } => eprintln!("kept for a look: PostgreSQL database {name}"),
+                }
+            }
+            return;
+        }
+        let mut databases = Vec::new();
+        for leftover in created {
+            match leftover {
+                Leftover::Dir(dir) => {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                Leftover::Database { admin, name } => databases.push((admin, name)),
+            }
+        }
+        if databases.is_empty() {
+            return;
+        }
+        // The test's runtime is gone by now: a thread of its own with a small runtime.
+        let dropping = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async {
+                for (admin, name) in databases {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+                    }
+                }
+            });
+        });
+        let _ = dropping.join();
+    }
 }
 
 /// A fresh backend of the given kind, or `None` when the test should be skipped.

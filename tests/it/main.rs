@@ -2,5 +2,6 @@
 //! conformance suite against both adapters.
 
 mod api;
+mod harness;
 mod inference_engine;
 mod store;

@@ -40,25 +40,18 @@ pub(super) async fn upload(
     bytes: &[u8],
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/v1/admin/datasets/{dataset}/items/")))
-        .bearer_auth(admin)
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(multipart(filename, bytes, fields))
-        .send()
-        .await
-        .unwrap()
+    app.medagg(admin).add_item(dataset, &format!("multipart/form-data; boundary={BOUNDARY}"), multipart(filename, bytes, fields)).await
 }
 
 async fn dataset(app: &TestApp, admin: &str, slug: &str) -> i64 {
     let body = json!({"slug": slug, "title": format!("{slug} chest radiographs"), "description": "Chest X-rays.",
                       "source_url": "https://example.org/data", "license": "CC BY 4.0", "modality": ["XR"], "area": "chest"});
-    expect(app.post("/api/v1/admin/datasets/", &body, Some(admin)).await, 201).await["id"].as_i64().unwrap()
+    expect(app.medagg(admin).create_dataset(&body).await, 201).await["id"].as_i64().unwrap()
 }
 
 pub(super) async fn wait_until_settled(app: &TestApp, token: &str, id: i64) -> Value {
     for _ in 0..200 {
-        let c = expect(app.get(&format!("/api/v1/collections/{id}/"), Some(token)).await, 200).await;
+        let c = expect(app.medagg(token).collection(id).await, 200).await;
         if c["status"] != "pending" {
             return c;
         }
@@ -95,7 +88,7 @@ async fn a_collection_is_built_(kind: Kind) {
     expect(upload(&app, &admin, a, "n1.png", b"NORMAL", &[("caption", "normal study")]).await, 201).await;
     expect(upload(&app, &admin, a, "p2.png", b"PNEUMONIA-2", &[("labels", "pneumonia")]).await, 201).await;
     expect(upload(&app, &admin, b, "b1.png", b"B-PNEUMONIA", &[("caption", "pneumonia")]).await, 201).await;
-    let items = expect(app.get(&format!("/api/v1/datasets/{a}/items/"), Some(&admin)).await, 200).await;
+    let items = expect(app.medagg(&admin).items(a).await, 200).await;
     assert_eq!(items.as_array().unwrap().len(), 3);
 
     // Zip-slip: names that could leave the archive root never become items.
@@ -107,7 +100,7 @@ async fn a_collection_is_built_(kind: Kind) {
     expect(upload(&app, &user, a, "x.png", b"x", &[]).await, 403).await;
 
     let body = json!({"query_text": "pneumonia", "dataset_ids": [a, b], "limit_per_dataset": 1});
-    let created = expect(app.post("/api/v1/collections/", &body, Some(&user)).await, 201).await;
+    let created = expect(app.medagg(&user).request_collection(&body).await, 201).await;
     assert!(created["status"] == "pending" || created["status"] == "ready", "{created}");
     assert!(created["created_at"].is_string());
     let id = created["id"].as_i64().unwrap();
@@ -116,7 +109,7 @@ async fn a_collection_is_built_(kind: Kind) {
     assert_eq!(ready["progress"], 100);
     assert_eq!(ready["download_url"], format!("/api/v1/collections/{id}/download/"));
 
-    let r = app.get(&format!("/api/v1/collections/{id}/download/"), Some(&user)).await;
+    let r = app.medagg(&user).download(id).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "application/zip");
     assert!(r.headers()["content-disposition"].to_str().unwrap().contains(&format!("collection-{id}.zip")));
@@ -139,40 +132,33 @@ async fn a_collection_is_built_(kind: Kind) {
     assert!(csv.starts_with("dataset,item,path,source_url,license,labels,sha256\n") && csv.lines().count() == 3, "{csv}");
 
     // Range requests.
-    let r = app
-        .client
-        .get(app.url(&format!("/api/v1/collections/{id}/download/")))
-        .bearer_auth(&user)
-        .header("range", "bytes=0-9")
-        .send()
-        .await
-        .unwrap();
+    let r = app.medagg(&user).download(id).header("range", "bytes=0-9").await;
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.headers()["content-length"], "10");
     assert_eq!(r.bytes().await.unwrap(), bytes.slice(0..10));
 
     // Only the owner and admins see it; others get the same 404 as for nothing at all.
     let other = app.register("other@example.org").await.1;
-    for path in [format!("/api/v1/collections/{id}/"), format!("/api/v1/collections/{id}/download/"), "/api/v1/collections/999999/".into()]
-    {
-        let b = expect(app.get(&path, Some(&other)).await, 404).await;
+    let others = app.medagg(&other);
+    for call in [others.collection(id), others.download(id), others.collection(999999)] {
+        let b = expect(call.await, 404).await;
         assert!(b["detail"].is_string());
     }
-    assert_eq!(expect(app.get("/api/v1/collections/", Some(&other)).await, 200).await, json!([]));
-    assert_eq!(expect(app.get("/api/v1/collections/", Some(&user)).await, 200).await[0]["id"], id);
-    expect(app.get(&format!("/api/v1/collections/{id}/"), Some(&admin)).await, 200).await;
-    expect(app.get("/api/v1/admin/requests/", Some(&user)).await, 403).await;
-    let all = expect(app.get("/api/v1/admin/requests/", Some(&admin)).await, 200).await;
+    assert_eq!(expect(app.medagg(&other).collections("").await, 200).await, json!([]));
+    assert_eq!(expect(app.medagg(&user).collections("").await, 200).await[0]["id"], id);
+    expect(app.medagg(&admin).collection(id).await, 200).await;
+    expect(app.medagg(&user).requests("").await, 403).await;
+    let all = expect(app.medagg(&admin).requests("").await, 200).await;
     assert_eq!(all[0]["owner"]["email"], "owner@example.org");
     assert_eq!(all[0]["status"], "ready");
 
     // Nothing matches: failed with a reason, and the download says so.
     let body = json!({"query_text": "zzzqqq", "dataset_ids": [a], "limit_per_dataset": 5});
-    let failed = expect(app.post("/api/v1/collections/", &body, Some(&user)).await, 201).await["id"].as_i64().unwrap();
+    let failed = expect(app.medagg(&user).request_collection(&body).await, 201).await["id"].as_i64().unwrap();
     let settled = wait_until_settled(&app, &user, failed).await;
     assert_eq!(settled["status"], "failed");
     assert!(settled["failure_reason"].as_str().unwrap().contains("match"));
-    let b = expect(app.get(&format!("/api/v1/collections/{failed}/download/"), Some(&user)).await, 409).await;
+    let b = expect(app.medagg(&user).download(failed).await, 409).await;
     assert!(b["detail"].as_str().unwrap().contains("could not be built"));
 }
 
@@ -182,13 +168,13 @@ async fn bad_collection_requests_name_what_is_wrong() {
     let admin = app.admin().await;
     let a = dataset(&app, &admin, "ward-a").await;
     let retired = dataset(&app, &admin, "old-ward").await;
-    let r = app.client.delete(app.url(&format!("/api/v1/admin/datasets/{retired}/"))).bearer_auth(&admin).send().await.unwrap();
+    let r = app.medagg(&admin).retire_dataset(retired).await;
     assert_eq!(r.status().as_u16(), 204);
     let user = app.register("u@example.org").await.1;
     let head = app.head().await;
     let post = |body: Value| {
         let (app, user) = (&app, &user);
-        async move { app.post("/api/v1/collections/", &body, Some(user)).await }
+        async move { app.medagg(user).request_collection(&body).await }
     };
     let b = expect(post(json!({"query_text": "", "dataset_ids": [a, 424242, retired], "limit_per_dataset": 5})).await, 400).await;
     let detail = b.to_string();
@@ -200,7 +186,7 @@ async fn bad_collection_requests_name_what_is_wrong() {
     expect(post(json!({"dataset_ids": [], "limit_per_dataset": 5})).await, 400).await;
     expect(post(json!({"dataset_ids": ["one"], "limit_per_dataset": 5})).await, 400).await;
     expect(post(json!({"query_text": "x".repeat(1001), "dataset_ids": [a], "limit_per_dataset": 5})).await, 400).await;
-    expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 5}), None).await, 401).await;
+    expect(app.medagg(None).request_collection(&json!({"dataset_ids": [a], "limit_per_dataset": 5})).await, 401).await;
     assert_eq!(app.head().await, head, "nothing recorded for refused requests");
 }
 
@@ -213,18 +199,17 @@ async fn archives_expire_after_their_time_to_live() {
     let admin = app.admin().await;
     let a = dataset(&app, &admin, "ward-a").await;
     expect(upload(&app, &admin, a, "p.png", b"bytes", &[]).await, 201).await;
-    let id = expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 1}), Some(&admin)).await, 201).await
-        ["id"]
+    let id = expect(app.medagg(&admin).request_collection(&json!({"dataset_ids": [a], "limit_per_dataset": 1})).await, 201).await["id"]
         .as_i64()
         .unwrap();
     assert_eq!(wait_until_settled(&app, &admin, id).await["status"], "ready");
     let archive = app.data_dir().join(format!("blobs/collections/{id}.zip"));
     assert!(archive.is_file());
     tokio::time::sleep(Duration::from_millis(3_100)).await;
-    let c = expect(app.get(&format!("/api/v1/collections/{id}/"), Some(&admin)).await, 200).await;
+    let c = expect(app.medagg(&admin).collection(id).await, 200).await;
     assert_eq!(c["status"], "expired");
     assert_eq!(c["download_url"], Value::Null);
-    let b = expect(app.get(&format!("/api/v1/collections/{id}/download/"), Some(&admin)).await, 410).await;
+    let b = expect(app.medagg(&admin).download(id).await, 410).await;
     assert!(b["detail"].as_str().unwrap().contains("expired"));
     for _ in 0..100 {
         if !archive.exists() {
@@ -260,7 +245,7 @@ async fn a_build_interrupted_by_a_crash_completes_after_restart() {
     let token = app.login("admin@example.org").await;
     let c = wait_until_settled(&app, &token, id).await;
     assert_eq!(c["status"], "ready");
-    let bytes = app.get(&format!("/api/v1/collections/{id}/download/"), Some(&token)).await.bytes().await.unwrap();
+    let bytes = app.medagg(&token).download(id).await.bytes().await.unwrap();
     let entries = zip_entries(&bytes);
     assert!(entries.iter().any(|(n, d)| n.starts_with("ward-a/") && d == b"REAL-BYTES"));
     assert!(!dir.join(format!("{id}.zip.partial")).exists());
@@ -278,15 +263,15 @@ async fn one_collection_holds_a_bounded_number_of_items() {
     }
     let user = app.register("many@example.org").await.1;
     let head = app.head().await;
-    let b = expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 3}), Some(&user)).await, 400).await;
+    let b = expect(app.medagg(&user).request_collection(&json!({"dataset_ids": [a], "limit_per_dataset": 3})).await, 400).await;
     let detail = b["detail"].as_str().unwrap();
     assert!(detail.contains("matches 3 items") && detail.contains("at most 2"), "{b}");
     assert_eq!(app.head().await, head, "nothing recorded for a refused request");
-    expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [a], "limit_per_dataset": 2}), Some(&user)).await, 201).await;
+    expect(app.medagg(&user).request_collection(&json!({"dataset_ids": [a], "limit_per_dataset": 2})).await, 201).await;
     // What counts is what the request matches, not its limit.
     let b = dataset(&app, &admin, "ward-b").await;
     expect(upload(&app, &admin, b, "only.png", b"bytes", &[]).await, 201).await;
-    expect(app.post("/api/v1/collections/", &json!({"dataset_ids": [b], "limit_per_dataset": 100_000}), Some(&user)).await, 201).await;
+    expect(app.medagg(&user).request_collection(&json!({"dataset_ids": [b], "limit_per_dataset": 100_000})).await, 201).await;
 }
 
 on_both!(a_user_keeps_a_bounded_number_of_live_archives, a_user_keeps_a_bounded_number_of_live_archives_);
@@ -302,20 +287,20 @@ async fn a_user_keeps_a_bounded_number_of_live_archives_(kind: Kind) {
     let request = |query: &str| json!({"query_text": query, "dataset_ids": [a], "limit_per_dataset": 1});
 
     // A failed collection holds no archive and does not count.
-    let failed = expect(app.post("/api/v1/collections/", &request("zzzqqq"), Some(&user)).await, 201).await["id"].as_i64().unwrap();
+    let failed = expect(app.medagg(&user).request_collection(&request("zzzqqq")).await, 201).await["id"].as_i64().unwrap();
     assert_eq!(wait_until_settled(&app, &user, failed).await["status"], "failed");
-    let first = expect(app.post("/api/v1/collections/", &request(""), Some(&user)).await, 201).await["id"].as_i64().unwrap();
+    let first = expect(app.medagg(&user).request_collection(&request("")).await, 201).await["id"].as_i64().unwrap();
     assert_eq!(wait_until_settled(&app, &user, first).await["status"], "ready");
-    expect(app.post("/api/v1/collections/", &request("pneumonia"), Some(&user)).await, 201).await;
-    let b = expect(app.post("/api/v1/collections/", &request(""), Some(&user)).await, 429).await;
+    expect(app.medagg(&user).request_collection(&request("pneumonia")).await, 201).await;
+    let b = expect(app.medagg(&user).request_collection(&request("")).await, 429).await;
     let detail = b["detail"].as_str().unwrap();
     assert!(detail.contains("at most 2"), "{b}");
     // The quota is per user.
-    expect(app.post("/api/v1/collections/", &request(""), Some(&other)).await, 201).await;
+    expect(app.medagg(&other).request_collection(&request("")).await, 201).await;
 
     // Parallel requests cannot all slip past one count.
     let everything = request("");
-    let burst = (0..5).map(|_| app.post("/api/v1/collections/", &everything, Some(&other)));
+    let burst = (0..5).map(|_| app.medagg(&other).request_collection(&everything));
     let statuses: Vec<u16> = futures::future::join_all(burst).await.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 4, "{statuses:?}");

@@ -18,10 +18,10 @@ use super::expect;
 async fn metrics_on_the_main_port_are_for_admins_only() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let user = app.register("m@example.org").await.1;
-    let r = expect(app.get("/metrics", None).await, 401).await;
+    let r = expect(app.ops(None).metrics().await, 401).await;
     assert!(r["detail"].is_string(), "{r}");
-    expect(app.get("/metrics", Some(&user)).await, 403).await;
-    let r = app.get("/metrics", Some(&app.admin().await)).await;
+    expect(app.ops(&user).metrics().await, 403).await;
+    let r = app.ops(&app.admin().await).metrics().await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(text.contains("medledger_http_requests_total"), "{text}");
@@ -81,15 +81,7 @@ async fn with_a_metrics_address_metrics_are_served_there_without_login_and_not_o
 async fn a_refresh_with_an_idempotency_key_leaves_no_token_in_the_idempotency_table() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, access, refresh) = app.register("idem@example.org").await;
-    let r = app
-        .client
-        .post(app.url("/api/auth/token/refresh/"))
-        .bearer_auth(&access)
-        .header("idempotency-key", "refresh-once")
-        .json(&json!({"refresh": refresh}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.myo(&access).refresh(&refresh).header("idempotency-key", "refresh-once").await;
     assert_eq!(r.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
     let tokens = expect(r, 200).await;
     let (new_access, new_refresh) = (tokens["access"].as_str().unwrap(), tokens["refresh"].as_str().unwrap());
@@ -101,32 +93,37 @@ async fn a_refresh_with_an_idempotency_key_leaves_no_token_in_the_idempotency_ta
 
     // An ordinary command with a key is still recorded and replayed.
     let entry = json!({"action": "viewed", "resource_type": "study", "resource_id": "s1", "details": {}});
-    let post = || app.client.post(app.url("/api/audit-logs/")).bearer_auth(&access).header("idempotency-key", "audit-1").json(&entry);
-    expect(post().send().await.unwrap(), 201).await;
-    let again = post().send().await.unwrap();
+    let post = || app.myo(&access).create_audit_log(&entry).header("idempotency-key", "audit-1");
+    expect(post().await, 201).await;
+    let again = post().await;
     assert_eq!(again.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
 }
 
 #[tokio::test]
 async fn every_response_that_hands_out_credentials_says_no_store() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    let r = app.post("/api/auth/register/", &json!({"email": "ns@example.org", "password": PASSWORD}), None).await;
+    let r = app.myo(None).register(&json!({"email": "ns@example.org", "password": PASSWORD})).await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["cache-control"], "no-store", "002 register");
     let creds = json!({"email": "ns@example.org", "username": "ns@example.org", "password": PASSWORD});
-    for path in ["/api/auth/login/", "/api/v1/auth/login/", "/auth/login"] {
-        let r = app.post(path, &creds, None).await;
-        assert_eq!(r.status(), 200, "{path}");
-        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    for (login, call) in [
+        ("002 login", app.myo(None).login(&creds)),
+        ("000 login", app.medagg(None).login(&creds)),
+        ("003 login", app.labeling(None).login(&creds)),
+    ] {
+        let r = call.await;
+        assert_eq!(r.status(), 200, "{login}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{login}");
     }
-    let r = app.client.post(app.url("/oauth/login")).form(&[("username", "ns@example.org"), ("password", PASSWORD)]).send().await.unwrap();
+    let r = app.inference(None).oauth_login(&[("username", "ns@example.org"), ("password", PASSWORD)]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store", "004 login");
-    // 001's cookie login, refused here for want of a CSRF token, is marked all the same.
+    // 001's cookie login, refused here for want of a CSRF token, is marked all the same
+    // (at its slash-less path, as a client may write it).
     let r = app.client.post(app.url("/login")).form(&[("username", "ns@example.org"), ("password", PASSWORD)]).send().await.unwrap();
     assert_eq!(r.headers()["cache-control"], "no-store", "001 login ({})", r.status());
     // Ordinary reads are not.
-    assert!(app.get("/healthz", None).await.headers().get("cache-control").is_none());
+    assert!(app.ops(None).healthz().await.headers().get("cache-control").is_none());
 }
 
 fn mode(path: &Path) -> u32 {
@@ -157,10 +154,10 @@ async fn the_data_directory_and_its_files_are_the_server_users_alone() {
     let app = spawn_with(config, Kind::Sqlite).await;
     let admin = app.admin().await;
     let dataset = json!({"slug": "ward", "title": "Ward", "modality": ["XR"], "area": "chest"});
-    let dataset = expect(app.post("/api/v1/admin/datasets/", &dataset, Some(&admin)).await, 201).await["id"].as_i64().unwrap();
+    let dataset = expect(app.medagg(&admin).create_dataset(&dataset).await, 201).await["id"].as_i64().unwrap();
     expect(super::collections::upload(&app, &admin, dataset, "scan.png", b"PIXELS", &[]).await, 201).await;
     app.register("mail@example.org").await;
-    expect(app.post("/api/auth/password-reset/", &json!({"email": "mail@example.org"}), None).await, 200).await;
+    expect(app.myo(None).password_reset("mail@example.org").await, 200).await;
     let outbox = dir.join("outbox");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0 {
@@ -189,9 +186,9 @@ async fn the_data_directory_and_its_files_are_the_server_users_alone() {
 async fn every_response_carries_the_security_headers_and_hsts_only_over_https() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let responses = [
-        (200, app.get("/healthz", None).await),
+        (200, app.ops(None).healthz().await),
         (404, app.get("/no/such/route", None).await),
-        (401, app.get("/api/auth/user/", None).await),
+        (401, app.myo(None).me().await),
         (405, app.client.delete(app.url("/healthz")).send().await.unwrap()),
     ];
     for (status, r) in &responses {
@@ -268,7 +265,7 @@ async fn headers_sent_one_byte_a_second_lose_the_connection() {
     assert!(ended < Duration::from_secs(4), "closed only after {ended:?}");
     assert!(!said.contains("200 OK"), "the dribbled request was served: {said}");
     // A client at normal speed is served.
-    expect(app.get("/healthz", None).await, 200).await;
+    expect(app.ops(None).healthz().await, 200).await;
 }
 
 #[tokio::test]
@@ -288,10 +285,10 @@ async fn a_body_sent_one_byte_a_second_gets_408_in_the_contracts_shape() {
     // Bodies at normal speed, large ones included, still arrive.
     let admin = app.admin().await;
     let dataset = json!({"slug": "big", "title": "Big", "modality": ["XR"], "area": "chest"});
-    let dataset = expect(app.post("/api/v1/admin/datasets/", &dataset, Some(&admin)).await, 201).await["id"].as_i64().unwrap();
+    let dataset = expect(app.medagg(&admin).create_dataset(&dataset).await, 201).await["id"].as_i64().unwrap();
     let big = vec![7u8; 8 * 1024 * 1024];
     expect(super::collections::upload(&app, &admin, dataset, "big.png", &big, &[]).await, 201).await;
-    expect(app.post("/api/v1/auth/login/", &json!({"username": "admin@example.org", "password": PASSWORD}), None).await, 200).await;
+    expect(app.medagg(None).login(&json!({"username": "admin@example.org", "password": PASSWORD})).await, 200).await;
 }
 
 #[tokio::test]
@@ -300,23 +297,22 @@ async fn passwords_need_twelve_characters() {
     let eleven = "elevenchars";
     let twelve = "twelve chars";
     assert_eq!((eleven.len(), twelve.len()), (11, 12));
-    let b = expect(app.post("/api/auth/register/", &json!({"email": "p@example.org", "password": eleven}), None).await, 400).await;
+    let b = expect(app.myo(None).register(&json!({"email": "p@example.org", "password": eleven})).await, 400).await;
     let why = b["field_errors"]["password"][0].as_str().unwrap_or_default();
     assert!(why.contains("at least 12 characters"), "{b}");
-    let b = expect(app.post("/api/auth/register/", &json!({"email": "p@example.org", "password": twelve}), None).await, 201).await;
+    let b = expect(app.myo(None).register(&json!({"email": "p@example.org", "password": twelve})).await, 201).await;
     let access = b["access"].as_str().unwrap().to_string();
 
     let change = |new: &str| json!({"old_password": twelve, "new_password": new});
-    let b = expect(app.post("/api/auth/change-password/", &change(eleven), Some(&access)).await, 400).await;
+    let b = expect(app.myo(&access).change_password(&change(eleven)).await, 400).await;
     assert!(b["field_errors"]["new_password"][0].as_str().unwrap_or_default().contains("at least 12 characters"), "{b}");
-    expect(app.post("/api/auth/change-password/", &change("another twelve"), Some(&access)).await, 200).await;
+    expect(app.myo(&access).change_password(&change("another twelve")).await, 200).await;
 
     // The minimum is a setting.
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
     config.min_password_length = 16;
     let app = spawn_with(config, Kind::Sqlite).await;
-    let b =
-        expect(app.post("/api/auth/register/", &json!({"email": "q@example.org", "password": "fifteen chars!!"}), None).await, 400).await;
+    let b = expect(app.myo(None).register(&json!({"email": "q@example.org", "password": "fifteen chars!!"})).await, 400).await;
     assert!(b["field_errors"]["password"][0].as_str().unwrap_or_default().contains("at least 16 characters"), "{b}");
 }
 
@@ -328,7 +324,7 @@ async fn an_admin_set_up_before_the_twelve_character_rule_still_starts_the_serve
     let mut config = spawn_with(config, Kind::Sqlite).await.stop().await;
     config.min_password_length = 12;
     let app = spawn_with(config, Kind::Sqlite).await;
-    expect(app.post("/api/auth/login/", &json!({"email": "old@example.org", "password": old}), None).await, 200).await;
+    expect(app.myo(None).login(&json!({"email": "old@example.org", "password": old})).await, 200).await;
 
     // A new admin with such a password is refused, saying why.
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
@@ -348,7 +344,7 @@ async fn made_up_methods_do_not_grow_the_metrics() {
         conn.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     }
-    let metrics = app.get("/metrics", Some(&admin)).await.text().await.unwrap();
+    let metrics = app.ops(&admin).metrics().await.text().await.unwrap();
     assert!(!metrics.contains("MADEUP"), "a label per made-up method");
     assert!(metrics.contains("method=\"other\""), "made-up methods are counted as other");
 }
@@ -361,16 +357,7 @@ async fn an_upload_with_an_idempotency_key_streams_to_its_handler() {
     let image = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference/fixture_2_street_2obj.png")).unwrap();
     let mut body = image.clone();
     body.resize(image.len().max(1024 * 1024 + 1), 0);
-    let r = app
-        .client
-        .post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3"))
-        .bearer_auth(&token)
-        .header("idempotency-key", "upload-1")
-        .header("content-type", "image/png")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.inference(&token).create_task(1, 3, Some("image/png"), body).header("idempotency-key", "upload-1").await;
     assert_ne!(r.status().as_u16(), 413, "the idempotency layer refused an upload larger than a JSON body");
     assert!(r.headers().get("idempotent-replayed").is_none());
 }

@@ -11,11 +11,7 @@ on_both!(register_then_log_in_on_every_contract, register_then_log_in_on_every_c
 async fn register_then_log_in_on_every_contract_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
     let body = expect(
-        app.post(
-            "/api/auth/register/",
-            &json!({"email": "Ann@Example.org", "password": PASSWORD, "firstName": "Ann", "lastName": "Lee", "clinicName": "Heart Clinic"}),
-            None,
-        )
+        app.myo(None).register(&json!({"email": "Ann@Example.org", "password": PASSWORD, "firstName": "Ann", "lastName": "Lee", "clinicName": "Heart Clinic"}))
         .await,
         201,
     )
@@ -25,24 +21,18 @@ async fn register_then_log_in_on_every_contract_(kind: Kind) {
     assert_eq!(body["user"]["clinicName"], "Heart Clinic");
     assert!(body["access"].as_str().is_some_and(|t| t.split('.').count() == 3));
 
-    let b = expect(app.post("/api/auth/login/", &json!({"email": "ann@example.org", "password": PASSWORD}), None).await, 200).await;
+    let b = expect(app.myo(None).login(&json!({"email": "ann@example.org", "password": PASSWORD})).await, 200).await;
     assert_eq!(b["user"]["firstName"], "Ann");
-    let b = expect(app.post("/api/v1/auth/login/", &json!({"username": "ann@example.org", "password": PASSWORD}), None).await, 200).await;
+    let b = expect(app.medagg(None).login(&json!({"username": "ann@example.org", "password": PASSWORD})).await, 200).await;
     assert_eq!(b["token_type"], "bearer");
-    let b = expect(app.post("/auth/login", &json!({"username": "ann@example.org", "password": PASSWORD}), None).await, 200).await;
+    let b = expect(app.labeling(None).login(&json!({"username": "ann@example.org", "password": PASSWORD})).await, 200).await;
     assert_eq!(b["role"], "customer", "a doctor is neither labeler nor admin");
-    let r = app
-        .client
-        .post(app.url("/oauth/login"))
-        .form(&[("grant_type", "password"), ("username", "ann@example.org"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = app.inference(None).oauth_login(&[("grant_type", "password"), ("username", "ann@example.org"), ("password", PASSWORD)]).await;
     let b = expect(r, 200).await;
     assert_eq!(b["token_type"], "Bearer");
     // Every contract's token works on every contract.
     let token = b["access_token"].as_str().unwrap();
-    let me = expect(app.get("/api/auth/user/", Some(token)).await, 200).await;
+    let me = expect(app.myo(token).me().await, 200).await;
     assert_eq!(me["email"], "ann@example.org");
 }
 
@@ -50,14 +40,14 @@ async fn register_then_log_in_on_every_contract_(kind: Kind) {
 async fn wrong_credentials_answer_each_contracts_shape() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     app.register("bob@example.org").await;
-    let b = expect(app.post("/api/auth/login/", &json!({"email": "bob@example.org", "password": "nope-nope"}), None).await, 401).await;
+    let b = expect(app.myo(None).login(&json!({"email": "bob@example.org", "password": "nope-nope"})).await, 401).await;
     assert_eq!(b["detail"], "Invalid credentials");
     assert!(b["code"].is_string() && b["field_errors"].is_object(), "002 shape: {b}");
-    let b = expect(app.post("/api/v1/auth/login/", &json!({"username": "nobody@example.org", "password": "x"}), None).await, 401).await;
+    let b = expect(app.medagg(None).login(&json!({"username": "nobody@example.org", "password": "x"})).await, 401).await;
     assert_eq!(b, json!({"detail": "Invalid credentials"}));
-    let b = expect(app.post("/auth/login", &json!({"username": "bob@example.org", "password": "wrong"}), None).await, 401).await;
+    let b = expect(app.labeling(None).login(&json!({"username": "bob@example.org", "password": "wrong"})).await, 401).await;
     assert_eq!(b, json!({"detail": "Invalid credentials"}));
-    let r = app.client.post(app.url("/oauth/login")).form(&[("username", "bob@example.org"), ("password", "bad")]).send().await.unwrap();
+    let r = app.inference(None).oauth_login(&[("username", "bob@example.org"), ("password", "bad")]).await;
     assert_eq!(expect(r, 422).await, json!({"detail": "Incorrect username or password"}));
 }
 
@@ -66,7 +56,7 @@ async fn duplicate_email_is_refused_case_insensitively_and_writes_nothing() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     app.register("dup@example.org").await;
     let head = app.head().await;
-    let b = expect(app.post("/api/auth/register/", &json!({"email": "DUP@example.org", "password": PASSWORD}), None).await, 400).await;
+    let b = expect(app.myo(None).register(&json!({"email": "DUP@example.org", "password": PASSWORD})).await, 400).await;
     assert!(b["field_errors"]["email"][0].as_str().unwrap().contains("already exists"), "{b}");
     assert_eq!(app.head().await, head, "a refused registration appends nothing");
 }
@@ -75,7 +65,7 @@ async fn duplicate_email_is_refused_case_insensitively_and_writes_nothing() {
 async fn concurrent_registrations_with_one_email_make_one_account() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let body = json!({"email": "race@example.org", "password": PASSWORD});
-    let attempts = (0..6).map(|_| app.post("/api/auth/register/", &body, None));
+    let attempts = (0..6).map(|_| app.myo(None).register(&body));
     let statuses: Vec<u16> = futures::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 201 || *s == 400), "{statuses:?}");
@@ -85,46 +75,32 @@ on_both!(profile_and_password_changes, profile_and_password_changes_);
 async fn profile_and_password_changes_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
     let (_, access, _) = app.register("carol@example.org").await;
-    let b = expect(app.put("/api/auth/user/", &json!({"firstName": "Caroline", "clinicName": "Updated Clinic"}), Some(&access)).await, 200)
-        .await;
+    let b = expect(app.myo(&access).update_me(&json!({"firstName": "Caroline", "clinicName": "Updated Clinic"})).await, 200).await;
     assert_eq!(
         (b["firstName"].as_str(), b["lastName"].as_str(), b["clinicName"].as_str()),
         (Some("Caroline"), Some("User"), Some("Updated Clinic"))
     );
-    let b = expect(
-        app.post("/api/auth/change-password/", &json!({"old_password": "wrong-old", "new_password": "another good one"}), Some(&access))
-            .await,
-        400,
-    )
-    .await;
+    let b = expect(app.myo(&access).change_password(&json!({"old_password": "wrong-old", "new_password": "another good one"})).await, 400)
+        .await;
     assert!(b["field_errors"]["old_password"].is_array(), "{b}");
-    expect(
-        app.post("/api/auth/change-password/", &json!({"old_password": PASSWORD, "new_password": "another good one"}), Some(&access)).await,
-        200,
-    )
-    .await;
-    expect(app.post("/api/auth/login/", &json!({"email": "carol@example.org", "password": PASSWORD}), None).await, 401).await;
-    expect(app.post("/api/auth/login/", &json!({"email": "carol@example.org", "password": "another good one"}), None).await, 200).await;
+    expect(app.myo(&access).change_password(&json!({"old_password": PASSWORD, "new_password": "another good one"})).await, 200).await;
+    expect(app.myo(None).login(&json!({"email": "carol@example.org", "password": PASSWORD})).await, 401).await;
+    expect(app.myo(None).login(&json!({"email": "carol@example.org", "password": "another good one"})).await, 200).await;
 }
 
 #[tokio::test]
 async fn a_password_change_ends_every_earlier_session() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, access, refresh_before) = app.register("pat@example.org").await;
-    let other = expect(app.post("/api/auth/login/", &json!({"email": "pat@example.org", "password": PASSWORD}), None).await, 200).await;
+    let other = expect(app.myo(None).login(&json!({"email": "pat@example.org", "password": PASSWORD})).await, 200).await;
     let other_refresh = other["refresh"].as_str().unwrap().to_string();
-    expect(
-        app.post("/api/auth/change-password/", &json!({"old_password": PASSWORD, "new_password": "stolen no more"}), Some(&access)).await,
-        200,
-    )
-    .await;
+    expect(app.myo(&access).change_password(&json!({"old_password": PASSWORD, "new_password": "stolen no more"})).await, 200).await;
     let head = app.head().await;
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh_before}), None).await, 401).await;
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": other_refresh}), None).await, 401).await;
+    expect(app.myo(None).refresh(&refresh_before).await, 401).await;
+    expect(app.myo(None).refresh(&other_refresh).await, 401).await;
     assert_eq!(app.head().await, head, "a refused refresh writes nothing");
-    let fresh =
-        expect(app.post("/api/auth/login/", &json!({"email": "pat@example.org", "password": "stolen no more"}), None).await, 200).await;
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": fresh["refresh"]}), None).await, 200).await;
+    let fresh = expect(app.myo(None).login(&json!({"email": "pat@example.org", "password": "stolen no more"})).await, 200).await;
+    expect(app.myo(None).refresh(fresh["refresh"].as_str().unwrap()).await, 200).await;
 }
 
 #[tokio::test]
@@ -132,9 +108,9 @@ async fn a_deactivated_user_cannot_refresh_and_nothing_is_written() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let admin = app.admin().await;
     let (uid, _, refresh) = app.register("quinn@example.org").await;
-    expect(app.put(&format!("/api/users/{uid}/"), &json!({"isActive": false}), Some(&admin)).await, 200).await;
+    expect(app.myo(&admin).update_user(uid, &json!({"isActive": false})).await, 200).await;
     let head = app.head().await;
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh}), None).await, 401).await;
+    expect(app.myo(None).refresh(&refresh).await, 401).await;
     assert_eq!(app.head().await, head);
 }
 
@@ -142,17 +118,16 @@ on_both!(refresh_rotates_and_reuse_revokes_the_session, refresh_rotates_and_reus
 async fn refresh_rotates_and_reuse_revokes_the_session_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
     let (user_id, _, refresh1) = app.register("dan@example.org").await;
-    let b = expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh1}), None).await, 200).await;
+    let b = expect(app.myo(None).refresh(&refresh1).await, 200).await;
     let refresh2 = b["refresh"].as_str().unwrap().to_string();
     assert!(b["access"].is_string());
     assert_ne!(refresh1, refresh2);
     // The rotated token comes back: reuse. Refused, and the whole session dies.
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh1}), None).await, 401).await;
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh2}), None).await, 401).await;
+    expect(app.myo(None).refresh(&refresh1).await, 401).await;
+    expect(app.myo(None).refresh(&refresh2).await, 401).await;
     // The reuse is in the audit log.
     let admin = app.admin().await;
-    let log =
-        expect(app.get(&format!("/api/audit-logs/?action=refresh_token_reuse_detected&user_id={user_id}"), Some(&admin)).await, 200).await;
+    let log = expect(app.myo(&admin).audit_logs(&format!("action=refresh_token_reuse_detected&user_id={user_id}")).await, 200).await;
     assert_eq!(log["count"], 1, "{log}");
 }
 
@@ -160,17 +135,17 @@ async fn refresh_rotates_and_reuse_revokes_the_session_(kind: Kind) {
 async fn logout_revokes_the_refresh_token() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, access, refresh) = app.register("eve@example.org").await;
-    let b = expect(app.post("/api/auth/logout/", &json!({"refresh": refresh}), Some(&access)).await, 200).await;
+    let b = expect(app.myo(&access).logout(&refresh).await, 200).await;
     assert_eq!(b["detail"], "Successfully logged out");
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh}), None).await, 401).await;
+    expect(app.myo(None).refresh(&refresh).await, 401).await;
     // Another user's refresh token cannot log this user out.
     let (_, other_access, _) = app.register("frank@example.org").await;
     let (_, _, eve_refresh) = {
-        let b = expect(app.post("/api/auth/login/", &json!({"email": "eve@example.org", "password": PASSWORD}), None).await, 200).await;
+        let b = expect(app.myo(None).login(&json!({"email": "eve@example.org", "password": PASSWORD})).await, 200).await;
         (0, String::new(), b["refresh"].as_str().unwrap().to_string())
     };
-    expect(app.post("/api/auth/logout/", &json!({"refresh": eve_refresh}), Some(&other_access)).await, 401).await;
-    expect(app.post("/api/auth/token/refresh/", &json!({"refresh": eve_refresh}), None).await, 200).await;
+    expect(app.myo(&other_access).logout(&eve_refresh).await, 401).await;
+    expect(app.myo(None).refresh(&eve_refresh).await, 200).await;
 }
 
 async fn read_reset_token(app: &TestApp) -> String {
@@ -194,20 +169,20 @@ async fn password_reset_by_mailed_token_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
     app.register("gina@example.org").await;
     // Unknown addresses get the same answer and no mail.
-    let unknown = expect(app.post("/api/auth/password-reset/", &json!({"email": "nobody@example.org"}), None).await, 200).await;
-    let known = expect(app.post("/api/auth/password-reset/", &json!({"email": "gina@example.org"}), None).await, 200).await;
+    let unknown = expect(app.myo(None).password_reset("nobody@example.org").await, 200).await;
+    let known = expect(app.myo(None).password_reset("gina@example.org").await, 200).await;
     assert_eq!(unknown, known);
     let token = read_reset_token(&app).await;
     // The token is in the mail only: not in the history an admin can read.
     let admin = app.admin().await;
-    let history = app.get("/api/events", Some(&admin)).await.text().await.unwrap();
+    let history = app.ops(&admin).events("").await.text().await.unwrap();
     let secret = token.split_once('.').unwrap().1;
     assert!(!history.contains(secret), "the reset token is readable from the event history");
     let confirm = |t: &str| json!({"token": t, "new_password": "a brand new secret"});
-    expect(app.post("/api/auth/password-reset/confirm/", &confirm("1.forged"), None).await, 400).await;
-    expect(app.post("/api/auth/password-reset/confirm/", &confirm(&token), None).await, 200).await;
-    expect(app.post("/api/auth/password-reset/confirm/", &confirm(&token), None).await, 400).await;
-    expect(app.post("/api/auth/login/", &json!({"email": "gina@example.org", "password": "a brand new secret"}), None).await, 200).await;
+    expect(app.myo(None).confirm_password_reset(&confirm("1.forged")).await, 400).await;
+    expect(app.myo(None).confirm_password_reset(&confirm(&token)).await, 200).await;
+    expect(app.myo(None).confirm_password_reset(&confirm(&token)).await, 400).await;
+    expect(app.myo(None).login(&json!({"email": "gina@example.org", "password": "a brand new secret"})).await, 200).await;
     let mails = std::fs::read_dir(app.data_dir().join("outbox")).unwrap().count();
     assert_eq!(mails, 1);
 }
@@ -219,11 +194,11 @@ async fn reset_mail_goes_over_smtp_when_configured() {
     config.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into());
     let app = medledger_tests::app::spawn_with(config, Kind::Sqlite).await;
     app.register("sam@example.org").await;
-    expect(app.post("/api/auth/password-reset/", &json!({"email": "sam@example.org"}), None).await, 200).await;
+    expect(app.myo(None).password_reset("sam@example.org").await, 200).await;
     let message = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv()).await.expect("mail in time").unwrap();
     assert!(message.contains("To: sam@example.org"), "{message}");
     let token = message.lines().find_map(|l| l.strip_prefix("Token: ")).expect("token line").trim().to_string();
-    expect(app.post("/api/auth/password-reset/confirm/", &json!({"token": token, "new_password": "via smtp now"}), None).await, 200).await;
+    expect(app.myo(None).confirm_password_reset(&json!({"token": token, "new_password": "via smtp now"})).await, 200).await;
     assert!(!app.data_dir().join("outbox").exists(), "nothing went to the outbox");
 }
 
@@ -231,7 +206,7 @@ async fn reset_mail_goes_over_smtp_when_configured() {
 async fn the_reset_mail_saga_does_not_resend_after_a_restart() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     app.register("hal@example.org").await;
-    expect(app.post("/api/auth/password-reset/", &json!({"email": "hal@example.org"}), None).await, 200).await;
+    expect(app.myo(None).password_reset("hal@example.org").await, 200).await;
     read_reset_token(&app).await;
     let outbox = app.data_dir().join("outbox");
     let config = app.stop().await;
@@ -250,21 +225,22 @@ async fn admin_manages_users_and_others_cannot() {
     for i in 0..3 {
         app.register(&format!("user{i}@example.org")).await;
     }
-    expect(app.get("/api/users/", Some(&jo_access)).await, 403).await;
-    expect(app.get("/api/users/", None).await, 401).await;
-    let page = expect(app.get("/api/users/?page_size=2", Some(&admin)).await, 200).await;
+    expect(app.myo(&jo_access).users("").await, 403).await;
+    expect(app.myo(None).users("").await, 401).await;
+    let page = expect(app.myo(&admin).users("page_size=2").await, 200).await;
     assert_eq!(page["count"], 5);
     assert_eq!(page["results"].as_array().unwrap().len(), 2);
     assert!(page["next"].as_str().unwrap().contains("page=2"));
-    let found = expect(app.get("/api/users/?search=JO@", Some(&admin)).await, 200).await;
+    let found = expect(app.myo(&admin).users("search=JO@").await, 200).await;
     assert_eq!(found["count"], 1);
-    let b = expect(app.put(&format!("/api/users/{jo}/"), &json!({"role": "technician", "isActive": false}), Some(&admin)).await, 200).await;
+    let b = expect(app.myo(&admin).update_user(jo, &json!({"role": "technician", "isActive": false})).await, 200).await;
     assert_eq!((b["role"].as_str(), b["isActive"].as_bool()), (Some("technician"), Some(false)));
     // A deactivated account cannot log in.
-    expect(app.post("/api/auth/login/", &json!({"email": "jo@example.org", "password": PASSWORD}), None).await, 401).await;
-    let b = expect(app.put(&format!("/api/users/{jo}/"), &json!({"role": "wizard"}), Some(&admin)).await, 400).await;
+    expect(app.myo(None).login(&json!({"email": "jo@example.org", "password": PASSWORD})).await, 401).await;
+    let b = expect(app.myo(&admin).update_user(jo, &json!({"role": "wizard"})).await, 400).await;
     assert!(b["detail"].as_str().unwrap().contains("allowed"), "{b}");
-    expect(app.get("/api/users/999999/", Some(&admin)).await, 404).await;
+    expect(app.myo(&admin).user(999999).await, 404).await;
+    // An id that is no number: the raw path.
     expect(app.get("/api/users/abc/", Some(&admin)).await, 404).await;
 }
 
@@ -272,7 +248,7 @@ async fn admin_manages_users_and_others_cannot() {
 async fn scans_cookie_login_requires_csrf() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     app.register("kim@example.org").await;
-    let page = app.client.get(app.url("/login/")).send().await.unwrap();
+    let page = app.scans(None).login_page().await;
     let cookie = page
         .headers()
         .get_all("set-cookie")
@@ -283,9 +259,9 @@ async fn scans_cookie_login_requires_csrf() {
     let form = |csrf: &str| {
         vec![("username", "kim@example.org".to_string()), ("password", PASSWORD.to_string()), ("csrfmiddlewaretoken", csrf.to_string())]
     };
-    let no_cookie = app.client.post(app.url("/login/")).form(&form(&cookie)).send().await.unwrap();
+    let no_cookie = app.scans(None).login(&form(&cookie)).await;
     assert_eq!(expect(no_cookie, 403).await, json!({"error": "CSRF verification failed. Request aborted."}));
-    let ok = app.client.post(app.url("/login/")).header("cookie", format!("csrftoken={cookie}")).form(&form(&cookie)).send().await.unwrap();
+    let ok = app.scans(None).login(&form(&cookie)).header("cookie", format!("csrftoken={cookie}")).await;
     let session = ok
         .headers()
         .get_all("set-cookie")
@@ -297,12 +273,9 @@ async fn scans_cookie_login_requires_csrf() {
     assert!(session.contains("HttpOnly"));
     assert_eq!(expect(ok, 200).await["success"], true);
     let bad = app
-        .client
-        .post(app.url("/login/"))
+        .scans(None)
+        .login(&[("username", "kim@example.org"), ("password", "wrong"), ("csrfmiddlewaretoken", cookie.as_str())])
         .header("cookie", format!("csrftoken={cookie}"))
-        .form(&[("username", "kim@example.org"), ("password", "wrong"), ("csrfmiddlewaretoken", cookie.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert!(expect(bad, 401).await["error"].is_string());
 }

@@ -13,7 +13,6 @@ use serde_json::json;
 use super::expect;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference");
-const GOOD: &str = "detection_model_id=1&classification_model_id=3";
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
@@ -31,11 +30,12 @@ fn bomb() -> Vec<u8> {
 }
 
 async fn submit(app: &TestApp, token: &str, body: Vec<u8>) -> reqwest::Response {
-    app.client.post(app.url(&format!("/api/tasks?{GOOD}"))).bearer_auth(token).body(body).send().await.unwrap()
+    // Detection model 1 and classification model 3: both good.
+    app.inference(token).create_task(1, 3, None, body).await
 }
 
 async fn settled(app: &TestApp, token: &str, id: i64) -> serde_json::Value {
-    let r = expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(token)).await, 200).await;
+    let r = expect(app.inference(token).result(id, "wait=30").await, 200).await;
     assert_eq!(r["status"], "done", "{r}");
     r
 }
@@ -55,7 +55,7 @@ async fn an_image_bomb_is_refused_from_its_header_and_nothing_is_queued() {
     assert!(detail.contains("8192x8192") && detail.contains("larger than the 4194304 pixels"), "{detail}");
 
     assert_eq!(app.head().await, head, "nothing was recorded");
-    assert_eq!(expect(app.get("/api/tasks", Some(&token)).await, 200).await, json!({"tasks": []}));
+    assert_eq!(expect(app.inference(&token).tasks("").await, 200).await, json!({"tasks": []}));
     assert!(!app.data_dir().join("blobs/inference").exists(), "nothing was stored");
 
     // Meanwhile an ordinary image is served as before.
@@ -78,7 +78,7 @@ async fn the_pixel_limit_is_a_setting_and_holds_exactly() {
         json!({"detail": "the image is 640x480 pixels (0.3 megapixels), larger than the 120000 pixels (0.1 megapixels) accepted; \
                           scale it down"})
     );
-    assert_eq!(expect(app.get("/api/tasks", Some(&token)).await, 200).await["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(expect(app.inference(&token).tasks("").await, 200).await["tasks"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +107,7 @@ async fn task_creation_is_rate_limited_per_user() {
     // Another user has an allowance of their own.
     let id = expect(submit(&app, &other, png).await, 200).await["id"].as_i64().unwrap();
     settled(&app, &other, id).await;
-    assert_eq!(expect(app.get("/api/tasks", Some(&flooder)).await, 200).await["tasks"].as_array().unwrap().len(), 3);
+    assert_eq!(expect(app.inference(&flooder).tasks("").await, 200).await["tasks"].as_array().unwrap().len(), 3);
 }
 
 /// The header readers that refuse early agree with the decoder on every fixture, and the

@@ -19,20 +19,13 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 async fn submit(app: &TestApp, token: &str, query: &str, body: Vec<u8>) -> reqwest::Response {
-    app.client
-        .post(app.url(&format!("/api/tasks?{query}")))
-        .bearer_auth(token)
-        .header("content-type", "image/jpeg")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    app.inference(token).create_task_with_query(query, Some("image/jpeg"), body).await
 }
 
 async fn result_when_settled(app: &TestApp, token: &str, id: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let r = expect(app.get(&format!("/api/tasks/{id}/result"), Some(token)).await, 200).await;
+        let r = expect(app.inference(token).result(id, "").await, 200).await;
         if r["status"] == "done" || r["status"] == "failed" {
             return r;
         }
@@ -46,7 +39,7 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
     let (_, token, _) = app.register("doctor@example.org").await;
 
-    let models = expect(app.get("/api/models", Some(&token)).await, 200).await;
+    let models = expect(app.inference(&token).models().await, 200).await;
     let ids = |k: &str| models[k].as_array().unwrap().iter().map(|m| m["model_id"].as_i64().unwrap()).collect::<Vec<_>>();
     assert_eq!(ids("detection_models"), [1, 2]);
     assert_eq!(ids("classification_models"), [3]);
@@ -78,16 +71,16 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
         assert!((p["width"].as_f64().unwrap() - r["w"].as_f64().unwrap()).abs() < 0.05, "{p} vs {r}");
     }
     // The alias without /api, the status, the list and the input image.
-    assert_eq!(expect(app.get(&format!("/tasks/{id}/result"), Some(&token)).await, 200).await, done);
-    assert_eq!(expect(app.get(&format!("/api/tasks/{id}/status"), Some(&token)).await, 200).await, json!({"id": id, "status": "done"}));
-    let list = expect(app.get("/api/tasks", Some(&token)).await, 200).await;
+    assert_eq!(expect(app.inference(&token).result_without_api_prefix(id).await, 200).await, done);
+    assert_eq!(expect(app.inference(&token).status(id).await, 200).await, json!({"id": id, "status": "done"}));
+    let list = expect(app.inference(&token).tasks("").await, 200).await;
     let row = &list["tasks"][0];
     assert_eq!(
         (row["id"].as_i64(), row["status"].as_str(), row["input_path"].as_str()),
         (Some(id), Some("done"), Some(format!("img_{id}.png").as_str()))
     );
     assert!(row["created_at"].as_str().unwrap().starts_with("20"));
-    let input = app.get(&format!("/api/tasks/{id}/input"), Some(&token)).await;
+    let input = app.inference(&token).input(id).await;
     assert_eq!(input.headers()["content-type"], "image/png");
     assert_eq!(input.bytes().await.unwrap().to_vec(), bytes);
 
@@ -101,11 +94,8 @@ async fn tasks_run_with_the_real_models(kind: Kind) {
     // Delete: the task is gone for its owner, and its image with it.
     let stored = app.data_dir().join(format!("blobs/inference/{}/img_{id}.png", id / 1000));
     assert!(stored.exists(), "the image is kept at {}", stored.display());
-    assert_eq!(
-        expect(app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&token).send().await.unwrap(), 200).await,
-        json!({"id": id})
-    );
-    let gone = expect(app.get(&format!("/api/tasks/{id}/status"), Some(&token)).await, 404).await;
+    assert_eq!(expect(app.inference(&token).delete_task(id).await, 200).await, json!({"id": id}));
+    let gone = expect(app.inference(&token).status(id).await, 404).await;
     assert_eq!(gone, json!({"detail": format!("Task with id {id} does not exist.")}));
     assert!(!stored.exists());
 }
@@ -124,7 +114,7 @@ async fn tasks_sent_together_each_get_their_own_images_result() {
         let bytes = fixture(image["file"].as_str().unwrap());
         let created = expect(submit(app, token, "detection_model_id=2&classification_model_id=3", bytes).await, 200).await;
         let id = created["id"].as_i64().unwrap();
-        (image, expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(token)).await, 200).await)
+        (image, expect(app.inference(token).result(id, "wait=30").await, 200).await)
     }))
     .await;
     for (image, result) in sent {
@@ -146,19 +136,19 @@ async fn a_client_can_wait_for_the_result_in_one_request() {
             .await;
     let id = created["id"].as_i64().unwrap();
     let started = Instant::now();
-    let r = expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(&token)).await, 200).await;
+    let r = expect(app.inference(&token).result(id, "wait=30").await, 200).await;
     assert_eq!(r["status"], "done", "one request answers once the task has ended: {r}");
     assert_eq!(r["result"]["image_class"], "kitchen");
     assert!(started.elapsed() < Duration::from_secs(30));
     // A task that has ended answers at once, and a bad wait is the contract's 400.
-    assert_eq!(expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(&token)).await, 200).await, r);
+    assert_eq!(expect(app.inference(&token).result(id, "wait=30").await, 200).await, r);
     for bad in ["-1", "soon", "NaN"] {
-        let e = expect(app.get(&format!("/api/tasks/{id}/result?wait={bad}"), Some(&token)).await, 400).await;
+        let e = expect(app.inference(&token).result(id, &format!("wait={bad}")).await, 400).await;
         assert!(e["detail"].as_str().unwrap().contains("wait must be"), "{bad}: {e}");
     }
     // Someone else waits for nothing: 404 at once.
     let (_, other, _) = app.register("other@example.org").await;
-    expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(&other)).await, 404).await;
+    expect(app.inference(&other).result(id, "wait=30").await, 404).await;
 }
 
 #[tokio::test]
@@ -185,11 +175,18 @@ async fn bad_requests_are_refused_and_nothing_is_queued() {
         let r = expect(submit(&app, &token, query, body).await, 400).await;
         assert!(r["detail"].as_str().unwrap().contains(needle), "{query}: {r}");
     }
-    assert_eq!(expect(app.get("/api/tasks", Some(&token)).await, 200).await, json!({"tasks": []}));
+    assert_eq!(expect(app.inference(&token).tasks("").await, 200).await, json!({"tasks": []}));
 
     // Without a token: FastAPI's message on every endpoint.
-    for path in ["/api/tasks", "/api/models", "/api/tasks/1/status", "/api/tasks/1/result", "/tasks/1/result"] {
-        assert_eq!(expect(app.get(path, None).await, 401).await, json!({"detail": "Not authenticated"}), "{path}");
+    let anonymous = app.inference(None);
+    for (what, call) in [
+        ("tasks", anonymous.tasks("")),
+        ("models", anonymous.models()),
+        ("status of 1", anonymous.status(1)),
+        ("result of 1", anonymous.result(1, "")),
+        ("result of 1 without /api", anonymous.result_without_api_prefix(1)),
+    ] {
+        assert_eq!(expect(call.await, 401).await, json!({"detail": "Not authenticated"}), "{what}");
     }
 }
 
@@ -203,17 +200,19 @@ async fn someone_elses_task_does_not_exist_for_you() {
             .await;
     let id = created["id"].as_i64().unwrap();
     let missing = json!({"detail": format!("Task with id {id} does not exist.")});
-    for path in [
-        format!("/api/tasks/{id}/status"),
-        format!("/api/tasks/{id}/input"),
-        format!("/api/tasks/{id}/result"),
-        format!("/tasks/{id}/result"),
+    let others = app.inference(&other);
+    for (what, call) in [
+        ("status", others.status(id)),
+        ("input", others.input(id)),
+        ("result", others.result(id, "")),
+        ("result without /api", others.result_without_api_prefix(id)),
     ] {
-        assert_eq!(expect(app.get(&path, Some(&other)).await, 404).await, missing, "{path}");
+        assert_eq!(expect(call.await, 404).await, missing, "{what}");
     }
-    let delete = app.client.delete(app.url(&format!("/api/tasks/{id}"))).bearer_auth(&other).send().await.unwrap();
+    let delete = others.delete_task(id).await;
     assert_eq!(expect(delete, 404).await, missing);
-    assert_eq!(expect(app.get("/api/tasks", Some(&other)).await, 200).await, json!({"tasks": []}));
+    assert_eq!(expect(app.inference(&other).tasks("").await, 200).await, json!({"tasks": []}));
+    // An id that is no number: the raw path.
     let odd = expect(app.get("/api/tasks/abc/status", Some(&owner)).await, 404).await;
     assert_eq!(odd, json!({"detail": "Task with id abc does not exist."}));
     // The owner still has it.
@@ -275,27 +274,22 @@ async fn admins_register_models_that_fit_their_manifest() {
         body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"model\"; filename=\"m.onnx\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
         body.extend(model);
         body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-        app.client
-            .post(app.url("/api/models"))
-            .bearer_auth(token)
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-            .body(body)
-            .send()
+        app.inference(token.as_str()).register_model(&format!("multipart/form-data; boundary={boundary}"), body)
     };
-    assert_eq!(register(doctor.clone(), manifest.clone(), onnx.clone()).await.unwrap().status(), 403);
+    assert_eq!(register(doctor.clone(), manifest.clone(), onnx.clone()).await.status(), 403);
     let mut wrong = manifest.clone();
     wrong["input"]["width"] = json!(64);
-    let r = expect(register(admin.clone(), wrong, onnx.clone()).await.unwrap(), 400).await;
+    let r = expect(register(admin.clone(), wrong, onnx.clone()).await, 400).await;
     assert!(r["detail"].as_str().unwrap().contains("shape"), "{r}");
     let mut no_classes = manifest.clone();
     no_classes["classes"] = json!([]);
-    expect(register(admin.clone(), no_classes, onnx.clone()).await.unwrap(), 400).await;
-    expect(register(admin.clone(), manifest.clone(), b"not onnx".to_vec()).await.unwrap(), 400).await;
+    expect(register(admin.clone(), no_classes, onnx.clone()).await, 400).await;
+    expect(register(admin.clone(), manifest.clone(), b"not onnx".to_vec()).await, 400).await;
 
-    let created = expect(register(admin.clone(), manifest, onnx).await.unwrap(), 201).await;
+    let created = expect(register(admin.clone(), manifest, onnx).await, 201).await;
     let id = created["model_id"].as_i64().unwrap();
     assert_eq!(id, 4, "ids continue after the built-in models");
-    let models = expect(app.get("/api/models", Some(&doctor)).await, 200).await;
+    let models = expect(app.inference(&doctor).models().await, 200).await;
     assert_eq!(models["classification_models"][1], json!({"model_name": "scenes-v2", "model_id": 4}));
     let task =
         expect(submit(&app, &doctor, "detection_model_id=1&classification_model_id=4", fixture("fixture_1_office_1obj.png")).await, 200)

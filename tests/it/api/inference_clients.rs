@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::expect;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference");
-const MODELS: &str = "detection_model_id=2&classification_model_id=3";
 /// The largest image the route keeps (api::routes::inference::MAX_IMAGE_BYTES).
 const MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
 
@@ -44,20 +43,22 @@ fn multipart(boundary: &str, parts: &[Part<'_>]) -> (String, Vec<u8>) {
 /// requests' boundary: 32 hex digits.
 const REQUESTS_BOUNDARY: &str = "a6cdf97f70ad159df7a1a0e1e33294be";
 
-async fn post_form(app: &TestApp, path: &str, token: Option<&str>, (content_type, body): (String, Vec<u8>)) -> reqwest::Response {
-    let mut req = app.client.post(app.url(path)).header("content-type", content_type).body(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().await.unwrap()
+/// A task of detection model 2 and classification model 3 from a form.
+async fn create_from_form(app: &TestApp, token: &str, (content_type, body): (String, Vec<u8>)) -> reqwest::Response {
+    app.inference(token).create_task(2, 3, Some(&content_type), body).await
 }
 
 async fn upload(app: &TestApp, token: &str, parts: &[Part<'_>]) -> reqwest::Response {
-    post_form(app, &format!("/api/tasks?{MODELS}"), Some(token), multipart(REQUESTS_BOUNDARY, parts)).await
+    create_from_form(app, token, multipart(REQUESTS_BOUNDARY, parts)).await
+}
+
+/// `POST /oauth/login` with a form of another encoding than urlencoded.
+async fn oauth_form(app: &TestApp, (content_type, body): (String, Vec<u8>)) -> reqwest::Response {
+    app.inference(None).oauth_login_raw(Some(&content_type), body).await
 }
 
 async fn settled(app: &TestApp, token: &str, id: i64) -> Value {
-    let r = expect(app.get(&format!("/api/tasks/{id}/result?wait=30"), Some(token)).await, 200).await;
+    let r = expect(app.inference(token).result(id, "wait=30").await, 200).await;
     assert_eq!(r["status"], "done", "{r}");
     r
 }
@@ -78,7 +79,7 @@ async fn fastapi_clients_and_browsers_upload_the_image_as_a_form_file() {
     let created = expect(upload(&app, &token, &[("file", Some(("x.png", Some("image/png"))), &png)]).await, 200).await;
     let id = created["id"].as_i64().unwrap();
     assert_eq!(settled(&app, &token, id).await["result"]["image_class"], "kitchen");
-    let input = app.get(&format!("/api/tasks/{id}/input"), Some(&token)).await;
+    let input = app.inference(&token).input(id).await;
     assert_eq!(input.headers()["content-type"], "image/png");
     assert_eq!(input.bytes().await.unwrap().to_vec(), png, "the file's bytes, not the form's");
 
@@ -93,11 +94,11 @@ async fn fastapi_clients_and_browsers_upload_the_image_as_a_form_file() {
         "----WebKitFormBoundary7MA4YWxkTrZu0gW",
         &[("note", None, "first visit".as_bytes()), ("image", Some(("kitchen.jpg", Some("image/jpeg"))), &kitchen)],
     );
-    let created = expect(post_form(&app, &format!("/api/tasks?{MODELS}"), Some(&token), form).await, 200).await;
+    let created = expect(create_from_form(&app, &token, form).await, 200).await;
     let id = created["id"].as_i64().unwrap();
     assert_eq!(settled(&app, &token, id).await["result"]["image_class"], "kitchen");
 
-    let list = expect(app.get("/api/tasks", Some(&token)).await, 200).await;
+    let list = expect(app.inference(&token).tasks("").await, 200).await;
     let paths: Vec<&str> = list["tasks"].as_array().unwrap().iter().map(|t| t["input_path"].as_str().unwrap()).collect();
     assert_eq!(paths.len(), 3);
     assert_eq!(paths[2], format!("img_{id}.jpeg"), "stored under the contract's name, not the client's");
@@ -164,28 +165,19 @@ async fn a_form_without_one_image_is_refused_as_fastapi_refuses_it() {
 
     // A body that claims to be a form and is not one.
     let broken = (format!("multipart/form-data; boundary={REQUESTS_BOUNDARY}"), b"garbage".to_vec());
-    let r = expect(post_form(&app, &format!("/api/tasks?{MODELS}"), Some(&token), broken).await, 400).await;
+    let r = expect(create_from_form(&app, &token, broken).await, 400).await;
     assert!(r["detail"].as_str().unwrap().starts_with("Invalid multipart data"), "{r}");
     let no_boundary = ("multipart/form-data".to_string(), png.clone());
-    expect(post_form(&app, &format!("/api/tasks?{MODELS}"), Some(&token), no_boundary).await, 400).await;
+    expect(create_from_form(&app, &token, no_boundary).await, 400).await;
 
     assert_eq!(app.head().await, head, "nothing was recorded");
-    assert_eq!(expect(app.get("/api/tasks", Some(&token)).await, 200).await, json!({"tasks": []}));
+    assert_eq!(expect(app.inference(&token).tasks("").await, 200).await, json!({"tasks": []}));
 
     // The model ids are still checked first, and the raw body still works.
-    let r = expect(
-        post_form(
-            &app,
-            "/api/tasks?classification_model_id=3",
-            Some(&token),
-            multipart(REQUESTS_BOUNDARY, &[("file", Some(("x.png", Some("image/png"))), &png)]),
-        )
-        .await,
-        400,
-    )
-    .await;
+    let (content_type, form) = multipart(REQUESTS_BOUNDARY, &[("file", Some(("x.png", Some("image/png"))), &png)]);
+    let r = expect(app.inference(&token).create_task_with_query("classification_model_id=3", Some(&content_type), form).await, 400).await;
     assert!(r["detail"].as_str().unwrap().starts_with("detection_model_id is required"), "{r}");
-    let raw = app.client.post(app.url(&format!("/api/tasks?{MODELS}"))).bearer_auth(&token).body(png).send().await.unwrap();
+    let raw = app.inference(&token).create_task(2, 3, None, png).await;
     expect(raw, 200).await;
 }
 
@@ -199,41 +191,38 @@ async fn the_oauth_login_reads_its_form_as_fastapi_does() {
     let user = "ann@example.org".as_bytes();
 
     let form = multipart(REQUESTS_BOUNDARY, &[("username", None, user), ("password", None, PASSWORD.as_bytes())]);
-    let b = expect(post_form(&app, "/oauth/login", None, form).await, 200).await;
+    let b = expect(oauth_form(&app, form).await, 200).await;
     assert_eq!(b["token_type"], "Bearer");
-    expect(app.get("/api/models", b["access_token"].as_str()).await, 200).await;
+    expect(app.inference(b["access_token"].as_str()).models().await, 200).await;
     let browser = multipart(
         "----WebKitFormBoundaryx8dZqLs1cK2mB0pQ",
         &[("grant_type", None, b"password"), ("username", None, user), ("password", None, PASSWORD.as_bytes()), ("scope", None, b"")],
     );
-    expect(post_form(&app, "/oauth/login", None, browser).await, 200).await;
+    expect(oauth_form(&app, browser).await, 200).await;
     let seed = json!({"grant_type": "password", "username": "ann@example.org", "password": PASSWORD, "scope": "", "client_id": "", "client_secret": ""});
-    expect(app.post("/oauth/login", &seed, None).await, 200).await;
+    expect(app.inference(None).oauth_login_json(&seed).await, 200).await;
 
     // Missing fields, in each encoding; an empty form field is missing, as in FastAPI.
     let both = json!({"detail": [missing("body", "username"), missing("body", "password")]});
-    let form = |pairs: &[(&str, &str)]| app.client.post(app.url("/oauth/login")).form(pairs).send();
+    let form = |pairs: &[(&str, &str)]| app.inference(None).oauth_login(pairs);
+    assert_eq!(expect(form(&[("username", "ann@example.org")]).await, 422).await, json!({"detail": [missing("body", "password")]}));
     assert_eq!(
-        expect(form(&[("username", "ann@example.org")]).await.unwrap(), 422).await,
-        json!({"detail": [missing("body", "password")]})
-    );
-    assert_eq!(
-        expect(form(&[("username", ""), ("password", PASSWORD)]).await.unwrap(), 422).await,
+        expect(form(&[("username", ""), ("password", PASSWORD)]).await, 422).await,
         json!({"detail": [missing("body", "username")]})
     );
-    assert_eq!(expect(form(&[]).await.unwrap(), 422).await, both);
+    assert_eq!(expect(form(&[]).await, 422).await, both);
     let only_user = multipart(REQUESTS_BOUNDARY, &[("username", None, user)]);
-    assert_eq!(expect(post_form(&app, "/oauth/login", None, only_user).await, 422).await, json!({"detail": [missing("body", "password")]}));
+    assert_eq!(expect(oauth_form(&app, only_user).await, 422).await, json!({"detail": [missing("body", "password")]}));
     // Starlette reads a body of another type as an empty form.
-    let r = app.client.post(app.url("/oauth/login")).body("username=ann@example.org").send().await.unwrap();
+    let r = app.inference(None).oauth_login_raw(None, "username=ann@example.org").await;
     assert_eq!(expect(r, 422).await, both);
     assert_eq!(
-        expect(app.post("/oauth/login", &json!({"username": "ann@example.org"}), None).await, 422).await,
+        expect(app.inference(None).oauth_login_json(&json!({"username": "ann@example.org"})).await, 422).await,
         json!({"detail": [missing("body", "password")]})
     );
 
     // Another grant: pydantic's pattern error, with its ctx.
-    let r = form(&[("grant_type", "client_credentials"), ("username", "ann@example.org"), ("password", PASSWORD)]).await.unwrap();
+    let r = form(&[("grant_type", "client_credentials"), ("username", "ann@example.org"), ("password", PASSWORD)]).await;
     assert_eq!(
         expect(r, 422).await,
         json!({"detail": [{"type": "string_pattern_mismatch", "loc": ["body", "grant_type"], "msg": "String should match pattern '^password$'",
@@ -241,7 +230,7 @@ async fn the_oauth_login_reads_its_form_as_fastapi_does() {
     );
     // Wrong credentials keep the seed's own sentence.
     let wrong = multipart(REQUESTS_BOUNDARY, &[("username", None, user), ("password", None, b"not the password")]);
-    assert_eq!(expect(post_form(&app, "/oauth/login", None, wrong).await, 422).await, json!({"detail": "Incorrect username or password"}));
+    assert_eq!(expect(oauth_form(&app, wrong).await, 422).await, json!({"detail": "Incorrect username or password"}));
 }
 
 /// An admin opens any task by id, and lists them all with `?all=true` (each with its
@@ -257,11 +246,11 @@ async fn admins_list_every_task_as_they_open_any() {
     settled(&app, &token, id).await;
 
     // By id: the admin sees it.
-    assert_eq!(expect(app.get(&format!("/api/tasks/{id}/status"), Some(&admin)).await, 200).await, json!({"id": id, "status": "done"}));
+    assert_eq!(expect(app.inference(&admin).status(id).await, 200).await, json!({"id": id, "status": "done"}));
     // Listed: their own by default, as the seed says; every user's with all=true.
-    assert_eq!(expect(app.get("/api/tasks", Some(&admin)).await, 200).await, json!({"tasks": []}));
+    assert_eq!(expect(app.inference(&admin).tasks("").await, 200).await, json!({"tasks": []}));
     for yes in ["true", "1", "yes", "True"] {
-        let all = expect(app.get(&format!("/api/tasks?all={yes}"), Some(&admin)).await, 200).await;
+        let all = expect(app.inference(&admin).tasks(&format!("all={yes}")).await, 200).await;
         let rows = all["tasks"].as_array().unwrap();
         assert_eq!(rows.len(), 1, "{all}");
         assert_eq!(
@@ -269,23 +258,23 @@ async fn admins_list_every_task_as_they_open_any() {
             (Some(id), Some(owner), Some("done"))
         );
     }
-    assert_eq!(expect(app.get("/api/tasks?all=false", Some(&admin)).await, 200).await, json!({"tasks": []}));
+    assert_eq!(expect(app.inference(&admin).tasks("all=false").await, 200).await, json!({"tasks": []}));
 
     // Anyone else: refused, not handed their own list as if it were everything.
     for user in [&other, &token] {
-        let r = expect(app.get("/api/tasks?all=true", Some(user)).await, 403).await;
+        let r = expect(app.inference(user).tasks("all=true").await, 403).await;
         assert_eq!(r, json!({"detail": "Only admins may list every user's tasks (all=true)."}));
     }
-    let own = expect(app.get("/api/tasks?all=false", Some(&token)).await, 200).await;
+    let own = expect(app.inference(&token).tasks("all=false").await, 200).await;
     assert_eq!(own["tasks"].as_array().unwrap().len(), 1);
     assert!(own["tasks"][0].get("owner_id").is_none(), "the seed's row: {own}");
-    let foreign = expect(app.get(&format!("/api/tasks/{id}/status"), Some(&other)).await, 404).await;
+    let foreign = expect(app.inference(&other).status(id).await, 404).await;
     assert_eq!(foreign, json!({"detail": format!("Task with id {id} does not exist.")}));
 
     // A flag that is not a boolean: FastAPI's 422.
     assert_eq!(
-        expect(app.get("/api/tasks?all=maybe", Some(&admin)).await, 422).await,
+        expect(app.inference(&admin).tasks("all=maybe").await, 422).await,
         json!({"detail": [{"type": "bool_parsing", "loc": ["query", "all"], "msg": "Input should be a valid boolean, unable to interpret input", "input": "maybe"}]})
     );
-    assert_eq!(expect(app.get("/api/tasks?all=true", None).await, 401).await, json!({"detail": "Not authenticated"}));
+    assert_eq!(expect(app.inference(None).tasks("all=true").await, 401).await, json!({"detail": "Not authenticated"}));
 }

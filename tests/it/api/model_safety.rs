@@ -39,14 +39,7 @@ async fn register(app: &TestApp, admin: &str, name: &str, model: Vec<u8>) -> req
     );
     body.extend(model);
     body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    app.client
-        .post(app.url("/api/models"))
-        .bearer_auth(admin)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    app.inference(admin).register_model(&format!("multipart/form-data; boundary={boundary}"), body).await
 }
 
 /// Registers a fixture model that the server accepts; its id.
@@ -56,22 +49,14 @@ async fn registered(app: &TestApp, admin: &str, file: &str) -> i64 {
 }
 
 async fn submit(app: &TestApp, token: &str, classifier: i64) -> i64 {
-    let r = app
-        .client
-        .post(app.url(&format!("/api/tasks?detection_model_id=1&classification_model_id={classifier}")))
-        .bearer_auth(token)
-        .header("content-type", "image/png")
-        .body(fixture("fixture_1_office_1obj.png"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.inference(token).create_task(1, classifier, Some("image/png"), fixture("fixture_1_office_1obj.png")).await;
     expect(r, 200).await["id"].as_i64().unwrap()
 }
 
 async fn settled(app: &TestApp, token: &str, id: i64, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let r = expect(app.get(&format!("/api/tasks/{id}/result?wait=1"), Some(token)).await, 200).await;
+        let r = expect(app.inference(token).result(id, "wait=1").await, 200).await;
         if r["status"] == "done" || r["status"] == "failed" {
             return r;
         }
@@ -88,7 +73,7 @@ fn assert_says_nothing_about_the_server(text: &str) {
 }
 
 async fn model_ids(app: &TestApp, token: &str) -> Value {
-    expect(app.get("/api/models", Some(token)).await, 200).await
+    expect(app.inference(token).models().await, 200).await
 }
 
 /// The review's exploit: a bias stored as external data at `data/secret.key` made ONNX

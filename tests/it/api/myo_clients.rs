@@ -70,14 +70,7 @@ async fn a_browser_preflight_from_the_frontend_origin_is_answered_with_credentia
     assert!(r.headers().get("access-control-allow-credentials").is_none());
 
     // The request itself, from the frontend: its answer is readable there, a refusal too.
-    let r = app
-        .client
-        .post(app.url("/api/auth/login/"))
-        .header("origin", FRONTEND)
-        .json(&json!({"email": "nobody@example.org", "password": "wrong password"}))
-        .send()
-        .await
-        .expect("login");
+    let r = app.myo(None).login(&json!({"email": "nobody@example.org", "password": "wrong password"})).header("origin", FRONTEND).await;
     assert_eq!(r.status(), 401);
     assert_eq!(header(r.headers(), "access-control-allow-origin"), FRONTEND);
     assert_eq!(header(r.headers(), "access-control-allow-credentials"), "true");
@@ -87,14 +80,7 @@ async fn a_browser_preflight_from_the_frontend_origin_is_answered_with_credentia
         assert!(exposed.contains(&name.into()), "{name} not exposed: {exposed:?}");
     }
     let (_, access, _) = app.register("frontend@example.org").await;
-    let r = app
-        .client
-        .get(app.url("/api/auth/user/"))
-        .header("origin", "https://myometrics.com")
-        .bearer_auth(&access)
-        .send()
-        .await
-        .expect("me");
+    let r = app.myo(&access).me().header("origin", "https://myometrics.com").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(r.headers(), "access-control-allow-origin"), "https://myometrics.com");
 }
@@ -104,7 +90,7 @@ async fn without_configured_origins_there_are_no_cors_headers() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let r = preflight(&app, "/api/auth/login/", FRONTEND, "POST").await;
     assert!(r.headers().keys().all(|k| !k.as_str().starts_with("access-control-")), "{:?}", r.headers());
-    let r = app.client.get(app.url("/api/health/")).header("origin", FRONTEND).send().await.expect("health");
+    let r = app.myo(None).health().header("origin", FRONTEND).await;
     assert!(r.headers().keys().all(|k| !k.as_str().starts_with("access-control-")), "{:?}", r.headers());
 }
 
@@ -129,7 +115,7 @@ fn token_id(jwt: &str) -> String {
 }
 
 async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
-    app.post("/api/auth/token/refresh/", &json!({"refresh": token}), None).await
+    app.myo(None).refresh(token).await
 }
 
 on_both!(a_client_that_keeps_its_first_refresh_token_gets_a_grace_window, keeps_first_refresh_token);
@@ -144,17 +130,17 @@ async fn keeps_first_refresh_token(kind: Kind) {
     assert_eq!(token_id(a["refresh"].as_str().unwrap()), token_id(b["refresh"].as_str().unwrap()));
     assert_ne!(token_id(&first), token_id(a["refresh"].as_str().unwrap()));
     for answer in [&a, &b] {
-        expect(app.get("/api/auth/user/", answer["access"].as_str()).await, 200).await;
+        expect(app.myo(answer["access"].as_str()).me().await, 200).await;
     }
     let access = b["access"].as_str().unwrap().to_string();
     // After the window the old token is reuse again: the session ends.
     tokio::time::sleep(grace + Duration::from_millis(300)).await;
     expect(refresh(&app, &first).await, 401).await;
-    expect(app.get("/api/auth/user/", Some(&access)).await, 401).await;
+    expect(app.myo(&access).me().await, 401).await;
     expect(refresh(&app, a["refresh"].as_str().unwrap()).await, 401).await;
     let admin = app.admin().await;
     for (action, n) in [("refresh_token_reissued", 1), ("refresh_token_reuse_detected", 1)] {
-        let log = expect(app.get(&format!("/api/audit-logs/?action={action}&user_id={user_id}"), Some(&admin)).await, 200).await;
+        let log = expect(app.myo(&admin).audit_logs(&format!("action={action}&user_id={user_id}")).await, 200).await;
         assert_eq!(log["count"], n, "{action}: {log}");
     }
 }
@@ -162,7 +148,7 @@ async fn keeps_first_refresh_token(kind: Kind) {
 #[tokio::test]
 async fn health_keeps_the_seeds_services_and_adds_its_own() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    let h = expect(app.get("/api/health/", None).await, 200).await;
+    let h = expect(app.myo(None).health().await, 200).await;
     let services = h["services"].as_object().expect("services");
     let keys: Vec<&str> = services.keys().map(String::as_str).collect();
     for key in ["database", "redis", "email", "microservice", "projections"] {
@@ -182,35 +168,33 @@ async fn drf_pages(kind: Kind) {
         app.register(&format!("u{i}@example.org")).await;
     }
     // Five users, two a page: pages 1..=3; `last` is 3; 4 is past the end.
-    let b = expect(app.get("/api/users/?page_size=2&page=last", Some(&admin)).await, 200).await;
+    let b = expect(app.myo(&admin).users("page_size=2&page=last").await, 200).await;
     assert_eq!((b["count"].as_i64(), b["results"].as_array().map(Vec::len)), (Some(5), Some(1)));
     assert!(b["next"].is_null());
     for page in ["4", "9223372036854775807"] {
-        let b = expect(app.get(&format!("/api/users/?page_size=2&page={page}"), Some(&admin)).await, 404).await;
+        let b = expect(app.myo(&admin).users(&format!("page_size=2&page={page}")).await, 404).await;
         assert_eq!(b, json!({"detail": "Invalid page.", "code": "not_found", "field_errors": {}}), "page {page}");
     }
     // A page that is no page number at all names the field.
-    let b = expect(app.get("/api/users/?page=abc", Some(&admin)).await, 400).await;
+    let b = expect(app.myo(&admin).users("page=abc").await, 400).await;
     assert!(b["field_errors"]["page"].is_array(), "{b}");
     // An empty list still has its first page.
-    let b = expect(app.get("/api/audit-logs/?action=nothing_like_this", Some(&admin)).await, 200).await;
+    let b = expect(app.myo(&admin).audit_logs("action=nothing_like_this").await, 200).await;
     assert_eq!((b["count"].as_i64(), b["next"].is_null(), b["previous"].is_null()), (Some(0), true, true));
-    expect(app.get("/api/audit-logs/?action=nothing_like_this&page=2", Some(&admin)).await, 404).await;
+    expect(app.myo(&admin).audit_logs("action=nothing_like_this&page=2").await, 404).await;
 
     // Links name the host the client used...
-    let get = |path: &str| app.client.get(app.url(path)).bearer_auth(&admin);
-    let b = expect(get("/api/users/?page_size=2&page=2").header("host", "myometrics.test:8001").send().await.expect("list"), 200).await;
+    let users = |query: &str| app.myo(&admin).users(query);
+    let b = expect(users("page_size=2&page=2").header("host", "myometrics.test:8001").await, 200).await;
     assert_eq!(b["next"], "http://myometrics.test:8001/api/users/?page=3&page_size=2");
     assert_eq!(b["previous"], "http://myometrics.test:8001/api/users/?page=1&page_size=2");
     // ...and, through a trusted proxy, the scheme and host it forwards.
     let b = expect(
-        get("/api/users/?page_size=2&search=example")
+        users("page_size=2&search=example")
             .header("x-forwarded-proto", "https")
             .header("x-forwarded-host", "myometrics.com")
             .header("x-forwarded-for", "198.51.100.7")
-            .send()
-            .await
-            .expect("list"),
+            .await,
         200,
     )
     .await;
@@ -224,15 +208,7 @@ async fn forwarded_headers_from_an_untrusted_peer_do_not_change_links() {
     for i in 0..2 {
         app.register(&format!("v{i}@example.org")).await;
     }
-    let r = app
-        .client
-        .get(app.url("/api/users/?page_size=1"))
-        .bearer_auth(&admin)
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "evil.example")
-        .send()
-        .await
-        .expect("list");
+    let r = app.myo(&admin).users("page_size=1").header("x-forwarded-proto", "https").header("x-forwarded-host", "evil.example").await;
     let b = expect(r, 200).await;
     assert_eq!(b["next"], format!("{}/api/users/?page=2&page_size=1", app.base));
 }
@@ -245,30 +221,30 @@ async fn nearest_002_role(kind: Kind) {
     let labeler = app.user_with("lab@example.org", Roles::new([Role::Labeler])).await;
     app.user_with("cust@example.org", Roles::new([Role::Customer])).await;
     app.user_with("both@example.org", Roles::new([Role::Technician, Role::Universal])).await;
-    let me = expect(app.get("/api/auth/user/", Some(&labeler)).await, 200).await;
+    let me = expect(app.myo(&labeler).me().await, 200).await;
     assert_eq!((me["role"].as_str(), &me["roles"]), (Some("technician"), &json!(["labeler"])));
-    let login = expect(app.post("/api/auth/login/", &json!({"email": "cust@example.org", "password": PASSWORD}), None).await, 200).await;
+    let login = expect(app.myo(None).login(&json!({"email": "cust@example.org", "password": PASSWORD})).await, 200).await;
     assert_eq!((login["user"]["role"].as_str(), &login["user"]["roles"]), (Some("doctor"), &json!(["customer"])));
-    let all = expect(app.get("/api/users/?page_size=50", Some(&admin)).await, 200).await;
+    let all = expect(app.myo(&admin).users("page_size=50").await, 200).await;
     for u in all["results"].as_array().expect("results") {
         assert!(["admin", "doctor", "technician"].contains(&u["role"].as_str().unwrap_or("")), "{u}");
     }
     // Filtering by a 002 role finds the users who show it.
-    let tech = expect(app.get("/api/users/?role=technician", Some(&admin)).await, 200).await;
+    let tech = expect(app.myo(&admin).users("role=technician").await, 200).await;
     let emails: Vec<&str> = tech["results"].as_array().expect("results").iter().filter_map(|u| u["email"].as_str()).collect();
     assert_eq!((tech["count"].as_i64(), emails), (Some(2), vec!["lab@example.org", "both@example.org"]));
     // Another contract's role filters by the role held.
-    let held = expect(app.get("/api/users/?role=universal", Some(&admin)).await, 200).await;
+    let held = expect(app.myo(&admin).users("role=universal").await, 200).await;
     assert_eq!(held["count"], 1);
 }
 
 /// A failed 002 login from `client` (its address as the proxy forwards it, if any).
 async fn failed_login(app: &TestApp, forwarded_for: Option<&str>) -> u16 {
-    let mut req = app.client.post(app.url("/api/auth/login/")).json(&json!({"email": "who@example.org", "password": "not it"}));
+    let mut login = app.myo(None).login(&json!({"email": "who@example.org", "password": "not it"}));
     if let Some(ip) = forwarded_for {
-        req = req.header("x-forwarded-for", ip);
+        login = login.header("x-forwarded-for", ip);
     }
-    req.send().await.expect("login").status().as_u16()
+    login.await.status().as_u16()
 }
 
 #[tokio::test]
@@ -288,16 +264,13 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_auth_limit_and_address()
     assert_eq!(failed_login(&app, Some("203.0.113.5, 198.51.100.2")).await, 401, "the right-most address is the client");
     // The address recorded with what a client does is the forwarded one.
     let r = app
-        .client
-        .post(app.url("/api/auth/register/"))
+        .myo(None)
+        .register(&json!({"email": "proxied@example.org", "password": PASSWORD, "firstName": "P", "lastName": "Q"}))
         .header("x-forwarded-for", "198.51.100.9")
-        .json(&json!({"email": "proxied@example.org", "password": PASSWORD, "firstName": "P", "lastName": "Q"}))
-        .send()
-        .await
-        .expect("register");
+        .await;
     let user_id = expect(r, 201).await["user"]["id"].as_i64().expect("id");
     let admin = app.user_with("boss@example.org", Roles::new([Role::Admin])).await;
-    let log = expect(app.get(&format!("/api/audit-logs/?user_id={user_id}"), Some(&admin)).await, 200).await;
+    let log = expect(app.myo(&admin).audit_logs(&format!("user_id={user_id}")).await, 200).await;
     let addresses: Vec<&Value> = log["results"].as_array().expect("results").iter().map(|e| &e["ip_address"]).collect();
     assert!(!addresses.is_empty() && addresses.iter().all(|ip| *ip == "198.51.100.9"), "{log}");
 }
@@ -334,5 +307,5 @@ async fn refreshing_tokens_does_not_use_up_the_logins() {
     app.login("busy@example.org").await;
     assert_eq!(failed_login(&app, None).await, 429);
     // And a password reset is a class of its own.
-    expect(app.post("/api/auth/password-reset/", &json!({"email": "busy@example.org"}), None).await, 200).await;
+    expect(app.myo(None).password_reset("busy@example.org").await, 200).await;
 }

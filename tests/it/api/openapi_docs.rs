@@ -129,7 +129,7 @@ async fn check(doc: &Value, request: reqwest::RequestBuilder, template: &str, st
 #[tokio::test]
 async fn the_document_types_every_operation_with_its_contracts_error_shape() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    let doc = expect(app.get("/openapi.json", None).await, 200).await;
+    let doc = expect(app.ops(None).openapi().await, 200).await;
     let mut operations = 0;
     for (path, ops) in doc["paths"].as_object().expect("paths") {
         for (method, op) in ops.as_object().expect("operations") {
@@ -233,7 +233,7 @@ async fn the_document_types_every_operation_with_its_contracts_error_shape() {
 #[tokio::test]
 async fn answers_match_the_schemas_the_document_gives_them() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    let doc = expect(app.get("/openapi.json", None).await, 200).await;
+    let doc = expect(app.ops(None).openapi().await, 200).await;
     let http = &app.client;
     let url = |path: &str| app.url(path);
 
@@ -338,7 +338,7 @@ async fn the_root_leads_a_browser_to_the_docs() {
 #[tokio::test]
 async fn docs_are_swagger_ui_served_from_this_server() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    let r = app.get("/docs", None).await;
+    let r = app.ops(None).docs().await;
     assert_eq!(r.status(), 200);
     let csp = r.headers()["content-security-policy"].to_str().expect("csp").to_string();
     assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");

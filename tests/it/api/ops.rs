@@ -9,15 +9,15 @@ use super::expect;
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    assert_eq!(expect(app.get("/healthz", None).await, 200).await["status"], "ok");
-    assert_eq!(expect(app.get("/readyz", None).await, 200).await["status"], "ready");
-    let h = expect(app.get("/api/health/", None).await, 200).await;
+    assert_eq!(expect(app.ops(None).healthz().await, 200).await["status"], "ok");
+    assert_eq!(expect(app.ops(None).readyz().await, 200).await["status"], "ready");
+    let h = expect(app.myo(None).health().await, 200).await;
     assert_eq!(h["status"], "healthy");
     assert_eq!(h["services"]["database"], "up");
     assert!(h["last_check"].is_string());
     app.register("m@example.org").await;
     // Admins only on the main port (see hardening.rs for the separate address).
-    let text = app.get("/metrics", Some(&app.admin().await)).await.text().await.unwrap();
+    let text = app.ops(&app.admin().await).metrics().await.text().await.unwrap();
     assert!(text.contains("medledger_http_requests_total"), "{text}");
     assert!(text.contains("medledger_projection_lag_events{projection=\"users\"}"), "{text}");
     assert!(text.contains("medledger_events_appended_total"), "{text}");
@@ -33,13 +33,13 @@ async fn readiness_fails_while_the_store_is_unreachable() {
     use sqlx::Connection as _;
     sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"))).execute(&mut admin).await.unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1").bind(&name).execute(&mut admin).await.unwrap();
-    let r = app.get("/readyz", None).await;
+    let r = app.ops(None).readyz().await;
     assert_eq!(r.status(), 503);
-    assert_eq!(expect(app.get("/healthz", None).await, 200).await["status"], "ok");
+    assert_eq!(expect(app.ops(None).healthz().await, 200).await["status"], "ok");
     sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"))).execute(&mut admin).await.unwrap();
     let mut ready = false;
     for _ in 0..50 {
-        if app.get("/readyz", None).await.status() == 200 {
+        if app.ops(None).readyz().await.status() == 200 {
             ready = true;
             break;
         }
@@ -53,17 +53,17 @@ async fn verify_endpoint_reports_the_sealed_head() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     app.register("v@example.org").await;
     let admin = app.admin().await;
-    let b = expect(app.get("/api/verify", Some(&admin)).await, 200).await;
+    let b = expect(app.ops(&admin).verify().await, 200).await;
     assert_eq!(b["valid"], true);
     assert_eq!(b["events"].as_i64(), Some(app.head().await));
     assert!(b["digest"].as_str().unwrap().starts_with(&format!("{}:", app.head().await)));
-    expect(app.get("/api/verify", Some(&app.login("v@example.org").await)).await, 403).await;
+    expect(app.ops(&app.login("v@example.org").await).verify().await, 403).await;
 }
 
 #[tokio::test]
 async fn openapi_documents_every_route_and_docs_render_it() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    let doc = expect(app.get("/openapi.json", None).await, 200).await;
+    let doc = expect(app.ops(None).openapi().await, 200).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for p in [
@@ -88,7 +88,7 @@ async fn openapi_documents_every_route_and_docs_render_it() {
             assert!(![404, 405].contains(&r.status().as_u16()) || concrete.contains("/1"), "{method} {path} → {}", r.status());
         }
     }
-    let html = app.get("/docs", None).await.text().await.unwrap();
+    let html = app.ops(None).docs().await.text().await.unwrap();
     assert!(html.contains("/openapi.json") && !html.contains("http://") && !html.contains("https://"), "docs load nothing remote");
 }
 
@@ -96,7 +96,7 @@ async fn openapi_documents_every_route_and_docs_render_it() {
 async fn paths_answer_with_and_without_trailing_slash() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     let (_, access, _) = app.register("slash@example.org").await;
-    let a: Value = expect(app.get("/api/auth/user/", Some(&access)).await, 200).await;
+    let a: Value = expect(app.myo(&access).me().await, 200).await;
     let b: Value = expect(app.get("/api/auth/user", Some(&access)).await, 200).await;
     assert_eq!(a, b);
     expect(app.get("/healthz/", None).await, 200).await;
@@ -105,9 +105,9 @@ async fn paths_answer_with_and_without_trailing_slash() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    let r = app.get("/healthz", None).await;
+    let r = app.ops(None).healthz().await;
     assert!(r.headers().get("x-request-id").is_some());
-    let r = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = app.ops(None).healthz().header("x-request-id", "abc-123").await;
     assert_eq!(r.headers()["x-request-id"], "abc-123");
 }
 

@@ -25,16 +25,16 @@ async fn personal_data_is_sealed_and_shreddable_(kind: Kind) {
     }
     app.state.ledger.codec().vault().erase(&format!("user-{uid}")).await.unwrap();
     let admin = app.admin().await;
-    let text = app.get(&format!("/api/events?stream=user-{uid}"), Some(&admin)).await.text().await.unwrap();
+    let text = app.ops(&admin).events(&format!("stream=user-{uid}")).await.text().await.unwrap();
     assert!(!text.contains("secret.person"), "{text}");
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["metadata"]["client_ip"], "[erased]");
-    let b = expect(app.get("/api/verify", Some(&admin)).await, 200).await;
+    let b = expect(app.ops(&admin).verify().await, 200).await;
     assert_eq!(b["valid"], true, "erasure keeps the chain valid");
     assert!(verify_store(&*app.state.dbs.store, |_| {}).await.is_ok());
     // Nothing personal is stored for an erased subject any more.
     let head = app.head().await;
-    let b = expect(app.put("/api/auth/user/", &json!({"firstName": "Again"}), Some(&access)).await, 410).await;
+    let b = expect(app.myo(&access).update_me(&json!({"firstName": "Again"})).await, 410).await;
     assert!(b["code"] == "erased", "{b}");
     assert_eq!(app.head().await, head);
 }

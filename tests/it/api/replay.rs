@@ -20,29 +20,24 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
     }
     app.user_with("labeler@example.org", Roles::new([Role::Labeler, Role::Customer])).await;
     for (i, (uid, access, refresh)) in users.iter().enumerate() {
-        expect(app.put("/api/auth/user/", &json!({"lastName": format!("Name{i}")}), Some(access)).await, 200).await;
-        expect(
-            app.post("/api/audit-logs/", &json!({"action": "viewed", "resource_type": "scan", "resource_id": i}), Some(access)).await,
-            201,
-        )
-        .await;
+        expect(app.myo(access).update_me(&json!({"lastName": format!("Name{i}")})).await, 200).await;
+        expect(app.myo(access).create_audit_log(&json!({"action": "viewed", "resource_type": "scan", "resource_id": i})).await, 201).await;
         if i % 2 == 0 {
-            expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh}), None).await, 200).await;
-            expect(app.post("/api/auth/token/refresh/", &json!({"refresh": refresh}), None).await, 401).await;
+            expect(app.myo(None).refresh(refresh).await, 200).await;
+            expect(app.myo(None).refresh(refresh).await, 401).await;
         }
         if i % 3 == 0 {
-            expect(app.put(&format!("/api/users/{uid}/"), &json!({"role": "technician", "isActive": i != 0}), Some(&admin)).await, 200)
-                .await;
+            expect(app.myo(&admin).update_user(*uid, &json!({"role": "technician", "isActive": i != 0})).await, 200).await;
         }
     }
-    expect(app.post("/api/auth/password-reset/", &json!({"email": "r1@example.org"}), None).await, 200).await;
+    expect(app.myo(None).password_reset("r1@example.org").await, 200).await;
     let mut live_datasets = Vec::new();
     for (slug, modality) in [("a-ct", "CT"), ("b-mr", "MR"), ("c-xr", "XR")] {
         let d = json!({"slug": slug, "title": slug, "modality": [modality], "area": "chest"});
-        let created = expect(app.post("/api/v1/admin/datasets/", &d, Some(&admin)).await, 201).await;
+        let created = expect(app.medagg(&admin).create_dataset(&d).await, 201).await;
         let id = created["id"].as_i64().unwrap();
         if slug == "b-mr" {
-            app.client.delete(app.url(&format!("/api/v1/admin/datasets/{id}/"))).bearer_auth(&admin).send().await.unwrap();
+            app.medagg(&admin).retire_dataset(id).await;
         } else {
             live_datasets.push(id);
             expect(upload(&app, &admin, id, "one.png", b"1", &[("labels", "nodule")]).await, 201).await;
@@ -52,26 +47,25 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
     let owner = &users[3].1;
     for query in ["nodule", "nothing-matches-this"] {
         let body = json!({"query_text": query, "dataset_ids": live_datasets, "limit_per_dataset": 1});
-        let id = expect(app.post("/api/v1/collections/", &body, Some(owner)).await, 201).await["id"].as_i64().unwrap();
+        let id = expect(app.medagg(owner).request_collection(&body).await, 201).await["id"].as_i64().unwrap();
         wait_until_settled(&app, owner, id).await;
     }
     // Inference tasks: one done, one deleted after it ran.
     let image = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/inference/fixture_2_street_2obj.png")).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..2 {
-        let r =
-            app.client.post(app.url("/api/tasks?detection_model_id=1&classification_model_id=3")).bearer_auth(owner).body(image.clone());
-        tasks.push(expect(r.send().await.unwrap(), 200).await["id"].as_i64().unwrap());
+        let r = app.inference(owner).create_task(1, 3, None, image.clone()).await;
+        tasks.push(expect(r, 200).await["id"].as_i64().unwrap());
     }
     for id in &tasks {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while expect(app.get(&format!("/api/tasks/{id}/status"), Some(owner)).await, 200).await["status"] != "done" {
+        while expect(app.inference(owner).status(*id).await, 200).await["status"] != "done" {
             assert!(std::time::Instant::now() < deadline, "task {id} did not finish");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    expect(app.client.delete(app.url(&format!("/api/tasks/{}", tasks[1]))).bearer_auth(owner).send().await.unwrap(), 200).await;
-    expect(app.post("/api/auth/login/", &json!({"email": "r2@example.org", "password": PASSWORD}), None).await, 200).await;
+    expect(app.inference(owner).delete_task(tasks[1]).await, 200).await;
+    expect(app.myo(None).login(&json!({"email": "r2@example.org", "password": PASSWORD})).await, 200).await;
     let head = app.head().await;
     assert!(app.state.progress.wait_for(head, std::time::Duration::from_secs(10)).await);
 

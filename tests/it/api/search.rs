@@ -11,7 +11,7 @@ use super::expect;
 use crate::on_both;
 
 async fn search(app: &TestApp, token: &str, body: Value) -> Value {
-    expect(app.post("/api/v1/search/datasets/", &body, Some(token)).await, 200).await
+    expect(app.medagg(token).search(&body).await, 200).await
 }
 
 fn result_slugs(results: &Value) -> Vec<String> {
@@ -105,15 +105,15 @@ async fn the_list_filter_does_not_require_russian_words_the_vocabulary_lacks() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
     import(&app).await;
     let token = app.register("reader@example.org").await.1;
-    let list = |q: &str| format!("/api/v1/datasets/?q={}", urlencoding(q));
+    let list = |q: &str| format!("q={}", urlencoding(q));
     // "сустава" (of the joint) is not in the vocabulary and no English description says it.
-    let knee = expect(app.get(&list("МРТ коленного"), Some(&token)).await, 200).await;
-    let knee_joint = expect(app.get(&list("МРТ коленного сустава"), Some(&token)).await, 200).await;
+    let knee = expect(app.medagg(&token).datasets(&list("МРТ коленного")).await, 200).await;
+    let knee_joint = expect(app.medagg(&token).datasets(&list("МРТ коленного сустава")).await, 200).await;
     let slugs = |v: &Value| v.as_array().unwrap().iter().map(|d| d["slug"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert!(slugs(&knee).contains(&"mrnet".to_string()), "{:?}", slugs(&knee));
     assert_eq!(slugs(&knee_joint), slugs(&knee), "the unknown word neither empties nor changes the list");
     // Known concepts still all have to match: knee *and* CT finds no knee MRI dataset.
-    let knee_ct = expect(app.get(&list("КТ коленного сустава"), Some(&token)).await, 200).await;
+    let knee_ct = expect(app.medagg(&token).datasets(&list("КТ коленного сустава")).await, 200).await;
     for d in knee_ct.as_array().unwrap() {
         assert!(d["modality"].as_array().unwrap().contains(&json!("CT")) || d["description"].as_str().unwrap().contains("CT"), "{d}");
     }
@@ -141,7 +141,7 @@ async fn facets_count_the_whole_result_set() {
     let ct = search(&app, &token, json!({"query_text": "segmentation", "filters": {"modality": "CT"}, "facets": true})).await;
     assert_eq!(ct["facets"]["modality"]["CT"], ct["count"], "every filtered hit is CT");
     // The query-string switch gives the same envelope.
-    let q = expect(app.post("/api/v1/search/datasets/?facets=true", &json!({"query_text": "segmentation"}), Some(&token)).await, 200).await;
+    let q = expect(app.medagg(&token).search_with_query("facets=true", &json!({"query_text": "segmentation"})).await, 200).await;
     assert_eq!(q["count"], r["count"]);
     // Filters alone browse the catalog.
     let browse = search(&app, &token, json!({"filters": {"area": "teeth"}, "limit": 100})).await;
@@ -155,10 +155,10 @@ async fn bad_search_requests_get_a_clear_400() {
     let token = app.register("reader@example.org").await.1;
     let post = |body: Value| {
         let (app, token) = (&app, &token);
-        async move { app.post("/api/v1/search/datasets/", &body, Some(token)).await }
+        async move { app.medagg(token).search(&body).await }
     };
 
-    expect(app.post("/api/v1/search/datasets/", &json!({"query_text": "ct"}), None).await, 401).await;
+    expect(app.medagg(None).search(&json!({"query_text": "ct"})).await, 401).await;
     let b = expect(post(json!({"query_text": "ct", "filters": {"modality": ["XRAY"]}})).await, 400).await;
     assert!(b["detail"].as_str().unwrap().contains("allowed: CT, MR"), "{b}");
     let b = expect(post(json!({"query_text": "ct", "filters": {"area": "moon"}})).await, 400).await;
@@ -174,9 +174,9 @@ async fn bad_search_requests_get_a_clear_400() {
     expect(post(json!({"query_text": "ct", "limit": 101})).await, 400).await;
     expect(post(json!({"query_text": "ct", "limit": -1})).await, 400).await;
     expect(post(json!({"query_text": "ct", "offset": "ten"})).await, 400).await;
-    let huge = app.post("/api/v1/search/datasets/", &json!({"query_text": "a ".repeat(512 * 1024)}), Some(&token)).await;
+    let huge = app.medagg(&token).search(&json!({"query_text": "a ".repeat(512 * 1024)})).await;
     assert_eq!(huge.status().as_u16(), 413, "a 1 MB query is refused before it is parsed");
-    let b = expect(app.get("/api/v1/datasets/?modality=CT,XRAY", Some(&token)).await, 400).await;
+    let b = expect(app.medagg(&token).datasets("modality=CT,XRAY").await, 400).await;
     assert!(b["detail"].as_str().unwrap().contains("allowed"), "{b}");
     // Query syntax characters are words, not operators.
     for q in ["\"unclosed", "a AND (b", "title:*", "+-!^~", "%' OR 1=1 --"] {
@@ -190,7 +190,7 @@ async fn the_index_follows_admin_changes_(kind: Kind) {
     let admin = app.admin().await;
     let fields = json!({"slug": "larval-heart-echo", "title": "Zebrafish heart ultrasound", "description": "Echocardiography of zebrafish larvae.",
                         "modality": ["US"], "area": "heart", "task_types": ["segmentation"], "tags": ["zebrafish"]});
-    let created = expect(app.post("/api/v1/admin/datasets/", &fields, Some(&admin)).await, 201).await;
+    let created = expect(app.medagg(&admin).create_dataset(&fields).await, 201).await;
     let id = created["id"].as_i64().unwrap();
     // Read-your-writes: the index has the dataset by the time the 201 arrives.
     let found = search(&app, &admin, json!({"query_text": "zebrafish"})).await;
@@ -202,22 +202,22 @@ async fn the_index_follows_admin_changes_(kind: Kind) {
     changed["title"] = json!("Danio rerio cardiac ultrasound");
     changed["tags"] = json!(["danio"]);
     changed["description"] = json!("Cardiac ultrasound of larvae.");
-    expect(app.put(&format!("/api/v1/admin/datasets/{id}/"), &changed, Some(&admin)).await, 200).await;
+    expect(app.medagg(&admin).update_dataset(id, &changed).await, 200).await;
     assert_eq!(search(&app, &admin, json!({"query_text": "zebrafish"})).await, json!([]));
     let danio = search(&app, &admin, json!({"query_text": "danio"})).await;
     assert_eq!(result_slugs(&danio), ["larval-heart-echo"]);
     // The search answers with the dataset as the index holds it: the new version, the
     // same as the dataset's own endpoint shows.
-    let detail = expect(app.get(&format!("/api/v1/datasets/{id}/"), Some(&admin)).await, 200).await;
+    let detail = expect(app.medagg(&admin).dataset(id).await, 200).await;
     assert_eq!(danio[0]["dataset"], detail);
     assert_eq!(danio[0]["dataset"]["title"], "Danio rerio cardiac ultrasound");
-    let listed = expect(app.get("/api/v1/datasets/?q=danio", Some(&admin)).await, 200).await;
+    let listed = expect(app.medagg(&admin).datasets("q=danio").await, 200).await;
     assert_eq!(listed, json!([detail]));
 
-    let r = app.client.delete(app.url(&format!("/api/v1/admin/datasets/{id}/"))).bearer_auth(&admin).send().await.unwrap();
+    let r = app.medagg(&admin).retire_dataset(id).await;
     assert_eq!(r.status().as_u16(), 204);
     assert_eq!(search(&app, &admin, json!({"query_text": "danio"})).await, json!([]));
-    let list = expect(app.get("/api/v1/datasets/?q=danio", Some(&admin)).await, 200).await;
+    let list = expect(app.medagg(&admin).datasets("q=danio").await, 200).await;
     assert_eq!(list, json!([]));
 }
 
@@ -267,9 +267,9 @@ async fn the_index_survives_(kind: Kind) {
     let Some(app) = spawn_app(kind).await else { return };
     import(&app).await;
     let admin = app.admin().await;
-    let retire = expect(app.get("/api/v1/datasets/?q=chexpert", Some(&admin)).await, 200).await;
+    let retire = expect(app.medagg(&admin).datasets("q=chexpert").await, 200).await;
     for d in retire.as_array().unwrap() {
-        let r = app.client.delete(app.url(&format!("/api/v1/admin/datasets/{}/", d["id"]))).bearer_auth(&admin).send().await.unwrap();
+        let r = app.medagg(&admin).retire_dataset(d["id"].as_i64().unwrap()).await;
         assert_eq!(r.status().as_u16(), 204);
     }
     let live: Vec<_> = PROBES.iter().map(|q| app.state.catalog_index.search(&request(q)).unwrap()).collect();
