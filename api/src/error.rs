@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_application::AppError;
-use medledger_application::ports::StoreError;
+use medledger_application::ports::{BlobError, StoreError};
 use medledger_domain::DomainError;
 use serde_json::json;
 
@@ -168,6 +168,10 @@ impl<S: Shape> From<AppError> for ApiError<S> {
             AppError::Store(StoreError::Erased(_)) => Self::new(StatusCode::GONE, "erased", "This account's personal data has been erased"),
             AppError::Store(StoreError::Unavailable(m)) => {
                 tracing::error!(error = %m, "event store unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
+            }
+            AppError::Blob(e @ BlobError::Unavailable(_)) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "blob store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
             }
             other => {

@@ -17,6 +17,8 @@ pub enum AppError {
     TokenReuse,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] crate::ports::BlobError),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use medledger_application::blobs::one_chunk;
 use medledger_projections::collection_queries::{self, ItemRow};
 use serde_json::{Value, json};
 
@@ -47,7 +48,7 @@ async fn upload(
     mut form: Multipart,
 ) -> Res<(StatusCode, Json<Value>)> {
     let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
-    let mut file: Option<(String, String, Vec<u8>)> = None;
+    let mut file: Option<(String, String, bytes::Bytes)> = None;
     let mut labels = Vec::new();
     let mut caption = String::new();
     let mut identifiers = BTreeMap::new();
@@ -61,7 +62,7 @@ async fn upload(
                 if bytes.is_empty() {
                     return Err(bad("the file is empty"));
                 }
-                file = Some((filename, content_type, bytes.to_vec()));
+                file = Some((filename, content_type, bytes));
             }
             "labels" => {
                 let text = field.text().await.map_err(|e| bad(e.to_string()))?;
@@ -79,7 +80,15 @@ async fn upload(
     admin.still(&state)?;
     let (item, position) = state
         .collections
-        .add_item(dataset_id, &filename, &content_type, &bytes, (labels, caption, identifiers), &ctx.with_actor(admin.0.user_id))
+        .add_item(
+            dataset_id,
+            &filename,
+            &content_type,
+            one_chunk(bytes),
+            MAX_ITEM_BYTES as u64,
+            (labels, caption, identifiers),
+            &ctx.with_actor(admin.0.user_id),
+        )
         .await?;
     state.caught_up(position).await;
     Ok((
