@@ -98,9 +98,15 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let catalog = Catalog::new(ledger.clone(), ids.clone());
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(config.blob_dir()));
     let dataset_items = ItemsReadModel::new(dbs.read.clone());
-    let collections =
-        Collections::new(ledger.clone(), ids.clone(), blobs.clone(), Arc::new(dataset_items.clone()), Arc::new(SystemClock), config.collection_ttl)
-            .with_max_items(config.collection_max_items);
+    let collections = Collections::new(
+        ledger.clone(),
+        ids.clone(),
+        blobs.clone(),
+        Arc::new(dataset_items.clone()),
+        Arc::new(SystemClock),
+        config.collection_ttl,
+    )
+    .with_max_items(config.collection_max_items);
     let engine = match medledger_infrastructure::onnx::find_library(config.onnxruntime.as_deref()) {
         Some(library) => medledger_infrastructure::onnx::OnnxEngine::with_limits(&library, config.inference_threads, model_limits(config))
             .map(|e| Arc::new(e) as Arc<dyn medledger_application::ports::InferenceEngine>),

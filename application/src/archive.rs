@@ -93,7 +93,8 @@ impl Producer {
             let large = entry.size_bytes >= u32::MAX as i64;
             let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored).large_file(large);
             zip.start_file(entry.name.as_str(), options)?;
-            let blob = blobs.open(&entry.blob_key, ByteRange::Full).await?.ok_or_else(|| ArchiveError::MissingItem(entry.blob_key.clone()))?;
+            let blob =
+                blobs.open(&entry.blob_key, ByteRange::Full).await?.ok_or_else(|| ArchiveError::MissingItem(entry.blob_key.clone()))?;
             let mut body = blob.body;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(BlobError::Unavailable)?;

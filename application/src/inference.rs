@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use bytes::Bytes;
 use medledger_domain::inference::model::{self, Model, ModelCommand};
 use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput};
 use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelManifest, TaskId, decode_detections, top_class};
 use medledger_domain::{Aggregate, DomainError};
-use bytes::Bytes;
 use sha2::Digest as _;
 
 use crate::AppError;
@@ -257,7 +257,9 @@ impl InferenceTasks {
         let (model, _) = self.ledger.load::<Model>(&model::stream_id(id)).await?;
         let Some(manifest) = model.manifest().cloned() else { return Ok(None) };
         if let Ok(engine) = &self.engine {
-            let onnx = read_to_vec(&*self.blobs, model.blob_key()).await?.ok_or_else(|| AppError::internal(format!("model {id}: file missing")))?;
+            let onnx = read_to_vec(&*self.blobs, model.blob_key())
+                .await?
+                .ok_or_else(|| AppError::internal(format!("model {id}: file missing")))?;
             load_off_runtime(engine, id, manifest.clone(), onnx).await?.map_err(AppError::internal)?;
         }
         self.remember(id, manifest.clone());

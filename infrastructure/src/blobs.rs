@@ -150,7 +150,6 @@ fn read_stream(file: tokio::fs::File, remaining: u64) -> ByteStream {
     .boxed()
 }
 
-
 #[async_trait]
 impl BlobStore for LocalBlobStore {
     async fn put_stream(&self, key: &str, mut body: ByteStream, limit: Option<u64>) -> Result<StoredBlob, BlobError> {
@@ -202,7 +201,10 @@ impl BlobStore for LocalBlobStore {
         };
         let published = {
             let partial = partial.clone();
-            tokio::task::spawn_blocking(move || Self::publish(file, &partial, &path)).await.map_err(lost).and_then(|r| r.map_err(unavailable))
+            tokio::task::spawn_blocking(move || Self::publish(file, &partial, &path))
+                .await
+                .map_err(lost)
+                .and_then(|r| r.map_err(unavailable))
         };
         if let Err(e) = published {
             Self::discard(partial, None).await;
