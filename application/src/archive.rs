@@ -169,3 +169,93 @@ pub async fn write_archive(
     progress(100);
     Ok(stored)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::Read as _;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::ports::BlobRead;
+
+    /// Blobs in memory; a write lands only once its stream has ended cleanly.
+    #[derive(Default)]
+    struct MemoryBlobs(Mutex<HashMap<String, Bytes>>);
+
+    #[async_trait]
+    impl BlobStore for MemoryBlobs {
+        async fn put_stream(&self, key: &str, mut body: ByteStream, _limit: Option<u64>) -> Result<StoredBlob, BlobError> {
+            let mut whole = BytesMut::new();
+            while let Some(chunk) = body.next().await {
+                whole.extend_from_slice(&chunk.map_err(BlobError::Source)?);
+            }
+            let size = whole.len() as u64;
+            self.0.lock().unwrap().insert(key.to_string(), whole.freeze());
+            Ok(StoredBlob { size, sha256: [0; 32] })
+        }
+
+        async fn open(&self, key: &str, range: ByteRange) -> Result<Option<BlobRead>, BlobError> {
+            let Some(bytes) = self.0.lock().unwrap().get(key).cloned() else { return Ok(None) };
+            let size = bytes.len() as u64;
+            let range = range.resolve(size).ok_or(BlobError::RangeNotSatisfiable { size })?;
+            let part = bytes.slice(range.start as usize..range.end as usize);
+            // Small chunks, so an item takes many turns through the pipe.
+            let chunks: Vec<std::io::Result<Bytes>> = part.chunks(3).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            Ok(Some(BlobRead { size, range, modified: None, version: None, body: futures::stream::iter(chunks).boxed() }))
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), BlobError> {
+            self.0.lock().unwrap().remove(key);
+            Ok(())
+        }
+    }
+
+    fn entry(name: &str, key: &str, size: usize) -> ArchiveEntry {
+        ArchiveEntry { name: name.into(), blob_key: key.into(), size_bytes: size as i64 }
+    }
+
+    #[tokio::test]
+    async fn items_stream_from_the_store_into_an_archive_published_whole() {
+        let store = Arc::new(MemoryBlobs::default());
+        let a = b"first item bytes".repeat(50);
+        store.put_stream("items/1/1", crate::blobs::one_chunk(a.clone()), None).await.unwrap();
+        store.put_stream("items/1/2", crate::blobs::one_chunk(&b"second"[..]), None).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let progress: Arc<dyn Fn(u8) + Send + Sync> = {
+            let seen = seen.clone();
+            Arc::new(move |p| seen.lock().unwrap().push(p))
+        };
+        let entries = vec![entry("ward/1-a.png", "items/1/1", a.len()), entry("ward/2-b.png", "items/1/2", 6)];
+        let manifest = vec![("manifest.csv".to_string(), b"dataset,item\n".to_vec())];
+        let stored = write_archive(store.clone(), "collections/1.zip", entries, manifest, progress).await.unwrap();
+
+        let zip_bytes = store.0.lock().unwrap()["collections/1.zip"].clone();
+        assert_eq!(stored.size, zip_bytes.len() as u64);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap();
+        let mut read = |name: &str| {
+            let mut file = archive.by_name(name).unwrap();
+            assert_eq!(file.compression(), CompressionMethod::Stored);
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).unwrap();
+            bytes
+        };
+        assert_eq!(read("ward/1-a.png"), a);
+        assert_eq!(read("ward/2-b.png"), b"second");
+        assert_eq!(read("manifest.csv"), b"dataset,item\n");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.last(), Some(&100));
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn an_archive_with_a_missing_item_is_not_published() {
+        let store = Arc::new(MemoryBlobs::default());
+        store.put_stream("items/1/1", crate::blobs::one_chunk(&b"here"[..]), None).await.unwrap();
+        let entries = vec![entry("a", "items/1/1", 4), entry("b", "items/1/404", 4)];
+        let built = write_archive(store.clone(), "collections/2.zip", entries, vec![], Arc::new(|_| {})).await;
+        assert!(matches!(built, Err(ArchiveError::MissingItem(key)) if key == "items/1/404"));
+        assert!(!store.0.lock().unwrap().contains_key("collections/2.zip"));
+    }
+}

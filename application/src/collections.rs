@@ -267,7 +267,7 @@ impl Collections {
         let filename = dataset_item::parse_item_path(filename)?;
         let (labels, caption, identifiers) = dataset_item::clean_item_metadata(metadata.0, metadata.1, metadata.2)?;
         let dataset_stream = catalog::stream_id(dataset_id);
-        let (dataset, _) = self.ledger.load::<Dataset>(&dataset_stream).await?;
+        let (dataset, version) = self.ledger.load::<Dataset>(&dataset_stream).await?;
         if !dataset.exists() || dataset.is_retired() {
             return Err(AppError::NotFound("dataset"));
         }
@@ -286,11 +286,18 @@ impl Collections {
             identifiers,
         };
         let mut attempt = 0;
+        let mut known = Some((dataset, version));
         loop {
-            let (dataset, version) = self.ledger.load::<Dataset>(&dataset_stream).await?;
+            let (dataset, version) = match known.take() {
+                Some(known) => known,
+                None => self.ledger.load::<Dataset>(&dataset_stream).await?,
+            };
             let events = dataset.handle(DatasetCommand::AddItem { item: item.clone() })?;
             let guard = self.ledger.expect_unchanged(&dataset_stream, version);
-            let part = self.ledger.prepare(&dataset_item::stream_id(item_id), ExpectedVersion::NoStream, &events, ctx).await?;
+            // Ids as when items went on the dataset's stream: an upload retried with its
+            // Idempotency-Key is recognised (409) rather than added twice.
+            let item_stream = dataset_item::stream_id(item_id);
+            let part = self.ledger.prepare_in(&item_stream, &dataset_stream, ExpectedVersion::NoStream, &events, ctx).await?;
             match self.ledger.commit(vec![guard, part]).await {
                 Ok(appended) => return Ok((item, appended.last_position)),
                 // Only a change to the dataset itself (an edit, a retirement) lands here.

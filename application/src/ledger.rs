@@ -70,9 +70,23 @@ impl Ledger {
         events: &[E],
         ctx: &CommandContext,
     ) -> Result<Pending, AppError> {
+        self.prepare_in(stream_id, stream_id, expected, events, ctx).await
+    }
+
+    /// `prepare`, with the event ids an idempotency key gives derived from `id_scope`
+    /// rather than the stream: a command that writes to a fresh stream each time (a
+    /// dataset's next item) keeps the ids a retry must repeat to be recognised.
+    pub async fn prepare_in<E: DomainEvent>(
+        &self,
+        stream_id: &str,
+        id_scope: &str,
+        expected: ExpectedVersion,
+        events: &[E],
+        ctx: &CommandContext,
+    ) -> Result<Pending, AppError> {
         let mut encoded = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
-            encoded.push(self.codec.encode(e, ctx.event_id(stream_id, i), &ctx.metadata).await?);
+            encoded.push(self.codec.encode(e, ctx.event_id(id_scope, i), &ctx.metadata).await?);
         }
         Ok(Pending { write: StreamWrite { stream_id: stream_id.to_string(), expected, events: encoded }, guard: false })
     }
