@@ -3,15 +3,14 @@
 //! half a file. Directories are made 0700 and files 0600 (`private_files`).
 
 use std::fs::File;
-use std::io::{ErrorKind, SeekFrom, Write};
+use std::io::{ErrorKind, Read as _, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use medledger_application::ports::{BlobError, BlobRead, BlobStore, ByteRange, ByteStream, StoredBlob};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::task::JoinHandle;
 
 use crate::private_files;
@@ -21,7 +20,7 @@ pub struct LocalBlobStore {
 }
 
 /// Read chunk: large enough for few syscalls, small enough that a reader's memory does
-/// not grow with the blob.
+/// not grow with the blob (two chunks per reader: the one handed on, the one read ahead).
 const READ_CHUNK: usize = 256 * 1024;
 
 fn unavailable(e: std::io::Error) -> BlobError {
@@ -129,25 +128,45 @@ impl LocalBlobStore {
     }
 }
 
-/// `remaining` bytes of `file` from where it stands, in chunks.
-fn read_stream(file: tokio::fs::File, remaining: u64) -> ByteStream {
-    futures::stream::try_unfold((file, remaining), |(mut file, remaining)| async move {
-        if remaining == 0 {
-            return Ok(None);
-        }
-        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
-        let mut chunk = BytesMut::with_capacity(want);
-        while chunk.len() < want {
-            let room = want - chunk.len();
-            if file.read_buf(&mut (&mut chunk).limit(room)).await? == 0 {
-                return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "the blob ended before its size"));
-            }
-        }
-        let chunk: Bytes = chunk.freeze();
-        let left = remaining - chunk.len() as u64;
-        Ok(Some((chunk, (file, left))))
+/// `remaining` bytes of `file` from where it stands, in chunks, each read on a blocking
+/// thread while the reader handles the one before (one chunk ahead, no more).
+fn read_stream(file: File, remaining: u64) -> ByteStream {
+    type Read = JoinHandle<std::io::Result<(File, Bytes, u64)>>;
+    fn read_next(mut file: File, remaining: u64) -> Read {
+        tokio::task::spawn_blocking(move || {
+            let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
+            let mut chunk = vec![0u8; want];
+            file.read_exact(&mut chunk)?;
+            Ok((file, Bytes::from(chunk), remaining - want as u64))
+        })
+    }
+    let first = (remaining > 0).then(|| read_next(file, remaining));
+    futures::stream::try_unfold(first, |pending: Option<Read>| async move {
+        let Some(pending) = pending else { return Ok(None) };
+        let (file, chunk, left) = pending.await.map_err(std::io::Error::other)??;
+        let next = (left > 0).then(|| read_next(file, left));
+        Ok(Some((chunk, next)))
     })
     .boxed()
+}
+
+/// The file behind a key, its metadata and where `range` puts the reader; None: no file.
+fn open_at(path: &Path, range: ByteRange) -> Result<Option<(File, std::fs::Metadata, std::ops::Range<u64>)>, BlobError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let meta = file.metadata().map_err(unavailable)?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let size = meta.len();
+    let range = range.resolve(size).ok_or(BlobError::RangeNotSatisfiable { size })?;
+    if range.start > 0 {
+        file.seek(SeekFrom::Start(range.start)).map_err(unavailable)?;
+    }
+    Ok(Some((file, meta, range)))
 }
 
 #[async_trait]
@@ -215,20 +234,9 @@ impl BlobStore for LocalBlobStore {
 
     async fn open(&self, key: &str, range: ByteRange) -> Result<Option<BlobRead>, BlobError> {
         let path = self.path(key)?;
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unavailable(e)),
-        };
-        let meta = file.metadata().await.map_err(unavailable)?;
-        if !meta.is_file() {
-            return Ok(None);
-        }
+        let opened = tokio::task::spawn_blocking(move || open_at(&path, range)).await.map_err(lost)??;
+        let Some((file, meta, range)) = opened else { return Ok(None) };
         let size = meta.len();
-        let range = range.resolve(size).ok_or(BlobError::RangeNotSatisfiable { size })?;
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start)).await.map_err(unavailable)?;
-        }
         let modified = meta.modified().ok();
         // The same tag tower-http's `ServeFile` gave the download before it read
         // through this port: a client's cached copy stays valid.
