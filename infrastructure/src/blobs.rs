@@ -27,6 +27,9 @@ fn unavailable(e: std::io::Error) -> BlobError {
     BlobError::Unavailable(e)
 }
 
+/// Chunks that may wait for the writer thread.
+const WRITE_AHEAD: usize = 4;
+
 /// A blocking task that died (panicked or was cancelled at shutdown).
 fn lost(e: tokio::task::JoinError) -> BlobError {
     BlobError::Unavailable(std::io::Error::other(e))
@@ -178,8 +181,17 @@ impl BlobStore for LocalBlobStore {
             let (path, partial) = (path.clone(), partial.clone());
             joined(tokio::task::spawn_blocking(move || Self::claim(&path, &partial))).await?
         };
-        // Each chunk is hashed and written off the runtime while the next one arrives.
-        let mut pending: JoinHandle<std::io::Result<Sink>> = tokio::task::spawn_blocking(move || Ok((file, Sha256::new())));
+        // One thread hashes and writes every chunk while the next ones arrive (a thread per
+        // chunk costs more than the hashing, and spreads the allocator's caches).
+        let (chunks, mut inbox) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let writer: JoinHandle<std::io::Result<Sink>> = tokio::task::spawn_blocking(move || {
+            let (mut file, mut hasher) = (file, Sha256::new());
+            while let Some(chunk) = inbox.blocking_recv() {
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
+            }
+            Ok((file, hasher))
+        });
         let mut size: u64 = 0;
         let failure = loop {
             let chunk = match body.next().await {
@@ -193,20 +205,13 @@ impl BlobStore for LocalBlobStore {
             {
                 break Some(BlobError::TooLarge { limit });
             }
-            let (mut file, mut hasher) = match joined(pending).await {
-                Ok(sink) => sink,
-                Err(e) => {
-                    Self::discard(partial, None).await;
-                    return Err(e);
-                }
-            };
-            pending = tokio::task::spawn_blocking(move || {
-                hasher.update(&chunk);
-                file.write_all(&chunk)?;
-                Ok((file, hasher))
-            });
+            // A closed inbox: the writer failed, and its join says why.
+            if chunks.send(chunk).await.is_err() {
+                break None;
+            }
         };
-        let sink = joined(pending).await;
+        drop(chunks);
+        let sink = joined(writer).await;
         let (file, hasher) = match (failure, sink) {
             (None, Ok(sink)) => sink,
             (Some(e), sink) => {
