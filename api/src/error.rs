@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_application::accounts;
-use medledger_application::ports::StoreError;
+use medledger_application::ports::{BlobError, StoreError};
 use medledger_application::{AccountError, AppError, CatalogError, InferenceError};
 use medledger_domain::DomainError;
 use serde_json::json;
@@ -208,11 +208,15 @@ impl<S: Shape> From<AppError> for ApiError<S> {
                 tracing::error!(error = %m, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
             }
+            AppError::Blob(e @ BlobError::Unavailable(_)) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "blob store unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
+            }
             AppError::Internal(e) => {
                 tracing::error!(error = %with_sources(&e), "request failed");
                 Self::internal()
             }
-            other @ (AppError::Decode(_) | AppError::Store(StoreError::Empty | StoreError::Corrupt(_))) => {
+            other @ (AppError::Decode(_) | AppError::Blob(_) | AppError::Store(StoreError::Empty | StoreError::Corrupt(_))) => {
                 tracing::error!(error = %other, "request failed");
                 Self::internal()
             }

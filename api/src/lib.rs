@@ -1,6 +1,7 @@
 //! The HTTP face of medledger: one router per contract, mounted side by side
 //! (../shared/API-MAP.md), plus the `medledger` binary's building blocks.
 
+mod blob_response;
 pub mod builtin_models;
 pub mod config;
 pub mod cors;

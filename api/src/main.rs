@@ -171,10 +171,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files.sort();
             for path in &files {
                 let name = path.strip_prefix(&dir).unwrap_or(path).to_string_lossy().replace('\\', "/");
-                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot read {}", path.display()))?;
                 let metadata = (labels.clone(), String::new(), Default::default());
+                // Streamed from the file: an item is never held whole, whatever its size.
                 core.collections
-                    .add_item(dataset, &name, "application/octet-stream", &bytes, metadata, &CommandContext::system())
+                    .add_item(dataset, &name, "application/octet-stream", file_stream(file), u64::MAX, metadata, &CommandContext::system())
                     .await
                     .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             }
@@ -276,6 +277,18 @@ async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
 }
 
 const CATALOG_INDEX: &str = "catalog_index";
+
+/// A file's bytes as a stream of chunks of at most 256 KiB.
+fn file_stream(file: tokio::fs::File) -> medledger_application::ports::ByteStream {
+    use futures::StreamExt as _;
+    use tokio::io::AsyncReadExt as _;
+    futures::stream::try_unfold(file, |mut file| async move {
+        let mut chunk = bytes::BytesMut::with_capacity(256 * 1024);
+        let read = file.read_buf(&mut chunk).await?;
+        Ok((read > 0).then(|| (chunk.freeze(), file)))
+    })
+    .boxed()
+}
 
 fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {

@@ -32,6 +32,7 @@ use medledger_infrastructure::store::{Backend, Databases};
 use medledger_infrastructure::vault::SqlVault;
 use medledger_infrastructure::{private_files, secret};
 use medledger_projections::catalog_index::CatalogIndex;
+use medledger_projections::collection_queries::ItemsReadModel;
 use medledger_projections::{AccessProjection, Runner, RunnerHandle, SqlUserDirectory};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::Layer as _;
@@ -55,6 +56,8 @@ pub struct Core {
     pub accounts: Accounts,
     pub catalog: Catalog,
     pub collections: Collections,
+    /// What collections choose items from; follows the runner once it runs.
+    pub dataset_items: ItemsReadModel,
     pub inference: InferenceTasks,
     pub codec: EventCodec,
     pub secret: Vec<u8>,
@@ -96,8 +99,16 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let ids: Arc<dyn medledger_application::ports::IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
     let catalog = Catalog::new(ledger.clone(), ids.clone());
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(config.blob_dir()));
-    let collections = Collections::new(ledger.clone(), ids.clone(), blobs.clone(), Arc::new(SystemClock), config.collection_ttl)
-        .with_max_items(config.collection_max_items);
+    let dataset_items = ItemsReadModel::new(dbs.read.clone());
+    let collections = Collections::new(
+        ledger.clone(),
+        ids.clone(),
+        blobs.clone(),
+        Arc::new(dataset_items.clone()),
+        Arc::new(SystemClock),
+        config.collection_ttl,
+    )
+    .with_max_items(config.collection_max_items);
     let engine = match medledger_infrastructure::onnx::find_library(config.onnxruntime.as_deref()) {
         Some(library) => medledger_infrastructure::onnx::OnnxEngine::with_limits(&library, config.inference_threads, model_limits(config))
             .map(|e| Arc::new(e) as Arc<dyn medledger_application::ports::InferenceEngine>),
@@ -130,7 +141,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let accounts = Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(access);
     let accounts =
         accounts.with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length)).with_refresh_grace(config.refresh_grace);
-    Ok(Core { dbs, ledger, accounts, catalog, collections, inference, codec, secret })
+    Ok(Core { dbs, ledger, accounts, catalog, collections, dataset_items, inference, codec, secret })
 }
 
 fn prometheus() -> Option<PrometheusHandle> {
@@ -196,6 +207,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .saga(Arc::new(CollectionBuildSaga::new(core.collections.clone())))
         .saga(Arc::new(InferenceSaga::new(core.inference.clone(), config.inference_queue)))
         .spawn();
+    core.dataset_items.follow(runner.progress());
     // Requests are judged by the access model: it must have read the whole history
     // before the first one, or a session ended before this start would count as open.
     let head = core.dbs.store.head().await.map_err(|e| anyhow::anyhow!("event store: {e}"))?.position;

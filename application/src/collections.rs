@@ -4,17 +4,28 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use medledger_domain::Aggregate;
 use medledger_domain::DomainError;
-use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetEvent, DatasetFields};
+use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetFields};
 use medledger_domain::collection::{self, BuiltArchive, Collection, CollectionCommand, CollectionId, CollectionRequest};
-use medledger_domain::dataset_item::DatasetItem;
+use medledger_domain::dataset_item::{self, DatasetItem};
 use medledger_domain::vocabulary;
 
 use crate::AppError;
+use crate::archive::{ArchiveEntry, write_archive};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
-use crate::ports::{ArchiveEntry, BlobStore, Clock, ExpectedVersion, IdGenerator, Position};
+use crate::ports::{BlobStore, ByteStream, Clock, ExpectedVersion, IdGenerator, Position, StoreError};
+
+/// The query side collections choose from: a dataset's items as the `dataset_items`
+/// read model holds them (adding an item never reads the dataset's other items).
+#[async_trait]
+pub trait DatasetItems: Send + Sync {
+    /// Every item of `dataset_id`, once the read model has applied the history up to
+    /// `as_of` (when given: a build sees every item added before its request).
+    async fn items(&self, dataset_id: i64, as_of: Option<Position>) -> Result<Vec<DatasetItem>, StoreError>;
+}
 
 /// Build progress (0-100) of collections being built by this process.
 #[derive(Clone, Default)]
@@ -43,6 +54,7 @@ pub struct Collections {
     ledger: Ledger,
     ids: Arc<dyn IdGenerator>,
     blobs: Arc<dyn BlobStore>,
+    items: Arc<dyn DatasetItems>,
     clock: Arc<dyn Clock>,
     ttl: chrono::Duration,
     max_items: usize,
@@ -100,8 +112,15 @@ fn too_many_items(items: usize, max: usize) -> DomainError {
 }
 
 impl Collections {
-    pub fn new(ledger: Ledger, ids: Arc<dyn IdGenerator>, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>, ttl: chrono::Duration) -> Self {
-        Self { ledger, ids, blobs, clock, ttl, max_items: DEFAULT_MAX_ITEMS, progress: BuildProgress::default() }
+    pub fn new(
+        ledger: Ledger,
+        ids: Arc<dyn IdGenerator>,
+        blobs: Arc<dyn BlobStore>,
+        items: Arc<dyn DatasetItems>,
+        clock: Arc<dyn Clock>,
+        ttl: chrono::Duration,
+    ) -> Self {
+        Self { ledger, ids, blobs, items, clock, ttl, max_items: DEFAULT_MAX_ITEMS, progress: BuildProgress::default() }
     }
 
     /// Caps the items of one archive: each is copied into the ZIP, so a request for
@@ -115,22 +134,13 @@ impl Collections {
         &self.blobs
     }
 
-    /// A dataset's fields and items as of the history (items in the order added).
-    async fn dataset_with_items(&self, dataset_id: i64) -> Result<Option<DatasetWithItems>, AppError> {
-        let recorded = self.ledger.store().read_stream(&catalog::stream_id(dataset_id)).await?;
-        let mut state = Dataset::default();
-        let mut items = Vec::new();
-        for r in recorded {
-            let Some(event) = self.ledger.decode(r).await?.to_domain::<DatasetEvent>()? else { continue };
-            if let DatasetEvent::DatasetItemAdded { item, .. } = &event {
-                items.push(item.clone());
-            }
-            state.apply(&event);
-        }
-        if !state.exists() || state.is_retired() {
-            return Ok(None);
-        }
-        Ok(state.fields().cloned().map(|f| (f, items)))
+    /// A live dataset's fields (from its own stream, checked live) and its items (from
+    /// the read model, once it has applied `as_of`); None when the dataset is unknown
+    /// or retired.
+    async fn dataset_with_items(&self, dataset_id: i64, as_of: Option<Position>) -> Result<Option<DatasetWithItems>, AppError> {
+        let (state, _) = self.ledger.load::<Dataset>(&catalog::stream_id(dataset_id)).await?;
+        let Some(fields) = state.fields().filter(|_| state.exists() && !state.is_retired()).cloned() else { return Ok(None) };
+        Ok(Some((fields, self.items.items(dataset_id, as_of).await?)))
     }
 
     /// Records a request after checking that every dataset exists and is live, and that
@@ -140,7 +150,7 @@ impl Collections {
         let mut missing = Vec::new();
         let mut datasets = Vec::with_capacity(request.dataset_ids.len());
         for id in &request.dataset_ids {
-            match self.dataset_with_items(*id).await? {
+            match self.dataset_with_items(*id, None).await? {
                 Some(dataset) => datasets.push((*id, dataset)),
                 None => missing.push(id.to_string()),
             }
@@ -162,28 +172,30 @@ impl Collections {
     /// Items of the chosen datasets that match the query, best first, at most
     /// `limit_per_dataset` from each. An item matches through its own caption, labels
     /// and file name (counted double) or through its dataset's description.
-    pub async fn choose_items(&self, request: &CollectionRequest) -> Result<Vec<ChosenItem>, AppError> {
+    /// `as_of`: the position the items must include (a build: its request's).
+    pub async fn choose_items(&self, request: &CollectionRequest, as_of: Option<Position>) -> Result<Vec<ChosenItem>, AppError> {
         let mut datasets = Vec::with_capacity(request.dataset_ids.len());
         for dataset_id in &request.dataset_ids {
-            if let Some(dataset) = self.dataset_with_items(*dataset_id).await? {
+            if let Some(dataset) = self.dataset_with_items(*dataset_id, as_of).await? {
                 datasets.push((*dataset_id, dataset));
             }
         }
         Ok(choose(request, datasets))
     }
 
-    /// Builds the archive for a pending collection and records the outcome. Safe to
-    /// repeat: a collection already built, failed or expired is left alone, and an
-    /// archive is only ever published whole (see [`BlobStore::build_archive`]).
-    /// `cause`: the request's event, which the outcome records as its cause.
-    pub async fn build(&self, collection_id: CollectionId, cause: Cause) -> Result<(), AppError> {
+    /// Builds the archive for a pending collection requested at `requested_at` and
+    /// records the outcome. Safe to repeat: a collection already built, failed or
+    /// expired is left alone, and an archive is only ever published whole (see
+    /// [`write_archive`]). `cause`: the request's event, which the outcome records as
+    /// its cause.
+    pub async fn build(&self, collection_id: CollectionId, requested_at: Position, cause: Cause) -> Result<(), AppError> {
         let (state, _) = self.ledger.load::<Collection>(&collection::stream_id(collection_id)).await?;
         let Some(request) = state.request().cloned() else { return Ok(()) };
         if state.status() != Some(collection::CollectionStatus::Pending) {
             return Ok(());
         }
         let ctx = CommandContext::caused_by(cause);
-        let chosen = self.choose_items(&request).await?;
+        let chosen = self.choose_items(&request, Some(requested_at)).await?;
         if chosen.is_empty() {
             return self.fail(collection_id, "no items of the chosen datasets match the query", &ctx).await;
         }
@@ -196,13 +208,13 @@ impl Collections {
         self.progress.set(collection_id, 0);
         let progress = self.progress.clone();
         let report: Arc<dyn Fn(u8) + Send + Sync> = Arc::new(move |p| progress.set(collection_id, p));
-        let built = self.blobs.build_archive(&key, entries, generated, report).await;
+        let built = write_archive(self.blobs.clone(), &key, entries, generated, report).await;
         self.progress.clear(collection_id);
         match built {
             Ok(info) => {
                 let archive = BuiltArchive {
                     archive_key: key,
-                    archive_size: info.size_bytes,
+                    archive_size: i64::try_from(info.size).unwrap_or(i64::MAX),
                     items: chosen.len() as i64,
                     expires_at: (self.clock.now() + self.ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 };
@@ -237,43 +249,70 @@ impl Collections {
         Ok(position)
     }
 
-    /// Adds an uploaded file to a dataset: bytes first (under a fresh key), then the event.
+    /// Adds an uploaded file to a dataset: bytes first (streamed under a fresh key,
+    /// hashed on the way, at most `max_bytes`), then `DatasetItemAdded` on the item's
+    /// own stream. The dataset is checked live on its stream, which the append expects
+    /// unchanged: a dataset retired meanwhile takes no item, while uploads to one
+    /// dataset never conflict with each other.
+    #[allow(clippy::too_many_arguments)]
     pub async fn add_item(
         &self,
         dataset_id: i64,
         filename: &str,
         content_type: &str,
-        bytes: &[u8],
+        body: ByteStream,
+        max_bytes: u64,
         metadata: (Vec<String>, String, BTreeMap<String, String>),
         ctx: &CommandContext,
     ) -> Result<(DatasetItem, Position), AppError> {
-        let filename = medledger_domain::dataset_item::parse_item_path(filename)?;
-        let (labels, caption, identifiers) = medledger_domain::dataset_item::clean_item_metadata(metadata.0, metadata.1, metadata.2)?;
-        let (dataset, _) = self.ledger.load::<Dataset>(&catalog::stream_id(dataset_id)).await?;
+        let filename = dataset_item::parse_item_path(filename)?;
+        let (labels, caption, identifiers) = dataset_item::clean_item_metadata(metadata.0, metadata.1, metadata.2)?;
+        let dataset_stream = catalog::stream_id(dataset_id);
+        let (dataset, version) = self.ledger.load::<Dataset>(&dataset_stream).await?;
         if !dataset.exists() || dataset.is_retired() {
             return Err(AppError::NotFound("dataset"));
         }
         let item_id = self.ids.next_id("dataset_item").await?;
         let blob_key = format!("items/{dataset_id}/{item_id}");
-        self.blobs.put(&blob_key, bytes).await?;
+        let stored = self.blobs.put_stream(&blob_key, body, Some(max_bytes)).await?;
         let item = DatasetItem {
             item_id,
             filename,
             blob_key,
-            size_bytes: bytes.len() as i64,
-            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+            size_bytes: i64::try_from(stored.size).unwrap_or(i64::MAX),
+            sha256: hex::encode(stored.sha256),
             content_type: content_type.to_string(),
             labels,
             caption,
             identifiers,
         };
-        let (_, position) = self
-            .ledger
-            .execute::<Dataset>(&catalog::stream_id(dataset_id), ctx, |d| d.handle(DatasetCommand::AddItem { item: item.clone() }))
-            .await?;
-        Ok((item, position.unwrap_or_default()))
+        let mut attempt = 0;
+        let mut known = Some((dataset, version));
+        loop {
+            let (dataset, version) = match known.take() {
+                Some(known) => known,
+                None => self.ledger.load::<Dataset>(&dataset_stream).await?,
+            };
+            let events = dataset.handle(DatasetCommand::AddItem { item: item.clone() })?;
+            let guard = self.ledger.expect_unchanged(&dataset_stream, version);
+            // Ids as when items went on the dataset's stream: an upload retried with its
+            // Idempotency-Key is recognised (409) rather than added twice.
+            let item_stream = dataset_item::stream_id(item_id);
+            let part = self.ledger.prepare_in(&item_stream, &dataset_stream, ExpectedVersion::NoStream, &events, ctx).await?;
+            match self.ledger.commit(vec![guard, part]).await {
+                Ok(appended) => return Ok((item, appended.last_position)),
+                // Only a change to the dataset itself (an edit, a retirement) lands here.
+                Err(AppError::Store(StoreError::Conflict { stream_id, .. })) if stream_id == dataset_stream && attempt < ITEM_RETRIES => {
+                    attempt += 1
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
+
+/// How often an item's append is re-decided when its dataset changed meanwhile.
+const ITEM_RETRIES: usize = 5;
 
 /// Paths inside the archive (`{dataset slug}/{item id}-{file name}`: unique, and every
 /// part already checked safe) and the two manifests.

@@ -31,6 +31,8 @@ pub enum AppError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error(transparent)]
+    Blob(#[from] crate::ports::BlobError),
+    #[error(transparent)]
     Internal(#[from] Internal),
 }
 

@@ -10,17 +10,19 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use bytes::Bytes;
 use medledger_domain::inference::model::{self, Model, ModelCommand};
 use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput};
 use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelManifest, TaskId, decode_detections, top_class};
 use medledger_domain::{Aggregate, DomainError};
 use sha2::Digest as _;
 
+use crate::blobs::{one_chunk, read_to_vec};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
 use crate::model_threads::{ModelInputs, ModelThreads};
 use crate::ports::{
-    BlobStore, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
+    BlobStore, ByteRange, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
 };
 use crate::{AppError, InferenceError, Internal};
 
@@ -190,8 +192,8 @@ impl InferenceTasks {
             let key = blob_key_for_model(b.id);
             let sha256 = sha256_hex(b.onnx);
             let (existing, _) = self.ledger.load::<Model>(&model::stream_id(b.id)).await?;
-            if existing.sha256() != sha256 || self.blobs.get(&key).await?.is_none() {
-                self.blobs.put(&key, b.onnx).await?;
+            if existing.sha256() != sha256 || self.blobs.open(&key, ByteRange::Full).await?.is_none() {
+                self.blobs.put_stream(&key, one_chunk(Bytes::from_static(b.onnx)), None).await?;
             }
             let command = || ModelCommand::Register {
                 model_id: b.id,
@@ -235,7 +237,7 @@ impl InferenceTasks {
             }
         };
         let key = blob_key_for_model(model_id);
-        self.blobs.put(&key, &onnx).await?;
+        self.blobs.put_stream(&key, one_chunk(onnx.clone()), None).await?;
         let command =
             ModelCommand::Register { model_id, manifest: manifest.clone(), blob_key: key, sha256: sha256_hex(&onnx), builtin: false };
         let events = Model::default().handle(command)?;
@@ -257,7 +259,7 @@ impl InferenceTasks {
         let (model, _) = self.ledger.load::<Model>(&model::stream_id(id)).await?;
         let Some(manifest) = model.manifest().cloned() else { return Ok(None) };
         if let Ok(engine) = &self.engine {
-            let onnx = self.blobs.get(model.blob_key()).await?.ok_or(Internal::ModelFileMissing { model_id: id })?;
+            let onnx = read_to_vec(&*self.blobs, model.blob_key()).await?.ok_or(Internal::ModelFileMissing { model_id: id })?;
             load_off_runtime(engine, id, manifest.clone(), onnx)
                 .await?
                 .map_err(|source| Internal::ModelNotLoaded { model_id: id, source })?;
@@ -338,7 +340,7 @@ impl InferenceTasks {
         // A directory per thousand tasks: creating one per task cost more than the file.
         let key = format!("inference/{}/{filename}", task_id / 1000);
         // The bytes first: an event never points at a blob that is not there.
-        self.blobs.put(&key, bytes).await?;
+        self.blobs.put_stream(&key, one_chunk(bytes.to_vec()), None).await?;
         let input = TaskInput {
             blob_key: key,
             filename,
@@ -385,7 +387,7 @@ impl InferenceTasks {
     /// The task's image bytes and content type.
     pub async fn input(&self, task: &InferenceTask) -> Result<(Vec<u8>, String), AppError> {
         let input = task.input().ok_or(AppError::NotFound("task"))?;
-        let bytes = self.blobs.get(&input.blob_key).await?.ok_or(AppError::NotFound("task"))?;
+        let bytes = read_to_vec(&*self.blobs, &input.blob_key).await?.ok_or(AppError::NotFound("task"))?;
         Ok((bytes, input.content_type.clone()))
     }
 
@@ -459,7 +461,7 @@ impl InferenceTasks {
         let input = task.input().ok_or("the task has no input")?;
         // The turn before the read: the bytes of tasks waiting to decode stay on disk.
         let turn = self.decode_turn().await.map_err(|e| format!("image decoder: {e}"))?;
-        let bytes = self.blobs.get(&input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
+        let bytes = read_to_vec(&*self.blobs, &input.blob_key).await.map_err(|e| e.to_string())?.ok_or("the input image is gone")?;
         let (images, engine, models) = (self.images.clone(), self.engine.clone()?, models.clone());
         tokio::task::spawn_blocking(move || {
             let _turn = turn;

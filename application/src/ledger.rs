@@ -30,6 +30,8 @@ pub struct Executed<A: Aggregate> {
 /// One stream's share of an atomic multi-stream append.
 pub struct Pending {
     write: StreamWrite,
+    /// Kept though it writes nothing: it holds the append to its stream's version.
+    guard: bool,
 }
 
 impl Pending {
@@ -75,15 +77,40 @@ impl Ledger {
         events: &[E],
         ctx: &CommandContext,
     ) -> Result<Pending, AppError> {
+        self.prepare_in(stream_id, stream_id, expected, events, ctx).await
+    }
+
+    /// `prepare`, with the event ids an idempotency key gives derived from `id_scope`
+    /// rather than the stream: a command that writes to a fresh stream each time (a
+    /// dataset's next item) keeps the ids a retry must repeat to be recognised.
+    pub async fn prepare_in<E: DomainEvent>(
+        &self,
+        stream_id: &str,
+        id_scope: &str,
+        expected: ExpectedVersion,
+        events: &[E],
+        ctx: &CommandContext,
+    ) -> Result<Pending, AppError> {
         let mut encoded = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
-            encoded.push(self.codec.encode(e, ctx.event_id(stream_id, i), &ctx.metadata).await?);
+            encoded.push(self.codec.encode(e, ctx.event_id(id_scope, i), &ctx.metadata).await?);
         }
-        Ok(Pending { write: StreamWrite { stream_id: stream_id.to_string(), expected, events: encoded } })
+        Ok(Pending { write: StreamWrite { stream_id: stream_id.to_string(), expected, events: encoded }, guard: false })
+    }
+
+    /// A part that appends nothing to `stream_id` but makes the whole append conflict
+    /// unless that stream is still at `version`: a decision taken on one stream (a
+    /// dataset live) recorded on another (its item's).
+    pub fn expect_unchanged(&self, stream_id: &str, version: i64) -> Pending {
+        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        Pending { write: StreamWrite { stream_id: stream_id.to_string(), expected, events: Vec::new() }, guard: true }
     }
 
     pub async fn commit(&self, parts: Vec<Pending>) -> Result<Appended, AppError> {
-        let writes: Vec<StreamWrite> = parts.into_iter().map(|p| p.write).filter(|w| !w.events.is_empty()).collect();
+        if parts.iter().all(|p| p.write.events.is_empty()) {
+            return Err(StoreError::Empty.into());
+        }
+        let writes: Vec<StreamWrite> = parts.into_iter().filter(|p| p.guard || !p.write.events.is_empty()).map(|p| p.write).collect();
         if writes.is_empty() {
             return Err(StoreError::Empty.into());
         }

@@ -5,7 +5,9 @@
 
 pub mod access;
 pub mod accounts;
+pub mod archive;
 pub mod audit;
+pub mod blobs;
 pub mod catalog;
 pub mod chain;
 pub mod codec;

@@ -1,7 +1,5 @@
 //! The ports: what the use cases need from the outside world.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use medledger_domain::role::Roles;
@@ -249,39 +247,92 @@ pub trait UserDirectory: Send + Sync {
     async fn find_by_login(&self, identifier: &str) -> Result<Option<UserId>, StoreError>;
 }
 
-/// Where file bytes live (dataset items, collection archives), by key. Keys are ours
-/// (`items/…`, `collections/…`), never a user's file name.
+/// Bytes as blobs are written and read: chunks, never a whole file. A failed read of the
+/// source is an `Err` item; the end of the stream is the end of the blob.
+pub type ByteStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
+/// Which bytes of a blob to read, as HTTP's `Range: bytes=…` names them (one range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// The whole blob.
+    Full,
+    /// `first-last`, both inclusive; `last` past the end means up to the end.
+    Span { first: u64, last: u64 },
+    /// `first-`: from `first` to the end.
+    From(u64),
+    /// `-n`: the last `n` bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The bytes `self` names in a blob of `size` bytes (`start..end`), or None when it
+    /// names none (416 in HTTP). Adapters without native ranges use this; one with
+    /// them (S3's `Range` header) must agree with it.
+    pub fn resolve(self, size: u64) -> Option<std::ops::Range<u64>> {
+        match self {
+            ByteRange::Full => Some(0..size),
+            _ if size == 0 => None,
+            ByteRange::Span { first, last } => (first <= last && first < size).then(|| first..last.min(size - 1) + 1),
+            ByteRange::From(first) => (first < size).then_some(first..size),
+            // A suffix longer than the blob is refused, as the HTTP layer did before
+            // blobs were read through this port (tower-http's `ServeFile`).
+            ByteRange::Last(n) => (n > 0 && n <= size).then(|| size - n..size),
+        }
+    }
+}
+
+/// A blob opened for reading: its whole size and the requested bytes of it.
+pub struct BlobRead {
+    /// The size of the whole blob, whatever range was asked for.
+    pub size: u64,
+    /// The bytes `body` yields, within `0..size`.
+    pub range: std::ops::Range<u64>,
+    /// When the blob was written, if the store knows (HTTP `Last-Modified`).
+    pub modified: Option<std::time::SystemTime>,
+    /// A tag that changes whenever the blob is replaced (HTTP `ETag`, without quotes).
+    pub version: Option<String>,
+    pub body: ByteStream,
+}
+
+/// A blob once written whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Keys are ours (`items/…`, `collections/…`): anything else is a bug, not input.
+    #[error("not a blob key: {0:?}")]
+    BadKey(String),
+    #[error("the blob is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The stream being stored failed (a client gone, an archive item missing); nothing
+    /// was stored.
+    #[error("the bytes to store could not be read")]
+    Source(#[source] std::io::Error),
+    #[error("no bytes of the requested range lie within the blob's {size}")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("blob store unavailable")]
+    Unavailable(#[source] std::io::Error),
+}
+
+/// Where file bytes live (dataset items, collection archives, models), by key. Keys are
+/// ours (`items/…`, `collections/…`), never a user's file name. Built for a local
+/// directory and an object store alike: writes go to a temporary object made final
+/// only once whole (an S3 multipart upload completed at the end), reads take ranges.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Stores `bytes` under `key`, replacing nothing half-written: readers see the
-    /// whole blob or none.
-    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
-    /// The blob's bytes, or None if there is none under `key`.
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Bundles blobs into a ZIP at `key` (stored, not compressed: images compress
-    /// badly), plus generated files (manifests). `progress` gets 0-100 as it goes. The
-    /// archive appears under `key` only once complete.
-    async fn build_archive(
-        &self,
-        key: &str,
-        entries: Vec<ArchiveEntry>,
-        generated: Vec<(String, Vec<u8>)>,
-        progress: Arc<dyn Fn(u8) + Send + Sync>,
-    ) -> Result<ArchiveInfo, StoreError>;
-}
-
-#[derive(Debug, Clone)]
-pub struct ArchiveEntry {
-    /// The path inside the archive (already safe: see `dataset_item::parse_item_path`).
-    pub name: String,
-    pub blob_key: String,
-    pub size_bytes: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArchiveInfo {
-    pub size_bytes: i64,
+    /// Stores `body` under `key`, hashing and counting it on the way. Readers see the
+    /// previous blob or the whole new one, never a part: the bytes go to a temporary
+    /// object made final only once `body` has ended cleanly within `limit` (if given).
+    /// A failed `body` or one past the limit stores nothing.
+    async fn put_stream(&self, key: &str, body: ByteStream, limit: Option<u64>) -> Result<StoredBlob, BlobError>;
+    /// The bytes `range` names of the blob under `key`, or None if there is none.
+    async fn open(&self, key: &str, range: ByteRange) -> Result<Option<BlobRead>, BlobError>;
+    /// Removes the blob; removing a missing one is not an error.
+    async fn delete(&self, key: &str) -> Result<(), BlobError>;
 }
 
 /// An image decoded to 8-bit RGB, row-major.

@@ -9,6 +9,12 @@ use crate::DomainError;
 
 pub type ItemId = i64;
 
+/// Each item's `DatasetItemAdded` is the one event of its own stream (issue 17), so
+/// uploads to one dataset never conflict; older histories hold it on the dataset's.
+pub fn stream_id(id: ItemId) -> String {
+    format!("dataset_item-{id}")
+}
+
 /// An item as recorded: where its bytes are, what they are, and how they are labelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetItem {

@@ -28,6 +28,7 @@ impl Migrations {
             (2, "datasets", include_str!("../../migrations/read/0002_datasets.sql")),
             (3, "collections", include_str!("../../migrations/read/0003_collections.sql")),
             (4, "inference", include_str!("../../migrations/read/0004_inference.sql")),
+            (5, "dataset_item_blobs", include_str!("../../migrations/read/0005_dataset_item_blobs.sql")),
         ],
     };
 

@@ -29,6 +29,19 @@ fn snake_case(event_type: &str) -> String {
     out
 }
 
+/// The resource an event is about, as its stream names it (`user-7`: user 7). An item's
+/// event names its dataset, as it did while items were recorded on the dataset's stream
+/// (decision #81).
+fn resource(stream_id: &str, data: &Value) -> (String, String) {
+    let (category, suffix) = stream_id.split_once('-').unwrap_or((stream_id, ""));
+    if category == "dataset_item"
+        && let Some(dataset) = data["dataset_id"].as_i64()
+    {
+        return ("dataset".to_string(), dataset.to_string());
+    }
+    (category.to_string(), suffix.to_string())
+}
+
 #[async_trait]
 impl Projection for AuditLogProjection {
     fn name(&self) -> &'static str {
@@ -46,7 +59,7 @@ impl Projection for AuditLogProjection {
 
     async fn apply(&self, tx: &mut AnyConnection, event: &DecodedEvent) -> Result<(), ProjectionError> {
         let r = &event.recorded;
-        let (category, suffix) = r.stream_id.split_once('-').unwrap_or((&r.stream_id, ""));
+        let (category, suffix) = resource(&r.stream_id, &event.data);
         let (action, resource_type, resource_id, details) = if r.event_type == "AuditEntryRecorded" {
             let text = |k: &str| event.data[k].as_str().unwrap_or_default().to_string();
             (text("action"), text("resource_type"), text("resource_id"), event.data["personal"]["details"].clone())
@@ -57,7 +70,7 @@ impl Projection for AuditLogProjection {
                     map.remove(k);
                 }
             }
-            (snake_case(&r.event_type), category.to_string(), suffix.to_string(), details)
+            (snake_case(&r.event_type), category, suffix, details)
         };
         let user_id = event.metadata.actor_user_id.or_else(|| event.data["user_id"].as_i64());
         sqlx::query(
@@ -81,6 +94,14 @@ impl Projection for AuditLogProjection {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_item_is_audited_under_its_dataset_wherever_it_is_recorded() {
+        let data = serde_json::json!({"dataset_id": 4, "item": {}});
+        assert_eq!(super::resource("dataset_item-12", &data), ("dataset".into(), "4".into()));
+        assert_eq!(super::resource("dataset-4", &data), ("dataset".into(), "4".into()));
+        assert_eq!(super::resource("user-7", &serde_json::json!({})), ("user".into(), "7".into()));
+    }
+
     #[test]
     fn event_types_become_snake_case_actions() {
         assert_eq!(super::snake_case("UserRegistered"), "user_registered");

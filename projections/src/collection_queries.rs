@@ -1,7 +1,16 @@
 //! Reads of the `collections` and `dataset_items` read models.
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use medledger_application::collections::DatasetItems;
+use medledger_application::ports::{Position, StoreError};
+use medledger_domain::dataset_item::DatasetItem;
 use serde::Serialize;
 use sqlx::AnyPool;
+
+use crate::Progress;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CollectionRow {
@@ -167,4 +176,79 @@ pub async fn dataset_items(read: &AnyPool, dataset_id: i64, limit: i64, offset: 
             created_at,
         })
         .collect())
+}
+
+/// The `dataset_items` read model as the collections use case reads it
+/// ([`DatasetItems`]): items to choose from, waiting (bounded) for the position a build
+/// must include.
+#[derive(Clone)]
+pub struct ItemsReadModel {
+    read: AnyPool,
+    progress: Arc<OnceLock<Progress>>,
+}
+
+/// How long a build waits for the read model to reach its request before it gives up
+/// (the saga then tries again).
+const ITEMS_CATCH_UP: Duration = Duration::from_secs(60);
+
+type ItemColumns = (i64, String, String, i64, String, String, String, String, String);
+
+impl ItemsReadModel {
+    pub fn new(read: AnyPool) -> Self {
+        Self { read, progress: Arc::new(OnceLock::new()) }
+    }
+
+    /// The runner's progress, once it runs. Reads without a position (a request's check)
+    /// take the table as it is; the CLI runs no projections and never builds.
+    pub fn follow(&self, progress: Progress) {
+        let _ = self.progress.set(progress);
+    }
+}
+
+#[async_trait]
+impl DatasetItems for ItemsReadModel {
+    async fn items(&self, dataset_id: i64, as_of: Option<Position>) -> Result<Vec<DatasetItem>, StoreError> {
+        if let Some(position) = as_of {
+            let behind = || StoreError::Unavailable(format!("the dataset_items read model has not reached position {position}"));
+            let started = tokio::time::Instant::now();
+            // Only a saga asks with a position, and sagas start with the runner an instant
+            // before `follow` is called.
+            let progress = loop {
+                match self.progress.get() {
+                    Some(progress) => break progress,
+                    None if started.elapsed() > ITEMS_CATCH_UP => return Err(behind()),
+                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            };
+            if !progress.wait_for_one("dataset_items", position, ITEMS_CATCH_UP.saturating_sub(started.elapsed())).await {
+                return Err(behind());
+            }
+        }
+        let rows: Vec<ItemColumns> = sqlx::query_as(
+            "SELECT id, filename, blob_key, size_bytes, sha256, content_type, labels, caption, identifiers \
+             FROM dataset_items WHERE dataset_id = $1 ORDER BY id",
+        )
+        .bind(dataset_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("dataset_items: {e}")))?;
+        let decode = |column: &str, text: &str, id: i64| {
+            StoreError::Corrupt(format!("dataset_items row {id}: {column} is not the JSON it should be: {text:?}"))
+        };
+        rows.into_iter()
+            .map(|(item_id, filename, blob_key, size_bytes, sha256, content_type, labels, caption, identifiers)| {
+                Ok(DatasetItem {
+                    item_id,
+                    filename,
+                    blob_key,
+                    size_bytes,
+                    sha256,
+                    content_type,
+                    labels: serde_json::from_str(&labels).map_err(|_| decode("labels", &labels, item_id))?,
+                    caption,
+                    identifiers: serde_json::from_str(&identifiers).map_err(|_| decode("identifiers", &identifiers, item_id))?,
+                })
+            })
+            .collect()
+    }
 }

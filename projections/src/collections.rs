@@ -29,7 +29,7 @@ impl Projection for DatasetItemsProjection {
         let Some(DatasetEvent::DatasetItemAdded { dataset_id, item }) = event.to_domain::<DatasetEvent>()? else { return Ok(()) };
         sqlx::query(
             "INSERT INTO dataset_items (id, dataset_id, filename, content_type, size_bytes, sha256, labels, caption, \
-             identifiers, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+             identifiers, created_at, blob_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
         )
         .bind(item.item_id)
         .bind(dataset_id)
@@ -41,6 +41,7 @@ impl Projection for DatasetItemsProjection {
         .bind(item.caption)
         .bind(serde_json::json!(item.identifiers).to_string())
         .bind(timestamp(event.recorded.recorded_at()))
+        .bind(item.blob_key)
         .execute(&mut *tx)
         .await?;
         Ok(())

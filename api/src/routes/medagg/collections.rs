@@ -3,20 +3,19 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use medledger_application::AppError;
 use medledger_domain::collection::CollectionRequest;
 use medledger_projections::collection_queries::{self, CollectionRow};
 use medledger_projections::read_models;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 
 use super::{ListRequest, Res, paged};
+use crate::blob_response;
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Auth, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
@@ -275,13 +274,11 @@ async fn download(State(state): State<AppState>, auth: Auth<Detail>, Path(id): P
         _ => return Err(ApiError::new(StatusCode::CONFLICT, "pending", "This collection is still being built.")),
     }
     let key = c.archive_key.as_deref().ok_or_else(ApiError::internal)?;
-    let path = medledger_infrastructure::blobs::LocalBlobStore::new(state.config.blob_dir()).path(key).map_err(|_| ApiError::internal())?;
-    if !path.is_file() {
+    let Some(mut response) = blob_response::serve(&**state.collections.blobs(), key, request.headers()).await.map_err(AppError::from)?
+    else {
         tracing::error!(collection = c.id, "ready collection without its archive");
         return Err(ApiError::new(StatusCode::GONE, "expired", "This collection's archive is no longer available."));
-    }
-    // ServeFile answers Range requests (206 / 416) and sets Content-Length.
-    let mut response = ServeFile::new(path).oneshot(request).await.map_err(|_| ApiError::internal())?.map(Body::new);
+    };
     let disposition = format!("attachment; filename=\"collection-{}.zip\"", c.id);
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);

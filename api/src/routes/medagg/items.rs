@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use medledger_application::blobs::one_chunk;
 use medledger_projections::collection_queries::{self, ItemRow};
 use medledger_projections::read_models;
 use serde_json::{Value, json};
@@ -48,7 +49,7 @@ async fn upload(
     mut form: Multipart,
 ) -> Res<(StatusCode, Json<Value>)> {
     let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
-    let mut file: Option<(String, String, Vec<u8>)> = None;
+    let mut file: Option<(String, String, bytes::Bytes)> = None;
     let mut labels = Vec::new();
     let mut caption = String::new();
     let mut identifiers = BTreeMap::new();
@@ -62,7 +63,7 @@ async fn upload(
                 if bytes.is_empty() {
                     return Err(bad("the file is empty"));
                 }
-                file = Some((filename, content_type, bytes.to_vec()));
+                file = Some((filename, content_type, bytes));
             }
             "labels" => {
                 let text = field.text().await.map_err(|e| bad(e.to_string()))?;
@@ -80,7 +81,15 @@ async fn upload(
     admin.still(&state)?;
     let (item, position) = state
         .collections
-        .add_item(dataset_id, &filename, &content_type, &bytes, (labels, caption, identifiers), &ctx.with_actor(admin.0.user_id))
+        .add_item(
+            dataset_id,
+            &filename,
+            &content_type,
+            one_chunk(bytes),
+            MAX_ITEM_BYTES as u64,
+            (labels, caption, identifiers),
+            &ctx.with_actor(admin.0.user_id),
+        )
         .await?;
     // The item list shows it at once; no other read model holds items.
     state.caught_up_on(&[read_models::DATASET_ITEMS], position).await;
