@@ -2,7 +2,9 @@
 //! query; a saga builds the ZIP; ready archives expire after a time to live.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use medledger_domain::Aggregate;
 use medledger_domain::DomainError;
@@ -12,31 +14,10 @@ use medledger_domain::dataset_item::DatasetItem;
 use medledger_domain::vocabulary;
 
 use crate::AppError;
+use crate::jobs::{JobKind, JobProgress, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{ArchiveEntry, BlobStore, Clock, ExpectedVersion, IdGenerator, Position};
-
-/// Build progress (0-100) of collections being built by this process.
-#[derive(Clone, Default)]
-pub struct BuildProgress(Arc<Mutex<BTreeMap<CollectionId, u8>>>);
-
-impl BuildProgress {
-    pub fn get(&self, id: CollectionId) -> Option<u8> {
-        self.0.lock().ok()?.get(&id).copied()
-    }
-
-    fn set(&self, id: CollectionId, percent: u8) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(id, percent);
-        }
-    }
-
-    fn clear(&self, id: CollectionId) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(&id);
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct Collections {
@@ -46,7 +27,9 @@ pub struct Collections {
     clock: Arc<dyn Clock>,
     ttl: chrono::Duration,
     max_items: usize,
-    pub progress: BuildProgress,
+    builds: JobRunner<Collection>,
+    /// How far this process's builds have got.
+    pub progress: JobProgress,
 }
 
 /// The most items one collection archive holds unless configured otherwise.
@@ -101,7 +84,9 @@ fn too_many_items(items: usize, max: usize) -> DomainError {
 
 impl Collections {
     pub fn new(ledger: Ledger, ids: Arc<dyn IdGenerator>, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>, ttl: chrono::Duration) -> Self {
-        Self { ledger, ids, blobs, clock, ttl, max_items: DEFAULT_MAX_ITEMS, progress: BuildProgress::default() }
+        let builds = JobRunner::new(ledger.clone());
+        let progress = builds.progress().clone();
+        Self { ledger, ids, blobs, clock, ttl, max_items: DEFAULT_MAX_ITEMS, builds, progress }
     }
 
     /// Caps the items of one archive: each is copied into the ZIP, so a request for
@@ -176,56 +161,7 @@ impl Collections {
     /// repeat: a collection already built, failed or expired is left alone, and an
     /// archive is only ever published whole (see [`BlobStore::build_archive`]).
     pub async fn build(&self, collection_id: CollectionId) -> Result<(), AppError> {
-        let (state, _) = self.ledger.load::<Collection>(&collection::stream_id(collection_id)).await?;
-        let Some(request) = state.request().cloned() else { return Ok(()) };
-        if state.status() != Some(collection::CollectionStatus::Pending) {
-            return Ok(());
-        }
-        let ctx = CommandContext::system();
-        let chosen = self.choose_items(&request).await?;
-        if chosen.is_empty() {
-            return self.fail(collection_id, "no items of the chosen datasets match the query", &ctx).await;
-        }
-        // Items added to the datasets since the request was accepted can push it over.
-        if chosen.len() > self.max_items {
-            return self.fail(collection_id, &too_many_items(chosen.len(), self.max_items).to_string(), &ctx).await;
-        }
-        let (entries, generated) = archive_layout(&chosen);
-        let key = format!("collections/{collection_id}.zip");
-        self.progress.set(collection_id, 0);
-        let progress = self.progress.clone();
-        let report: Arc<dyn Fn(u8) + Send + Sync> = Arc::new(move |p| progress.set(collection_id, p));
-        let built = self.blobs.build_archive(&key, entries, generated, report).await;
-        self.progress.clear(collection_id);
-        match built {
-            Ok(info) => {
-                let archive = BuiltArchive {
-                    archive_key: key,
-                    archive_size: info.size_bytes,
-                    items: chosen.len() as i64,
-                    expires_at: (self.clock.now() + self.ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                };
-                self.ledger
-                    .execute::<Collection>(&collection::stream_id(collection_id), &ctx, |c| {
-                        c.handle(CollectionCommand::MarkBuilt { archive: archive.clone() })
-                    })
-                    .await?;
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(collection_id, error = %e, "collection build failed");
-                self.fail(collection_id, &format!("the archive could not be built: {e}"), &ctx).await
-            }
-        }
-    }
-
-    async fn fail(&self, collection_id: CollectionId, reason: &str, ctx: &CommandContext) -> Result<(), AppError> {
-        self.ledger
-            .execute::<Collection>(&collection::stream_id(collection_id), ctx, |c| {
-                c.handle(CollectionCommand::MarkFailed { reason: reason.to_string() })
-            })
-            .await?;
-        Ok(())
+        self.builds.run(self, collection_id, &CommandContext::system()).await
     }
 
     /// Marks a ready collection expired (its archive is then deleted by the saga).
@@ -271,6 +207,46 @@ impl Collections {
             .execute::<Dataset>(&catalog::stream_id(dataset_id), ctx, |d| d.handle(DatasetCommand::AddItem { item: item.clone() }))
             .await?;
         Ok((item, position.unwrap_or_default()))
+    }
+}
+
+/// A build: the items the request matches, into a ZIP archive.
+#[async_trait]
+impl JobKind for Collections {
+    type Job = Collection;
+
+    async fn perform(
+        &self,
+        collection_id: CollectionId,
+        state: &Collection,
+        progress: &ProgressReport,
+    ) -> Result<Outcome<BuiltArchive>, AppError> {
+        let request = state.request().ok_or(AppError::NotFound("collection"))?;
+        let chosen = self.choose_items(request).await?;
+        if chosen.is_empty() {
+            return Ok(Err("no items of the chosen datasets match the query".into()));
+        }
+        // Items added to the datasets since the request was accepted can push it over.
+        if chosen.len() > self.max_items {
+            return Ok(Err(too_many_items(chosen.len(), self.max_items).to_string()));
+        }
+        let (entries, generated) = archive_layout(&chosen);
+        let key = format!("collections/{collection_id}.zip");
+        let progress = progress.clone();
+        let report: Arc<dyn Fn(u8) + Send + Sync> = Arc::new(move |p| progress.report(p));
+        let built = self.blobs.build_archive(&key, entries, generated, report).await;
+        match built {
+            Ok(info) => Ok(Ok(BuiltArchive {
+                archive_key: key,
+                archive_size: info.size_bytes,
+                items: chosen.len() as i64,
+                expires_at: (self.clock.now() + self.ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })),
+            Err(e) => {
+                tracing::warn!(collection_id, error = %e, "collection build failed");
+                Ok(Err(format!("the archive could not be built: {e}")))
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod collection;
 pub mod dataset_item;
 mod error;
 pub mod inference;
+pub mod job;
 pub mod role;
 pub mod session;
 pub mod user;
