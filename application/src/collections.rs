@@ -2,7 +2,7 @@
 //! query; a saga builds the ZIP; ready archives expire after a time to live.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use medledger_domain::Aggregate;
@@ -14,6 +14,7 @@ use medledger_domain::vocabulary;
 
 use crate::AppError;
 use crate::archive::{ArchiveEntry, write_archive};
+use crate::jobs::{JobKind, JobProgress, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
 use crate::ports::{BlobStore, ByteStream, Clock, ExpectedVersion, IdGenerator, Position, StoreError};
@@ -27,28 +28,6 @@ pub trait DatasetItems: Send + Sync {
     async fn items(&self, dataset_id: i64, as_of: Option<Position>) -> Result<Vec<DatasetItem>, StoreError>;
 }
 
-/// Build progress (0-100) of collections being built by this process.
-#[derive(Clone, Default)]
-pub struct BuildProgress(Arc<Mutex<BTreeMap<CollectionId, u8>>>);
-
-impl BuildProgress {
-    pub fn get(&self, id: CollectionId) -> Option<u8> {
-        self.0.lock().ok()?.get(&id).copied()
-    }
-
-    fn set(&self, id: CollectionId, percent: u8) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(id, percent);
-        }
-    }
-
-    fn clear(&self, id: CollectionId) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(&id);
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Collections {
     ledger: Ledger,
@@ -58,7 +37,9 @@ pub struct Collections {
     clock: Arc<dyn Clock>,
     ttl: chrono::Duration,
     max_items: usize,
-    pub progress: BuildProgress,
+    builds: JobRunner<Collection>,
+    /// How far this process's builds have got.
+    pub progress: JobProgress,
 }
 
 /// The most items one collection archive holds unless configured otherwise.
@@ -120,7 +101,9 @@ impl Collections {
         clock: Arc<dyn Clock>,
         ttl: chrono::Duration,
     ) -> Self {
-        Self { ledger, ids, blobs, items, clock, ttl, max_items: DEFAULT_MAX_ITEMS, progress: BuildProgress::default() }
+        let builds = JobRunner::new(ledger.clone());
+        let progress = builds.progress().clone();
+        Self { ledger, ids, blobs, items, clock, ttl, max_items: DEFAULT_MAX_ITEMS, builds, progress }
     }
 
     /// Caps the items of one archive: each is copied into the ZIP, so a request for
@@ -183,62 +166,12 @@ impl Collections {
         Ok(choose(request, datasets))
     }
 
-    /// Builds the archive for a pending collection requested at `requested_at` and
-    /// records the outcome. Safe to repeat: a collection already built, failed or
-    /// expired is left alone, and an archive is only ever published whole (see
-    /// [`write_archive`]). `cause`: the request's event, which the outcome records as
-    /// its cause.
-    pub async fn build(&self, collection_id: CollectionId, requested_at: Position, cause: Cause) -> Result<(), AppError> {
-        let (state, _) = self.ledger.load::<Collection>(&collection::stream_id(collection_id)).await?;
-        let Some(request) = state.request().cloned() else { return Ok(()) };
-        if state.status() != Some(collection::CollectionStatus::Pending) {
-            return Ok(());
-        }
-        let ctx = CommandContext::caused_by(cause);
-        let chosen = self.choose_items(&request, Some(requested_at)).await?;
-        if chosen.is_empty() {
-            return self.fail(collection_id, "no items of the chosen datasets match the query", &ctx).await;
-        }
-        // Items added to the datasets since the request was accepted can push it over.
-        if chosen.len() > self.max_items {
-            return self.fail(collection_id, &too_many_items(chosen.len(), self.max_items).to_string(), &ctx).await;
-        }
-        let (entries, generated) = archive_layout(&chosen);
-        let key = format!("collections/{collection_id}.zip");
-        self.progress.set(collection_id, 0);
-        let progress = self.progress.clone();
-        let report: Arc<dyn Fn(u8) + Send + Sync> = Arc::new(move |p| progress.set(collection_id, p));
-        let built = write_archive(self.blobs.clone(), &key, entries, generated, report).await;
-        self.progress.clear(collection_id);
-        match built {
-            Ok(info) => {
-                let archive = BuiltArchive {
-                    archive_key: key,
-                    archive_size: i64::try_from(info.size).unwrap_or(i64::MAX),
-                    items: chosen.len() as i64,
-                    expires_at: (self.clock.now() + self.ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                };
-                self.ledger
-                    .execute::<Collection>(&collection::stream_id(collection_id), &ctx, |c| {
-                        c.handle(CollectionCommand::MarkBuilt { archive: archive.clone() })
-                    })
-                    .await?;
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(collection_id, error = %e, "collection build failed");
-                self.fail(collection_id, &format!("the archive could not be built: {e}"), &ctx).await
-            }
-        }
-    }
-
-    async fn fail(&self, collection_id: CollectionId, reason: &str, ctx: &CommandContext) -> Result<(), AppError> {
-        self.ledger
-            .execute::<Collection>(&collection::stream_id(collection_id), ctx, |c| {
-                c.handle(CollectionCommand::MarkFailed { reason: reason.to_string() })
-            })
-            .await?;
-        Ok(())
+    /// Builds the archive for a pending collection and records the outcome. Safe to
+    /// repeat: a collection already built, failed or expired is left alone, and an
+    /// archive is only ever published whole (see [`write_archive`]). `cause`: the
+    /// request's event, which the outcome records as its cause.
+    pub async fn build(&self, collection_id: CollectionId, cause: Cause) -> Result<(), AppError> {
+        self.builds.run(self, collection_id, &CommandContext::caused_by(cause)).await
     }
 
     /// Marks a ready collection expired (its archive is then deleted by the saga).
@@ -313,6 +246,49 @@ impl Collections {
 
 /// How often an item's append is re-decided when its dataset changed meanwhile.
 const ITEM_RETRIES: usize = 5;
+
+/// A build: the items the request matches, into a ZIP archive.
+#[async_trait]
+impl JobKind for Collections {
+    type Job = Collection;
+
+    async fn perform(
+        &self,
+        collection_id: CollectionId,
+        state: &Collection,
+        progress: &ProgressReport,
+    ) -> Result<Outcome<BuiltArchive>, AppError> {
+        let request = state.request().ok_or(AppError::NotFound("collection"))?;
+        // Every item added before the build began is chosen: the items read model is
+        // waited for up to the head as the build finds it (past the request's position).
+        let as_of = self.ledger.store().head().await?.position;
+        let chosen = self.choose_items(request, Some(as_of)).await?;
+        if chosen.is_empty() {
+            return Ok(Err("no items of the chosen datasets match the query".into()));
+        }
+        // Items added to the datasets since the request was accepted can push it over.
+        if chosen.len() > self.max_items {
+            return Ok(Err(too_many_items(chosen.len(), self.max_items).to_string()));
+        }
+        let (entries, generated) = archive_layout(&chosen);
+        let key = format!("collections/{collection_id}.zip");
+        let progress = progress.clone();
+        let report: Arc<dyn Fn(u8) + Send + Sync> = Arc::new(move |p| progress.report(p));
+        let built = write_archive(self.blobs.clone(), &key, entries, generated, report).await;
+        match built {
+            Ok(info) => Ok(Ok(BuiltArchive {
+                archive_key: key,
+                archive_size: i64::try_from(info.size).unwrap_or(i64::MAX),
+                items: chosen.len() as i64,
+                expires_at: (self.clock.now() + self.ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })),
+            Err(e) => {
+                tracing::warn!(collection_id, error = %e, "collection build failed");
+                Ok(Err(format!("the archive could not be built: {e}")))
+            }
+        }
+    }
+}
 
 /// Paths inside the archive (`{dataset slug}/{item id}-{file name}`: unique, and every
 /// part already checked safe) and the two manifests.

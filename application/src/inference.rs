@@ -6,23 +6,26 @@
 //! store; each process loads a model's session the first time it needs it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use async_trait::async_trait;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use bytes::Bytes;
 use medledger_domain::inference::model::{self, Model, ModelCommand};
-use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskEvent, TaskInput};
+use medledger_domain::inference::task::{self, InferenceTask, TaskCommand, TaskInput};
 use medledger_domain::inference::{InferenceResult, ModelId, ModelKind, ModelManifest, TaskId, decode_detections, top_class};
 use medledger_domain::{Aggregate, DomainError};
 use sha2::Digest as _;
 
 use crate::blobs::{one_chunk, read_to_vec};
+use crate::jobs::{JobKind, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
 use crate::model_threads::{ModelInputs, ModelThreads};
 use crate::ports::{
-    BlobStore, ByteRange, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED, Position, RgbImage,
+    BlobStore, ByteRange, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED,
+    Position, RgbImage,
 };
 use crate::{AppError, InferenceError, Internal};
 
@@ -63,73 +66,18 @@ pub struct InferenceTasks {
     manifests: Arc<RwLock<HashMap<ModelId, ModelManifest>>>,
     /// Where the models run.
     model_threads: ModelThreads,
-    /// Runs started by `submit` itself, so that the saga waits for them.
-    dispatched: Dispatched,
+    /// Claims, runs and records tasks. `submit` hands a task straight to the models,
+    /// with the image it has just decoded and the aggregate it has just recorded: no
+    /// wait for the saga to read the new event, no second read of the stream, blob and
+    /// image. The saga stays the guarantee: it still sees every `InferenceTaskCreated`,
+    /// waits for such a run to end, and runs the task itself only when that run did not
+    /// record an outcome (or never existed: another process, a restart, no room here).
+    runner: JobRunner<InferenceTask>,
     /// Turns to decode an image (None: unbounded). A decode is where a task's memory
     /// goes (up to the decoder's pixel limit, several bytes a pixel), so this bounds what
     /// uploads can make the server hold at once; it is sized to the cores, which is all
     /// the decodes that can make progress together anyway.
     decodes: Option<Arc<Semaphore>>,
-}
-
-/// Tasks that `submit` hands straight to the models, with the image it has just decoded
-/// and the aggregate it has just recorded: no wait for the saga to read the new event,
-/// no second read of the stream, blob and image. The saga stays the guarantee: it
-/// still sees every `InferenceTaskCreated`, waits for such a run to end, and runs the
-/// task itself only when that run did not record an outcome (or never existed: another
-/// process, a restart, no room here).
-#[derive(Clone)]
-struct Dispatched {
-    /// Task → the run's outcome once it ends (`Some(true)`: an outcome was recorded).
-    runs: Arc<Mutex<HashMap<TaskId, watch::Receiver<Option<bool>>>>>,
-    /// Runs in flight at once; beyond that, tasks wait in the event store for the saga.
-    room: Arc<Semaphore>,
-}
-
-impl Dispatched {
-    fn new(limit: usize) -> Self {
-        Self { runs: Arc::default(), room: Arc::new(Semaphore::new(limit.max(1))) }
-    }
-
-    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, watch::Receiver<Option<bool>>>> {
-        self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Registers a run before its task is recorded, so the saga cannot miss it.
-    fn claim(&self, task_id: TaskId) -> Option<Claim> {
-        let permit = self.room.clone().try_acquire_owned().ok()?;
-        let (outcome, rx) = watch::channel(None);
-        self.runs().insert(task_id, rx);
-        Some(Claim { dispatched: self.clone(), task_id, outcome, _permit: permit })
-    }
-
-    /// Waits for this process's run of `task_id`, if there is one: whether it recorded
-    /// an outcome. `None`: no such run, or it ended without saying.
-    async fn wait(&self, task_id: TaskId) -> Option<bool> {
-        let mut rx = self.runs().get(&task_id)?.clone();
-        rx.wait_for(Option::is_some).await.ok().and_then(|o| *o)
-    }
-}
-
-/// A dispatched run's place; dropping it (a failed append, a panic) ends the run for
-/// the saga without an outcome, so the saga runs the task itself.
-struct Claim {
-    dispatched: Dispatched,
-    task_id: TaskId,
-    outcome: watch::Sender<Option<bool>>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Claim {
-    fn finish(self, recorded: bool) {
-        self.outcome.send_replace(Some(recorded));
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.dispatched.runs().remove(&self.task_id);
-    }
 }
 
 fn blob_key_for_model(id: ModelId) -> String {
@@ -151,6 +99,7 @@ impl InferenceTasks {
         in_flight: usize,
     ) -> Self {
         Self {
+            runner: JobRunner::new(ledger.clone()).dispatching(in_flight),
             ledger,
             ids,
             blobs,
@@ -158,7 +107,6 @@ impl InferenceTasks {
             engine: engine.map_err(|_| ENGINE_UNAVAILABLE.to_string()),
             manifests: Arc::default(),
             model_threads,
-            dispatched: Dispatched::new(in_flight),
             decodes: Some(Arc::new(Semaphore::new(default_concurrent_decodes()))),
         }
     }
@@ -281,7 +229,7 @@ impl InferenceTasks {
     }
 
     /// `create`, and the task goes to the models at once when there is room (see
-    /// [`Dispatched`]); the POST of contract 004.
+    /// [`JobRunner::dispatch`]); the POST of contract 004.
     pub async fn submit(&self, task: NewTask, bytes: &[u8], ctx: &CommandContext) -> Result<(TaskId, Position), AppError> {
         self.record(task, bytes, ctx, true).await
     }
@@ -357,20 +305,14 @@ impl InferenceTasks {
             classification_model_id,
             input,
         })?;
-        let claim = if inputs.is_some() { self.dispatched.claim(task_id) } else { None };
+        let dispatch = if inputs.is_some() { self.runner.dispatch(task_id) } else { None };
         let part = self.ledger.prepare(&task::stream_id(task_id), ExpectedVersion::NoStream, &events, ctx).await?;
         let cause = part.event_ids().next().map(|created| Cause::new(created, ctx.metadata.correlation_id));
         let appended = self.ledger.commit(vec![part]).await?;
-        if let (Some(claim), Some(inputs), Some(cause)) = (claim, inputs, cause) {
-            let (this, state) = (self.clone(), InferenceTask::from_events(&events));
-            let version = events.len() as i64;
-            tokio::spawn(async move {
-                let recorded = this.run_fresh(task_id, state, version, models, inputs, cause).await;
-                if let Err(e) = &recorded {
-                    tracing::warn!(task_id, error = %e, "a task run straight from its POST ended without an outcome; the saga runs it");
-                }
-                claim.finish(recorded.is_ok());
-            });
+        if let (Some(dispatch), Some(inputs), Some(cause)) = (dispatch, inputs, cause) {
+            let (this, known) = (self.clone(), (InferenceTask::from_events(&events), events.len() as i64));
+            let work = async move { this.infer(&models, inputs).await };
+            self.runner.run_dispatched(dispatch, known, work, CommandContext::caused_by(cause));
         }
         Ok((task_id, appended.last_position))
     }
@@ -401,59 +343,11 @@ impl InferenceTasks {
         Ok(position)
     }
 
-    /// Runs one task to its end, exactly once as far as the history can tell: the start
-    /// and the result are appended against the stream's version, so of two runners (or a
-    /// run after a crash) only one result is recorded. The task is read once; only a
-    /// conflicting write (another runner, a DELETE) makes it decide again on a reload.
-    /// A run this process began at the POST is waited for, not repeated.
-    /// `cause`: the task's `InferenceTaskCreated`, which its start and result record as
-    /// their cause.
+    /// Runs one task to its end, exactly once as far as the history can tell (see
+    /// [`JobRunner::run`]). `cause`: the task's `InferenceTaskCreated`, which its start
+    /// and result record as their cause.
     pub async fn run(&self, task_id: TaskId, cause: Cause) -> Result<(), AppError> {
-        if self.dispatched.wait(task_id).await == Some(true) {
-            return Ok(());
-        }
-        let ctx = CommandContext::caused_by(cause);
-        let stream = task::stream_id(task_id);
-        let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, None, |t| t.handle(TaskCommand::Start)).await?;
-        if !started(&start.events) {
-            return Ok(());
-        }
-        let outcome = match self.task_models(start.state.models()).await {
-            Ok(models) => {
-                let inputs = self.stored_inputs(&start.state, &models).await;
-                self.infer(&models, inputs).await
-            }
-            Err(reason) => Err(reason),
-        };
-        let known = Some((start.state, start.version));
-        self.ledger.execute_from::<InferenceTask>(&stream, &ctx, known, |t| t.handle(end_command(&outcome))).await?;
-        Ok(())
-    }
-
-    /// A task recorded a moment ago (`state` at `version`), with its models' inputs: the
-    /// start is appended while the models already run, since a queued task's start can
-    /// only be refused by a DELETE in between, and then the outcome is dropped.
-    async fn run_fresh(
-        &self,
-        task_id: TaskId,
-        state: InferenceTask,
-        version: i64,
-        models: TaskModels,
-        inputs: Result<ModelInputs, String>,
-        cause: Cause,
-    ) -> Result<(), AppError> {
-        let ctx = CommandContext::caused_by(cause);
-        let stream = task::stream_id(task_id);
-        let infer = self.infer(&models, inputs);
-        let start = self.ledger.execute_from::<InferenceTask>(&stream, &ctx, Some((state, version)), |t| t.handle(TaskCommand::Start));
-        let (start, outcome) = tokio::join!(start, infer);
-        let start = start?;
-        if !started(&start.events) {
-            return Ok(());
-        }
-        let known = Some((start.state, start.version));
-        self.ledger.execute_from::<InferenceTask>(&stream, &ctx, known, |t| t.handle(end_command(&outcome))).await?;
-        Ok(())
+        self.runner.run(self, task_id, &CommandContext::caused_by(cause)).await
     }
 
     /// The models' inputs from the task's stored image.
@@ -520,15 +414,19 @@ pub struct NewTask {
     pub classification_model_id: ModelId,
 }
 
-fn started(events: &[TaskEvent]) -> bool {
-    events.iter().any(|e| matches!(e, TaskEvent::InferenceTaskStarted { .. }))
-}
+/// A task's run: its models on its stored image.
+#[async_trait]
+impl JobKind for InferenceTasks {
+    type Job = InferenceTask;
 
-/// What a run's outcome records: its result, or why it failed.
-fn end_command(outcome: &Result<(InferenceResult, f64), String>) -> TaskCommand {
-    match outcome {
-        Ok((result, model_ms)) => TaskCommand::Complete { result: result.clone(), model_ms: *model_ms },
-        Err(reason) => TaskCommand::Fail { reason: reason.clone() },
+    async fn perform(&self, _: TaskId, task: &InferenceTask, _: &ProgressReport) -> Result<Outcome<(InferenceResult, f64)>, AppError> {
+        Ok(match self.task_models(task.models()).await {
+            Ok(models) => {
+                let inputs = self.stored_inputs(task, &models).await;
+                self.infer(&models, inputs).await
+            }
+            Err(reason) => Err(reason),
+        })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod codec;
 pub mod collections;
 mod error;
 pub mod inference;
+pub mod jobs;
 pub mod ledger;
 pub mod metadata;
 pub mod model_threads;

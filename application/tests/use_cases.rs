@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use medledger_application::{AccountError, AppError, CatalogError};
 use medledger_application::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
 use medledger_application::codec::EventCodec;
@@ -17,6 +16,7 @@ use medledger_application::ports::{
     SigningError, StoreError, StreamWrite, TokenError, TokenService, UserDirectory,
 };
 use medledger_application::store::InMemoryEventStore;
+use medledger_application::{AccountError, AppError, CatalogError};
 use medledger_domain::catalog::{DatasetEvent, DatasetFields};
 use medledger_domain::role::{Role, Roles};
 use medledger_domain::user::UserId;
@@ -117,7 +117,6 @@ fn world() -> World {
 fn dataset(slug: &str, title: &str) -> DatasetFields {
     serde_json::from_value(serde_json::json!({"slug": slug, "title": title, "modality": ["CT"], "area": "chest"})).expect("fields")
 }
-
 
 #[tokio::test]
 async fn given_a_dataset_when_another_takes_its_slug_then_it_is_refused_and_nothing_is_written() {

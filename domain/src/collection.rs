@@ -1,11 +1,16 @@
 //! Collections: a user's request to bundle items of chosen datasets into a ZIP archive.
 //! Requested → built (ready) | failed; a ready archive expires after its time to live.
+//!
+//! The build is a [`Job`] whose starts are not recorded: every delivery of the request
+//! builds from scratch until an outcome is recorded, and a redelivered outcome is a
+//! no-op.
 
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::events::EventNames;
+use crate::job::{End, Job, JobAggregate, JobChange, JobStatus, Starts};
 
 pub type CollectionId = i64;
 
@@ -76,6 +81,8 @@ pub enum CollectionCommand {
     MarkBuilt { archive: BuiltArchive },
     MarkFailed { reason: String },
     Expire,
+    // A runner takes the build: nothing is recorded, it builds while the build is open.
+    StartBuild,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,13 +109,21 @@ impl CollectionStatus {
 pub struct Collection {
     id: Option<CollectionId>,
     request: Option<CollectionRequest>,
-    status: Option<CollectionStatus>,
+    build: Option<Job>,
+    expired: bool,
     archive: Option<BuiltArchive>,
 }
 
 impl Collection {
     pub fn status(&self) -> Option<CollectionStatus> {
-        self.status
+        let build = self.build.as_ref()?;
+        Some(match build.status() {
+            _ if self.expired => CollectionStatus::Expired,
+            JobStatus::Queued | JobStatus::Running => CollectionStatus::Pending,
+            JobStatus::Done => CollectionStatus::Ready,
+            // No collection event cancels a build.
+            JobStatus::Failed | JobStatus::Cancelled => CollectionStatus::Failed,
+        })
     }
 
     pub fn request(&self) -> Option<&CollectionRequest> {
@@ -119,8 +134,8 @@ impl Collection {
         self.archive.as_ref()
     }
 
-    fn id(&self) -> Result<CollectionId, DomainError> {
-        self.id.ok_or(DomainError::NotFound("collection"))
+    fn build_of(&self) -> Result<(CollectionId, &Job), DomainError> {
+        self.id.zip(self.build.as_ref()).ok_or(DomainError::NotFound("collection"))
     }
 }
 
@@ -130,7 +145,6 @@ impl Aggregate for Collection {
     const CATEGORY: &'static str = "collection";
 
     fn handle(&self, command: CollectionCommand) -> Result<Vec<CollectionEvent>, DomainError> {
-        use CollectionStatus::*;
         match command {
             CollectionCommand::Request { collection_id, request } => {
                 if self.id.is_some() {
@@ -138,22 +152,31 @@ impl Aggregate for Collection {
                 }
                 Ok(vec![CollectionEvent::CollectionRequested { collection_id, request: request.validate()? }])
             }
+            // Builds do not record their starts (`Starts::Unrecorded`): the runner builds
+            // while the build is open, as the history already says.
+            CollectionCommand::StartBuild => Ok(vec![]),
             // A redelivered build result (the saga is at-least-once) changes nothing.
-            CollectionCommand::MarkBuilt { archive } => match self.status {
-                Some(Pending) => Ok(vec![CollectionEvent::CollectionBuilt { collection_id: self.id()?, archive }]),
-                Some(_) => Ok(vec![]),
-                None => Err(DomainError::NotFound("collection")),
-            },
-            CollectionCommand::MarkFailed { reason } => match self.status {
-                Some(Pending) => Ok(vec![CollectionEvent::CollectionFailed { collection_id: self.id()?, reason }]),
-                Some(_) => Ok(vec![]),
-                None => Err(DomainError::NotFound("collection")),
-            },
-            CollectionCommand::Expire => match self.status {
-                Some(Ready) => Ok(vec![CollectionEvent::CollectionExpired { collection_id: self.id()? }]),
-                Some(_) => Ok(vec![]),
-                None => Err(DomainError::NotFound("collection")),
-            },
+            CollectionCommand::MarkBuilt { archive } => {
+                let (collection_id, build) = self.build_of()?;
+                Ok(match build.succeed() {
+                    End::Record => vec![CollectionEvent::CollectionBuilt { collection_id, archive }],
+                    End::Ignore => vec![],
+                })
+            }
+            CollectionCommand::MarkFailed { reason } => {
+                let (collection_id, build) = self.build_of()?;
+                Ok(match build.fail() {
+                    End::Record => vec![CollectionEvent::CollectionFailed { collection_id, reason }],
+                    End::Ignore => vec![],
+                })
+            }
+            CollectionCommand::Expire => {
+                let (collection_id, _) = self.build_of()?;
+                match self.status() {
+                    Some(CollectionStatus::Ready) => Ok(vec![CollectionEvent::CollectionExpired { collection_id }]),
+                    _ => Ok(vec![]),
+                }
+            }
         }
     }
 
@@ -162,14 +185,45 @@ impl Aggregate for Collection {
             CollectionEvent::CollectionRequested { collection_id, request } => {
                 self.id = Some(*collection_id);
                 self.request = Some(request.clone());
-                self.status = Some(CollectionStatus::Pending);
+                self.build = Some(Job::queued(Starts::Unrecorded));
             }
             CollectionEvent::CollectionBuilt { archive, .. } => {
                 self.archive = Some(archive.clone());
-                self.status = Some(CollectionStatus::Ready);
+                self.apply_to_build(JobChange::Succeeded);
             }
-            CollectionEvent::CollectionFailed { .. } => self.status = Some(CollectionStatus::Failed),
-            CollectionEvent::CollectionExpired { .. } => self.status = Some(CollectionStatus::Expired),
+            CollectionEvent::CollectionFailed { .. } => self.apply_to_build(JobChange::Failed),
+            CollectionEvent::CollectionExpired { .. } => self.expired = true,
+        }
+    }
+}
+
+impl Collection {
+    fn apply_to_build(&mut self, change: JobChange) {
+        if let Some(build) = self.build.as_mut() {
+            build.apply(change);
+        }
+    }
+}
+
+impl JobAggregate for Collection {
+    type Output = BuiltArchive;
+
+    fn stream_id(id: i64) -> String {
+        stream_id(id)
+    }
+
+    fn job(&self) -> Option<&Job> {
+        self.build.as_ref()
+    }
+
+    fn start() -> CollectionCommand {
+        CollectionCommand::StartBuild
+    }
+
+    fn end(outcome: &Result<BuiltArchive, String>) -> CollectionCommand {
+        match outcome {
+            Ok(archive) => CollectionCommand::MarkBuilt { archive: archive.clone() },
+            Err(reason) => CollectionCommand::MarkFailed { reason: reason.clone() },
         }
     }
 }
@@ -226,6 +280,16 @@ mod tests {
             .then_nothing()
             .when(CollectionCommand::MarkFailed { reason: "late".into() })
             .then_nothing();
+    }
+
+    #[test]
+    fn a_build_is_open_until_its_outcome_and_its_start_is_not_recorded() {
+        let pending = requested().when(CollectionCommand::StartBuild).then_nothing();
+        assert!(pending.state().job().is_some_and(Job::is_open), "the runner builds it");
+        let failed = pending.when(CollectionCommand::MarkFailed { reason: "no items".into() }).and();
+        assert!(!failed.state().job().is_some_and(Job::is_open), "a redelivered request builds nothing");
+        assert_eq!(Collection::default().handle(CollectionCommand::StartBuild), Ok(vec![]));
+        assert_eq!(Collection::default().job(), None);
     }
 
     #[test]

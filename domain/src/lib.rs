@@ -14,6 +14,7 @@ pub mod dataset_item;
 mod error;
 pub mod events;
 pub mod inference;
+pub mod job;
 pub mod role;
 pub mod session;
 pub mod testing;

@@ -38,7 +38,7 @@ impl Saga for CollectionBuildSaga {
     async fn handle(&self, event: &DecodedEvent) -> Result<(), AppError> {
         match event.to_domain::<CollectionEvent>()? {
             Some(CollectionEvent::CollectionRequested { collection_id, .. }) => {
-                self.collections.build(collection_id, event.recorded.position, Cause::of(event)).await
+                self.collections.build(collection_id, Cause::of(event)).await
             }
             Some(CollectionEvent::CollectionExpired { collection_id }) => {
                 // Deleting twice is fine: a missing archive is not an error.

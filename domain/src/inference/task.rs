@@ -1,9 +1,9 @@
-//! Inference tasks: queued → in progress → done | failed. A DELETE before the end
-//! cancels the task, after the end deletes it; either way it is gone.
+//! Inference tasks: queued → in progress → done | failed, the lifecycle of a
+//! [`Job`] whose starts are recorded as attempts. A DELETE before the end cancels the
+//! task, after the end deletes it; either way it is gone.
 //!
-//! The runner is at-least-once: a crash mid-run leaves the task in progress and it is
-//! started again, and a result may arrive twice or after a cancellation. So only the
-//! first result of a running task counts, and late or repeated saga results are no-ops.
+//! The job decides what a start, a result or a cancellation means (a second or late
+//! result is a no-op); this aggregate words its decisions in the task's own events.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +11,7 @@ use super::{InferenceResult, ModelId, TaskId, parse_sha256};
 use crate::DomainError;
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::events::EventNames;
+use crate::job::{Cancel, End, Job, JobAggregate, JobChange, JobStatus, Start, Starts};
 
 pub fn stream_id(id: TaskId) -> String {
     format!("inference_task-{id}")
@@ -21,6 +22,7 @@ pub const CONTENT_TYPES: [(&str, &str); 2] = [("image/jpeg", "jpeg"), ("image/pn
 /// How many times a task may be started; a task that keeps killing its runner fails
 /// instead of being retried forever.
 pub const MAX_ATTEMPTS: u32 = 3;
+const STARTS: Starts = Starts::Recorded { max_attempts: MAX_ATTEMPTS };
 pub const MAX_REASON_CHARS: usize = 1_000;
 
 /// The uploaded image.
@@ -175,9 +177,9 @@ pub struct InferenceTask {
     owner_id: i64,
     models: (ModelId, ModelId),
     input: Option<TaskInput>,
-    status: Option<TaskStatus>,
-    gone: bool,
-    attempts: u32,
+    job: Option<Job>,
+    /// Deleted after it ended (a cancelled task is gone through its job).
+    deleted: bool,
     result: Option<InferenceResult>,
     model_ms: Option<f64>,
     failure_reason: Option<String>,
@@ -195,7 +197,7 @@ impl InferenceTask {
 
     /// Cancelled or deleted: to its owner it no longer exists.
     pub fn is_gone(&self) -> bool {
-        self.gone
+        self.deleted || self.job.as_ref().is_some_and(|j| j.status() == JobStatus::Cancelled)
     }
 
     pub fn owner_id(&self) -> Option<i64> {
@@ -204,7 +206,16 @@ impl InferenceTask {
 
     /// `None` before creation and once gone.
     pub fn status(&self) -> Option<TaskStatus> {
-        if self.gone { None } else { self.status }
+        if self.deleted {
+            return None;
+        }
+        match self.job.as_ref()?.status() {
+            JobStatus::Queued => Some(TaskStatus::Queued),
+            JobStatus::Running => Some(TaskStatus::InProgress),
+            JobStatus::Done => Some(TaskStatus::Done),
+            JobStatus::Failed => Some(TaskStatus::Failed),
+            JobStatus::Cancelled => None,
+        }
     }
 
     /// Detection and classification model ids.
@@ -220,27 +231,26 @@ impl InferenceTask {
 
     /// How many times the task was started.
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.job.as_ref().map_or(0, Job::attempts)
     }
 
     pub fn result(&self) -> Option<&InferenceResult> {
-        if self.gone { None } else { self.result.as_ref() }
+        if self.is_gone() { None } else { self.result.as_ref() }
     }
 
     /// Milliseconds the models took for the recorded result.
     pub fn model_ms(&self) -> Option<f64> {
-        if self.gone { None } else { self.model_ms }
+        if self.is_gone() { None } else { self.model_ms }
     }
 
     pub fn failure_reason(&self) -> Option<&str> {
-        if self.gone { None } else { self.failure_reason.as_deref() }
+        if self.is_gone() { None } else { self.failure_reason.as_deref() }
     }
 
-    /// The id of a task that exists, for the runner's commands; a gone task answers
-    /// `Ok(None)` because a late result for it is expected, not an error.
-    fn running_id(&self) -> Result<Option<TaskId>, DomainError> {
-        let id = self.id.ok_or(DomainError::NotFound("task"))?;
-        Ok(if self.gone { None } else { Some(id) })
+    /// The task's id and job, for the runner's commands; the job answers them, a gone
+    /// task included (a late result for it is expected, not an error).
+    fn job_of(&self) -> Result<(TaskId, &Job), DomainError> {
+        self.id.zip(self.job.as_ref()).ok_or(DomainError::NotFound("task"))
     }
 }
 
@@ -257,7 +267,6 @@ impl Aggregate for InferenceTask {
     const CATEGORY: &'static str = "inference_task";
 
     fn handle(&self, command: TaskCommand) -> Result<Vec<TaskEvent>, DomainError> {
-        use TaskStatus::*;
         match command {
             TaskCommand::Create { task_id, owner_id, detection_model_id, classification_model_id, input } => {
                 if self.exists() {
@@ -272,21 +281,18 @@ impl Aggregate for InferenceTask {
                 }])
             }
             TaskCommand::Start => {
-                let Some(task_id) = self.running_id()? else { return Ok(vec![]) };
-                match self.status {
-                    Some(Queued) => Ok(vec![TaskEvent::InferenceTaskStarted { task_id, attempt: 1 }]),
-                    // Still in progress when started again: the previous run died.
-                    Some(InProgress) if self.attempts >= MAX_ATTEMPTS => Ok(vec![TaskEvent::InferenceTaskFailed {
-                        task_id,
-                        reason: format!("the task was interrupted {} times", self.attempts),
-                    }]),
-                    Some(InProgress) => Ok(vec![TaskEvent::InferenceTaskStarted { task_id, attempt: self.attempts + 1 }]),
-                    _ => Ok(vec![]),
-                }
+                let (task_id, job) = self.job_of()?;
+                Ok(match job.start() {
+                    Start::Run { attempt } => vec![TaskEvent::InferenceTaskStarted { task_id, attempt }],
+                    Start::GiveUp { attempts } => {
+                        vec![TaskEvent::InferenceTaskFailed { task_id, reason: format!("the task was interrupted {attempts} times") }]
+                    }
+                    Start::RunUnrecorded | Start::Nothing => vec![],
+                })
             }
             TaskCommand::Complete { result, model_ms } => {
-                let Some(task_id) = self.running_id()? else { return Ok(vec![]) };
-                if self.status != Some(InProgress) {
+                let (task_id, job) = self.job_of()?;
+                if job.succeed() == End::Ignore {
                     return Ok(vec![]);
                 }
                 result.validate()?;
@@ -297,17 +303,19 @@ impl Aggregate for InferenceTask {
                 Ok(vec![TaskEvent::InferenceTaskCompleted { task_id, result, model_ms }])
             }
             TaskCommand::Fail { reason } => {
-                let Some(task_id) = self.running_id()? else { return Ok(vec![]) };
-                match self.status {
-                    Some(Queued | InProgress) => Ok(vec![TaskEvent::InferenceTaskFailed { task_id, reason: bounded_reason(&reason) }]),
-                    _ => Ok(vec![]),
-                }
+                let (task_id, job) = self.job_of()?;
+                Ok(match job.fail() {
+                    End::Record => vec![TaskEvent::InferenceTaskFailed { task_id, reason: bounded_reason(&reason) }],
+                    End::Ignore => vec![],
+                })
             }
             TaskCommand::Delete => {
-                let task_id = self.id.filter(|_| !self.gone).ok_or(DomainError::NotFound("task"))?;
-                match self.status {
-                    Some(Done | Failed) => Ok(vec![TaskEvent::InferenceTaskDeleted { task_id }]),
-                    _ => Ok(vec![TaskEvent::InferenceTaskCancelled { task_id }]),
+                let (task_id, job) = self.job_of()?;
+                match job.cancel() {
+                    _ if self.deleted => Err(DomainError::NotFound("task")),
+                    Cancel::Cancel => Ok(vec![TaskEvent::InferenceTaskCancelled { task_id }]),
+                    Cancel::Ended => Ok(vec![TaskEvent::InferenceTaskDeleted { task_id }]),
+                    Cancel::Gone => Err(DomainError::NotFound("task")),
                 }
             }
         }
@@ -320,25 +328,59 @@ impl Aggregate for InferenceTask {
                 self.owner_id = *owner_id;
                 self.models = (*detection_model_id, *classification_model_id);
                 self.input = Some(input.clone());
-                self.status = Some(TaskStatus::Queued);
-            }
-            TaskEvent::InferenceTaskStarted { attempt, .. } => {
-                self.status = Some(TaskStatus::InProgress);
-                self.attempts = *attempt;
+                self.job = Some(Job::queued(STARTS));
             }
             TaskEvent::InferenceTaskCompleted { result, model_ms, .. } => {
-                self.status = Some(TaskStatus::Done);
                 self.result = Some(result.clone());
                 self.model_ms = Some(*model_ms);
             }
-            TaskEvent::InferenceTaskFailed { reason, .. } => {
-                self.status = Some(TaskStatus::Failed);
-                self.failure_reason = Some(reason.clone());
-            }
-            TaskEvent::InferenceTaskCancelled { .. } | TaskEvent::InferenceTaskDeleted { .. } => {
-                self.gone = true;
+            TaskEvent::InferenceTaskFailed { reason, .. } => self.failure_reason = Some(reason.clone()),
+            TaskEvent::InferenceTaskCancelled { .. } => self.result = None,
+            TaskEvent::InferenceTaskDeleted { .. } => {
+                self.deleted = true;
                 self.result = None;
             }
+            TaskEvent::InferenceTaskStarted { .. } => {}
+        }
+        if let (Some(job), Some(change)) = (self.job.as_mut(), event.job_change()) {
+            job.apply(change);
+        }
+    }
+}
+
+impl TaskEvent {
+    /// What the event does to the task's lifecycle.
+    fn job_change(&self) -> Option<JobChange> {
+        match self {
+            TaskEvent::InferenceTaskStarted { attempt, .. } => Some(JobChange::Started { attempt: *attempt }),
+            TaskEvent::InferenceTaskCompleted { .. } => Some(JobChange::Succeeded),
+            TaskEvent::InferenceTaskFailed { .. } => Some(JobChange::Failed),
+            TaskEvent::InferenceTaskCancelled { .. } => Some(JobChange::Cancelled),
+            TaskEvent::InferenceTaskCreated { .. } | TaskEvent::InferenceTaskDeleted { .. } => None,
+        }
+    }
+}
+
+impl JobAggregate for InferenceTask {
+    /// The result and the milliseconds the models took.
+    type Output = (InferenceResult, f64);
+
+    fn stream_id(id: i64) -> String {
+        stream_id(id)
+    }
+
+    fn job(&self) -> Option<&Job> {
+        self.job.as_ref()
+    }
+
+    fn start() -> TaskCommand {
+        TaskCommand::Start
+    }
+
+    fn end(outcome: &Result<(InferenceResult, f64), String>) -> TaskCommand {
+        match outcome {
+            Ok((result, model_ms)) => TaskCommand::Complete { result: result.clone(), model_ms: *model_ms },
+            Err(reason) => TaskCommand::Fail { reason: reason.clone() },
         }
     }
 }
