@@ -137,10 +137,16 @@ async fn an_event_that_does_not_decode_stops_its_read_models_and_says_so() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let body = loop {
         let r = app.get("/readyz", None).await;
+        // Each subscriber reaches the event on its own: wait until both that handle
+        // datasets have.
         if r.status() == 503 {
-            break r.json::<Value>().await.unwrap();
+            let body = r.json::<Value>().await.unwrap();
+            let stuck = |name: &str| body["stuck"].as_array().is_some_and(|s| s.iter().any(|s| s["projection"] == name));
+            if stuck("datasets") && stuck("catalog_index") {
+                break body;
+            }
         }
-        assert!(std::time::Instant::now() < deadline, "readyz never noticed the stuck read model");
+        assert!(std::time::Instant::now() < deadline, "readyz never noticed both stuck read models");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(body["status"], "unavailable", "{body}");
