@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use medledger_api::state::AppState;
 use medledger_api::{App, Config};
-use medledger_application::accounts::Registration;
+use medledger_application::identity::accounts::Registration;
 use medledger_application::metadata::CommandContext;
-use medledger_domain::role::Roles;
+use medledger_domain::identity::role::Roles;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -136,7 +136,7 @@ impl TestApp {
     }
 
     pub async fn admin(&self) -> String {
-        self.user_with("admin@example.org", Roles::new([medledger_domain::role::Role::Admin])).await
+        self.user_with("admin@example.org", Roles::new([medledger_domain::identity::role::Role::Admin])).await
     }
 
     pub async fn login(&self, email: &str) -> String {

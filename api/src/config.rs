@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(c.model_run_timeout, std::time::Duration::from_millis(DEFAULT_MODEL_RUN_TIMEOUT_MS.into()));
         assert_eq!((c.collection_max_items, c.collections_per_user, c.min_password_length), (10_000, 10, 12));
         assert!(c.cors_origins.is_empty() && c.trusted_proxies.is_empty() && c.secret_key.is_none());
-        let grace = medledger_domain::session::DEFAULT_REFRESH_GRACE_SECS;
+        let grace = medledger_domain::identity::session::DEFAULT_REFRESH_GRACE_SECS;
         assert_eq!(c.refresh_grace, std::time::Duration::from_secs(grace.into()), "the literal default follows the domain's");
         assert_eq!(c.request_priority(), DEFAULT_REQUEST_PRIORITY);
     }

@@ -7,9 +7,12 @@ use std::marker::PhantomData;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::accounts;
+use medledger_application::identity::accounts;
 use medledger_application::ports::{BlobError, StoreError};
-use medledger_application::{AccountError, AppError, CatalogError, InferenceError};
+use medledger_application::AppError;
+use medledger_application::catalog::CatalogError;
+use medledger_application::identity::AccountError;
+use medledger_application::inference::InferenceError;
 use medledger_domain::DomainError;
 use serde_json::json;
 

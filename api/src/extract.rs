@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
-use medledger_application::access::{Caller, Denied};
+use medledger_application::identity::access::{Caller, Denied};
 use medledger_application::metadata::{CommandContext, EventMetadata};
 use medledger_application::ports::TokenError;
 use serde::de::DeserializeOwned;

@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use medledger_api::Config;
 use medledger_api::priority::RequestPriority;
-use medledger_application::accounts::Registration;
+use medledger_application::identity::accounts::Registration;
 use medledger_application::chain::{VerifyError, verify_store};
 use medledger_application::metadata::CommandContext;
-use medledger_domain::role::{Role, Roles};
+use medledger_domain::identity::role::{Role, Roles};
 
 /// glibc's malloc cost the server about a tenth of its CPU outside the models under load
 /// (many small, short-lived allocations across threads); mimalloc's thread-local heaps

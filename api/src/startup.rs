@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
-use medledger_application::access::AccessModel;
-use medledger_application::accounts::{AccountKeys, Accounts, Registration};
+use medledger_application::identity::access::AccessModel;
+use medledger_application::identity::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
 use medledger_application::codec::EventCodec;
 use medledger_application::collections::Collections;
@@ -17,9 +17,10 @@ use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
 use medledger_application::ports::BlobStore;
 use medledger_application::ports::{Mailer, PasswordHasher, SystemClock, UserDirectory};
-use medledger_application::sagas::ResetMailSaga;
-use medledger_application::sagas::{CollectionBuildSaga, InferenceSaga};
-use medledger_domain::role::{Role, Roles};
+use medledger_application::identity::ResetMailSaga;
+use medledger_application::collections::CollectionBuildSaga;
+use medledger_application::inference::InferenceSaga;
+use medledger_domain::identity::role::{Role, Roles};
 use medledger_domain::values::PasswordPolicy;
 use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_infrastructure::crypto::SecretKey;
@@ -121,7 +122,7 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
         max_side: crate::builtin_models::MAX_IMAGE_SIDE,
         max_pixels: config.max_image_pixels,
     });
-    let model_threads = medledger_application::model_threads::ModelThreads::new(
+    let model_threads = medledger_application::inference::model_threads::ModelThreads::new(
         MODEL_THREADS,
         config.inference_workers,
         config.inference_queue,
@@ -310,7 +311,8 @@ async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::V
 
 /// The first admin from `MEDLEDGER_ADMIN_EMAIL` / `MEDLEDGER_ADMIN_PASSWORD`, once.
 async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
-    use medledger_application::{AccountError, AppError};
+    use medledger_application::AppError;
+    use medledger_application::identity::AccountError;
     let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
         return Ok(());
     };

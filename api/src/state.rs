@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use medledger_application::accounts::Accounts;
+use medledger_application::identity::accounts::Accounts;
 use medledger_application::catalog::Catalog;
 use medledger_application::collections::Collections;
 use medledger_application::inference::InferenceTasks;

@@ -126,7 +126,7 @@ impl EventCodec {
         if let (Some(subject), Some(personal)) = (&subject, data.remove("personal")) {
             data.insert("personal".into(), self.seal(subject, &personal).await?);
         }
-        let metadata_subject = metadata.actor_user_id.map(medledger_domain::user::stream_id).or(subject);
+        let metadata_subject = metadata.actor_user_id.map(medledger_domain::identity::user::stream_id).or(subject);
         Ok(NewEvent {
             event_id,
             event_type: event.event_type().to_string(),

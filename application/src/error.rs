@@ -5,7 +5,10 @@
 
 use medledger_domain::DomainError;
 
+use crate::catalog::CatalogError;
 use crate::codec::DecodeError;
+use crate::identity::AccountError;
+use crate::inference::InferenceError;
 use crate::ports::{HashError, MailError, SigningError, StoreError};
 
 /// Every way a use case can fail. The API maps each to a status and a contract's shape.
@@ -36,47 +39,8 @@ pub enum AppError {
     Internal(#[from] Internal),
 }
 
-/// Identity's refusals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AccountError {
-    #[error("a user with this email already exists")]
-    EmailTaken,
-    #[error("a user with this username already exists")]
-    UsernameTaken,
-    /// A token (or the session behind it) that does not hold any more.
-    #[error("the token is invalid or expired")]
-    TokenInvalid,
-    #[error("the user is inactive")]
-    UserInactive,
-    /// A password change whose old password does not match.
-    #[error("the old password does not match")]
-    OldPasswordWrong,
-    /// Nobody changes their own roles or activation, not even an admin.
-    #[error("one's own roles and activation are for another admin to change")]
-    OwnRolesOrActivation,
-}
 
-/// The catalog's refusals.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CatalogError {
-    #[error("a dataset with this slug already exists")]
-    SlugTaken,
-    /// A slug derived from the title, and its next `tries` numbered forms, are taken.
-    #[error("the slug '{slug}' and its next {tries} numbered forms are taken")]
-    NoFreeSlug { slug: String, tries: usize },
-}
 
-/// Inference's refusals.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InferenceError {
-    /// A task named a model id that is no model of the kind it needs.
-    #[error("no such model of that kind")]
-    NoSuchModel,
-    /// The engine would not load a model sent for registration; its sentence is fit for
-    /// the admin to read (see `ports::InferenceEngine`).
-    #[error("the model was refused: {0}")]
-    ModelRefused(crate::ports::EngineError),
-}
 
 /// A failure no request can fix: clients get a plain "internal error", the log gets
 /// this with its source.

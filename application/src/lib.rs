@@ -3,23 +3,22 @@
 //! Nothing here knows which database, hash function for passwords, or mail transport
 //! is in use; `infrastructure` implements the ports and `api` wires them together.
 
-pub mod access;
-pub mod accounts;
-pub mod archive;
-pub mod audit;
+// The shared kernel: ports, the ledger, the codec, jobs, sagas.
 pub mod blobs;
-pub mod catalog;
 pub mod chain;
 pub mod codec;
-pub mod collections;
 mod error;
-pub mod inference;
 pub mod jobs;
 pub mod ledger;
 pub mod metadata;
-pub mod model_threads;
 pub mod ports;
 pub mod sagas;
 pub mod store;
 
-pub use error::{AccountError, AppError, CatalogError, InferenceError, Internal};
+// The bounded contexts, one folder each (ARCHITECTURE.md).
+pub mod catalog;
+pub mod collections;
+pub mod identity;
+pub mod inference;
+
+pub use error::{AppError, Internal};

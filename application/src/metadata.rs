@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use medledger_domain::user::UserId;
+use medledger_domain::identity::user::UserId;
 
 /// Who caused an event and from where. `client_ip` and `user_agent` are personal data:
 /// the codec seals them under the actor's key.

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use medledger_domain::role::Roles;
-use medledger_domain::user::UserId;
+use medledger_domain::identity::role::Roles;
+use medledger_domain::identity::user::UserId;
 use medledger_domain::values::PasswordHash;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use medledger_application::accounts::{AccountKeys, Accounts, Registration};
+use medledger_application::identity::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::catalog::Catalog;
 use medledger_application::codec::EventCodec;
 use medledger_application::ledger::Ledger;
@@ -16,10 +16,12 @@ use medledger_application::ports::{
     SigningError, StoreError, StreamWrite, TokenError, TokenService, UserDirectory,
 };
 use medledger_application::store::InMemoryEventStore;
-use medledger_application::{AccountError, AppError, CatalogError};
+use medledger_application::AppError;
+use medledger_application::catalog::CatalogError;
+use medledger_application::identity::AccountError;
 use medledger_domain::catalog::{DatasetEvent, DatasetFields};
-use medledger_domain::role::{Role, Roles};
-use medledger_domain::user::UserId;
+use medledger_domain::identity::role::{Role, Roles};
+use medledger_domain::identity::user::UserId;
 use medledger_domain::values::PasswordHash;
 
 /// Personal data "sealed" as is, under a subject whose key can be erased.
@@ -170,7 +172,7 @@ async fn given_a_registered_email_when_it_registers_again_then_its_claim_refuses
     assert!(matches!(same_name, AppError::Account(AccountError::UsernameTaken)), "{same_name:?}");
     assert_eq!(w.store.head().await.expect("head").position, head, "a refused registration writes nothing");
 
-    let (user, version) = w.ledger.load::<medledger_domain::user::User>(&medledger_domain::user::stream_id(first)).await.expect("user");
+    let (user, version) = w.ledger.load::<medledger_domain::identity::user::User>(&medledger_domain::identity::user::stream_id(first)).await.expect("user");
     assert!(user.exists());
     assert_eq!(version, 1);
 }
@@ -195,7 +197,7 @@ async fn a_stored_event_of_a_drifted_schema_is_an_error_not_a_foreign_event() {
     assert_eq!((error.position, error.event_type.as_str()), (1, "DatasetCreated"));
     assert!(std::error::Error::source(&error).is_some_and(|s| s.to_string().contains("fields")), "{error:?}");
     // Another enum's subscriber is not concerned.
-    assert!(matches!(decoded.to_domain::<medledger_domain::user::UserEvent>(), Ok(None)));
+    assert!(matches!(decoded.to_domain::<medledger_domain::identity::user::UserEvent>(), Ok(None)));
     // Loading the aggregate fails loudly too.
     let loaded = w.ledger.load::<medledger_domain::catalog::Dataset>("dataset-9").await;
     assert!(matches!(loaded, Err(AppError::Decode(_))), "{:?}", loaded.err());

@@ -109,12 +109,12 @@ fn serde_tags<E: crate::DomainEvent>() -> Vec<String> {
 
 /// Every event enum of the domain. Each context adds its enums here.
 pub const ALL: &[EventEnum] = &[
-    EventEnum::of::<crate::user::UserEvent>("UserEvent"),
-    EventEnum::of::<crate::user::ClaimEvent>("ClaimEvent"),
-    EventEnum::of::<crate::session::SessionEvent>("SessionEvent"),
-    EventEnum::of::<crate::audit::AuditEvent>("AuditEvent"),
+    EventEnum::of::<crate::identity::user::UserEvent>("UserEvent"),
+    EventEnum::of::<crate::identity::user::ClaimEvent>("ClaimEvent"),
+    EventEnum::of::<crate::identity::session::SessionEvent>("SessionEvent"),
+    EventEnum::of::<crate::identity::audit::AuditEvent>("AuditEvent"),
     EventEnum::of::<crate::catalog::DatasetEvent>("DatasetEvent"),
-    EventEnum::of::<crate::collection::CollectionEvent>("CollectionEvent"),
+    EventEnum::of::<crate::collections::collection::CollectionEvent>("CollectionEvent"),
     EventEnum::of::<crate::inference::model::ModelEvent>("ModelEvent"),
     EventEnum::of::<crate::inference::task::TaskEvent>("TaskEvent"),
 ];

@@ -6,21 +6,19 @@
 // The derive names `::medledger_domain::…`, which must resolve inside this crate too.
 extern crate self as medledger_domain;
 
+// The shared kernel: what every context builds on.
 mod aggregate;
-pub mod audit;
-pub mod catalog;
-pub mod collection;
-pub mod dataset_item;
 mod error;
 pub mod events;
-pub mod inference;
 pub mod job;
-pub mod role;
-pub mod session;
 pub mod testing;
-pub mod user;
 pub mod values;
-pub mod vocabulary;
+
+// The bounded contexts, one folder each (ARCHITECTURE.md).
+pub mod catalog;
+pub mod collections;
+pub mod identity;
+pub mod inference;
 
 pub use aggregate::{Aggregate, DomainEvent};
 pub use error::DomainError;

@@ -39,9 +39,6 @@ async fn joined<T>(task: JoinHandle<std::io::Result<T>>) -> Result<T, BlobError>
     task.await.map_err(lost)?.map_err(unavailable)
 }
 
-/// The file being written and the digest of what went into it so far.
-type Sink = (File, Sha256);
-
 impl LocalBlobStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
@@ -116,10 +113,10 @@ impl LocalBlobStore {
     }
 
     /// Removes what a failed write left, while still holding its lock when it can.
-    async fn discard(partial: PathBuf, sink: Option<Sink>) {
+    async fn discard(partial: PathBuf, file: Option<File>) {
         let removed = tokio::task::spawn_blocking(move || {
             let removed = std::fs::remove_file(&partial);
-            drop(sink);
+            drop(file);
             removed
         })
         .await;
@@ -181,16 +178,24 @@ impl BlobStore for LocalBlobStore {
             let (path, partial) = (path.clone(), partial.clone());
             joined(tokio::task::spawn_blocking(move || Self::claim(&path, &partial))).await?
         };
-        // One thread hashes and writes every chunk while the next ones arrive (a thread per
-        // chunk costs more than the hashing, and spreads the allocator's caches).
+        // One thread writes every chunk and another hashes it, while the next ones
+        // arrive: the two run side by side on two cores (a thread per chunk costs more
+        // than the hashing, and spreads the allocator's caches).
         let (chunks, mut inbox) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
-        let writer: JoinHandle<std::io::Result<Sink>> = tokio::task::spawn_blocking(move || {
-            let (mut file, mut hasher) = (file, Sha256::new());
+        let (to_hash, mut hash_inbox) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let writer: JoinHandle<std::io::Result<File>> = tokio::task::spawn_blocking(move || {
+            let mut file = file;
             while let Some(chunk) = inbox.blocking_recv() {
-                hasher.update(&chunk);
                 file.write_all(&chunk)?;
             }
-            Ok((file, hasher))
+            Ok(file)
+        });
+        let hashing: JoinHandle<Sha256> = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = hash_inbox.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hasher
         });
         let mut size: u64 = 0;
         let failure = loop {
@@ -205,20 +210,23 @@ impl BlobStore for LocalBlobStore {
             {
                 break Some(BlobError::TooLarge { limit });
             }
-            // A closed inbox: the writer failed, and its join says why.
-            if chunks.send(chunk).await.is_err() {
+            // A closed inbox: the writer failed, and its join says why. (The hasher
+            // cannot fail; its inbox closes only with it.)
+            if to_hash.send(chunk.clone()).await.is_err() || chunks.send(chunk).await.is_err() {
                 break None;
             }
         };
         drop(chunks);
-        let sink = joined(writer).await;
-        let (file, hasher) = match (failure, sink) {
-            (None, Ok(sink)) => sink,
-            (Some(e), sink) => {
-                Self::discard(partial, sink.ok()).await;
+        drop(to_hash);
+        let written = joined(writer).await;
+        let hashed = hashing.await.map_err(lost);
+        let (file, hasher) = match (failure, written, hashed) {
+            (None, Ok(file), Ok(hasher)) => (file, hasher),
+            (Some(e), file, _) => {
+                Self::discard(partial, file.ok()).await;
                 return Err(e);
             }
-            (None, Err(e)) => {
+            (None, Err(e), _) | (None, Ok(_), Err(e)) => {
                 Self::discard(partial, None).await;
                 return Err(e);
             }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use medledger_application::ports::{AccessClaims, RefreshClaims, SigningError, TokenError, TokenService};
-use medledger_domain::role::Roles;
+use medledger_domain::identity::role::Roles;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -117,7 +117,7 @@ impl TokenService for JwtService {
 mod tests {
     use super::*;
     use base64::Engine as _;
-    use medledger_domain::role::Role;
+    use medledger_domain::identity::role::Role;
 
     fn svc(secret: &[u8]) -> JwtService {
         JwtService::new(secret, Duration::minutes(15), Duration::days(7))

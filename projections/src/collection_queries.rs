@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use medledger_application::collections::DatasetItems;
 use medledger_application::ports::{Position, StoreError};
-use medledger_domain::dataset_item::DatasetItem;
+use medledger_domain::collections::dataset_item::DatasetItem;
 use serde::Serialize;
 use sqlx::AnyPool;
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
 use medledger_domain::EventTypes;
 use medledger_domain::catalog::{DatasetEvent, DatasetEventKind};
-use medledger_domain::collection::{CollectionEvent, CollectionStatus};
+use medledger_domain::collections::collection::{CollectionEvent, CollectionStatus};
 use sqlx::AnyConnection;
 
 use crate::{Projection, ProjectionError, timestamp};

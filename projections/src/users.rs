@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
 use medledger_application::ports::{StoreError, UserDirectory};
 use medledger_domain::EventTypes;
-use medledger_domain::user::{UserEvent, UserId};
+use medledger_domain::identity::user::{UserEvent, UserId};
 use sqlx::{AnyConnection, AnyPool};
 
 use crate::{Projection, ProjectionError, timestamp};

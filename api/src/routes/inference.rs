@@ -7,9 +7,10 @@ use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Reque
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::access::Caller;
+use medledger_application::identity::access::Caller;
 use medledger_application::inference::{ModelSummary, NewTask};
-use medledger_application::{AppError, InferenceError};
+use medledger_application::AppError;
+use medledger_application::inference::InferenceError;
 use medledger_domain::DomainError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
 use medledger_projections::inference as queries;

@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use medledger_application::accounts::{ProfileChange, Registration};
-use medledger_domain::role::{Role, Roles};
-use medledger_domain::user::self_registration_roles;
+use medledger_application::identity::accounts::{ProfileChange, Registration};
+use medledger_domain::identity::role::{Role, Roles};
+use medledger_domain::identity::user::self_registration_roles;
 use medledger_projections::queries::{self, AuditFilter, AuditRow, UserFilter, UserRow};
 use medledger_projections::read_models;
 use schemars::JsonSchema;
@@ -155,7 +155,7 @@ fn message(detail: &str) -> Value {
 const SIGNED_IN: &[&str] = &[read_models::USERS, read_models::ACCESS];
 
 /// SimpleJWT's answer to a login or registration.
-fn session_tokens(tokens: medledger_application::accounts::Tokens, user: &UserRow) -> Value {
+fn session_tokens(tokens: medledger_application::identity::accounts::Tokens, user: &UserRow) -> Value {
     json!(wire::SessionTokens { access: tokens.access, refresh: tokens.refresh, user: user_of(user, false) })
 }
 
@@ -531,7 +531,7 @@ async fn create_audit_entry(
     };
     let ctx = ctx.with_actor(auth.user_id());
     let position =
-        medledger_application::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx).await?;
+        medledger_application::identity::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx).await?;
     state.caught_up_on(&[read_models::AUDIT_LOG], position).await;
     let row = queries::audit_entry(&state.dbs.read, position).await?.ok_or_else(ApiError::<Myo>::internal)?;
     Ok((StatusCode::CREATED, Json(json!(row))))

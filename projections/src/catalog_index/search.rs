@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use medledger_domain::vocabulary::{self, area_code, modality_code, typo_budget};
+use medledger_domain::catalog::vocabulary::{self, area_code, modality_code, typo_budget};
 use serde::Serialize;
 use tantivy::collector::{Count, FacetCollector};
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};

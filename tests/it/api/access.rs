@@ -4,7 +4,7 @@
 //! The 001 browser session is an opaque cookie bound to a session in the history
 //! (item 4).
 
-use medledger_domain::role::{Role, Roles};
+use medledger_domain::identity::role::{Role, Roles};
 use medledger_tests::app::{PASSWORD, TestApp, spawn_app, spawn_with, test_config};
 use medledger_tests::{Kind, temp_dir};
 use reqwest::Response;

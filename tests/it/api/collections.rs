@@ -5,7 +5,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use medledger_application::metadata::CommandContext;
-use medledger_domain::collection::CollectionRequest;
+use medledger_domain::collections::collection::CollectionRequest;
 use medledger_tests::Kind;
 use medledger_tests::app::{TestApp, spawn_app, spawn_with, test_config};
 use serde_json::{Value, json};

@@ -51,10 +51,10 @@ async fn with_a_metrics_address_metrics_are_served_there_without_login_and_not_o
     config.metrics_bind = Some("127.0.0.1:0".into());
     let (base, metrics, _stop, state) = serve(config).await;
     let metrics = metrics.expect("a metrics listener");
-    let form = medledger_application::accounts::Registration {
+    let form = medledger_application::identity::accounts::Registration {
         email: "root@example.org".into(),
         password: PASSWORD.into(),
-        roles: medledger_domain::role::Roles::new([medledger_domain::role::Role::Admin]),
+        roles: medledger_domain::identity::role::Roles::new([medledger_domain::identity::role::Role::Admin]),
         ..Default::default()
     };
     let (_, position) =

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use medledger_domain::role::{Role, Roles};
+use medledger_domain::identity::role::{Role, Roles};
 use medledger_tests::Kind;
 use medledger_tests::app::{PASSWORD, TestApp, spawn_app, spawn_with, test_config};
 use reqwest::Method;

@@ -3,7 +3,7 @@
 
 use medledger_application::chain::verify_store;
 use medledger_application::ports::{ExpectedVersion, NewEvent, StreamWrite};
-use medledger_domain::user::{User, UserEvent};
+use medledger_domain::identity::user::{User, UserEvent};
 use medledger_tests::Kind;
 use medledger_tests::app::spawn_app;
 use serde_json::json;

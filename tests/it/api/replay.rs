@@ -1,6 +1,6 @@
 //! Every read model rebuilt from zero equals the live one, row for row.
 
-use medledger_domain::role::{Role, Roles};
+use medledger_domain::identity::role::{Role, Roles};
 use medledger_projections::{rebuild, table_snapshot};
 use medledger_tests::Kind;
 use medledger_tests::app::{PASSWORD, spawn_app};

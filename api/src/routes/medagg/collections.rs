@@ -7,7 +7,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use medledger_application::AppError;
-use medledger_domain::collection::CollectionRequest;
+use medledger_domain::collections::collection::CollectionRequest;
 use medledger_projections::collection_queries::{self, CollectionRow};
 use medledger_projections::read_models;
 use schemars::JsonSchema;

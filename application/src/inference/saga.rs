@@ -9,7 +9,7 @@ use futures::future::join_all;
 use medledger_domain::EventTypes;
 use medledger_domain::inference::task::{TaskEvent, TaskEventKind};
 
-use super::Saga;
+use crate::sagas::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::inference::InferenceTasks;

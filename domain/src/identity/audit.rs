@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::user::UserId;
+use crate::identity::user::UserId;
 use crate::values::BoundedText;
 use crate::{DomainError, DomainEvent, EventNames};
 
@@ -41,7 +41,7 @@ fn erased_details() -> serde_json::Value {
 impl DomainEvent for AuditEvent {
     fn personal_subject(&self) -> Option<String> {
         let AuditEvent::AuditEntryRecorded { actor_user_id, .. } = self;
-        actor_user_id.map(crate::user::stream_id)
+        actor_user_id.map(crate::identity::user::stream_id)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Bilingual query expansion: Russian (or English) query words become the English terms
 //! the catalog is written in, from a curated vocabulary (`data/medical_vocabulary.txt`).
 
-const VOCABULARY: &str = include_str!("../data/medical_vocabulary.txt");
+const VOCABULARY: &str = include_str!("../../data/medical_vocabulary.txt");
 
 struct Concept {
     english: Vec<String>,

@@ -1,9 +1,11 @@
 //! The dataset catalog (contract 000): datasets created, updated and retired by admins
 //! or imported from a JSONL file.
 
+pub mod vocabulary;
+
 use serde::{Deserialize, Serialize};
 
-use crate::dataset_item::{DatasetItem, parse_item_path};
+use crate::collections::dataset_item::{DatasetItem, parse_item_path};
 use crate::{Aggregate, DomainError, DomainEvent, EventNames};
 
 pub type DatasetId = i64;

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use medledger_domain::Aggregate;
-use medledger_domain::role::Roles;
-use medledger_domain::session::SessionEvent;
-use medledger_domain::user::{User, UserEvent, UserId};
+use medledger_domain::identity::role::Roles;
+use medledger_domain::identity::session::SessionEvent;
+use medledger_domain::identity::user::{User, UserEvent, UserId};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;

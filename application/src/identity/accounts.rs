@@ -6,22 +6,23 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use hmac::{Hmac, Mac};
-use medledger_domain::role::Roles;
-use medledger_domain::session::{self, Session, SessionCommand};
-use medledger_domain::user::{self, ClaimEvent, IdentifierKind, User, UserCommand, UserEvent, UserId};
+use medledger_domain::identity::role::Roles;
+use medledger_domain::identity::session::{self, Session, SessionCommand};
+use medledger_domain::identity::user::{self, ClaimEvent, IdentifierKind, User, UserCommand, UserEvent, UserId};
 use medledger_domain::values::{BoundedText, Email, NewPassword, PasswordHash, PasswordPolicy, Username};
 use medledger_domain::{Aggregate, DomainError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::access::{AccessModel, Caller, Denied, cookie_hash};
+use crate::identity::access::{AccessModel, Caller, Denied, cookie_hash};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{
     AccessClaims, Clock, ExpectedVersion, IdGenerator, PasswordHasher, Position, RefreshClaims, StoreError, TokenError, TokenService,
     UserDirectory,
 };
-use crate::{AccountError, AppError};
+use crate::AppError;
+use crate::identity::AccountError;
 
 /// The profile fields as errors name them: the `Registration` and `ProfileChange` field
 /// names. Each contract spells a field its own way (the api's error mapping).

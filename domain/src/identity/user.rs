@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::role::{Role, Roles};
+use crate::identity::role::{Role, Roles};
 use crate::values::{BoundedText, Email, PasswordHash, Username};
 use crate::{Aggregate, DomainError, DomainEvent, EventNames, Upcaster};
 

@@ -7,9 +7,9 @@
 
 use async_trait::async_trait;
 use medledger_domain::EventTypes;
-use medledger_domain::collection::{CollectionEvent, CollectionEventKind};
+use medledger_domain::collections::collection::{CollectionEvent, CollectionEventKind};
 
-use super::Saga;
+use crate::sagas::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::collections::Collections;

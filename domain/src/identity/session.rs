@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::user::UserId;
+use crate::identity::user::UserId;
 use crate::{Aggregate, DomainError, DomainEvent, EventNames};
 
 pub fn stream_id(session_id: Uuid) -> String {

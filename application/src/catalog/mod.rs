@@ -1,6 +1,10 @@
 //! Catalog use cases (contract 000): admins create, update and retire datasets; an
 //! import loads a JSONL file and is idempotent by slug.
 
+mod error;
+
+pub use error::CatalogError;
+
 use std::sync::Arc;
 
 use medledger_domain::Aggregate;
@@ -10,7 +14,7 @@ use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetEvent, Dat
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{ExpectedVersion, IdGenerator, Position, StoreError};
-use crate::{AppError, CatalogError};
+use crate::AppError;
 
 #[derive(Clone)]
 pub struct Catalog {

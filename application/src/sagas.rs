@@ -2,19 +2,11 @@
 //! The projection runner feeds them with durable checkpoints (at-least-once), so
 //! every effect here must be idempotent.
 
-mod collection_build;
-mod inference;
-mod reset_mail;
-
 use async_trait::async_trait;
 use medledger_domain::EventTypes;
 
 use crate::AppError;
 use crate::codec::DecodedEvent;
-
-pub use collection_build::CollectionBuildSaga;
-pub use inference::InferenceSaga;
-pub use reset_mail::ResetMailSaga;
 
 #[async_trait]
 pub trait Saga: Send + Sync {

@@ -5,6 +5,13 @@
 //! (idempotently), admins register more at run time. Their ONNX bytes live in the blob
 //! store; each process loads a model's session the first time it needs it.
 
+mod error;
+pub mod model_threads;
+mod saga;
+
+pub use error::InferenceError;
+pub use saga::InferenceSaga;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -22,12 +29,12 @@ use crate::blobs::{one_chunk, read_to_vec};
 use crate::jobs::{JobKind, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
-use crate::model_threads::{ModelInputs, ModelThreads};
+use crate::inference::model_threads::{ModelInputs, ModelThreads};
 use crate::ports::{
     BlobStore, ByteRange, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED,
     Position, RgbImage,
 };
-use crate::{AppError, InferenceError, Internal};
+use crate::{AppError, Internal};
 
 /// Detections below this score are dropped; overlapping boxes of one class above this
 /// IoU are merged (greedy NMS); at most this many primitives per image.

@@ -1,6 +1,11 @@
 //! Collections (contract 000): a user asks for items of chosen datasets that match a
 //! query; a saga builds the ZIP; ready archives expire after a time to live.
 
+pub mod archive;
+mod build_saga;
+
+pub use build_saga::CollectionBuildSaga;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -8,12 +13,12 @@ use async_trait::async_trait;
 use medledger_domain::Aggregate;
 use medledger_domain::DomainError;
 use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetFields};
-use medledger_domain::collection::{self, BuiltArchive, Collection, CollectionCommand, CollectionId, CollectionRequest};
-use medledger_domain::dataset_item::{self, DatasetItem};
-use medledger_domain::vocabulary;
+use medledger_domain::collections::collection::{self, BuiltArchive, Collection, CollectionCommand, CollectionId, CollectionRequest};
+use medledger_domain::collections::dataset_item::{self, DatasetItem};
+use medledger_domain::catalog::vocabulary;
 
 use crate::AppError;
-use crate::archive::{ArchiveEntry, write_archive};
+use crate::collections::archive::{ArchiveEntry, write_archive};
 use crate::jobs::{JobKind, JobProgress, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};

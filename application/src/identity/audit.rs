@@ -1,6 +1,6 @@
 //! Explicit audit entries (002 `POST /api/audit-logs/`).
 
-use medledger_domain::audit::{self, record_entry};
+use medledger_domain::identity::audit::{self, record_entry};
 use uuid::Uuid;
 
 use crate::AppError;

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use medledger_domain::EventTypes;
-use medledger_domain::user::{UserEvent, UserEventKind};
+use medledger_domain::identity::user::{UserEvent, UserEventKind};
 
-use super::Saga;
+use crate::sagas::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::ports::{Clock, Mail, Mailer};
@@ -47,7 +47,7 @@ impl Saga for ResetMailSaga {
             // Replayed long after the request (a restored checkpoint): the link is dead.
             return Ok(());
         }
-        let token = crate::accounts::reset_token(&self.reset_key, user_id, &nonce);
+        let token = crate::identity::accounts::reset_token(&self.reset_key, user_id, &nonce);
         let mail = Mail {
             message_id: event.recorded.event_id.to_string(),
             to: personal.email,
