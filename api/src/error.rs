@@ -46,31 +46,6 @@ impl Shape for Django {
 }
 
 impl ShapeKind {
-    /// Which contract a path belongs to, for errors raised before a handler runs
-    /// (unknown routes, wrong methods, oversize bodies).
-    pub fn for_path(path: &str) -> Self {
-        let myo = ["/api/auth", "/api/users", "/api/analytics", "/api/audit-logs", "/api/health"];
-        let django = [
-            "/login",
-            "/logout",
-            "/register",
-            "/upload",
-            "/scan/",
-            "/api/processing",
-            "/api/scan",
-            "/cbct",
-            "/panoramic",
-            "/nifti-metadata",
-        ];
-        if myo.iter().any(|p| path.starts_with(p)) {
-            ShapeKind::Myo
-        } else if django.iter().any(|p| path.starts_with(p)) {
-            ShapeKind::Django
-        } else {
-            ShapeKind::Detail
-        }
-    }
-
     pub fn render(self, detail: &str, code: &str, field_errors: &BTreeMap<String, Vec<String>>) -> serde_json::Value {
         match self {
             ShapeKind::Detail => json!({ "detail": detail }),
@@ -267,8 +242,8 @@ impl<S: Shape> IntoResponse for ApiError<S> {
 
 pub type ApiResult<T, S> = Result<T, ApiError<S>>;
 
-impl<S: Shape> From<medledger_projections::catalog_index::IndexError> for ApiError<S> {
-    fn from(e: medledger_projections::catalog_index::IndexError) -> Self {
+impl<S: Shape> From<medledger_projections::catalog::index::IndexError> for ApiError<S> {
+    fn from(e: medledger_projections::catalog::index::IndexError) -> Self {
         tracing::error!(error = %e, "catalog index search failed");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
     }

@@ -243,7 +243,7 @@ impl FromRequestParts<AppState> for BrowserUser {
         if bearer(parts).is_some() {
             return bearer_caller(parts, state).await.map(Self).map_err(refused);
         }
-        let cookie = crate::routes::logins::session_cookie(&parts.headers, state).ok_or_else(|| refused(Refusal::Missing))?;
+        let cookie = crate::identity::session_cookie(&parts.headers, state).ok_or_else(|| refused(Refusal::Missing))?;
         state.accounts.judge_browser(cookie).await.map(Self).map_err(|d| refused(d.into()))
     }
 }

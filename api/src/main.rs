@@ -102,7 +102,8 @@ enum UserCommand {
     },
 }
 
-use medledger_projections::catalog_index::{CatalogIndex, rebuild_index};
+use medledger_projections::catalog::CATALOG_INDEX;
+use medledger_projections::catalog::index::{CatalogIndex, rebuild_index};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -244,7 +245,7 @@ fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
 
 async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
     let core = medledger_api::core(config).await?;
-    let projections = medledger_projections::all();
+    let projections = medledger_api::contexts::read_models(&Default::default());
     let mut names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
     names.push(CATALOG_INDEX);
     if let Some(name) = &only {
@@ -276,7 +277,6 @@ async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-const CATALOG_INDEX: &str = "catalog_index";
 
 /// A file's bytes as a stream of chunks of at most 256 KiB.
 fn file_stream(file: tokio::fs::File) -> medledger_application::ports::ByteStream {

@@ -24,7 +24,7 @@ use crate::ratelimit::AuthClass;
 use crate::state::AppState;
 
 pub fn shaped(path: &str, status: StatusCode, detail: &str, code: &str) -> Response {
-    let body = ShapeKind::for_path(path).render(detail, code, &Default::default());
+    let body = crate::contexts::shape_for(path).render(detail, code, &Default::default());
     (status, axum::Json(body)).into_response()
 }
 
@@ -89,7 +89,7 @@ pub async fn auth_rate_limit(State(state): State<AppState>, req: Request, next: 
 /// The 002 API: N requests per minute per authenticated user.
 pub async fn api_rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if ShapeKind::for_path(path) == ShapeKind::Myo {
+    if crate::contexts::shape_for(path) == ShapeKind::Myo {
         let (parts, body) = req.into_parts();
         let user = bearer(&parts).and_then(|t| state.accounts.tokens().verify_access(t).ok()).map(|c| c.user_id);
         let req = Request::from_parts(parts, body);

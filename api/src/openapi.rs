@@ -397,7 +397,7 @@ fn content(entries: &[(&'static str, SchemaFn)], generator: &mut SchemaGenerator
 }
 
 fn operation(path: &str, verb: &str, op: &Op, reads: &mut SchemaGenerator, writes: &mut SchemaGenerator) -> Value {
-    let shape = op.shape.unwrap_or_else(|| ShapeKind::for_path(path));
+    let shape = op.shape.unwrap_or_else(|| crate::contexts::shape_for(path));
     let path_params: Vec<&str> = path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
     let mut parameters: Vec<Value> = path_params.iter().map(|name| path_parameter(name, op)).collect();
     if let Some(query) = op.query {

@@ -16,10 +16,7 @@ use medledger_application::inference::InferenceTasks;
 use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
 use medledger_application::ports::BlobStore;
-use medledger_application::ports::{Mailer, PasswordHasher, SystemClock, UserDirectory};
-use medledger_application::identity::ResetMailSaga;
-use medledger_application::collections::CollectionBuildSaga;
-use medledger_application::inference::InferenceSaga;
+use medledger_application::ports::{PasswordHasher, SystemClock, UserDirectory};
 use medledger_domain::identity::role::{Role, Roles};
 use medledger_domain::values::PasswordPolicy;
 use medledger_infrastructure::blobs::LocalBlobStore;
@@ -27,14 +24,14 @@ use medledger_infrastructure::crypto::SecretKey;
 use medledger_infrastructure::idempotency::IdempotencyRecords;
 use medledger_infrastructure::ids::SqlIdGenerator;
 use medledger_infrastructure::jwt::JwtService;
-use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
 use medledger_infrastructure::password::Argon2Hasher;
 use medledger_infrastructure::store::{Backend, Databases};
 use medledger_infrastructure::vault::SqlVault;
 use medledger_infrastructure::{private_files, secret};
-use medledger_projections::catalog_index::CatalogIndex;
-use medledger_projections::collection_queries::ItemsReadModel;
-use medledger_projections::{AccessProjection, Runner, RunnerHandle, SqlUserDirectory};
+use medledger_projections::catalog::index::CatalogIndex;
+use medledger_projections::collections::queries::ItemsReadModel;
+use medledger_projections::identity::SqlUserDirectory;
+use medledger_projections::{Runner, RunnerHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::Layer as _;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -47,7 +44,8 @@ use crate::extract::REQUEST_ID;
 use crate::middleware;
 use crate::openapi::{Api, Op};
 use crate::ratelimit::{AuthClass, RateLimiter};
-use crate::routes;
+use crate::contexts::MODULES;
+use crate::module::{Waiters, Wiring};
 use crate::state::AppState;
 
 /// Everything the CLI and the server share: stores and use cases, no HTTP.
@@ -155,34 +153,10 @@ pub struct App {
     pub router: Router,
     pub state: AppState,
     pub runner: RunnerHandle,
-    sweeper: tokio::task::JoinHandle<()>,
+    /// The modules' background tasks, stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
     /// `MEDLEDGER_METRICS_BIND`: its listener (bound by `build`) and router.
     metrics: Option<(tokio::net::TcpListener, Router)>,
-}
-
-/// Records the expiry of ready collections whose time to live has run out (the
-/// collection saga then deletes their archives). Downloads check the expiry time
-/// themselves, so a late sweep never serves an expired archive.
-fn spawn_expiry_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
-    let every = (state.config.collection_ttl / 4).to_std().unwrap_or_default().clamp(Duration::from_secs(1), Duration::from_secs(60));
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let due = match medledger_projections::collection_queries::expired_collections(&state.dbs.read, &now).await {
-                Ok(ids) => ids,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot look for expired collections");
-                    continue;
-                }
-            };
-            for id in due {
-                if let Err(e) = state.collections.expire(id).await {
-                    tracing::warn!(collection = id, error = %e, "cannot expire collection");
-                }
-            }
-        }
-    })
 }
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
@@ -190,24 +164,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let cors = crate::cors::layer(&config.cors_origins)?;
     let proxies = Arc::new(crate::proxy::TrustedProxies::parse(&config.trusted_proxies)?);
     let core = core(&config).await?;
-    let runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone())
-        .one_read_writer_at_a_time(core.dbs.read_single_writer);
-    let task_watch = medledger_projections::TaskWatch::default();
-    let runner = medledger_projections::all_with(task_watch.clone()).into_iter().fold(runner, |r, p| r.projection(p));
     private_files::create_dir_all(&config.catalog_index_dir())?;
     let catalog_index = CatalogIndex::open_for(&config.catalog_index_dir(), &*core.dbs.store).await?;
-    let runner = runner.index(Arc::new(catalog_index.clone())).index(Arc::new(AccessProjection(core.accounts.access().clone())));
-    let mailer: Arc<dyn Mailer> = match &config.smtp_url {
-        Some(url) => Arc::new(SmtpMailer::from_url(url.expose(), &config.mail_from)?),
-        None => Arc::new(OutboxMailer::new(config.outbox_dir(), config.mail_from.clone())),
-    };
-    let reset_key = SecretKey::derive(&core.secret, "password-reset").as_bytes().to_vec();
-    let saga = ResetMailSaga::new(mailer, config.reset_link_base.clone(), reset_key, Arc::new(SystemClock));
-    let runner = runner
-        .saga(Arc::new(saga))
-        .saga(Arc::new(CollectionBuildSaga::new(core.collections.clone())))
-        .saga(Arc::new(InferenceSaga::new(core.inference.clone(), config.inference_queue)))
-        .spawn();
+    let waiters = Waiters::default();
+    let wiring = Wiring { config: &config, core: &core, catalog_index: &catalog_index };
+    let mut runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone())
+        .one_read_writer_at_a_time(core.dbs.read_single_writer);
+    for module in MODULES {
+        runner = (module.read_models)(&waiters).into_iter().fold(runner, Runner::projection);
+        runner = (module.indexes)(&wiring).into_iter().fold(runner, Runner::index);
+        runner = (module.sagas)(&wiring)?.into_iter().fold(runner, Runner::saga);
+    }
+    let runner = runner.spawn();
     core.dataset_items.follow(runner.progress());
     // Requests are judged by the access model: it must have read the whole history
     // before the first one, or a session ended before this start would count as open.
@@ -216,23 +184,16 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         anyhow::bail!("the access model did not read the history ({head} events) in {ACCESS_CATCH_UP:?}");
     }
 
-    let api = [
-        routes::logins::routes,
-        routes::myo::routes,
-        routes::medagg::routes,
-        routes::inference::routes,
-        routes::scans::routes,
-        routes::ops::routes,
-    ]
-    .into_iter()
-    .fold(Api::default(), |api, mount| mount(api))
+    let api = MODULES
+    .iter()
+    .fold(Api::default(), |api, module| (module.routes)(api))
     .get(
         "/openapi.json",
         openapi_json,
         Op::public("medledger", "This document (OpenAPI 3.1)").returns_as("application/json", crate::openapi::any_object),
     );
     // Scrapers cannot log in: with a metrics address, /metrics is served there alone.
-    let api = if config.metrics_bind.is_none() { routes::ops::admin_metrics(api) } else { api };
+    let api = if config.metrics_bind.is_none() { crate::ops::admin_metrics(api) } else { api };
     let document = Arc::new(api.document());
 
     let state = AppState {
@@ -245,7 +206,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         collections: core.collections,
         inference: core.inference,
         progress: runner.progress(),
-        task_watch,
+        task_watch: waiters.tasks.clone(),
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(
             RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))
@@ -291,18 +252,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .layer(SetRequestIdLayer::new(REQUEST_ID.parse()?, MakeRequestUuid))
         .layer(from_fn_with_state(state.clone(), middleware::security_headers))
         .with_state(state.clone());
-    let sweeper = spawn_expiry_sweeper(state.clone());
+    let background = MODULES.iter().flat_map(|m| (m.background)(&state)).collect();
     let metrics = match &config.metrics_bind {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (MEDLEDGER_METRICS_BIND): {e}"))?;
-            let router = routes::ops::metrics_router(state.clone()).layer(from_fn_with_state(state.clone(), middleware::security_headers));
+            let router = crate::ops::metrics_router(state.clone()).layer(from_fn_with_state(state.clone(), middleware::security_headers));
             Some((listener, router))
         }
         None => None,
     };
-    Ok(App { router, state, runner, sweeper, metrics })
+    Ok(App { router, state, runner, background, metrics })
 }
 
 async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
@@ -373,7 +334,9 @@ impl App {
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
-        self.sweeper.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.runner.stop().await;
         Ok(())
     }

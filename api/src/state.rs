@@ -12,7 +12,7 @@ use medledger_application::ports::Position;
 use medledger_infrastructure::idempotency::IdempotencyRecords;
 use medledger_infrastructure::store::Databases;
 use medledger_projections::Progress;
-use medledger_projections::catalog_index::CatalogIndex;
+use medledger_projections::catalog::index::CatalogIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
@@ -34,7 +34,7 @@ pub struct AppState {
     pub inference: InferenceTasks,
     pub progress: Progress,
     /// Wakes a request waiting on one inference task when that task's row changes.
-    pub task_watch: medledger_projections::TaskWatch,
+    pub task_watch: medledger_projections::inference::TaskWatch,
     pub idempotency: Arc<IdempotencyRecords>,
     pub auth_limiter: Arc<RateLimiter>,
     pub api_limiter: Arc<RateLimiter>,

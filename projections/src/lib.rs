@@ -5,33 +5,24 @@
 //! never applies an event twice or skips one. Sagas run on the same runner with
 //! at-least-once delivery and idempotent effects.
 
-mod access;
-mod audit_log;
-mod catalog;
-pub mod catalog_index;
-pub mod collection_queries;
-mod collections;
+// Shared: the runner, its tail, the traits read models implement.
 mod error;
-pub mod inference;
-pub mod queries;
-pub mod read_models;
 mod runner;
 mod tail;
-mod users;
+
+// The bounded contexts, one folder each (ARCHITECTURE.md).
+pub mod catalog;
+pub mod collections;
+pub mod identity;
+pub mod inference;
 
 use async_trait::async_trait;
 use medledger_application::codec::DecodedEvent;
 use medledger_domain::EventTypes;
 use sqlx::AnyConnection;
 
-pub use access::AccessProjection;
-pub use audit_log::AuditLogProjection;
-pub use catalog::DatasetsProjection;
-pub use collections::{CollectionsProjection, DatasetItemsProjection};
 pub use error::ProjectionError;
-pub use inference::{InferenceModelsProjection, InferenceTasksProjection, TaskWatch};
 pub use runner::{Progress, Runner, RunnerHandle, Stuck, rebuild, table_snapshot};
-pub use users::{SqlUserDirectory, UsersProjection};
 
 #[async_trait]
 pub trait Projection: Send + Sync {
@@ -55,28 +46,23 @@ pub trait Projection: Send + Sync {
     fn committed(&self, _events: &[std::sync::Arc<DecodedEvent>]) {}
 }
 
+#[async_trait]
+/// How the runner drives a read model that keeps its own checkpoint.
+pub trait SelfCheckpointed: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The event types it is built from, asked once (see `Projection::handles`).
+    fn handles(&self) -> EventTypes;
+    async fn checkpoint(&self) -> Result<medledger_application::ports::Position, ProjectionError>;
+    /// Applies the events (those of a page it handles) and durably records `through`,
+    /// the page's last event, as the checkpoint, atomically. An event that does not
+    /// decode is an error, and nothing of the page is applied.
+    async fn apply_page(&self, events: Vec<std::sync::Arc<DecodedEvent>>, through: medledger_application::ports::ChainHead) -> Result<(), ProjectionError>;
+}
+
 /// How many events a read model's or saga's written checkpoint may lag behind what it
 /// has applied when none of those events concerned it (the bound on what a restart
 /// re-reads for nothing).
 pub(crate) const LAZY_CHECKPOINT: medledger_application::ports::Position = 1_000;
-
-/// Every read model the server keeps.
-pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    all_with(TaskWatch::default())
-}
-
-/// Every read model, the task list telling `tasks` which tasks changed.
-pub fn all_with(tasks: TaskWatch) -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![
-        std::sync::Arc::new(UsersProjection),
-        std::sync::Arc::new(AuditLogProjection),
-        std::sync::Arc::new(DatasetsProjection),
-        std::sync::Arc::new(DatasetItemsProjection),
-        std::sync::Arc::new(CollectionsProjection),
-        std::sync::Arc::new(InferenceModelsProjection),
-        std::sync::Arc::new(InferenceTasksProjection::new(tasks)),
-    ]
-}
 
 pub(crate) fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)

@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Column as _, Row as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::catalog_index::SelfCheckpointed;
+use crate::SelfCheckpointed;
 use crate::tail::Tail;
 use crate::{Projection, ProjectionError};
 

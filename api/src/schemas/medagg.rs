@@ -1,9 +1,9 @@
 //! Contract 000 (MedAgg, `routes/medagg/`): search results, items, collections. The
-//! dataset itself is the read model's row (`medledger_projections::queries::DatasetRow`).
+//! dataset itself is the read model's row (`medledger_projections::catalog::queries::DatasetRow`).
 
 use std::collections::BTreeMap;
 
-use medledger_projections::queries::DatasetRow;
+use medledger_projections::catalog::queries::DatasetRow;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ pub struct FacetedSearch {
     pub count: usize,
     pub results: Vec<SearchResult>,
     /// Per dimension (`modality`, `area`, `task_type`, `tags`): value → datasets.
-    pub facets: medledger_projections::catalog_index::Facets,
+    pub facets: medledger_projections::catalog::index::Facets,
 }
 
 /// The search answers a bare list, or the faceted object when asked for facets.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use medledger_projections::catalog_index::{CatalogIndex, SearchFilters, SearchRequest, Semantics};
+use medledger_projections::catalog::index::{CatalogIndex, SearchFilters, SearchRequest, Semantics};
 
 use crate::load::Request;
 

@@ -176,7 +176,7 @@ async fn an_event_that_does_not_decode_stops_its_read_models_and_says_so() {
     // A replay stops there too, naming it.
     let read = &app.state.dbs.read;
     let err = medledger_projections::rebuild(
-        std::sync::Arc::new(medledger_projections::DatasetsProjection),
+        std::sync::Arc::new(medledger_projections::catalog::DatasetsProjection),
         &*app.state.dbs.store,
         app.state.ledger.codec(),
         read,

@@ -70,7 +70,7 @@ async fn rebuilt_read_models_equal_the_live_ones_(kind: Kind) {
     assert!(app.state.progress.wait_for(head, std::time::Duration::from_secs(10)).await);
 
     let read = &app.state.dbs.read;
-    for projection in medledger_projections::all() {
+    for projection in medledger_api::contexts::read_models(&Default::default()) {
         let mut live = Vec::new();
         for table in projection.tables() {
             live.push(table_snapshot(read, table).await.unwrap());

@@ -1,7 +1,7 @@
 //! Contract 000's ranked search over the catalog index: bilingual queries, typos, soft
 //! filters, facets, live updates, restart and rebuild, and the judged query set.
 
-use medledger_projections::catalog_index::{CatalogIndex, SearchFilters, SearchRequest, Semantics, rebuild_index};
+use medledger_projections::catalog::index::{CatalogIndex, SearchFilters, SearchRequest, Semantics, rebuild_index};
 use medledger_tests::Kind;
 use medledger_tests::app::{TestApp, spawn_app, spawn_with};
 use serde_json::{Value, json};

@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use medledger_projections::catalog_index::{SearchHits, SearchRequest, Semantics};
+use medledger_projections::catalog::index::{SearchHits, SearchRequest, Semantics};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CatalogReader, ListRequest, RawFilters, Res, TagRef, check_query_text};
+use crate::contracts::medagg::{CatalogReader, ListRequest, RawFilters, Res, TagRef, check_query_text};
 use crate::error::{ApiError, Detail};
 use crate::extract::JsonBody;
 use crate::openapi::{Api, Op};

@@ -14,7 +14,7 @@ pub struct UsersProjection;
 #[async_trait]
 impl Projection for UsersProjection {
     fn name(&self) -> &'static str {
-        "users"
+        super::USERS
     }
 
     fn handles(&self) -> EventTypes {

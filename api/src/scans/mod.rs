@@ -1,17 +1,32 @@
-//! Contract 001 (ToothFairy4M): what is served of it so far, behind its browser
-//! session. Its login and logout are in `logins.rs`; uploads, the file registry and
-//! processing jobs are issue 18.
+//! Scans over HTTP (contract 001, ToothFairy4M): what is served of it so far, behind
+//! its browser session. Its login and logout are identity's; uploads, the file registry
+//! and processing jobs are issue 18.
 
 use axum::Json;
 use axum::extract::State;
 
-use crate::error::{ApiResult, Django};
+use crate::error::{ApiResult, Django, ShapeKind};
 use crate::extract::BrowserUser;
+use crate::module::Module;
 use crate::openapi::{Api, Op};
 use crate::schemas::ops::ProcessingHealth;
 use crate::state::AppState;
 
-pub fn routes(api: Api) -> Api {
+pub const MODULE: Module = Module {
+    paths: &[
+        ("/upload", ShapeKind::Django),
+        ("/scan/", ShapeKind::Django),
+        ("/api/processing", ShapeKind::Django),
+        ("/api/scan", ShapeKind::Django),
+        ("/cbct", ShapeKind::Django),
+        ("/panoramic", ShapeKind::Django),
+        ("/nifti-metadata", ShapeKind::Django),
+    ],
+    routes,
+    ..Module::named("scans")
+};
+
+fn routes(api: Api) -> Api {
     api.get(
         "/api/processing/health",
         health,

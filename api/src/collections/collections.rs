@@ -8,13 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use medledger_application::AppError;
 use medledger_domain::collections::collection::CollectionRequest;
-use medledger_projections::collection_queries::{self, CollectionRow};
-use medledger_projections::read_models;
+use medledger_projections::collections::queries::{self, CollectionRow};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ListRequest, Res, paged};
+use crate::contracts::medagg::{ListRequest, Res, paged};
 use crate::blob_response;
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Auth, Ctx, JsonBody};
@@ -120,7 +119,7 @@ fn collection_json(state: &AppState, c: &CollectionRow) -> Value {
 /// collection that does not exist.
 async fn visible(state: &AppState, auth: &Auth<Detail>, raw_id: &str) -> Res<CollectionRow> {
     let id: i64 = raw_id.parse().map_err(|_| not_found())?;
-    let c = collection_queries::collection(&state.dbs.read, id).await?.ok_or_else(not_found)?;
+    let c = queries::collection(&state.dbs.read, id).await?.ok_or_else(not_found)?;
     if c.owner_id != auth.user_id() && !auth.is_admin() {
         return Err(not_found());
     }
@@ -156,8 +155,8 @@ async fn create(
         ));
     }
     let (id, position) = state.collections.request(request, &ctx.with_actor(auth.user_id())).await?;
-    state.caught_up_on(&[read_models::COLLECTIONS], position).await;
-    let c = collection_queries::collection(&state.dbs.read, id).await?.ok_or_else(ApiError::internal)?;
+    state.caught_up_on(&[medledger_projections::collections::COLLECTIONS], position).await;
+    let c = queries::collection(&state.dbs.read, id).await?.ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(json!(wire::NewCollection { id, status: c.status, created_at: c.created_at }))))
 }
 
@@ -228,8 +227,8 @@ async fn list(State(state): State<AppState>, auth: Auth<Detail>, request: ListRe
     let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
     let owner = Some(auth.user_id());
     let (rows, total) = tokio::try_join!(
-        collection_queries::collections(&state.dbs.read, owner, page.limit, page.offset),
-        collection_queries::count_collections(&state.dbs.read, owner),
+        queries::collections(&state.dbs.read, owner, page.limit, page.offset),
+        queries::count_collections(&state.dbs.read, owner),
     )?;
     let headers = request.headers("/api/v1/collections/", page, total);
     Ok((headers, Json(rows.iter().map(|c| collection_json(&state, c)).collect())))
@@ -243,8 +242,8 @@ async fn detail(State(state): State<AppState>, auth: Auth<Detail>, Path(id): Pat
 async fn requests(State(state): State<AppState>, _admin: Admin<Detail>, request: ListRequest) -> Res<(HeaderMap, Json<Vec<Value>>)> {
     let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
     let (rows, total) = tokio::try_join!(
-        collection_queries::collections(&state.dbs.read, None, page.limit, page.offset),
-        collection_queries::count_collections(&state.dbs.read, None),
+        queries::collections(&state.dbs.read, None, page.limit, page.offset),
+        queries::count_collections(&state.dbs.read, None),
     )?;
     let headers = request.headers("/api/v1/admin/requests/", page, total);
     Ok((

@@ -14,7 +14,6 @@ use medledger_application::inference::InferenceError;
 use medledger_domain::DomainError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
 use medledger_projections::inference as queries;
-use medledger_projections::read_models;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Detail};
@@ -300,7 +299,7 @@ async fn create(
         Err(other) => return Err(other.into()),
     };
     // The client's next request reads the task list; other read models follow on their own.
-    state.caught_up_on(&[read_models::INFERENCE_TASKS], position).await;
+    state.caught_up_on(&[medledger_projections::inference::INFERENCE_TASKS], position).await;
     Ok(Json(json!(wire::TaskId { id })))
 }
 
@@ -428,7 +427,7 @@ async fn delete(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, Pa
         other => other.into(),
     })?;
     if let Some(p) = position {
-        state.caught_up_on(&[read_models::INFERENCE_TASKS], p).await;
+        state.caught_up_on(&[medledger_projections::inference::INFERENCE_TASKS], p).await;
     }
     Ok(Json(json!(wire::TaskId { id: row.id })))
 }
@@ -467,6 +466,6 @@ async fn register(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, 
         Err(AppError::Inference(InferenceError::ModelRefused(reason))) => return Err(bad(reason.0)),
         Err(other) => return Err(other.into()),
     };
-    state.caught_up_on(&[read_models::INFERENCE_MODELS], position).await;
+    state.caught_up_on(&[medledger_projections::inference::INFERENCE_MODELS], position).await;
     Ok((StatusCode::CREATED, Json(json!(wire::NewModel { model_id: id }))))
 }

@@ -6,11 +6,10 @@ use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use medledger_application::blobs::one_chunk;
-use medledger_projections::collection_queries::{self, ItemRow};
-use medledger_projections::read_models;
+use medledger_projections::collections::queries::{self, ItemRow};
 use serde_json::{Value, json};
 
-use super::{CatalogReader, ListRequest, Res, paged};
+use crate::contracts::medagg::{CatalogReader, ListRequest, Res, paged};
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Ctx};
 use crate::openapi::{Api, Op};
@@ -92,7 +91,7 @@ async fn upload(
         )
         .await?;
     // The item list shows it at once; no other read model holds items.
-    state.caught_up_on(&[read_models::DATASET_ITEMS], position).await;
+    state.caught_up_on(&[medledger_projections::collections::DATASET_ITEMS], position).await;
     Ok((
         StatusCode::CREATED,
         Json(json!(wire::NewItem {
@@ -130,11 +129,11 @@ async fn list(
     request: ListRequest,
 ) -> Res<(HeaderMap, Json<Value>)> {
     let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
-    medledger_projections::queries::dataset(&state.dbs.read, dataset_id).await?.ok_or_else(|| ApiError::not_found("Not found."))?;
+    medledger_projections::catalog::queries::dataset(&state.dbs.read, dataset_id).await?.ok_or_else(|| ApiError::not_found("Not found."))?;
     let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
     let (items, total) = tokio::try_join!(
-        collection_queries::dataset_items(&state.dbs.read, dataset_id, page.limit, page.offset),
-        collection_queries::count_dataset_items(&state.dbs.read, dataset_id),
+        queries::dataset_items(&state.dbs.read, dataset_id, page.limit, page.offset),
+        queries::count_dataset_items(&state.dbs.read, dataset_id),
     )?;
     let headers = request.headers(&format!("/api/v1/datasets/{dataset_id}/items/"), page, total);
     Ok((headers, Json(json!(items))))

@@ -8,7 +8,6 @@ use hmac::{Hmac, Mac};
 use medledger_application::identity::access::Caller;
 use medledger_application::AppError;
 use medledger_application::identity::AccountError;
-use medledger_projections::read_models;
 use rand::RngCore as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -288,7 +287,7 @@ async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
         Err(e) => return Err(e.into()),
     };
     // The next request may come before this process's access model has read the login.
-    state.caught_up_on(&[read_models::ACCESS], done.position).await;
+    state.caught_up_on(&[medledger_projections::identity::ACCESS], done.position).await;
     let roles: Vec<&str> = done.roles.iter().map(|r| r.as_str()).collect();
     let mut response = Json(wire::SessionLogin { success: true, user: wire::SessionUser { id: done.user_id, roles } }).into_response();
     let max_age = state.config.refresh_ttl.num_seconds();
@@ -317,7 +316,7 @@ async fn scans_logout(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Hea
     // An already-ended session is fine: logging out twice is not an error.
     if let Some(caller) = session {
         match state.accounts.close_session(caller.session_id, caller.user_id, &ctx).await {
-            Ok(Some(position)) => state.caught_up_on(&[read_models::ACCESS], position).await,
+            Ok(Some(position)) => state.caught_up_on(&[medledger_projections::identity::ACCESS], position).await,
             Ok(None) | Err(AppError::Account(AccountError::TokenInvalid | AccountError::UserInactive)) => {}
             Err(e) => return Err(e.into()),
         }

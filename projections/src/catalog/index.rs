@@ -208,7 +208,7 @@ impl CatalogIndex {
         let fl = self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_i64(fl.id, id);
-        if let Ok(row) = serde_json::to_string(&crate::queries::DatasetRow::from_fields(id, f)) {
+        if let Ok(row) = serde_json::to_string(&crate::catalog::queries::DatasetRow::from_fields(id, f)) {
             doc.add_text(fl.row, row);
         }
         let body = format!("{}\n{}\n{}\n{}", f.description, f.tags.join(", "), f.task_types.join(" "), f.slug.replace('-', " "));
@@ -377,23 +377,10 @@ pub async fn rebuild_index(
     Ok(rebuild.finish()?)
 }
 
-/// How the runner drives a read model that keeps its own checkpoint.
 #[async_trait]
-pub trait SelfCheckpointed: Send + Sync {
-    fn name(&self) -> &'static str;
-    /// The event types it is built from, asked once (see `Projection::handles`).
-    fn handles(&self) -> EventTypes;
-    async fn checkpoint(&self) -> Result<Position, ProjectionError>;
-    /// Applies the events (those of a page it handles) and durably records `through`,
-    /// the page's last event, as the checkpoint, atomically. An event that does not
-    /// decode is an error, and nothing of the page is applied.
-    async fn apply_page(&self, events: Vec<Arc<DecodedEvent>>, through: ChainHead) -> Result<(), ProjectionError>;
-}
-
-#[async_trait]
-impl SelfCheckpointed for Arc<CatalogIndex> {
+impl crate::SelfCheckpointed for Arc<CatalogIndex> {
     fn name(&self) -> &'static str {
-        "catalog_index"
+        super::CATALOG_INDEX
     }
 
     fn handles(&self) -> EventTypes {

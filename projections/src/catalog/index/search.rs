@@ -25,7 +25,7 @@ use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use super::tiers::{self, Candidate, Concept, Plan};
 use super::{CatalogIndex, IndexError, analysis};
-use crate::queries::DatasetRow;
+use crate::catalog::queries::DatasetRow;
 
 /// Hard filters: a dataset must match one value of every non-empty list.
 #[derive(Debug, Clone, Default)]

@@ -8,12 +8,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use medledger_domain::catalog::{AREAS, DatasetFields, MODALITIES, TASK_TYPES, code_id, tag_id};
-use medledger_projections::catalog_index::{SearchRequest, Semantics};
-use medledger_projections::queries::{self, DATASET_ORDERINGS, DatasetFilter, DatasetRow};
-use medledger_projections::read_models;
+use medledger_projections::catalog::index::{SearchRequest, Semantics};
+use medledger_projections::catalog::queries::{self, DATASET_ORDERINGS, DatasetFilter, DatasetRow};
 use serde_json::{Value, json};
 
-use super::{CatalogReader, ListRequest, Res, TagRef, check_query_text, paged, resolve_tags};
+use crate::contracts::medagg::{CatalogReader, ListRequest, Res, TagRef, check_query_text, paged, resolve_tags};
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
@@ -214,7 +213,7 @@ fn tag_ref(value: &Value) -> Res<TagRef> {
 
 /// What shows an admin's change to a dataset: the dataset's own endpoints and lists,
 /// and the search, which must find it (or not) once the answer arrives.
-const CATALOG_READS: &[&str] = &[read_models::DATASETS, read_models::CATALOG_INDEX];
+const CATALOG_READS: &[&str] = &[medledger_projections::catalog::DATASETS, medledger_projections::catalog::CATALOG_INDEX];
 
 fn parse_id(raw: &str) -> Res<i64> {
     raw.parse().map_err(|_| ApiError::not_found("Not found."))

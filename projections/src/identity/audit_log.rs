@@ -45,7 +45,7 @@ fn resource(stream_id: &str, data: &Value) -> (String, String) {
 #[async_trait]
 impl Projection for AuditLogProjection {
     fn name(&self) -> &'static str {
-        "audit_log"
+        super::AUDIT_LOG
     }
 
     /// One row per event.

@@ -20,11 +20,16 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult, Detail};
 use crate::extract::Admin;
+use crate::module::Module;
 use crate::openapi::{self, Api, Op};
 use crate::schemas::ops as wire;
 use crate::state::AppState;
 
-pub fn routes(api: Api) -> Api {
+/// medledger's own operations: liveness, readiness, the raw history, verification,
+/// the documentation. (002's `/api/health` is identity's, in its contract's shape.)
+pub const MODULE: Module = Module { routes, ..Module::named("ops") };
+
+fn routes(api: Api) -> Api {
     api.get("/healthz", healthz, Op::public("medledger", "Liveness").returns::<wire::Status>())
         .get(
             "/readyz",

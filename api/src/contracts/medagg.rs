@@ -1,5 +1,5 @@
-//! Contract 000 (MedAgg): the dataset catalog, its search and user collections.
-//! Mounted at `/api/v1`.
+//! Contract 000 (MedAgg): what its routes share, whichever context serves them (the
+//! catalog's datasets and search, collections' items and archives), mounted at `/api/v1`.
 //!
 //! Every list keeps the seed's bare array and never drops rows silently: `limit` and
 //! `offset` page it, `X-Total-Count` says how many rows there are in all, and an
@@ -8,33 +8,24 @@
 //! page by default, as the seed's unpaginated DRF views do; the ranked search answers a
 //! page of its best hits.
 
-mod collections;
-mod datasets;
-pub mod items;
-mod search;
-
 use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use medledger_domain::catalog::{parse_area, parse_modality, parse_task_type, tag_id};
-use medledger_projections::catalog_index::SearchFilters;
-use medledger_projections::queries;
+use medledger_projections::catalog::index::SearchFilters;
+use medledger_projections::catalog::queries;
 
 use crate::error::{ApiError, ApiResult, Detail};
 use crate::extract::{MaybeAuth, Refusal};
-use crate::openapi::{Api, Op};
+use crate::openapi::Op;
 use crate::state::AppState;
 
-type Res<T> = ApiResult<T, Detail>;
-
-pub fn routes(api: Api) -> Api {
-    collections::routes(items::routes(search::routes(datasets::routes(api))))
-}
+pub(crate) type Res<T> = ApiResult<T, Detail>;
 
 /// A list operation's paging headers, in the API document.
-fn paged(op: Op) -> Op {
+pub(crate) fn paged(op: Op) -> Op {
     op.returns_header::<i64>("X-Total-Count", "How many rows there are in all pages together.").returns_header::<String>(
         "Link",
         "RFC 8288 links to the next and previous pages (`rel=\"next\"`, `rel=\"prev\"`): this request with another offset.",
@@ -42,9 +33,9 @@ fn paged(op: Op) -> Op {
 }
 
 /// Longest free-text query accepted, in characters.
-const MAX_QUERY_CHARS: usize = 1_000;
+pub(crate) const MAX_QUERY_CHARS: usize = 1_000;
 
-fn check_query_text(field: &str, text: &str) -> Res<()> {
+pub(crate) fn check_query_text(field: &str, text: &str) -> Res<()> {
     if text.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::field(field, format!("at most {MAX_QUERY_CHARS} characters")));
     }
@@ -54,7 +45,7 @@ fn check_query_text(field: &str, text: &str) -> Res<()> {
 /// Who reads the catalog (datasets, a dataset, its items, the search, the vocabulary):
 /// anyone when `MEDLEDGER_CATALOG_PUBLIC` is on, else a signed-in user. A token that is
 /// sent must be good either way.
-struct CatalogReader;
+pub(crate) struct CatalogReader;
 
 impl FromRequestParts<AppState> for CatalogReader {
     type Rejection = ApiError<Detail>;
@@ -70,7 +61,7 @@ impl FromRequestParts<AppState> for CatalogReader {
 
 /// A tag as a client names it: the seed allows "tag IDs or names".
 #[derive(Debug, Clone, PartialEq)]
-enum TagRef {
+pub(crate) enum TagRef {
     /// A JSON number: must be a known tag's id ([`tag_id`]).
     Id(i64),
     /// A JSON string: a name.
@@ -81,7 +72,7 @@ enum TagRef {
 
 /// Tag references as names; ids are looked up among the catalog's tags only when some
 /// reference could be one.
-async fn resolve_tags(state: &AppState, refs: Vec<TagRef>) -> Res<Vec<String>> {
+pub(crate) async fn resolve_tags(state: &AppState, refs: Vec<TagRef>) -> Res<Vec<String>> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let may_be_id = refs.iter().any(|r| match r {
         TagRef::Id(_) => true,
@@ -112,15 +103,15 @@ async fn resolve_tags(state: &AppState, refs: Vec<TagRef>) -> Res<Vec<String>> {
 /// ids), checked against the catalog's allowed values: an unknown one is a 400 that
 /// lists them.
 #[derive(Default)]
-struct RawFilters {
-    modality: Vec<String>,
-    area: Vec<String>,
-    task_types: Vec<String>,
-    tags: Vec<TagRef>,
+pub(crate) struct RawFilters {
+    pub(crate) modality: Vec<String>,
+    pub(crate) area: Vec<String>,
+    pub(crate) task_types: Vec<String>,
+    pub(crate) tags: Vec<TagRef>,
 }
 
 impl RawFilters {
-    async fn parse(self, state: &AppState) -> Res<SearchFilters> {
+    pub(crate) async fn parse(self, state: &AppState) -> Res<SearchFilters> {
         let all = |values: Vec<String>, parse: fn(&str) -> Result<String, medledger_domain::DomainError>| {
             let mut out: Vec<String> = Vec::new();
             for v in values.iter().map(|v| parse(v.trim())) {
@@ -143,7 +134,7 @@ impl RawFilters {
 /// What a list request asked for: its query as pairs (a repeated key is a list, as
 /// `?modality=CT&modality=MR` means; serde's struct reading refuses repeats) and where
 /// the client reached the server, for the `Link` header.
-struct ListRequest {
+pub(crate) struct ListRequest {
     pairs: Vec<(String, String)>,
     origin: String,
 }
@@ -161,23 +152,23 @@ impl FromRequestParts<AppState> for ListRequest {
 
 /// A page of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Paging {
-    limit: i64,
-    offset: i64,
+pub(crate) struct Paging {
+    pub(crate) limit: i64,
+    pub(crate) offset: i64,
 }
 
 /// The largest `offset` accepted: far past any catalog, and small enough that
 /// `offset + limit` never overflows anywhere.
-const MAX_OFFSET: i64 = i32::MAX as i64;
+pub(crate) const MAX_OFFSET: i64 = i32::MAX as i64;
 
 impl ListRequest {
     /// The last value of `key` (DRF's `query_params.get`), if not empty.
-    fn last(&self, key: &str) -> Option<&str> {
+    pub(crate) fn last(&self, key: &str) -> Option<&str> {
         self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
     /// Every value of `key`: repeated keys and comma-separated values alike.
-    fn all(&self, key: &str) -> Vec<String> {
+    pub(crate) fn all(&self, key: &str) -> Vec<String> {
         self.pairs
             .iter()
             .filter(|(k, _)| k == key)
@@ -189,7 +180,7 @@ impl ListRequest {
     }
 
     /// The structured filters of the query string.
-    fn filters(&self) -> RawFilters {
+    pub(crate) fn filters(&self) -> RawFilters {
         let mut task_types = self.all("task_type");
         task_types.extend(self.all("task_types"));
         RawFilters {
@@ -203,7 +194,7 @@ impl ListRequest {
     /// `limit` (1 to `max`, `default` when absent) and `offset`; anything else is a 400
     /// that says what is allowed. `body` holds the values a request body gave: the query
     /// string's win, so a client following `Link` may send the same body again.
-    fn paging(&self, default: i64, max: i64, body: (Option<i64>, Option<i64>)) -> Res<Paging> {
+    pub(crate) fn paging(&self, default: i64, max: i64, body: (Option<i64>, Option<i64>)) -> Res<Paging> {
         let read = |field: &str, from_body: Option<i64>, default: i64, range: std::ops::RangeInclusive<i64>| {
             let message = || format!("must be a whole number from {} to {}", range.start(), range.end());
             let value = match self.last(field) {
@@ -221,7 +212,7 @@ impl ListRequest {
     /// `X-Total-Count` and, where there are other pages, `Link` with `rel="next"` and
     /// `rel="prev"`: the same URL with the same parameters (filters, `q`, `ordering`,
     /// repeated keys) and the other page's `limit` and `offset`.
-    fn headers(&self, path: &str, page: Paging, total: i64) -> HeaderMap {
+    pub(crate) fn headers(&self, path: &str, page: Paging, total: i64) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static("x-total-count"), HeaderValue::from(total));
         let link = |offset: i64, rel: &str| {

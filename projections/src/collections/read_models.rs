@@ -14,7 +14,7 @@ pub struct DatasetItemsProjection;
 #[async_trait]
 impl Projection for DatasetItemsProjection {
     fn name(&self) -> &'static str {
-        "dataset_items"
+        super::DATASET_ITEMS
     }
 
     fn handles(&self) -> EventTypes {
@@ -53,7 +53,7 @@ pub struct CollectionsProjection;
 #[async_trait]
 impl Projection for CollectionsProjection {
     fn name(&self) -> &'static str {
-        "collections"
+        super::COLLECTIONS
     }
 
     fn handles(&self) -> EventTypes {

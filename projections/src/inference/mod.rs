@@ -13,12 +13,17 @@ use tokio::sync::Notify;
 
 use crate::{Projection, ProjectionError, timestamp};
 
+/// Inference's read models, the task list telling `tasks` which tasks changed.
+pub fn read_models(tasks: TaskWatch) -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(InferenceModelsProjection), Arc::new(InferenceTasksProjection::new(tasks))]
+}
+
 pub struct InferenceModelsProjection;
 
 #[async_trait]
 impl Projection for InferenceModelsProjection {
     fn name(&self) -> &'static str {
-        "inference_models"
+        INFERENCE_MODELS
     }
 
     fn handles(&self) -> EventTypes {
@@ -47,8 +52,9 @@ impl Projection for InferenceModelsProjection {
     }
 }
 
-/// The name the runner's progress knows the task list by.
-pub const TASKS_PROJECTION: &str = "inference_tasks";
+/// The read models' names, as the runner's progress knows them (`Progress::caught_up_on`).
+pub const INFERENCE_MODELS: &str = "inference_models";
+pub const INFERENCE_TASKS: &str = "inference_tasks";
 
 /// Which tasks ended, for requests waiting on one task (`?wait=`): each wakes when its
 /// own task's row shows the end, not on every page of the task list.
@@ -106,7 +112,7 @@ impl Projection for InferenceTasksProjection {
     }
 
     fn name(&self) -> &'static str {
-        TASKS_PROJECTION
+        INFERENCE_TASKS
     }
 
     fn handles(&self) -> EventTypes {

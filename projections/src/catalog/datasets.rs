@@ -50,7 +50,7 @@ async fn write_fields(tx: &mut AnyConnection, id: i64, fields: DatasetFields, at
 #[async_trait]
 impl Projection for DatasetsProjection {
     fn name(&self) -> &'static str {
-        "datasets"
+        super::DATASETS
     }
 
     fn handles(&self) -> EventTypes {

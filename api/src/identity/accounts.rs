@@ -7,8 +7,7 @@ use axum::http::request::Parts;
 use medledger_application::identity::accounts::{ProfileChange, Registration};
 use medledger_domain::identity::role::{Role, Roles};
 use medledger_domain::identity::user::self_registration_roles;
-use medledger_projections::queries::{self, AuditFilter, AuditRow, UserFilter, UserRow};
-use medledger_projections::read_models;
+use medledger_projections::identity::queries::{self, AuditFilter, AuditRow, UserFilter, UserRow};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -152,7 +151,7 @@ fn message(detail: &str) -> Value {
 
 /// A login or registration answers with the user (`users`), and the next request
 /// carries its token (`access`).
-const SIGNED_IN: &[&str] = &[read_models::USERS, read_models::ACCESS];
+const SIGNED_IN: &[&str] = &[medledger_projections::identity::USERS, medledger_projections::identity::ACCESS];
 
 /// SimpleJWT's answer to a login or registration.
 fn session_tokens(tokens: medledger_application::identity::accounts::Tokens, user: &UserRow) -> Value {
@@ -222,7 +221,7 @@ async fn logout(
 ) -> Res<Json<Value>> {
     if let Some(position) = state.accounts.logout(&body.refresh, auth.user_id(), &ctx).await? {
         // The access token dies with the session: on this process, from the answer on.
-        state.caught_up_on(&[read_models::ACCESS], position).await;
+        state.caught_up_on(&[medledger_projections::identity::ACCESS], position).await;
     }
     Ok(Json(message("Successfully logged out")))
 }
@@ -255,7 +254,7 @@ async fn update_me(
         ProfileChange { first_name: body.first_name, last_name: body.last_name, clinic_name: body.clinic_name, ..Default::default() };
     let ctx = ctx.with_actor(auth.user_id());
     if let Some(p) = state.accounts.update_user(auth.user_id(), change, &ctx).await? {
-        state.caught_up_on(&[read_models::USERS], p).await;
+        state.caught_up_on(&[medledger_projections::identity::USERS], p).await;
     }
     me(State(state), auth).await
 }
@@ -275,7 +274,7 @@ async fn change_password(
     auth.still(&state)?;
     let position = state.accounts.change_password(auth.user_id(), &body.old_password, &body.new_password, &ctx).await?;
     // Every session from before the change is over, on this process from the answer on.
-    state.caught_up_on(&[read_models::ACCESS], position).await;
+    state.caught_up_on(&[medledger_projections::identity::ACCESS], position).await;
     Ok(Json(message("Password changed successfully")))
 }
 
@@ -302,7 +301,7 @@ async fn password_reset_confirm(
 ) -> Res<Json<Value>> {
     if let Some(position) = state.accounts.confirm_password_reset(&body.token, &body.new_password, &ctx).await? {
         // Every session from before the reset is over, on this process from the answer on.
-        state.caught_up_on(&[read_models::ACCESS], position).await;
+        state.caught_up_on(&[medledger_projections::identity::ACCESS], position).await;
     }
     Ok(Json(message("Password has been reset")))
 }
@@ -493,7 +492,7 @@ async fn update_user(
     };
     // Roles and activation take effect through the access model, from the answer on.
     if let Some(p) = state.accounts.update_user(id, change, &ctx.with_actor(admin.0.user_id)).await? {
-        state.caught_up_on(&[read_models::USERS, read_models::ACCESS], p).await;
+        state.caught_up_on(&[medledger_projections::identity::USERS, medledger_projections::identity::ACCESS], p).await;
     }
     Ok(Json(user_json(&user_row(&state, id).await?, true)))
 }
@@ -532,7 +531,7 @@ async fn create_audit_entry(
     let ctx = ctx.with_actor(auth.user_id());
     let position =
         medledger_application::identity::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx).await?;
-    state.caught_up_on(&[read_models::AUDIT_LOG], position).await;
+    state.caught_up_on(&[medledger_projections::identity::AUDIT_LOG], position).await;
     let row = queries::audit_entry(&state.dbs.read, position).await?.ok_or_else(ApiError::<Myo>::internal)?;
     Ok((StatusCode::CREATED, Json(json!(row))))
 }
@@ -585,7 +584,7 @@ async fn list_audit_log(
     // instead, for everything recorded before it, so the log never looks behind what
     // the auditor has just seen done.
     let head = state.dbs.store.head().await.map_err(medledger_application::AppError::from)?.position;
-    state.caught_up_on(&[medledger_projections::read_models::AUDIT_LOG], head).await;
+    state.caught_up_on(&[medledger_projections::identity::AUDIT_LOG], head).await;
     let (read, filter) = (&state.dbs.read, &filter);
     let (page, count, rows) =
         page_of(number, size, |limit, offset| async move { Ok(queries::audit_log(read, filter, limit, offset).await?) }).await?;

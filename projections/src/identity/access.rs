@@ -11,14 +11,14 @@ use medledger_application::ports::{ChainHead, Position};
 use medledger_domain::EventTypes;
 
 use crate::ProjectionError;
-use crate::catalog_index::SelfCheckpointed;
+use crate::SelfCheckpointed;
 
 pub struct AccessProjection(pub Arc<AccessModel>);
 
 #[async_trait]
 impl SelfCheckpointed for AccessProjection {
     fn name(&self) -> &'static str {
-        "access"
+        super::ACCESS
     }
 
     fn handles(&self) -> EventTypes {

@@ -1,0 +1,63 @@
+//! The server's bounded contexts: the one list a new context is registered in.
+
+use std::sync::Arc;
+
+use medledger_projections::Projection;
+
+use crate::error::ShapeKind;
+use crate::module::{Module, Waiters};
+
+pub const MODULES: &[Module] = &[
+    crate::identity::MODULE,
+    crate::catalog::MODULE,
+    crate::collections::MODULE,
+    crate::inference::MODULE,
+    crate::scans::MODULE,
+    crate::ops::MODULE,
+];
+
+/// Which contract's error shape answers for `path` outside a handler.
+pub fn shape_for(path: &str) -> ShapeKind {
+    MODULES
+        .iter()
+        .flat_map(|m| m.paths)
+        .find(|(prefix, _)| path.starts_with(prefix))
+        .map_or(ShapeKind::Detail, |(_, shape)| *shape)
+}
+
+/// Every SQL read model of every context.
+pub fn read_models(waiters: &Waiters) -> Vec<Arc<dyn Projection>> {
+    MODULES.iter().flat_map(|m| (m.read_models)(waiters)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_prefix_belongs_to_one_module() {
+        let prefixes: Vec<&str> = MODULES.iter().flat_map(|m| m.paths).map(|(p, _)| *p).collect();
+        for (i, a) in prefixes.iter().enumerate() {
+            for b in &prefixes[i + 1..] {
+                assert!(!a.starts_with(b) && !b.starts_with(a), "{a} and {b} overlap: which shape wins would depend on the list's order");
+            }
+        }
+    }
+
+    #[test]
+    fn paths_answer_in_their_contracts_shape() {
+        assert_eq!(shape_for("/api/users/7"), ShapeKind::Myo);
+        assert_eq!(shape_for("/api/health/"), ShapeKind::Myo);
+        assert_eq!(shape_for("/upload/"), ShapeKind::Django);
+        assert_eq!(shape_for("/api/v1/datasets/"), ShapeKind::Detail);
+        assert_eq!(shape_for("/api/tasks"), ShapeKind::Detail);
+    }
+
+    #[test]
+    fn module_names_are_unique() {
+        let mut names: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MODULES.len());
+    }
+}
