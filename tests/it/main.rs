@@ -2,6 +2,7 @@
 //! conformance suite against both adapters.
 
 mod api;
+mod architecture;
 mod harness;
 mod inference_engine;
 mod store;

@@ -129,7 +129,7 @@ async fn list(
     request: ListRequest,
 ) -> Res<(HeaderMap, Json<Value>)> {
     let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
-    medledger_projections::catalog::queries::dataset(&state.dbs.read, dataset_id).await?.ok_or_else(|| ApiError::not_found("Not found."))?;
+    medledger_projections::catalog::dataset(&state.dbs.read, dataset_id).await?.ok_or_else(|| ApiError::not_found("Not found."))?;
     let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
     let (items, total) = tokio::try_join!(
         queries::dataset_items(&state.dbs.read, dataset_id, page.limit, page.offset),

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Reque
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::identity::access::Caller;
+use medledger_application::identity::Caller;
 use medledger_application::inference::{ModelSummary, NewTask};
 use medledger_application::AppError;
 use medledger_application::inference::InferenceError;

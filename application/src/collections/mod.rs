@@ -15,7 +15,6 @@ use medledger_domain::DomainError;
 use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetFields};
 use medledger_domain::collections::collection::{self, BuiltArchive, Collection, CollectionCommand, CollectionId, CollectionRequest};
 use medledger_domain::collections::dataset_item::{self, DatasetItem};
-use medledger_domain::catalog::vocabulary;
 
 use crate::AppError;
 use crate::collections::archive::{ArchiveEntry, write_archive};
@@ -64,7 +63,7 @@ type DatasetWithItems = (DatasetFields, Vec<DatasetItem>);
 /// The items of `datasets` that match the query, best first, at most
 /// `limit_per_dataset` from each (see [`Collections::choose_items`]).
 fn choose(request: &CollectionRequest, datasets: Vec<(i64, DatasetWithItems)>) -> Vec<ChosenItem> {
-    let groups = vocabulary::expand(&request.query_text);
+    let groups = catalog::expand_query(&request.query_text);
     let matched = |text: &str| {
         let words: Vec<String> = text.to_lowercase().split(|c: char| !c.is_alphanumeric()).map(str::to_string).collect();
         groups.iter().filter(|g| g.iter().any(|t| t.split(' ').all(|part| words.iter().any(|w| w.starts_with(part))))).count()

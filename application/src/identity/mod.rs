@@ -7,5 +7,6 @@ pub mod audit;
 mod error;
 mod reset_mail;
 
+pub use access::{AccessModel, Caller};
 pub use error::AccountError;
 pub use reset_mail::ResetMailSaga;

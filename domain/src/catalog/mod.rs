@@ -3,9 +3,11 @@
 
 pub mod vocabulary;
 
+pub use vocabulary::expand as expand_query;
+
 use serde::{Deserialize, Serialize};
 
-use crate::collections::dataset_item::{DatasetItem, parse_item_path};
+use crate::collections::{DatasetItem, parse_item_path};
 use crate::{Aggregate, DomainError, DomainEvent, EventNames};
 
 pub type DatasetId = i64;

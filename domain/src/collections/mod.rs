@@ -2,3 +2,5 @@
 
 pub mod collection;
 pub mod dataset_item;
+
+pub use dataset_item::{DatasetItem, parse_item_path};

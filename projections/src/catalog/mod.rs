@@ -7,6 +7,7 @@ pub mod queries;
 use std::sync::Arc;
 
 pub use datasets::DatasetsProjection;
+pub use queries::{DatasetRow, dataset};
 
 use crate::Projection;
 
