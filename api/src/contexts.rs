@@ -5,7 +5,7 @@ use std::sync::Arc;
 use medledger_projections::Projection;
 
 use crate::error::ShapeKind;
-use crate::module::{Module, Waiters};
+use crate::module::{Contexts, Module};
 
 pub const MODULES: &[Module] = &[
     crate::identity::MODULE,
@@ -18,16 +18,12 @@ pub const MODULES: &[Module] = &[
 
 /// Which contract's error shape answers for `path` outside a handler.
 pub fn shape_for(path: &str) -> ShapeKind {
-    MODULES
-        .iter()
-        .flat_map(|m| m.paths)
-        .find(|(prefix, _)| path.starts_with(prefix))
-        .map_or(ShapeKind::Detail, |(_, shape)| *shape)
+    MODULES.iter().flat_map(|m| m.paths).find(|(prefix, _)| path.starts_with(prefix)).map_or(ShapeKind::Detail, |(_, shape)| *shape)
 }
 
 /// Every SQL read model of every context.
-pub fn read_models(waiters: &Waiters) -> Vec<Arc<dyn Projection>> {
-    MODULES.iter().flat_map(|m| (m.read_models)(waiters)).collect()
+pub fn read_models(contexts: &Contexts) -> Vec<Arc<dyn Projection>> {
+    MODULES.iter().flat_map(|m| (m.read_models)(contexts)).collect()
 }
 
 #[cfg(test)]

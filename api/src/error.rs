@@ -7,12 +7,12 @@ use std::marker::PhantomData;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::identity::accounts;
-use medledger_application::ports::{BlobError, StoreError};
 use medledger_application::AppError;
 use medledger_application::catalog::CatalogError;
 use medledger_application::identity::AccountError;
+use medledger_application::identity::accounts;
 use medledger_application::inference::InferenceError;
+use medledger_application::ports::{BlobError, StoreError};
 use medledger_domain::DomainError;
 use serde_json::json;
 
@@ -246,6 +246,14 @@ impl<S: Shape> From<medledger_projections::catalog::index::IndexError> for ApiEr
     fn from(e: medledger_projections::catalog::index::IndexError) -> Self {
         tracing::error!(error = %e, "catalog index search failed");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
+    }
+}
+
+/// A context's state that no module provided: a wiring mistake, logged, and a 500.
+impl<S: Shape> From<crate::module::Unwired> for ApiError<S> {
+    fn from(e: crate::module::Unwired) -> Self {
+        tracing::error!(error = %e, "a handler asked for state no module provided");
+        Self::internal()
     }
 }
 

@@ -442,6 +442,12 @@ pub enum FastApiError {
     Invalid(Vec<Invalid>),
 }
 
+impl From<crate::module::Unwired> for FastApiError {
+    fn from(e: crate::module::Unwired) -> Self {
+        Self::Detail(e.into())
+    }
+}
+
 impl From<ApiError<crate::error::Detail>> for FastApiError {
     fn from(e: ApiError<crate::error::Detail>) -> Self {
         Self::Detail(e)

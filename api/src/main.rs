@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use medledger_api::Config;
 use medledger_api::priority::RequestPriority;
-use medledger_application::identity::accounts::Registration;
 use medledger_application::chain::{VerifyError, verify_store};
+use medledger_application::identity::accounts::Registration;
 use medledger_application::metadata::CommandContext;
 use medledger_domain::identity::role::{Role, Roles};
 
@@ -160,8 +160,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 datasets.push(fields);
             }
             let core = medledger_api::core(&config).await?;
-            let report =
-                core.catalog.import(datasets, &CommandContext::system()).await.map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
+            let report = core
+                .get::<medledger_application::catalog::Catalog>()?
+                .import(datasets, &CommandContext::system())
+                .await
+                .map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
             println!("{} created, {} updated, {} unchanged", report.created, report.updated, report.unchanged);
         }
         Command::Catalog { command: CatalogCommand::Items { dataset, labels, dir } } => {
@@ -175,7 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot read {}", path.display()))?;
                 let metadata = (labels.clone(), String::new(), Default::default());
                 // Streamed from the file: an item is never held whole, whatever its size.
-                core.collections
+                core.get::<medledger_application::collections::Collections>()?
                     .add_item(dataset, &name, "application/octet-stream", file_stream(file), u64::MAX, metadata, &CommandContext::system())
                     .await
                     .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -212,7 +215,7 @@ fn favour_model_threads(priority: RequestPriority, intra_threads: usize) {
         tracing::info!("MEDLEDGER_REQUEST_PRIORITY left unapplied: the models run on several intra-op threads");
         return;
     }
-    let model_threads = format!("{}-", medledger_api::startup::MODEL_THREADS);
+    let model_threads = format!("{}-", medledger_api::inference::MODEL_THREADS);
     match medledger_api::priority::lower_threads_except(&model_threads, priority) {
         Ok(threads) => tracing::info!(threads, ?priority, "request threads run below the model threads"),
         Err(e) => tracing::warn!(error = %e, "could not lower the request threads' priority"),
@@ -245,7 +248,7 @@ fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
 
 async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
     let core = medledger_api::core(config).await?;
-    let projections = medledger_api::contexts::read_models(&Default::default());
+    let projections = medledger_api::contexts::read_models(&core.contexts);
     let mut names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
     names.push(CATALOG_INDEX);
     if let Some(name) = &only {
@@ -276,7 +279,6 @@ async fn replay(config: &Config, only: Option<String>) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
 
 /// A file's bytes as a stream of chunks of at most 256 KiB.
 fn file_stream(file: tokio::fs::File) -> medledger_application::ports::ByteStream {

@@ -4,33 +4,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{from_fn, from_fn_with_state};
-use medledger_application::identity::access::AccessModel;
-use medledger_application::identity::accounts::{AccountKeys, Accounts, Registration};
-use medledger_application::catalog::Catalog;
 use medledger_application::codec::EventCodec;
-use medledger_application::collections::Collections;
-use medledger_application::inference::InferenceTasks;
+use medledger_application::identity::accounts::Accounts;
 use medledger_application::ledger::Ledger;
-use medledger_application::metadata::CommandContext;
-use medledger_application::ports::BlobStore;
-use medledger_application::ports::{PasswordHasher, SystemClock, UserDirectory};
-use medledger_domain::identity::role::{Role, Roles};
-use medledger_domain::values::PasswordPolicy;
+use medledger_application::ports::{BlobStore, IdGenerator};
 use medledger_infrastructure::blobs::LocalBlobStore;
 use medledger_infrastructure::crypto::SecretKey;
 use medledger_infrastructure::idempotency::IdempotencyRecords;
 use medledger_infrastructure::ids::SqlIdGenerator;
-use medledger_infrastructure::jwt::JwtService;
-use medledger_infrastructure::password::Argon2Hasher;
 use medledger_infrastructure::store::{Backend, Databases};
 use medledger_infrastructure::vault::SqlVault;
 use medledger_infrastructure::{private_files, secret};
-use medledger_projections::catalog::index::CatalogIndex;
-use medledger_projections::collections::queries::ItemsReadModel;
-use medledger_projections::identity::SqlUserDirectory;
 use medledger_projections::{Runner, RunnerHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::Layer as _;
@@ -39,45 +27,38 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, Secret};
-use crate::error::{ApiError, Detail};
+use crate::contexts::MODULES;
 use crate::extract::REQUEST_ID;
 use crate::middleware;
+use crate::module::{Contexts, Unwired, Wiring};
 use crate::openapi::{Api, Op};
 use crate::ratelimit::{AuthClass, RateLimiter};
-use crate::contexts::MODULES;
-use crate::module::{Waiters, Wiring};
 use crate::state::AppState;
 
 /// Everything the CLI and the server share: stores and use cases, no HTTP.
 pub struct Core {
     pub dbs: Databases,
     pub ledger: Ledger,
-    pub accounts: Accounts,
-    pub catalog: Catalog,
-    pub collections: Collections,
-    /// What collections choose items from; follows the runner once it runs.
-    pub dataset_items: ItemsReadModel,
-    pub inference: InferenceTasks,
     pub codec: EventCodec,
     pub secret: Vec<u8>,
+    /// The integer ids the contracts expose.
+    pub ids: Arc<dyn IdGenerator>,
+    /// File bytes by key (dataset items, archives, task images).
+    pub blobs: Arc<dyn BlobStore>,
+    /// Identity is the one context the shared code knows: every request is judged by it.
+    pub accounts: Accounts,
+    /// Every other context's state, as its module's `wire` step provided it.
+    pub contexts: Contexts,
 }
 
-/// The model threads' name: they are `{MODEL_THREADS}-0`, `-1`, … (`serve` keeps
-/// them at the process's priority by this name).
-pub const MODEL_THREADS: &str = "inference";
+impl Core {
+    pub fn get<T: std::any::Any + Send + Sync>(&self) -> Result<&T, Unwired> {
+        self.contexts.get()
+    }
+}
 
 /// How long start-up waits for the access model to read the history.
 const ACCESS_CATCH_UP: Duration = Duration::from_secs(300);
-
-/// What a model may take (issue 15). The watchdog is named like the model threads, so
-/// `serve` leaves it at their priority: it must get a CPU while a model hogs them.
-fn model_limits(config: &Config) -> medledger_infrastructure::onnx::ModelLimits {
-    medledger_infrastructure::onnx::ModelLimits {
-        max_memory_bytes: config.model_max_memory_mb.saturating_mul(1024 * 1024),
-        run_timeout: config.model_run_timeout,
-        watchdog_thread: format!("{MODEL_THREADS}-watchdog"),
-    }
-}
 
 pub async fn core(config: &Config) -> anyhow::Result<Core> {
     // Everything under the data directory is the server user's alone (events, keys,
@@ -91,56 +72,16 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let dbs = Databases::open(&backend).await?;
     let codec = EventCodec::new(Arc::new(SqlVault::new(dbs.aux.clone(), &secret)));
     let ledger = Ledger::new(dbs.store.clone(), codec.clone());
-    let hasher: Arc<dyn PasswordHasher> =
-        if config.fast_password_hash { Arc::new(Argon2Hasher::fast_for_tests()) } else { Arc::new(Argon2Hasher::recommended()) };
-    let jwt_key = SecretKey::derive(&secret, "jwt-hs256");
-    let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
-    let ids: Arc<dyn medledger_application::ports::IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
-    let catalog = Catalog::new(ledger.clone(), ids.clone());
+    let ids: Arc<dyn IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(config.blob_dir()));
-    let dataset_items = ItemsReadModel::new(dbs.read.clone());
-    let collections = Collections::new(
-        ledger.clone(),
-        ids.clone(),
-        blobs.clone(),
-        Arc::new(dataset_items.clone()),
-        Arc::new(SystemClock),
-        config.collection_ttl,
-    )
-    .with_max_items(config.collection_max_items);
-    let engine = match medledger_infrastructure::onnx::find_library(config.onnxruntime.as_deref()) {
-        Some(library) => medledger_infrastructure::onnx::OnnxEngine::with_limits(&library, config.inference_threads, model_limits(config))
-            .map(|e| Arc::new(e) as Arc<dyn medledger_application::ports::InferenceEngine>),
-        None => Err("ONNX Runtime not found: run scripts/fetch-onnxruntime.sh or set MEDLEDGER_ONNXRUNTIME".to_string()),
-    };
-    if let Err(e) = &engine {
-        tracing::warn!(error = %e, "inference tasks will fail until ONNX Runtime is available");
+    let accounts = crate::identity::accounts(config, &secret, &ledger, &ids);
+    let mut core = Core { dbs, ledger, codec, secret, ids, blobs, accounts, contexts: Contexts::default() };
+    let mut wiring = Wiring::new(config, &core);
+    for module in MODULES {
+        (module.wire)(&mut wiring).with_context(|| format!("cannot set up {}", module.name))?;
     }
-    let images = Arc::new(medledger_infrastructure::onnx::UploadedImages {
-        max_side: crate::builtin_models::MAX_IMAGE_SIDE,
-        max_pixels: config.max_image_pixels,
-    });
-    let model_threads = medledger_application::inference::model_threads::ModelThreads::new(
-        MODEL_THREADS,
-        config.inference_workers,
-        config.inference_queue,
-        config.inference_batch,
-    )?;
-    let inference = InferenceTasks::new(ledger.clone(), ids.clone(), blobs, images, engine, model_threads, config.inference_queue)
-        .with_concurrent_decodes(config.image_decodes);
-    // Logins are found in the access model (memory); the CLI, which does not feed it,
-    // finds none, and relies on the claim streams for uniqueness.
-    let access = AccessModel::new();
-    let directory: Arc<dyn UserDirectory> = access.clone();
-    let keys = AccountKeys {
-        identifiers: SecretKey::derive(&secret, "login-identifiers").as_bytes().to_vec(),
-        reset: SecretKey::derive(&secret, "password-reset").as_bytes().to_vec(),
-        cookies: SecretKey::derive(&secret, "session-cookie").as_bytes().to_vec(),
-    };
-    let accounts = Accounts::new(keys, ledger.clone(), hasher, tokens, ids, directory, Arc::new(SystemClock)).with_access(access);
-    let accounts =
-        accounts.with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length)).with_refresh_grace(config.refresh_grace);
-    Ok(Core { dbs, ledger, accounts, catalog, collections, dataset_items, inference, codec, secret })
+    core.contexts = wiring.finish();
+    Ok(core)
 }
 
 fn prometheus() -> Option<PrometheusHandle> {
@@ -163,20 +104,23 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     // Settings that decide who is trusted are checked before anything starts.
     let cors = crate::cors::layer(&config.cors_origins)?;
     let proxies = Arc::new(crate::proxy::TrustedProxies::parse(&config.trusted_proxies)?);
-    let core = core(&config).await?;
-    private_files::create_dir_all(&config.catalog_index_dir())?;
-    let catalog_index = CatalogIndex::open_for(&config.catalog_index_dir(), &*core.dbs.store).await?;
-    let waiters = Waiters::default();
-    let wiring = Wiring { config: &config, core: &core, catalog_index: &catalog_index };
+    let mut core = core(&config).await?;
+    let mut wiring = Wiring::new(&config, &core);
+    for module in MODULES {
+        (module.open)(&mut wiring).await.with_context(|| format!("cannot open {}", module.name))?;
+    }
+    let contexts = wiring.finish();
+    core.contexts = contexts;
+    let wiring = Wiring::new(&config, &core);
     let mut runner = Runner::new(core.dbs.store.clone(), core.codec.clone(), core.dbs.read.clone(), core.dbs.aux.clone())
         .one_read_writer_at_a_time(core.dbs.read_single_writer);
     for module in MODULES {
-        runner = (module.read_models)(&waiters).into_iter().fold(runner, Runner::projection);
+        runner = (module.read_models)(&core.contexts).into_iter().fold(runner, Runner::projection);
         runner = (module.indexes)(&wiring).into_iter().fold(runner, Runner::index);
         runner = (module.sagas)(&wiring)?.into_iter().fold(runner, Runner::saga);
     }
+    drop(wiring);
     let runner = runner.spawn();
-    core.dataset_items.follow(runner.progress());
     // Requests are judged by the access model: it must have read the whole history
     // before the first one, or a session ended before this start would count as open.
     let head = core.dbs.store.head().await.map_err(|e| anyhow::anyhow!("event store: {e}"))?.position;
@@ -184,10 +128,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         anyhow::bail!("the access model did not read the history ({head} events) in {ACCESS_CATCH_UP:?}");
     }
 
-    let api = MODULES
-    .iter()
-    .fold(Api::default(), |api, module| (module.routes)(api))
-    .get(
+    let api = MODULES.iter().fold(Api::default(), |api, module| (module.routes)(api)).get(
         "/openapi.json",
         openapi_json,
         Op::public("medledger", "This document (OpenAPI 3.1)").returns_as("application/json", crate::openapi::any_object),
@@ -201,25 +142,22 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         dbs: core.dbs.clone(),
         ledger: core.ledger,
         accounts: core.accounts,
-        catalog: core.catalog,
-        catalog_index,
-        collections: core.collections,
-        inference: core.inference,
+        contexts: core.contexts,
         progress: runner.progress(),
-        task_watch: waiters.tasks.clone(),
         idempotency: Arc::new(IdempotencyRecords::new(core.dbs.aux.clone())),
         auth_limiter: Arc::new(
             RateLimiter::new(config.auth_rate_limit, Duration::from_secs(60))
                 .with_class(AuthClass::Refresh.as_str(), config.refresh_rate_limit),
         ),
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit, Duration::from_secs(60))),
-        task_limiter: Arc::new(RateLimiter::new(config.task_rate_limit, Duration::from_secs(60))),
         metrics: prometheus(),
         csrf_key: Arc::new(SecretKey::derive(&core.secret, "csrf").as_bytes().to_vec()),
         openapi: document,
     };
-    bootstrap_admin(&state).await?;
-    state.inference.register_builtins(&crate::builtin_models::builtins()).await.map_err(|e| anyhow::anyhow!("built-in models: {e}"))?;
+    for module in MODULES {
+        // Its own errors say what failed (the admin's password, the built-in models).
+        (module.start)(&state).await?;
+    }
 
     // The auth routes are the ones that hand out credentials: `no-store` on all of them.
     let limited =
@@ -268,49 +206,6 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
 async fn openapi_json(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json((*state.openapi).clone())
-}
-
-/// The first admin from `MEDLEDGER_ADMIN_EMAIL` / `MEDLEDGER_ADMIN_PASSWORD`, once.
-async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
-    use medledger_application::AppError;
-    use medledger_application::identity::AccountError;
-    let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
-        return Ok(());
-    };
-    // Already there from an earlier start. Set up, perhaps, before passwords needed 12
-    // characters: it keeps the password it has (only new passwords are held to the policy).
-    if admin_exists(state, email).await {
-        let policy = medledger_domain::values::PasswordPolicy::with_min_chars(state.config.min_password_length);
-        if medledger_domain::values::NewPassword::parse(password.expose(), "password", &policy).is_err() {
-            tracing::warn!("MEDLEDGER_ADMIN_PASSWORD does not meet the password policy; the admin exists already and is left as it is");
-        }
-        return Ok(());
-    }
-    let form = Registration {
-        email: email.clone(),
-        password: password.expose().to_string(),
-        roles: Roles::new([Role::Admin]),
-        ..Default::default()
-    };
-    match state.accounts.register(form, &CommandContext::system()).await {
-        Ok((id, position)) => {
-            tracing::info!(user_id = id, "created the first admin from MEDLEDGER_ADMIN_EMAIL");
-            state.caught_up(position).await;
-            Ok(())
-        }
-        // Created by a server that started at the same time.
-        Err(AppError::Account(AccountError::EmailTaken)) => Ok(()),
-        Err(e @ AppError::Domain(_)) => {
-            let why = ApiError::<Detail>::from(e).detail;
-            Err(anyhow::anyhow!("cannot create the admin from MEDLEDGER_ADMIN_EMAIL / MEDLEDGER_ADMIN_PASSWORD: {why}"))
-        }
-        Err(e) => Err(anyhow::Error::new(e).context("cannot create the admin from MEDLEDGER_ADMIN_EMAIL")),
-    }
-}
-
-async fn admin_exists(state: &AppState, email: &str) -> bool {
-    use medledger_application::ports::UserDirectory as _;
-    SqlUserDirectory::new(state.dbs.read.clone()).find_by_login(email).await.is_ok_and(|found| found.is_some())
 }
 
 impl App {

@@ -4,18 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medledger_application::identity::accounts::Accounts;
-use medledger_application::catalog::Catalog;
-use medledger_application::collections::Collections;
-use medledger_application::inference::InferenceTasks;
 use medledger_application::ledger::Ledger;
 use medledger_application::ports::Position;
 use medledger_infrastructure::idempotency::IdempotencyRecords;
 use medledger_infrastructure::store::Databases;
 use medledger_projections::Progress;
-use medledger_projections::catalog::index::CatalogIndex;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
+use crate::module::{Contexts, Unwired};
 use crate::ratelimit::RateLimiter;
 
 /// How long a response waits for the read models to reflect the command it ran.
@@ -26,20 +23,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub dbs: Databases,
     pub ledger: Ledger,
+    /// Identity: every request is judged by it, so the shared code holds it by name.
     pub accounts: Accounts,
-    pub catalog: Catalog,
-    /// The catalog's full-text index (kept current by the runner).
-    pub catalog_index: Arc<CatalogIndex>,
-    pub collections: Collections,
-    pub inference: InferenceTasks,
+    /// Every other context's state (`get`).
+    pub contexts: Contexts,
     pub progress: Progress,
-    /// Wakes a request waiting on one inference task when that task's row changes.
-    pub task_watch: medledger_projections::inference::TaskWatch,
     pub idempotency: Arc<IdempotencyRecords>,
     pub auth_limiter: Arc<RateLimiter>,
     pub api_limiter: Arc<RateLimiter>,
-    /// `POST /api/tasks` per user (each creation costs an upload, a decode and a run).
-    pub task_limiter: Arc<RateLimiter>,
     pub metrics: Option<PrometheusHandle>,
     /// Keys the MAC of 001's CSRF tokens (derived from the server secret).
     pub csrf_key: Arc<Vec<u8>>,
@@ -48,6 +39,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What a context's module provided at start-up (its use cases, its read models'
+    /// handles).
+    pub fn get<T: std::any::Any + Send + Sync>(&self) -> Result<&T, Unwired> {
+        self.contexts.get()
+    }
+
     /// Read-your-writes across every read model: for start-up and tests. A response
     /// waits with `caught_up_on` for the read models it reads.
     pub async fn caught_up(&self, position: Position) {

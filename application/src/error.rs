@@ -39,9 +39,6 @@ pub enum AppError {
     Internal(#[from] Internal),
 }
 
-
-
-
 /// A failure no request can fix: clients get a plain "internal error", the log gets
 /// this with its source.
 #[derive(Debug, thiserror::Error)]

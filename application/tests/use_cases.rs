@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use medledger_application::identity::accounts::{AccountKeys, Accounts, Registration};
+use medledger_application::AppError;
 use medledger_application::catalog::Catalog;
+use medledger_application::catalog::CatalogError;
 use medledger_application::codec::EventCodec;
+use medledger_application::identity::AccountError;
+use medledger_application::identity::accounts::{AccountKeys, Accounts, Registration};
 use medledger_application::ledger::Ledger;
 use medledger_application::metadata::CommandContext;
 use medledger_application::ports::{
@@ -16,9 +19,6 @@ use medledger_application::ports::{
     SigningError, StoreError, StreamWrite, TokenError, TokenService, UserDirectory,
 };
 use medledger_application::store::InMemoryEventStore;
-use medledger_application::AppError;
-use medledger_application::catalog::CatalogError;
-use medledger_application::identity::AccountError;
 use medledger_domain::catalog::{DatasetEvent, DatasetFields};
 use medledger_domain::identity::role::{Role, Roles};
 use medledger_domain::identity::user::UserId;
@@ -172,7 +172,8 @@ async fn given_a_registered_email_when_it_registers_again_then_its_claim_refuses
     assert!(matches!(same_name, AppError::Account(AccountError::UsernameTaken)), "{same_name:?}");
     assert_eq!(w.store.head().await.expect("head").position, head, "a refused registration writes nothing");
 
-    let (user, version) = w.ledger.load::<medledger_domain::identity::user::User>(&medledger_domain::identity::user::stream_id(first)).await.expect("user");
+    let (user, version) =
+        w.ledger.load::<medledger_domain::identity::user::User>(&medledger_domain::identity::user::stream_id(first)).await.expect("user");
     assert!(user.exists());
     assert_eq!(version, 1);
 }

@@ -56,7 +56,11 @@ pub trait SelfCheckpointed: Send + Sync {
     /// Applies the events (those of a page it handles) and durably records `through`,
     /// the page's last event, as the checkpoint, atomically. An event that does not
     /// decode is an error, and nothing of the page is applied.
-    async fn apply_page(&self, events: Vec<std::sync::Arc<DecodedEvent>>, through: medledger_application::ports::ChainHead) -> Result<(), ProjectionError>;
+    async fn apply_page(
+        &self,
+        events: Vec<std::sync::Arc<DecodedEvent>>,
+        through: medledger_application::ports::ChainHead,
+    ) -> Result<(), ProjectionError>;
 }
 
 /// How many events a read model's or saga's written checkpoint may lag behind what it

@@ -86,7 +86,8 @@ fn contexts_meet_only_at_each_others_roots() {
             for file in files {
                 let text = std::fs::read_to_string(&file).expect("readable source");
                 for (root, other, sub) in paths(&text, &["crate", "medledger_domain", "medledger_application", "medledger_projections"]) {
-                    let other_layer = if root == "crate" { layer } else { LAYERS.iter().find(|(_, c)| *c == root).map_or(layer, |(l, _)| l) };
+                    let other_layer =
+                        if root == "crate" { layer } else { LAYERS.iter().find(|(_, c)| *c == root).map_or(layer, |(l, _)| l) };
                     if other == context || !contexts(other_layer).contains(other) {
                         continue;
                     }
@@ -97,7 +98,11 @@ fn contexts_meet_only_at_each_others_roots() {
             }
         }
     }
-    assert!(violations.is_empty(), "contexts reaching into another context's submodules (use what its mod.rs re-exports):\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "contexts reaching into another context's submodules (use what its mod.rs re-exports):\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]

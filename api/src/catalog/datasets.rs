@@ -4,10 +4,14 @@
 //! the catalog index: bilingual, stemmed, typo-tolerant). Without an explicit `ordering`
 //! the matches come best first; with one, in that order.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use medledger_application::catalog::Catalog;
 use medledger_domain::catalog::{AREAS, DatasetFields, MODALITIES, TASK_TYPES, code_id, tag_id};
+use medledger_projections::catalog::index::CatalogIndex;
 use medledger_projections::catalog::index::{SearchRequest, Semantics};
 use medledger_projections::catalog::queries::{self, DATASET_ORDERINGS, DatasetFilter, DatasetRow};
 use serde_json::{Value, json};
@@ -141,7 +145,7 @@ async fn list(State(state): State<AppState>, _reader: CatalogReader, request: Li
         offset: if ranked_page { page.offset as usize } else { 0 },
         facets: false,
     };
-    let index = state.catalog_index.clone();
+    let index = state.get::<Arc<CatalogIndex>>()?.clone();
     let found = tokio::task::spawn_blocking(move || index.search(&search)).await.map_err(|_| ApiError::internal())??;
     let total = i64::try_from(found.total).unwrap_or(i64::MAX);
     let rows = match order_sql {
@@ -235,7 +239,7 @@ async fn create(
 ) -> Res<(StatusCode, Json<Value>)> {
     admin.still(&state)?;
     let fields = dataset_fields(&state, body).await?;
-    let (id, position) = state.catalog.create(fields, &ctx.with_actor(admin.0.user_id)).await?;
+    let (id, position) = state.get::<Catalog>()?.create(fields, &ctx.with_actor(admin.0.user_id)).await?;
     state.caught_up_on(CATALOG_READS, position).await;
     Ok((StatusCode::CREATED, Json(dataset_json(&found(&state, id).await?))))
 }
@@ -251,7 +255,7 @@ async fn update(
     let fields = dataset_fields(&state, body).await?;
     let id = parse_id(&id)?;
     found(&state, id).await?;
-    if let Some(p) = state.catalog.update(id, fields, &ctx.with_actor(admin.0.user_id)).await? {
+    if let Some(p) = state.get::<Catalog>()?.update(id, fields, &ctx.with_actor(admin.0.user_id)).await? {
         state.caught_up_on(CATALOG_READS, p).await;
     }
     Ok(Json(dataset_json(&found(&state, id).await?)))
@@ -260,7 +264,7 @@ async fn update(
 async fn retire(State(state): State<AppState>, admin: Admin<Detail>, Ctx(ctx): Ctx, Path(id): Path<String>) -> Res<StatusCode> {
     let id = parse_id(&id)?;
     found(&state, id).await?;
-    if let Some(p) = state.catalog.retire(id, &ctx.with_actor(admin.0.user_id)).await? {
+    if let Some(p) = state.get::<Catalog>()?.retire(id, &ctx.with_actor(admin.0.user_id)).await? {
         state.caught_up_on(CATALOG_READS, p).await;
     }
     Ok(StatusCode::NO_CONTENT)

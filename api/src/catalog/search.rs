@@ -1,8 +1,11 @@
 //! `POST /api/v1/search/datasets/`: ranked search with structured filters.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use medledger_projections::catalog::index::CatalogIndex;
 use medledger_projections::catalog::index::{SearchHits, SearchRequest, Semantics};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -144,7 +147,7 @@ async fn search(
         offset: page.offset as usize,
         facets: with_facets,
     };
-    let index = state.catalog_index.clone();
+    let index = state.get::<Arc<CatalogIndex>>()?.clone();
     let SearchHits { hits, total, facets } =
         tokio::task::spawn_blocking(move || index.search(&search)).await.map_err(|_| ApiError::internal())??;
     let headers = request.headers("/api/v1/search/datasets/", page, i64::try_from(total).unwrap_or(i64::MAX));

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use medledger_application::blobs::one_chunk;
+use medledger_application::collections::Collections;
 use medledger_projections::collections::queries::{self, ItemRow};
 use serde_json::{Value, json};
 
@@ -79,7 +80,7 @@ async fn upload(
     let (filename, content_type, bytes) = file.ok_or_else(|| ApiError::field("file", "a file part is required"))?;
     admin.still(&state)?;
     let (item, position) = state
-        .collections
+        .get::<Collections>()?
         .add_item(
             dataset_id,
             &filename,

@@ -1,28 +1,54 @@
 //! Collections over HTTP (contract 000): a dataset's items, and the collections people
 //! build of them (requests, builds, downloads).
 
-mod collections;
+mod archives;
 mod items;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use medledger_application::collections::CollectionBuildSaga;
+use medledger_application::collections::{CollectionBuildSaga, Collections};
+use medledger_application::ports::SystemClock;
+use medledger_projections::collections::queries::ItemsReadModel;
 
-use crate::module::Module;
+use crate::module::{Module, Wiring};
 use crate::openapi::Api;
 use crate::state::AppState;
 
 pub const MODULE: Module = Module {
+    wire,
     routes,
     read_models: |_| medledger_projections::collections::read_models(),
-    sagas: |w| Ok(vec![Arc::new(CollectionBuildSaga::new(w.core.collections.clone()))]),
+    sagas: |w| Ok(vec![Arc::new(CollectionBuildSaga::new(w.get::<Collections>()?.clone()))]),
+    // What collections choose items from follows the runner once it runs.
+    start: |state| {
+        Box::pin(async move {
+            state.get::<ItemsReadModel>()?.follow(state.progress.clone());
+            Ok(())
+        })
+    },
     background: |state| vec![spawn_expiry_sweeper(state.clone())],
     ..Module::named("collections")
 };
 
+fn wire(w: &mut Wiring) -> anyhow::Result<()> {
+    let items = ItemsReadModel::new(w.core.dbs.read.clone());
+    let collections = Collections::new(
+        w.core.ledger.clone(),
+        w.core.ids.clone(),
+        w.core.blobs.clone(),
+        Arc::new(items.clone()),
+        Arc::new(SystemClock),
+        w.config.collection_ttl,
+    )
+    .with_max_items(w.config.collection_max_items);
+    w.provide(items);
+    w.provide(collections);
+    Ok(())
+}
+
 fn routes(api: Api) -> Api {
-    collections::routes(items::routes(api))
+    archives::routes(items::routes(api))
 }
 
 /// Records the expiry of ready collections whose time to live has run out (the
@@ -41,8 +67,9 @@ fn spawn_expiry_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
                     continue;
                 }
             };
+            let Ok(collections) = state.get::<Collections>() else { return };
             for id in due {
-                if let Err(e) = state.collections.expire(id).await {
+                if let Err(e) = collections.expire(id).await {
                     tracing::warn!(collection = id, error = %e, "cannot expire collection");
                 }
             }

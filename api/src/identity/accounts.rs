@@ -5,6 +5,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use medledger_application::identity::accounts::{ProfileChange, Registration};
+use medledger_application::inference::InferenceTasks;
 use medledger_domain::identity::role::{Role, Roles};
 use medledger_domain::identity::user::self_registration_roles;
 use medledger_projections::identity::queries::{self, AuditFilter, AuditRow, UserFilter, UserRow};
@@ -530,7 +531,8 @@ async fn create_audit_entry(
     };
     let ctx = ctx.with_actor(auth.user_id());
     let position =
-        medledger_application::identity::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx).await?;
+        medledger_application::identity::audit::record(&state.ledger, &body.action, &body.resource_type, &resource_id, body.details, &ctx)
+            .await?;
     state.caught_up_on(&[medledger_projections::identity::AUDIT_LOG], position).await;
     let row = queries::audit_entry(&state.dbs.read, position).await?.ok_or_else(ApiError::<Myo>::internal)?;
     Ok((StatusCode::CREATED, Json(json!(row))))
@@ -616,7 +618,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let projections = stuck.is_empty() && state.progress.positions().iter().all(|(_, p)| *p < 0 || head - *p < PROJECTION_LAG_LIMIT);
     let outbox = state.config.outbox_dir();
     let email = std::fs::create_dir_all(&outbox).is_ok() && std::fs::metadata(&outbox).is_ok_and(|m| !m.permissions().readonly());
-    let inference = state.inference.engine_available();
+    let inference = state.get::<InferenceTasks>().is_ok_and(InferenceTasks::engine_available);
     let up = |ok: bool| if ok { "up" } else { "down" };
     let healthy = db && projections && email && inference;
     let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -2,20 +2,28 @@
 //! with CSRF), and 002's accounts, users, audit log and health.
 
 mod accounts;
+mod first_admin;
 mod logins;
 
 use std::sync::Arc;
 
 use medledger_application::identity::ResetMailSaga;
-use medledger_application::ports::{Mailer, SystemClock};
+use medledger_application::identity::access::AccessModel;
+use medledger_application::identity::accounts::{AccountKeys, Accounts};
+use medledger_application::ledger::Ledger;
+use medledger_application::ports::{IdGenerator, Mailer, PasswordHasher, SystemClock, UserDirectory};
+use medledger_domain::values::PasswordPolicy;
 use medledger_infrastructure::crypto::SecretKey;
+use medledger_infrastructure::jwt::JwtService;
 use medledger_infrastructure::mail::{OutboxMailer, SmtpMailer};
+use medledger_infrastructure::password::Argon2Hasher;
 use medledger_projections::identity::AccessProjection;
 
 pub use logins::session_cookie;
 
+use crate::config::Config;
 use crate::error::ShapeKind;
-use crate::module::{Module, Wiring};
+use crate::module::{Module, Sagas, Wiring};
 use crate::openapi::Api;
 
 pub const MODULE: Module = Module {
@@ -34,6 +42,7 @@ pub const MODULE: Module = Module {
     read_models: |_| medledger_projections::identity::read_models(),
     indexes: |w| vec![Arc::new(AccessProjection(w.core.accounts.access().clone()))],
     sagas,
+    start: |state| Box::pin(first_admin::bootstrap_admin(state)),
     ..Module::named("identity")
 };
 
@@ -41,11 +50,33 @@ fn routes(api: Api) -> Api {
     accounts::routes(logins::routes(api))
 }
 
-fn sagas(w: &Wiring) -> anyhow::Result<Vec<Arc<dyn medledger_application::sagas::Saga>>> {
+fn sagas(w: &Wiring) -> Sagas {
     let mailer: Arc<dyn Mailer> = match &w.config.smtp_url {
         Some(url) => Arc::new(SmtpMailer::from_url(url.expose(), &w.config.mail_from)?),
         None => Arc::new(OutboxMailer::new(w.config.outbox_dir(), w.config.mail_from.clone())),
     };
     let reset_key = SecretKey::derive(&w.core.secret, "password-reset").as_bytes().to_vec();
     Ok(vec![Arc::new(ResetMailSaga::new(mailer, w.config.reset_link_base.clone(), reset_key, Arc::new(SystemClock)))])
+}
+
+/// The accounts use case: built with the shared core (requests are judged by its access
+/// model before any context's handler runs).
+pub fn accounts(config: &Config, secret: &[u8], ledger: &Ledger, ids: &Arc<dyn IdGenerator>) -> Accounts {
+    let hasher: Arc<dyn PasswordHasher> =
+        if config.fast_password_hash { Arc::new(Argon2Hasher::fast_for_tests()) } else { Arc::new(Argon2Hasher::recommended()) };
+    let jwt_key = SecretKey::derive(secret, "jwt-hs256");
+    let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
+    // Logins are found in the access model (memory); the CLI, which does not feed it,
+    // finds none, and relies on the claim streams for uniqueness.
+    let access = AccessModel::new();
+    let directory: Arc<dyn UserDirectory> = access.clone();
+    let keys = AccountKeys {
+        identifiers: SecretKey::derive(secret, "login-identifiers").as_bytes().to_vec(),
+        reset: SecretKey::derive(secret, "password-reset").as_bytes().to_vec(),
+        cookies: SecretKey::derive(secret, "session-cookie").as_bytes().to_vec(),
+    };
+    Accounts::new(keys, ledger.clone(), hasher, tokens, ids.clone(), directory, Arc::new(SystemClock))
+        .with_access(access)
+        .with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length))
+        .with_refresh_grace(config.refresh_grace)
 }

@@ -7,13 +7,15 @@ use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Reque
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_application::identity::Caller;
-use medledger_application::inference::{ModelSummary, NewTask};
 use medledger_application::AppError;
+use medledger_application::identity::Caller;
 use medledger_application::inference::InferenceError;
+use medledger_application::inference::InferenceTasks;
+use medledger_application::inference::{ModelSummary, NewTask};
 use medledger_domain::DomainError;
 use medledger_domain::inference::{ModelKind, ModelManifest};
 use medledger_projections::inference as queries;
+use medledger_projections::inference::TaskWatch;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Detail};
@@ -177,8 +179,8 @@ fn model_choice_message(models: &[ModelSummary]) -> String {
 
 /// 429 once `user` has created their allowance of tasks this minute.
 fn within_task_allowance(state: &AppState, user: &TaskUser) -> Res<()> {
-    let Err(retry_after) = state.task_limiter.check(&user.id.to_string()) else { return Ok(()) };
-    let limit = state.task_limiter.per_window();
+    let Err(retry_after) = state.get::<super::TaskLimiter>()?.0.check(&user.id.to_string()) else { return Ok(()) };
+    let limit = state.get::<super::TaskLimiter>()?.0.per_window();
     let mut e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "throttled",
@@ -291,7 +293,7 @@ async fn create(
         .into());
     }
     let task = NewTask { owner_id: user.id, detection_model_id, classification_model_id };
-    let submitted = state.inference.submit(task, &body, &ctx.with_actor(user.id)).await;
+    let submitted = state.get::<InferenceTasks>()?.submit(task, &body, &ctx.with_actor(user.id)).await;
     let (id, position) = match submitted {
         Ok(done) => done,
         Err(AppError::Inference(InferenceError::NoSuchModel)) => return Err(bad(model_choice(&state).await?).into()),
@@ -389,7 +391,7 @@ async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<S
         None => visible(&state, &user, &raw).await?,
         Some(wait) => {
             let deadline = tokio::time::Instant::now() + wait;
-            let changes = state.task_watch.watch(task_id(&raw)?);
+            let changes = state.get::<TaskWatch>()?.watch(task_id(&raw)?);
             loop {
                 // Registered before the read: a change committed in between still wakes it.
                 let changed = changes.notified();
@@ -414,18 +416,19 @@ async fn result(State(state): State<AppState>, user: TaskUser, Path(raw): Path<S
 
 async fn input(State(state): State<AppState>, user: TaskUser, Path(raw): Path<String>) -> Res<Response> {
     let row = visible(&state, &user, &raw).await?;
-    let task = state.inference.visible(row.id, user.id, user.admin).await.map_err(|_| not_found(&raw))?;
-    let (bytes, content_type) = state.inference.input(&task).await.map_err(|_| not_found(&raw))?;
+    let task = state.get::<InferenceTasks>()?.visible(row.id, user.id, user.admin).await.map_err(|_| not_found(&raw))?;
+    let (bytes, content_type) = state.get::<InferenceTasks>()?.input(&task).await.map_err(|_| not_found(&raw))?;
     let disposition = format!("inline; filename=\"{}\"", row.input_path);
     Ok(([(header::CONTENT_TYPE, content_type), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
 }
 
 async fn delete(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, Path(raw): Path<String>) -> Res<Json<Value>> {
     let row = visible(&state, &user, &raw).await?;
-    let position = state.inference.delete(row.id, user.id, user.admin, &ctx.with_actor(user.id)).await.map_err(|e| match e {
-        AppError::NotFound(_) => not_found(&raw),
-        other => other.into(),
-    })?;
+    let position =
+        state.get::<InferenceTasks>()?.delete(row.id, user.id, user.admin, &ctx.with_actor(user.id)).await.map_err(|e| match e {
+            AppError::NotFound(_) => not_found(&raw),
+            other => other.into(),
+        })?;
     if let Some(p) = position {
         state.caught_up_on(&[medledger_projections::inference::INFERENCE_TASKS], p).await;
     }
@@ -459,7 +462,7 @@ async fn register(State(state): State<AppState>, user: TaskUser, Ctx(ctx): Ctx, 
     let onnx = onnx.filter(|b| !b.is_empty()).ok_or_else(|| bad("the `model` part (the .onnx file) is missing or empty"))?;
     let manifest = manifest.ok_or_else(|| bad("the `manifest` part is missing"))?;
     user.still(&state, true)?;
-    let registered = state.inference.register_model(manifest, onnx, &ctx.with_actor(user.id)).await;
+    let registered = state.get::<InferenceTasks>()?.register_model(manifest, onnx, &ctx.with_actor(user.id)).await;
     let (id, position) = match registered {
         Ok(done) => done,
         // The engine's sentence alone (see `InferenceEngine`): nothing of the runtime's.

@@ -11,10 +11,10 @@ use medledger_domain::Aggregate;
 use medledger_domain::DomainError;
 use medledger_domain::catalog::{self, Dataset, DatasetCommand, DatasetEvent, DatasetFields, DatasetId};
 
+use crate::AppError;
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
 use crate::ports::{ExpectedVersion, IdGenerator, Position, StoreError};
-use crate::AppError;
 
 #[derive(Clone)]
 pub struct Catalog {

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use medledger_domain::EventTypes;
 use medledger_domain::collections::collection::{CollectionEvent, CollectionEventKind};
 
-use crate::sagas::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::collections::Collections;
 use crate::metadata::Cause;
+use crate::sagas::Saga;
 
 pub struct CollectionBuildSaga {
     collections: Collections,

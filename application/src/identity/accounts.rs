@@ -14,6 +14,8 @@ use medledger_domain::{Aggregate, DomainError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::AppError;
+use crate::identity::AccountError;
 use crate::identity::access::{AccessModel, Caller, Denied, cookie_hash};
 use crate::ledger::Ledger;
 use crate::metadata::CommandContext;
@@ -21,8 +23,6 @@ use crate::ports::{
     AccessClaims, Clock, ExpectedVersion, IdGenerator, PasswordHasher, Position, RefreshClaims, StoreError, TokenError, TokenService,
     UserDirectory,
 };
-use crate::AppError;
-use crate::identity::AccountError;
 
 /// The profile fields as errors name them: the `Registration` and `ProfileChange` field
 /// names. Each contract spells a field its own way (the api's error mapping).

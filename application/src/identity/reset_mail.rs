@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use medledger_domain::EventTypes;
 use medledger_domain::identity::user::{UserEvent, UserEventKind};
 
-use crate::sagas::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::ports::{Clock, Mail, Mailer};
+use crate::sagas::Saga;
 
 /// Sends the password-reset mail for each `PasswordResetRequested`. The message id is
 /// the event id, so a redelivery after a crash does not send a second mail.

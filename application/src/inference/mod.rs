@@ -26,10 +26,10 @@ use medledger_domain::{Aggregate, DomainError};
 use sha2::Digest as _;
 
 use crate::blobs::{one_chunk, read_to_vec};
+use crate::inference::model_threads::{ModelInputs, ModelThreads};
 use crate::jobs::{JobKind, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
-use crate::inference::model_threads::{ModelInputs, ModelThreads};
 use crate::ports::{
     BlobStore, ByteRange, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED,
     Position, RgbImage,

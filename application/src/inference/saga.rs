@@ -9,11 +9,11 @@ use futures::future::join_all;
 use medledger_domain::EventTypes;
 use medledger_domain::inference::task::{TaskEvent, TaskEventKind};
 
-use crate::sagas::Saga;
 use crate::AppError;
 use crate::codec::DecodedEvent;
 use crate::inference::InferenceTasks;
 use crate::metadata::Cause;
+use crate::sagas::Saga;
 
 pub struct InferenceSaga {
     tasks: InferenceTasks,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use medledger_application::identity::access::AccessModel;
 use medledger_application::codec::DecodedEvent;
+use medledger_application::identity::access::AccessModel;
 use medledger_application::ports::{ChainHead, Position};
 use medledger_domain::EventTypes;
 

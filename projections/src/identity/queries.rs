@@ -178,4 +178,3 @@ pub async fn audit_entry(read: &AnyPool, id: i64) -> Result<Option<AuditRow>, sq
     .await?;
     Ok(row.map(audit_row))
 }
-

@@ -12,7 +12,8 @@ const FIXTURE: &str = include_str!("../../fixtures/datasets.jsonl");
 
 pub(super) async fn import(app: &TestApp) -> medledger_application::catalog::ImportReport {
     let datasets = FIXTURE.lines().map(|l| medledger_application::catalog::parse_line(l).unwrap()).collect();
-    let report = app.state.catalog.import(datasets, &CommandContext::system()).await.unwrap();
+    let report =
+        app.state.get::<medledger_application::catalog::Catalog>().unwrap().import(datasets, &CommandContext::system()).await.unwrap();
     if let Some(p) = report.last_position {
         app.state.caught_up(p).await;
     }

@@ -235,7 +235,8 @@ async fn a_build_interrupted_by_a_crash_completes_after_restart() {
     // The request is recorded while no saga runs (as if the server died right after).
     let core = medledger_api::core(&config).await.unwrap();
     let request = CollectionRequest { owner_id: 1, query_text: String::new(), dataset_ids: vec![a], limit_per_dataset: 5 };
-    let (id, _) = core.collections.request(request, &CommandContext::system()).await.unwrap();
+    let (id, _) =
+        core.get::<medledger_application::collections::Collections>().unwrap().request(request, &CommandContext::system()).await.unwrap();
     let dir = config.blob_dir().join("collections");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{id}.zip.partial")), b"half an archive").unwrap();

@@ -231,10 +231,19 @@ async fn a_task_interrupted_by_a_crash_ends_exactly_once() {
 
     // Recorded with no saga running, then "started" by a runner that died.
     let core = medledger_api::core(&config).await.unwrap();
-    core.inference.register_builtins(&medledger_api::builtin_models::builtins()).await.unwrap();
+    core.get::<medledger_application::inference::InferenceTasks>()
+        .unwrap()
+        .register_builtins(&medledger_api::builtin_models::builtins())
+        .await
+        .unwrap();
     let ctx = CommandContext::system();
     let task = NewTask { owner_id: owner, detection_model_id: 1, classification_model_id: 3 };
-    let (id, _) = core.inference.create(task, &fixture("fixture_4_nature_4obj.png"), &ctx).await.unwrap();
+    let (id, _) = core
+        .get::<medledger_application::inference::InferenceTasks>()
+        .unwrap()
+        .create(task, &fixture("fixture_4_nature_4obj.png"), &ctx)
+        .await
+        .unwrap();
     core.ledger
         .execute::<medledger_domain::inference::task::InferenceTask>(&task::stream_id(id), &ctx, |t| {
             medledger_domain::Aggregate::handle(t, TaskCommand::Start)
@@ -255,7 +264,7 @@ async fn a_task_interrupted_by_a_crash_ends_exactly_once() {
 
     // Running it again (a redelivered event) records nothing more.
     let cause = medledger_application::metadata::Cause::new(events[0].event_id, None);
-    app.state.inference.run(id, cause).await.unwrap();
+    app.state.get::<medledger_application::inference::InferenceTasks>().unwrap().run(id, cause).await.unwrap();
     assert_eq!(app.state.dbs.store.read_stream(&task::stream_id(id)).await.unwrap().len(), 4);
 }
 

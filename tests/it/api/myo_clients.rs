@@ -156,7 +156,8 @@ async fn health_keeps_the_seeds_services_and_adds_its_own() {
     }
     assert_eq!(h["services"]["redis"], "not_used");
     assert_eq!(h["services"]["database"], "up");
-    let engine = if app.state.inference.engine_available() { "up" } else { "down" };
+    let engine =
+        if app.state.get::<medledger_application::inference::InferenceTasks>().unwrap().engine_available() { "up" } else { "down" };
     assert_eq!(h["services"]["microservice"], engine, "{h}");
 }
 

@@ -240,7 +240,13 @@ async fn a_dataset_matching_every_concept_outranks_any_number_matching_fewer() {
         .to_string(),
     );
     let datasets = lines.iter().map(|l| medledger_application::catalog::parse_line(l).unwrap()).collect();
-    let report = app.state.catalog.import(datasets, &medledger_application::metadata::CommandContext::system()).await.unwrap();
+    let report = app
+        .state
+        .get::<medledger_application::catalog::Catalog>()
+        .unwrap()
+        .import(datasets, &medledger_application::metadata::CommandContext::system())
+        .await
+        .unwrap();
     app.state.caught_up(report.last_position.unwrap()).await;
     let token = app.register("reader@example.org").await.1;
 
@@ -272,9 +278,14 @@ async fn the_index_survives_(kind: Kind) {
         let r = app.medagg(&admin).retire_dataset(d["id"].as_i64().unwrap()).await;
         assert_eq!(r.status().as_u16(), 204);
     }
-    let live: Vec<_> = PROBES.iter().map(|q| app.state.catalog_index.search(&request(q)).unwrap()).collect();
+    let live: Vec<_> = PROBES
+        .iter()
+        .map(|q| {
+            app.state.get::<std::sync::Arc<medledger_projections::catalog::index::CatalogIndex>>().unwrap().search(&request(q)).unwrap()
+        })
+        .collect();
     let head = app.head().await;
-    let docs = app.state.catalog_index.num_docs();
+    let docs = app.state.get::<std::sync::Arc<medledger_projections::catalog::index::CatalogIndex>>().unwrap().num_docs();
     assert_eq!(docs, 283 - retire.as_array().unwrap().len() as u64);
 
     // Rebuilt from the history into a fresh index: the same answers.
@@ -291,9 +302,18 @@ async fn the_index_survives_(kind: Kind) {
     // A restart reopens the committed index at its checkpoint: nothing to replay.
     let config = app.stop().await;
     let app = spawn_with(config, kind).await;
-    assert_eq!(app.state.catalog_index.checkpoint().unwrap(), head);
+    assert_eq!(app.state.get::<std::sync::Arc<medledger_projections::catalog::index::CatalogIndex>>().unwrap().checkpoint().unwrap(), head);
     for (q, before) in PROBES.iter().zip(&live) {
-        assert_eq!(app.state.catalog_index.search(&request(q)).unwrap().hits, before.hits, "{q}");
+        assert_eq!(
+            app.state
+                .get::<std::sync::Arc<medledger_projections::catalog::index::CatalogIndex>>()
+                .unwrap()
+                .search(&request(q))
+                .unwrap()
+                .hits,
+            before.hits,
+            "{q}"
+        );
     }
     let token = app.login("admin@example.org").await;
     let r = search(&app, &token, json!({"query_text": "chexpert"})).await;

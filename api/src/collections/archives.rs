@@ -7,14 +7,15 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use medledger_application::AppError;
+use medledger_application::collections::Collections;
 use medledger_domain::collections::collection::CollectionRequest;
 use medledger_projections::collections::queries::{self, CollectionRow};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::contracts::medagg::{ListRequest, Res, paged};
 use crate::blob_response;
+use crate::contracts::medagg::{ListRequest, Res, paged};
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Auth, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
@@ -92,7 +93,7 @@ fn collection_of(state: &AppState, c: &CollectionRow) -> wire::Collection {
     let ready = status == "ready";
     let progress = match status {
         "ready" => Some(100),
-        "pending" => Some(state.collections.progress.get(c.id).unwrap_or(0)),
+        "pending" => Some(state.get::<Collections>().map_or(0, |collections| collections.progress.get(c.id).unwrap_or(0))),
         _ => None,
     };
     wire::Collection {
@@ -154,7 +155,7 @@ async fn create(
             ),
         ));
     }
-    let (id, position) = state.collections.request(request, &ctx.with_actor(auth.user_id())).await?;
+    let (id, position) = state.get::<Collections>()?.request(request, &ctx.with_actor(auth.user_id())).await?;
     state.caught_up_on(&[medledger_projections::collections::COLLECTIONS], position).await;
     let c = queries::collection(&state.dbs.read, id).await?.ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(json!(wire::NewCollection { id, status: c.status, created_at: c.created_at }))))
@@ -273,7 +274,8 @@ async fn download(State(state): State<AppState>, auth: Auth<Detail>, Path(id): P
         _ => return Err(ApiError::new(StatusCode::CONFLICT, "pending", "This collection is still being built.")),
     }
     let key = c.archive_key.as_deref().ok_or_else(ApiError::internal)?;
-    let Some(mut response) = blob_response::serve(&**state.collections.blobs(), key, request.headers()).await.map_err(AppError::from)?
+    let Some(mut response) =
+        blob_response::serve(&**state.get::<Collections>()?.blobs(), key, request.headers()).await.map_err(AppError::from)?
     else {
         tracing::error!(collection = c.id, "ready collection without its archive");
         return Err(ApiError::new(StatusCode::GONE, "expired", "This collection's archive is no longer available."));
