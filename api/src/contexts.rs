@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use medledger_domain::events::EventEnum;
 use medledger_projections::Projection;
 
 use crate::error::ShapeKind;
@@ -19,6 +20,11 @@ pub const MODULES: &[Module] = &[
 /// Which contract's error shape answers for `path` outside a handler.
 pub fn shape_for(path: &str) -> ShapeKind {
     MODULES.iter().flat_map(|m| m.paths).find(|(prefix, _)| path.starts_with(prefix)).map_or(ShapeKind::Detail, |(_, shape)| *shape)
+}
+
+/// Every event enum of every context.
+pub fn events() -> impl Iterator<Item = &'static EventEnum> {
+    MODULES.iter().flat_map(|m| m.events)
 }
 
 /// Every SQL read model of every context.
@@ -47,6 +53,13 @@ mod tests {
         assert_eq!(shape_for("/upload/"), ShapeKind::Django);
         assert_eq!(shape_for("/api/v1/datasets/"), ShapeKind::Detail);
         assert_eq!(shape_for("/api/tasks"), ShapeKind::Detail);
+    }
+
+    #[test]
+    fn the_event_enums_of_all_contexts_are_sound_together() {
+        let all: Vec<EventEnum> = events().copied().collect();
+        assert!(all.len() >= 8, "every context lists its enums");
+        assert_eq!(medledger_domain::events::problems(&all), Vec::<String>::new());
     }
 
     #[test]

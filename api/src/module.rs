@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use medledger_application::sagas::Saga;
+use medledger_domain::events::EventEnum;
+use medledger_infrastructure::{Migration, Migrations};
 use medledger_projections::{Projection, SelfCheckpointed};
 
 use crate::config::Config;
@@ -29,6 +31,13 @@ pub struct Module {
     /// error raised before any handler runs (unknown route, wrong method, oversize body)
     /// looks like there. Paths of no module answer in the plain `{"detail"}` shape.
     pub paths: &'static [(&'static str, ShapeKind)],
+    /// Its event enums: the codec upcasts their old schemas, and the checks over all of
+    /// them (names unique across contexts) run on this list.
+    pub events: &'static [EventEnum],
+    /// Its read models' tables: SQL files under `migrations/read/<context>/`, applied once
+    /// each as the set named after the context (the tables from before contexts had
+    /// their own folders are the shared set in `migrations/read/`).
+    pub migrations: &'static [Migration],
     /// Builds the context's use cases from the shared ports (`Wiring::provide`), for the
     /// server and the CLI alike.
     pub wire: fn(&mut Wiring) -> anyhow::Result<()>,
@@ -54,6 +63,8 @@ impl Module {
         Self {
             name,
             paths: &[],
+            events: &[],
+            migrations: &[],
             wire: |_| Ok(()),
             open: nothing,
             routes: |api| api,
@@ -63,6 +74,11 @@ impl Module {
             start: |_| Box::pin(async { Ok(()) }),
             background: |_| Vec::new(),
         }
+    }
+
+    /// The context's read-model migrations as one set, named after it.
+    pub fn migrations(&self) -> Migrations {
+        Migrations::new(self.name, self.migrations)
     }
 }
 

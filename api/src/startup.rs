@@ -70,8 +70,11 @@ pub async fn core(config: &Config) -> anyhow::Result<Core> {
     let secret = secret::load_or_create(config.secret_key.as_ref().map(Secret::expose), &config.data_dir)?;
     let backend = Backend::select(config.database_url.as_deref(), &config.data_dir)?;
     let dbs = Databases::open(&backend).await?;
-    let codec = EventCodec::new(Arc::new(SqlVault::new(dbs.aux.clone(), &secret)));
+    let codec = EventCodec::new(Arc::new(SqlVault::new(dbs.aux.clone(), &secret))).upcasting(crate::contexts::events());
     let ledger = Ledger::new(dbs.store.clone(), codec.clone());
+    for module in MODULES {
+        dbs.migrate_read_models(&module.migrations()).await.with_context(|| format!("cannot migrate {}'s read models", module.name))?;
+    }
     let ids: Arc<dyn IdGenerator> = Arc::new(SqlIdGenerator::new(dbs.aux.clone()));
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(config.blob_dir()));
     let accounts = crate::identity::accounts(config, &secret, &ledger, &ids);

@@ -2,11 +2,11 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use medledger_domain::DomainEvent;
-use medledger_domain::events::{ALL, Upcaster};
+use medledger_domain::events::{EventEnum, Upcaster};
 use serde::de::value::MapDeserializer;
 use serde_json::{Map, Value, json};
 
@@ -105,11 +105,20 @@ pub struct DecodeError {
 #[derive(Clone)]
 pub struct EventCodec {
     vault: Arc<dyn PersonalDataVault>,
+    upcasters: Arc<Upcasters>,
 }
 
 impl EventCodec {
+    /// A codec that reads every event at the schema it was stored with.
     pub fn new(vault: Arc<dyn PersonalDataVault>) -> Self {
-        Self { vault }
+        Self { vault, upcasters: Arc::default() }
+    }
+
+    /// Old schemas of these enums' events are brought up to date as they are read.
+    pub fn upcasting<'a>(mut self, enums: impl IntoIterator<Item = &'a EventEnum>) -> Self {
+        let upcasters = enums.into_iter().flat_map(|e| e.upcasters).map(|u| ((u.event_type, u.from_version), *u)).collect();
+        self.upcasters = Arc::new(Upcasters(upcasters));
+        self
     }
 
     pub fn vault(&self) -> &Arc<dyn PersonalDataVault> {
@@ -176,7 +185,7 @@ impl EventCodec {
             erased |= opened.is_none();
             data["personal"] = opened.unwrap_or_else(|| json!({}));
         }
-        let data = upcast(&recorded.event_type, recorded.schema_version, data);
+        let data = self.upcasters.upcast(&recorded.event_type, recorded.schema_version, data);
 
         let mut meta_value: Value = serde_json::from_str(&recorded.metadata).map_err(|e| corrupt("metadata", e))?;
         let personal = match meta_value.as_object_mut().and_then(|o| o.remove("personal")) {
@@ -199,32 +208,38 @@ impl EventCodec {
     }
 }
 
-/// Every upcaster of every event enum, by (event type, stored schema version).
-fn upcasters() -> &'static HashMap<(&'static str, u32), Upcaster> {
-    static REGISTRY: OnceLock<HashMap<(&'static str, u32), Upcaster>> = OnceLock::new();
-    REGISTRY.get_or_init(|| ALL.iter().flat_map(|e| e.upcasters).map(|u| ((u.event_type, u.from_version), *u)).collect())
-}
+/// The upcasters of the event enums the server reads, by (event type, stored schema
+/// version): each context's, as its module lists them.
+#[derive(Default)]
+struct Upcasters(HashMap<(&'static str, u32), Upcaster>);
 
-/// Brings an old event schema up to the one the domain reads, one version at a time,
-/// with the upcasters the domain registers beside each event (`DomainEvent::UPCASTERS`).
-pub fn upcast(event_type: &str, schema_version: i32, mut data: Value) -> Value {
-    let registry = upcasters();
-    let mut version = u32::try_from(schema_version).unwrap_or(0);
-    while let Some(u) = registry.get(&(event_type, version)) {
-        data = (u.upcast)(data);
-        version += 1;
+impl Upcasters {
+    /// Brings an old event schema up to the one the domain reads, one version at a time,
+    /// with the upcasters the domain registers beside each event (`DomainEvent::UPCASTERS`).
+    fn upcast(&self, event_type: &str, schema_version: i32, mut data: Value) -> Value {
+        let mut version = u32::try_from(schema_version).unwrap_or(0);
+        while let Some(u) = self.0.get(&(event_type, version)) {
+            data = (u.upcast)(data);
+            version += 1;
+        }
+        data
     }
-    data
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn identity() -> Upcasters {
+        Upcasters(
+            medledger_domain::identity::EVENTS.iter().flat_map(|e| e.upcasters).map(|u| ((u.event_type, u.from_version), *u)).collect(),
+        )
+    }
+
     #[test]
     fn v1_user_registered_splits_full_name() {
         let v1 = json!({"user_id": 1, "personal": {"email": "a@b.org", "full_name": "Ada King Lovelace"}});
-        let v2 = upcast("UserRegistered", 1, v1);
+        let v2 = identity().upcast("UserRegistered", 1, v1);
         assert_eq!(v2["personal"]["first_name"], "Ada");
         assert_eq!(v2["personal"]["last_name"], "King Lovelace");
         assert!(v2["personal"].get("full_name").is_none());
@@ -233,6 +248,6 @@ mod tests {
     #[test]
     fn current_schema_is_left_alone() {
         let v2 = json!({"personal": {"first_name": "A", "full_name": "x"}});
-        assert_eq!(upcast("UserRegistered", 2, v2.clone()), v2);
+        assert_eq!(identity().upcast("UserRegistered", 2, v2.clone()), v2);
     }
 }

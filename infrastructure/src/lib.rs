@@ -14,4 +14,4 @@ pub mod secret;
 pub mod store;
 pub mod vault;
 
-pub use migrate::{MigrationError, Migrations};
+pub use migrate::{Migration, MigrationError, Migrations};

@@ -11,12 +11,20 @@ pub enum MigrationError {
     Database(#[from] sqlx::Error),
 }
 
+/// One migration: its version within its set, its name, its SQL.
+pub type Migration = (i64, &'static str, &'static str);
+
 pub struct Migrations {
     set: &'static str,
-    items: &'static [(i64, &'static str, &'static str)],
+    items: &'static [Migration],
 }
 
 impl Migrations {
+    /// A set of migrations applied in version order, each once per database.
+    pub const fn new(set: &'static str, items: &'static [Migration]) -> Self {
+        Self { set, items }
+    }
+
     pub const POSTGRES_STORE: Migrations =
         Migrations { set: "store", items: &[(1, "event_store", include_str!("../../migrations/postgres/0001_event_store.sql"))] };
     pub const SQLITE_STORE: Migrations =

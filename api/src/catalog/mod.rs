@@ -13,6 +13,7 @@ use crate::module::{Module, Step, Wiring};
 use crate::openapi::Api;
 
 pub const MODULE: Module = Module {
+    events: medledger_domain::catalog::EVENTS,
     wire: |w| {
         w.provide(Catalog::new(w.core.ledger.clone(), w.core.ids.clone()));
         Ok(())

@@ -16,6 +16,7 @@ use crate::openapi::Api;
 use crate::state::AppState;
 
 pub const MODULE: Module = Module {
+    events: medledger_domain::collections::EVENTS,
     wire,
     routes,
     read_models: |_| medledger_projections::collections::read_models(),

@@ -27,6 +27,7 @@ use crate::module::{Module, Sagas, Wiring};
 use crate::openapi::Api;
 
 pub const MODULE: Module = Module {
+    events: medledger_domain::identity::EVENTS,
     paths: &[
         ("/api/auth", ShapeKind::Myo),
         ("/api/users", ShapeKind::Myo),

@@ -16,6 +16,7 @@ use crate::module::{Module, Wiring};
 use crate::ratelimit::RateLimiter;
 
 pub const MODULE: Module = Module {
+    events: medledger_domain::inference::EVENTS,
     wire,
     routes: routes::routes,
     read_models: |contexts| {

@@ -5,6 +5,9 @@ pub mod vocabulary;
 
 pub use vocabulary::expand as expand_query;
 
+/// The catalog's event enums.
+pub const EVENTS: &[crate::events::EventEnum] = &[crate::events::EventEnum::of::<DatasetEvent>("DatasetEvent")];
+
 use serde::{Deserialize, Serialize};
 
 use crate::collections::{DatasetItem, parse_item_path};

@@ -15,6 +15,10 @@ pub mod task;
 pub use model::{Model, ModelCommand, ModelEvent};
 pub use task::{InferenceTask, TaskCommand, TaskEvent, TaskInput, TaskStatus};
 
+/// Inference's event enums.
+pub const EVENTS: &[crate::events::EventEnum] =
+    &[crate::events::EventEnum::of::<ModelEvent>("ModelEvent"), crate::events::EventEnum::of::<TaskEvent>("TaskEvent")];
+
 pub type TaskId = i64;
 pub type ModelId = i64;
 

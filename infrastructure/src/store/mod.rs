@@ -17,6 +17,7 @@ pub use postgres::PostgresEventStore;
 pub use sqlite::SqliteEventStore;
 
 use crate::Migrations;
+use crate::migrate::MigrationError;
 
 pub(crate) fn hash32(bytes: Vec<u8>, what: &str, position: i64) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt(format!("{what} of event {position} is not 32 bytes")))
@@ -65,6 +66,8 @@ pub struct Databases {
     /// take turns among themselves rather than meet in SQLite's busy handler (which
     /// sleeps in steps of milliseconds).
     pub read_single_writer: bool,
+    /// Whether the databases are PostgreSQL (migrations take its advisory lock).
+    pub postgres: bool,
 }
 
 /// How much a pool's commits wait for the disk.
@@ -142,7 +145,7 @@ impl Databases {
                     .await
                     .map_err(unavailable)?;
                 let store = PostgresEventStore::start(pool).await?;
-                Ok(Self { store: Arc::new(store), aux, read, read_single_writer: false })
+                Ok(Self { store: Arc::new(store), aux, read, read_single_writer: false, postgres: true })
             }
             Backend::Sqlite { store, read } => {
                 if let Some(dir) = store.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -171,9 +174,15 @@ impl Databases {
                     .await
                     .map_err(unavailable)?;
                 let store = SqliteEventStore::start(pool).await?;
-                Ok(Self { store: Arc::new(store), aux, read: read_pool, read_single_writer: true })
+                Ok(Self { store: Arc::new(store), aux, read: read_pool, read_single_writer: true, postgres: false })
             }
         }
+    }
+
+    /// Applies a context's own read-model migrations (its set named after it), after the
+    /// shared ones `open` ran.
+    pub async fn migrate_read_models(&self, migrations: &Migrations) -> Result<usize, MigrationError> {
+        migrations.run(&self.read, self.postgres).await
     }
 
     async fn migrate_with(aux: &AnyPool, read: &AnyPool, postgres: bool) -> Result<(), StoreError> {
