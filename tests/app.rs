@@ -37,16 +37,16 @@ pub async fn test_config(kind: Kind) -> Option<Config> {
     config.secret_key = Some(format!("test-secret-{}", uuid::Uuid::new_v4()).into());
     config.auth_rate_limit = 0;
     config.api_rate_limit = 0;
-    config.task_rate_limit = 0;
+    config.contexts.inference.task_rate_limit = 0;
     config.refresh_rate_limit = 0;
     // A second use of a rotated refresh token revokes at once; the grace window has its
     // own tests (myo_clients.rs).
-    config.refresh_grace = std::time::Duration::ZERO;
+    config.contexts.identity.refresh_grace = std::time::Duration::ZERO;
     config.cors_origins = Vec::new();
     config.trusted_proxies = Vec::new();
-    config.fast_password_hash = true;
-    config.admin_email = None;
-    config.admin_password = None;
+    config.contexts.identity.fast_password_hash = true;
+    config.contexts.identity.admin_email = None;
+    config.contexts.identity.admin_password = None;
     Some(config)
 }
 

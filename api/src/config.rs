@@ -11,24 +11,10 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use crate::priority::RequestPriority;
 
-mod parse;
+pub(crate) mod parse;
 mod secret;
 
 pub use secret::{Secret, SmtpUrl};
-
-/// 2048×2048: sixteen times the side the built-in models take (128×128), so nothing a
-/// model can see is lost, and one decode stays within 2048² × (8 + 3) bytes ≈ 46 MB.
-pub const DEFAULT_MAX_IMAGE_PIXELS: u32 = 2048 * 2048;
-
-/// A person creates a task and waits for its result; a script sending a folder at
-/// this pace stays far below what the server runs (hundreds of tasks a second), and a
-/// flood from one account is cut off within a minute.
-pub const DEFAULT_TASK_RATE_LIMIT: u32 = 120;
-
-/// The built-in models need a few MB each and run in about 3 ms an image: these
-/// bounds are for models that try more (decision in docs/decisions.md, issue 15).
-pub const DEFAULT_MODEL_MAX_MEMORY_MB: u32 = 1024;
-pub const DEFAULT_MODEL_RUN_TIMEOUT_MS: u32 = 5_000;
 
 /// Decision #45 and its revision #48 (BENCHMARKS.md, stop 12).
 pub const DEFAULT_REQUEST_PRIORITY: RequestPriority = RequestPriority::Nice(19);
@@ -57,77 +43,21 @@ pub struct Config {
     /// into `data_dir`.
     #[arg(long, env = "MEDLEDGER_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<Secret>,
-    /// Access token lifetime, in minutes.
-    #[arg(long = "access-ttl-minutes", env = "MEDLEDGER_ACCESS_TTL_MINUTES", global = true, value_parser = parse::minutes, default_value = "15")]
-    pub access_ttl: chrono::Duration,
-    /// Refresh token lifetime, in days.
-    #[arg(long = "refresh-ttl-days", env = "MEDLEDGER_REFRESH_TTL_DAYS", global = true, value_parser = parse::days, default_value = "7")]
-    pub refresh_ttl: chrono::Duration,
     /// Requests per minute per client on auth endpoints; 0 turns the limit off.
     #[arg(long, env = "MEDLEDGER_AUTH_RATE_LIMIT", global = true, default_value_t = 5)]
     pub auth_rate_limit: u32,
     /// Requests per minute per user on the 002 API; 0 turns the limit off.
     #[arg(long, env = "MEDLEDGER_API_RATE_LIMIT", global = true, default_value_t = 100)]
     pub api_rate_limit: u32,
-    /// Inference tasks a user may create per minute; 0 turns the limit off.
-    #[arg(long, env = "MEDLEDGER_TASK_RATE_LIMIT", global = true, default_value_t = DEFAULT_TASK_RATE_LIMIT)]
-    pub task_rate_limit: u32,
-    /// The largest task image, width × height, checked in its header before it is
-    /// decoded (0 counts as 1).
-    #[arg(long, env = "MEDLEDGER_MAX_IMAGE_PIXELS", global = true, value_parser = parse::pixels, default_value_t = u64::from(DEFAULT_MAX_IMAGE_PIXELS))]
-    pub max_image_pixels: u64,
-    /// Task images decoded at once (default: one per core); 0 lifts the bound.
-    #[arg(long, env = "MEDLEDGER_IMAGE_DECODES", global = true, default_value_t = medledger_application::inference::default_concurrent_decodes())]
-    pub image_decodes: usize,
-    /// Cheap password hashing for tests and benchmarks only (`1`/`true`).
-    #[arg(long, env = "MEDLEDGER_FAST_PASSWORD_HASH", global = true, value_parser = parse::switch, action = clap::ArgAction::Set, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
-    pub fast_password_hash: bool,
     /// Larger JSON bodies get 413.
     #[arg(long, env = "MEDLEDGER_MAX_JSON_BYTES", global = true, default_value_t = 1024 * 1024)]
     pub max_json_bytes: usize,
-    /// With the password: create this admin at start if absent.
-    #[arg(long, env = "MEDLEDGER_ADMIN_EMAIL", global = true)]
-    pub admin_email: Option<String>,
-    #[arg(long, env = "MEDLEDGER_ADMIN_PASSWORD", global = true, hide_env_values = true)]
-    pub admin_password: Option<Secret>,
-    /// The link in password-reset mail.
-    #[arg(long, env = "MEDLEDGER_RESET_LINK_BASE", global = true, default_value = "http://localhost:3000/reset-password")]
-    pub reset_link_base: String,
     /// `smtp://[user:password@]host[:port]`; unset: mail goes to the outbox directory.
     #[arg(long, env = "MEDLEDGER_SMTP_URL", global = true, hide_env_values = true)]
     pub smtp_url: Option<SmtpUrl>,
     /// Sender of outgoing mail.
     #[arg(long, env = "MEDLEDGER_MAIL_FROM", global = true, default_value = "medledger <noreply@medledger.local>")]
     pub mail_from: String,
-    /// How long a built collection archive stays downloadable, in seconds.
-    #[arg(long = "collection-ttl-secs", env = "MEDLEDGER_COLLECTION_TTL_SECS", global = true, value_parser = parse::seconds, default_value = "604800")]
-    pub collection_ttl: chrono::Duration,
-    /// ONNX Runtime's shared library; unset: `ORT_DYLIB_PATH`, then where
-    /// `scripts/fetch-onnxruntime.sh` puts it.
-    #[arg(long, env = "MEDLEDGER_ONNXRUNTIME", global = true)]
-    pub onnxruntime: Option<PathBuf>,
-    /// Intra-op threads of each model session (0 counts as 1).
-    #[arg(long, env = "MEDLEDGER_INFERENCE_THREADS", global = true, value_parser = parse::at_least_one, default_value = "1")]
-    pub inference_threads: usize,
-    /// Inference tasks in flight at once (0 counts as 1).
-    #[arg(long, env = "MEDLEDGER_INFERENCE_QUEUE", global = true, value_parser = parse::at_least_one, default_value = "32")]
-    pub inference_queue: usize,
-    /// Threads that run models (0 counts as 1).
-    #[arg(long, env = "MEDLEDGER_INFERENCE_WORKERS", global = true, value_parser = parse::at_least_one, default_value = "1")]
-    pub inference_workers: usize,
-    /// At most this many queued tasks share one run of a model (1: every task runs
-    /// alone; 0 counts as 1).
-    #[arg(long, env = "MEDLEDGER_INFERENCE_BATCH", global = true, value_parser = parse::at_least_one, default_value = "8")]
-    pub inference_batch: usize,
-    /// The most memory ONNX Runtime may allocate for all the models of this process
-    /// together (their weights and the tensors of the runs under way); a run that would
-    /// need more fails its task. Process-wide: the first engine of a process sets it.
-    #[arg(long, env = "MEDLEDGER_MODEL_MAX_MEMORY_MB", global = true, value_parser = parse::at_least_one, default_value_t = DEFAULT_MODEL_MAX_MEMORY_MB as usize)]
-    pub model_max_memory_mb: usize,
-    /// The longest one model run may take, in milliseconds, before it is stopped and its
-    /// task fails.
-    #[arg(long = "model-run-timeout-ms", env = "MEDLEDGER_MODEL_RUN_TIMEOUT_MS", global = true, value_parser = parse::millis, default_value = "5000")]
-    pub model_run_timeout: std::time::Duration,
     /// Where every thread but the model threads runs: `idle` or a number of nice levels
     /// below them (0: all alike). See `priority`; unset: `request_nice`, then
     /// `DEFAULT_REQUEST_PRIORITY` (read both through `request_priority()`).
@@ -156,20 +86,6 @@ pub struct Config {
     /// Zero: no minimum rate.
     #[arg(long = "body-min-bytes-per-sec", env = "MEDLEDGER_BODY_MIN_BYTES_PER_SEC", global = true, default_value_t = 1024)]
     pub body_min_rate: u32,
-    /// The most items one collection archive may hold (0 counts as 1).
-    #[arg(long, env = "MEDLEDGER_COLLECTION_MAX_ITEMS", global = true, value_parser = parse::at_least_one, default_value = "10000")]
-    pub collection_max_items: usize,
-    /// Collections one user may have pending or ready (not expired) at once (0 counts
-    /// as 1).
-    #[arg(long, env = "MEDLEDGER_COLLECTIONS_PER_USER", global = true, value_parser = parse::at_least_one, default_value = "10")]
-    pub collections_per_user: usize,
-    /// The shortest new password, kept within 8 to 128 (ASVS 2.1.1 asks for 12).
-    #[arg(long, env = "MEDLEDGER_MIN_PASSWORD_LENGTH", global = true, value_parser = parse::password_length, default_value = "12")]
-    pub min_password_length: usize,
-    /// 000's catalog reads (datasets, a dataset, its items, search, vocabulary) answer
-    /// without a token; writes and collections still need one.
-    #[arg(long, env = "MEDLEDGER_CATALOG_PUBLIC", global = true, value_parser = parse::switch, action = clap::ArgAction::Set, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
-    pub catalog_public: bool,
     /// Browser origins (`scheme://host[:port]`, comma-separated) that may call the API
     /// with credentials; empty: no CORS headers at all. Checked when the server is built.
     // A qualified `Vec` is one value to clap (the whole comma list), not one per flag.
@@ -180,14 +96,13 @@ pub struct Config {
     /// Checked when the server is built.
     #[arg(long, env = "MEDLEDGER_TRUSTED_PROXIES", global = true, value_parser = parse::comma_list, default_value = "")]
     pub trusted_proxies: std::vec::Vec<String>,
-    /// How long after a refresh token's rotation, in seconds, that token still gets the
-    /// same answer instead of revoking the session (0: never).
-    #[arg(long = "refresh-grace-secs", env = "MEDLEDGER_REFRESH_GRACE_SECS", global = true, value_parser = parse::secs, default_value = "10")]
-    pub refresh_grace: std::time::Duration,
     /// Token refreshes per minute per client, a bucket of its own (a refresh is not a
     /// login attempt); 0 turns the limit off.
     #[arg(long, env = "MEDLEDGER_REFRESH_RATE_LIMIT", global = true, default_value_t = DEFAULT_REFRESH_RATE_LIMIT)]
     pub refresh_rate_limit: u32,
+    /// Each context's own settings (`contexts.rs`).
+    #[command(flatten)]
+    pub contexts: crate::contexts::Settings,
 }
 
 /// `Config` alone as a command line, for `from_env` and `default`.
@@ -283,17 +198,29 @@ mod tests {
     fn the_defaults_are_the_documented_ones() {
         let c = Config::default();
         assert_eq!((c.port, c.bind.as_str(), c.data_dir.as_path()), (8000, "0.0.0.0", std::path::Path::new("data")));
-        assert_eq!((c.access_ttl, c.refresh_ttl), (chrono::Duration::minutes(15), chrono::Duration::days(7)));
-        assert_eq!((c.auth_rate_limit, c.api_rate_limit, c.task_rate_limit, c.refresh_rate_limit), (5, 100, 120, 30));
-        assert_eq!(c.max_image_pixels, 2048 * 2048);
-        assert_eq!((c.fast_password_hash, c.https, c.catalog_public), (false, false, false));
-        assert_eq!(c.collection_ttl, chrono::Duration::days(7));
-        assert_eq!((c.inference_threads, c.inference_queue, c.inference_workers, c.inference_batch), (1, 32, 1, 8));
-        assert_eq!(c.model_run_timeout, std::time::Duration::from_millis(DEFAULT_MODEL_RUN_TIMEOUT_MS.into()));
-        assert_eq!((c.collection_max_items, c.collections_per_user, c.min_password_length), (10_000, 10, 12));
+        assert_eq!(
+            (c.contexts.identity.access_ttl, c.contexts.identity.refresh_ttl),
+            (chrono::Duration::minutes(15), chrono::Duration::days(7))
+        );
+        assert_eq!((c.auth_rate_limit, c.api_rate_limit, c.contexts.inference.task_rate_limit, c.refresh_rate_limit), (5, 100, 120, 30));
+        assert_eq!(c.contexts.inference.max_image_pixels, 2048 * 2048);
+        assert_eq!((c.contexts.identity.fast_password_hash, c.https, c.contexts.catalog.public), (false, false, false));
+        assert_eq!(c.contexts.collections.ttl, chrono::Duration::days(7));
+        assert_eq!(
+            (c.contexts.inference.threads, c.contexts.inference.queue, c.contexts.inference.workers, c.contexts.inference.batch),
+            (1, 32, 1, 8)
+        );
+        assert_eq!(
+            (c.contexts.collections.max_items, c.contexts.collections.per_user, c.contexts.identity.min_password_length),
+            (10_000, 10, 12)
+        );
         assert!(c.cors_origins.is_empty() && c.trusted_proxies.is_empty() && c.secret_key.is_none());
         let grace = medledger_domain::identity::session::DEFAULT_REFRESH_GRACE_SECS;
-        assert_eq!(c.refresh_grace, std::time::Duration::from_secs(grace.into()), "the literal default follows the domain's");
+        assert_eq!(
+            c.contexts.identity.refresh_grace,
+            std::time::Duration::from_secs(grace.into()),
+            "the literal default follows the domain's"
+        );
         assert_eq!(c.request_priority(), DEFAULT_REQUEST_PRIORITY);
     }
 
@@ -307,10 +234,10 @@ mod tests {
             "--catalog-public=1",
             "--fast-password-hash=false",
         ]);
-        assert_eq!(c.inference_threads, 1, "0 counts as 1");
-        assert_eq!(c.min_password_length, 8, "kept within 8 to 128");
+        assert_eq!(c.contexts.inference.threads, 1, "0 counts as 1");
+        assert_eq!(c.contexts.identity.min_password_length, 8, "kept within 8 to 128");
         assert_eq!(c.cors_origins, ["http://a.example", "http://b.example"], "blanks dropped");
-        assert!(c.https && c.catalog_public && !c.fast_password_hash);
+        assert!(c.https && c.contexts.catalog.public && !c.contexts.identity.fast_password_hash);
     }
 
     #[test]

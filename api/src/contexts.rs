@@ -1,4 +1,4 @@
-//! The server's bounded contexts: the one list a new context is registered in.
+//! The server's bounded contexts: the one line a new context is registered in.
 
 use std::sync::Arc;
 
@@ -8,14 +8,26 @@ use medledger_projections::Projection;
 use crate::error::ShapeKind;
 use crate::module::{Contexts, Module};
 
-pub const MODULES: &[Module] = &[
-    crate::identity::MODULE,
-    crate::catalog::MODULE,
-    crate::collections::MODULE,
-    crate::inference::MODULE,
-    crate::scans::MODULE,
-    crate::ops::MODULE,
-];
+/// Declares the contexts: each one's `MODULE` in [`MODULES`] (then medledger's own
+/// operations), and its `Settings` as a section of the configuration
+/// (`config.contexts.<context>`).
+macro_rules! contexts {
+    ($($context:ident),* $(,)?) => {
+        pub const MODULES: &[Module] = &[$(crate::$context::MODULE,)* crate::ops::MODULE];
+
+        /// Every context's settings, each under its own heading in `--help`.
+        #[derive(clap::Args, Debug, Clone)]
+        #[group(skip)]
+        pub struct Settings {
+            $(
+                #[command(flatten, next_help_heading = stringify!($context))]
+                pub $context: crate::$context::Settings,
+            )*
+        }
+    };
+}
+
+contexts!(identity, catalog, collections, inference, scans);
 
 /// Which contract's error shape answers for `path` outside a handler.
 pub fn shape_for(path: &str) -> ShapeKind {

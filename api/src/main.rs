@@ -194,7 +194,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let priority = config.request_priority();
-    let intra_threads = config.inference_threads;
+    let intra_threads = config.contexts.inference.threads;
     let app = medledger_api::build(config).await?;
     favour_model_threads(priority, intra_threads);
     tracing::info!(%addr, ready_in_ms = started.elapsed().as_millis() as u64, "medledger is serving");

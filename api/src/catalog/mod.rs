@@ -2,6 +2,7 @@
 
 mod datasets;
 mod search;
+mod settings;
 
 use std::sync::Arc;
 
@@ -11,6 +12,8 @@ use medledger_projections::catalog::index::CatalogIndex;
 
 use crate::module::{Module, Step, Wiring};
 use crate::openapi::Api;
+
+pub use settings::Settings;
 
 pub const MODULE: Module = Module {
     events: medledger_domain::catalog::EVENTS,

@@ -144,7 +144,7 @@ async fn create(
     // a burst of parallel requests cannot all pass a count taken before any of them.
     let _turn = UserTurn::take(auth.user_id()).await;
     let live = live_collections(&state, auth.user_id()).await?;
-    let most = state.config.collections_per_user;
+    let most = state.config.contexts.collections.per_user;
     if live >= most {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

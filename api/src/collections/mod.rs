@@ -3,6 +3,7 @@
 
 mod archives;
 mod items;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use medledger_projections::collections::queries::ItemsReadModel;
 use crate::module::{Module, Wiring};
 use crate::openapi::Api;
 use crate::state::AppState;
+
+pub use settings::Settings;
 
 pub const MODULE: Module = Module {
     events: medledger_domain::collections::EVENTS,
@@ -40,9 +43,9 @@ fn wire(w: &mut Wiring) -> anyhow::Result<()> {
         w.core.blobs.clone(),
         Arc::new(items.clone()),
         Arc::new(SystemClock),
-        w.config.collection_ttl,
+        w.config.contexts.collections.ttl,
     )
-    .with_max_items(w.config.collection_max_items);
+    .with_max_items(w.config.contexts.collections.max_items);
     w.provide(items);
     w.provide(collections);
     Ok(())
@@ -56,7 +59,8 @@ fn routes(api: Api) -> Api {
 /// collection saga then deletes their archives). Downloads check the expiry time
 /// themselves, so a late sweep never serves an expired archive.
 fn spawn_expiry_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
-    let every = (state.config.collection_ttl / 4).to_std().unwrap_or_default().clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every =
+        (state.config.contexts.collections.ttl / 4).to_std().unwrap_or_default().clamp(Duration::from_secs(1), Duration::from_secs(60));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;

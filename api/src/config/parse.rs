@@ -12,47 +12,47 @@ fn number(s: &str) -> Result<u32, ParseIntError> {
     s.trim().parse()
 }
 
-pub(super) fn minutes(s: &str) -> Result<chrono::Duration, ParseIntError> {
+pub(crate) fn minutes(s: &str) -> Result<chrono::Duration, ParseIntError> {
     number(s).map(|n| chrono::Duration::minutes(n.into()))
 }
 
-pub(super) fn days(s: &str) -> Result<chrono::Duration, ParseIntError> {
+pub(crate) fn days(s: &str) -> Result<chrono::Duration, ParseIntError> {
     number(s).map(|n| chrono::Duration::days(n.into()))
 }
 
-pub(super) fn seconds(s: &str) -> Result<chrono::Duration, ParseIntError> {
+pub(crate) fn seconds(s: &str) -> Result<chrono::Duration, ParseIntError> {
     number(s).map(|n| chrono::Duration::seconds(n.into()))
 }
 
-pub(super) fn secs(s: &str) -> Result<std::time::Duration, ParseIntError> {
+pub(crate) fn secs(s: &str) -> Result<std::time::Duration, ParseIntError> {
     number(s).map(|n| std::time::Duration::from_secs(n.into()))
 }
 
 /// A timeout of zero would fail every run: it counts as 1 ms.
-pub(super) fn millis(s: &str) -> Result<std::time::Duration, ParseIntError> {
+pub(crate) fn millis(s: &str) -> Result<std::time::Duration, ParseIntError> {
     number(s).map(|n| std::time::Duration::from_millis(n.max(1).into()))
 }
 
 /// Counts of threads, queue places and items, where 0 would stop the work: 0 counts as 1.
-pub(super) fn at_least_one(s: &str) -> Result<usize, ParseIntError> {
+pub(crate) fn at_least_one(s: &str) -> Result<usize, ParseIntError> {
     number(s).map(|n| n.max(1) as usize)
 }
 
-pub(super) fn pixels(s: &str) -> Result<u64, ParseIntError> {
+pub(crate) fn pixels(s: &str) -> Result<u64, ParseIntError> {
     number(s).map(|n| u64::from(n.max(1)))
 }
 
-pub(super) fn password_length(s: &str) -> Result<usize, ParseIntError> {
+pub(crate) fn password_length(s: &str) -> Result<usize, ParseIntError> {
     use medledger_domain::values::{NewPassword, PasswordPolicy};
     number(s).map(|n| (n as usize).clamp(PasswordPolicy::LOWEST, NewPassword::MAX_CHARS))
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("'{0}' is neither 1, true, 0 nor false")]
-pub(super) struct NotASwitch(String);
+pub(crate) struct NotASwitch(String);
 
 /// `1`/`true` turn a setting on, `0`/`false` leave it off.
-pub(super) fn switch(s: &str) -> Result<bool, NotASwitch> {
+pub(crate) fn switch(s: &str) -> Result<bool, NotASwitch> {
     match s.trim() {
         "1" | "true" => Ok(true),
         "0" | "false" => Ok(false),
@@ -61,14 +61,14 @@ pub(super) fn switch(s: &str) -> Result<bool, NotASwitch> {
 }
 
 /// A comma-separated list, blanks dropped.
-pub(super) fn comma_list(s: &str) -> Result<Vec<String>, std::convert::Infallible> {
+pub(crate) fn comma_list(s: &str) -> Result<Vec<String>, std::convert::Infallible> {
     Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
 }
 
 /// clap names the option a bad value was given for (`--port <PORT>`); a value that
 /// came from the environment is named by its variable instead, which is what the
 /// person starting the server set.
-pub(super) fn name_the_variable(e: clap::Error, mut command: Command, args: &[OsString]) -> clap::Error {
+pub(crate) fn name_the_variable(e: clap::Error, mut command: Command, args: &[OsString]) -> clap::Error {
     if !matches!(e.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
         return e;
     }

@@ -52,7 +52,7 @@ impl FromRequestParts<AppState> for CatalogReader {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let MaybeAuth(caller, _) = MaybeAuth::<Detail>::from_request_parts(parts, state).await?;
-        if caller.is_none() && !state.config.catalog_public {
+        if caller.is_none() && !state.config.contexts.catalog.public {
             return Err(Refusal::Missing.into());
         }
         Ok(Self)

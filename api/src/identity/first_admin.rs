@@ -13,13 +13,14 @@ use crate::state::AppState;
 
 /// The first admin from `MEDLEDGER_ADMIN_EMAIL` / `MEDLEDGER_ADMIN_PASSWORD`, once.
 pub(super) async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
-    let (Some(email), Some(password)) = (&state.config.admin_email, &state.config.admin_password) else {
+    let (Some(email), Some(password)) = (&state.config.contexts.identity.admin_email, &state.config.contexts.identity.admin_password)
+    else {
         return Ok(());
     };
     // Already there from an earlier start. Set up, perhaps, before passwords needed 12
     // characters: it keeps the password it has (only new passwords are held to the policy).
     if admin_exists(state, email).await {
-        let policy = medledger_domain::values::PasswordPolicy::with_min_chars(state.config.min_password_length);
+        let policy = medledger_domain::values::PasswordPolicy::with_min_chars(state.config.contexts.identity.min_password_length);
         if medledger_domain::values::NewPassword::parse(password.expose(), "password", &policy).is_err() {
             tracing::warn!("MEDLEDGER_ADMIN_PASSWORD does not meet the password policy; the admin exists already and is left as it is");
         }

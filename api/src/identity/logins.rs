@@ -290,7 +290,7 @@ async fn scans_login(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
     state.caught_up_on(&[medledger_projections::identity::ACCESS], done.position).await;
     let roles: Vec<&str> = done.roles.iter().map(|r| r.as_str()).collect();
     let mut response = Json(wire::SessionLogin { success: true, user: wire::SessionUser { id: done.user_id, roles } }).into_response();
-    let max_age = state.config.refresh_ttl.num_seconds();
+    let max_age = state.config.contexts.identity.refresh_ttl.num_seconds();
     let name = session_cookie_name(&state);
     set_cookie(&mut response, format!("{name}={session}; HttpOnly; {}", cookie_attributes(&state, max_age)));
     // Django rotates the CSRF token at login; ours is bound to the new session.

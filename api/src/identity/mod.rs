@@ -4,6 +4,7 @@
 mod accounts;
 mod first_admin;
 mod logins;
+mod settings;
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ use crate::config::Config;
 use crate::error::ShapeKind;
 use crate::module::{Module, Sagas, Wiring};
 use crate::openapi::Api;
+
+pub use settings::Settings;
 
 pub const MODULE: Module = Module {
     events: medledger_domain::identity::EVENTS,
@@ -57,16 +60,19 @@ fn sagas(w: &Wiring) -> Sagas {
         None => Arc::new(OutboxMailer::new(w.config.outbox_dir(), w.config.mail_from.clone())),
     };
     let reset_key = SecretKey::derive(&w.core.secret, "password-reset").as_bytes().to_vec();
-    Ok(vec![Arc::new(ResetMailSaga::new(mailer, w.config.reset_link_base.clone(), reset_key, Arc::new(SystemClock)))])
+    Ok(vec![Arc::new(ResetMailSaga::new(mailer, w.config.contexts.identity.reset_link_base.clone(), reset_key, Arc::new(SystemClock)))])
 }
 
 /// The accounts use case: built with the shared core (requests are judged by its access
 /// model before any context's handler runs).
 pub fn accounts(config: &Config, secret: &[u8], ledger: &Ledger, ids: &Arc<dyn IdGenerator>) -> Accounts {
-    let hasher: Arc<dyn PasswordHasher> =
-        if config.fast_password_hash { Arc::new(Argon2Hasher::fast_for_tests()) } else { Arc::new(Argon2Hasher::recommended()) };
+    let hasher: Arc<dyn PasswordHasher> = if config.contexts.identity.fast_password_hash {
+        Arc::new(Argon2Hasher::fast_for_tests())
+    } else {
+        Arc::new(Argon2Hasher::recommended())
+    };
     let jwt_key = SecretKey::derive(secret, "jwt-hs256");
-    let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.access_ttl, config.refresh_ttl));
+    let tokens = Arc::new(JwtService::new(jwt_key.as_bytes(), config.contexts.identity.access_ttl, config.contexts.identity.refresh_ttl));
     // Logins are found in the access model (memory); the CLI, which does not feed it,
     // finds none, and relies on the claim streams for uniqueness.
     let access = AccessModel::new();
@@ -78,6 +84,6 @@ pub fn accounts(config: &Config, secret: &[u8], ledger: &Ledger, ids: &Arc<dyn I
     };
     Accounts::new(keys, ledger.clone(), hasher, tokens, ids.clone(), directory, Arc::new(SystemClock))
         .with_access(access)
-        .with_password_policy(PasswordPolicy::with_min_chars(config.min_password_length))
-        .with_refresh_grace(config.refresh_grace)
+        .with_password_policy(PasswordPolicy::with_min_chars(config.contexts.identity.min_password_length))
+        .with_refresh_grace(config.contexts.identity.refresh_grace)
 }

@@ -1,6 +1,7 @@
 //! Inference over HTTP (contract 004): tasks and models.
 
 mod routes;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use crate::config::Config;
 use crate::module::{Module, Wiring};
 use crate::ratelimit::RateLimiter;
 
+pub use settings::Settings;
+
 pub const MODULE: Module = Module {
     events: medledger_domain::inference::EVENTS,
     wire,
@@ -24,7 +27,7 @@ pub const MODULE: Module = Module {
         let watch = contexts.get::<TaskWatch>().cloned().unwrap_or_default();
         medledger_projections::inference::read_models(watch)
     },
-    sagas: |w| Ok(vec![Arc::new(InferenceSaga::new(w.get::<InferenceTasks>()?.clone(), w.config.inference_queue))]),
+    sagas: |w| Ok(vec![Arc::new(InferenceSaga::new(w.get::<InferenceTasks>()?.clone(), w.config.contexts.inference.queue))]),
     start: |state| {
         Box::pin(async move {
             let builtins = crate::builtin_models::builtins();
@@ -45,24 +48,32 @@ pub const MODEL_THREADS: &str = "inference";
 /// `serve` leaves it at their priority: it must get a CPU while a model hogs them.
 fn model_limits(config: &Config) -> onnx::ModelLimits {
     onnx::ModelLimits {
-        max_memory_bytes: config.model_max_memory_mb.saturating_mul(1024 * 1024),
-        run_timeout: config.model_run_timeout,
+        max_memory_bytes: config.contexts.inference.model_max_memory_mb.saturating_mul(1024 * 1024),
+        run_timeout: config.contexts.inference.model_run_timeout,
         watchdog_thread: format!("{MODEL_THREADS}-watchdog"),
     }
 }
 
 fn wire(w: &mut Wiring) -> anyhow::Result<()> {
     let config = w.config;
-    let engine = match onnx::find_library(config.onnxruntime.as_deref()) {
-        Some(library) => OnnxEngine::with_limits(&library, config.inference_threads, model_limits(config))
+    let engine = match onnx::find_library(config.contexts.inference.onnxruntime.as_deref()) {
+        Some(library) => OnnxEngine::with_limits(&library, config.contexts.inference.threads, model_limits(config))
             .map(|e| Arc::new(e) as Arc<dyn InferenceEngine>),
         None => Err("ONNX Runtime not found: run scripts/fetch-onnxruntime.sh or set MEDLEDGER_ONNXRUNTIME".to_string()),
     };
     if let Err(e) = &engine {
         tracing::warn!(error = %e, "inference tasks will fail until ONNX Runtime is available");
     }
-    let images = Arc::new(UploadedImages { max_side: crate::builtin_models::MAX_IMAGE_SIDE, max_pixels: config.max_image_pixels });
-    let model_threads = ModelThreads::new(MODEL_THREADS, config.inference_workers, config.inference_queue, config.inference_batch)?;
+    let images = Arc::new(UploadedImages {
+        max_side: crate::builtin_models::MAX_IMAGE_SIDE,
+        max_pixels: config.contexts.inference.max_image_pixels,
+    });
+    let model_threads = ModelThreads::new(
+        MODEL_THREADS,
+        config.contexts.inference.workers,
+        config.contexts.inference.queue,
+        config.contexts.inference.batch,
+    )?;
     let core = w.core;
     let tasks = InferenceTasks::new(
         core.ledger.clone(),
@@ -71,11 +82,11 @@ fn wire(w: &mut Wiring) -> anyhow::Result<()> {
         images,
         engine,
         model_threads,
-        config.inference_queue,
+        config.contexts.inference.queue,
     )
-    .with_concurrent_decodes(config.image_decodes);
+    .with_concurrent_decodes(config.contexts.inference.image_decodes);
     w.provide(tasks);
     w.provide(TaskWatch::default());
-    w.provide(TaskLimiter(RateLimiter::new(config.task_rate_limit, Duration::from_secs(60))));
+    w.provide(TaskLimiter(RateLimiter::new(config.contexts.inference.task_rate_limit, Duration::from_secs(60))));
     Ok(())
 }

@@ -12,6 +12,11 @@ use crate::openapi::{Api, Op};
 use crate::schemas::ops::ProcessingHealth;
 use crate::state::AppState;
 
+/// Nothing to set yet.
+#[derive(clap::Args, Debug, Clone)]
+#[group(skip)]
+pub struct Settings {}
+
 pub const MODULE: Module = Module {
     paths: &[
         ("/upload", ShapeKind::Django),

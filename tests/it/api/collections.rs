@@ -194,7 +194,7 @@ async fn bad_collection_requests_name_what_is_wrong() {
 async fn archives_expire_after_their_time_to_live() {
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
     // Long enough for a loaded machine to see the archive ready before it expires.
-    config.collection_ttl = chrono::Duration::seconds(3);
+    config.contexts.collections.ttl = chrono::Duration::seconds(3);
     let app = spawn_with(config, Kind::Sqlite).await;
     let admin = app.admin().await;
     let a = dataset(&app, &admin, "ward-a").await;
@@ -255,7 +255,7 @@ async fn a_build_interrupted_by_a_crash_completes_after_restart() {
 #[tokio::test]
 async fn one_collection_holds_a_bounded_number_of_items() {
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
-    config.collection_max_items = 2;
+    config.contexts.collections.max_items = 2;
     let app = spawn_with(config, Kind::Sqlite).await;
     let admin = app.admin().await;
     let a = dataset(&app, &admin, "ward-a").await;
@@ -278,7 +278,7 @@ async fn one_collection_holds_a_bounded_number_of_items() {
 on_both!(a_user_keeps_a_bounded_number_of_live_archives, a_user_keeps_a_bounded_number_of_live_archives_);
 async fn a_user_keeps_a_bounded_number_of_live_archives_(kind: Kind) {
     let Some(mut config) = test_config(kind).await else { return };
-    config.collections_per_user = 2;
+    config.contexts.collections.per_user = 2;
     let app = spawn_with(config, kind).await;
     let admin = app.admin().await;
     let a = dataset(&app, &admin, "ward-a").await;

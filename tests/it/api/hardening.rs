@@ -310,7 +310,7 @@ async fn passwords_need_twelve_characters() {
 
     // The minimum is a setting.
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
-    config.min_password_length = 16;
+    config.contexts.identity.min_password_length = 16;
     let app = spawn_with(config, Kind::Sqlite).await;
     let b = expect(app.myo(None).register(&json!({"email": "q@example.org", "password": "fifteen chars!!"})).await, 400).await;
     assert!(b["field_errors"]["password"][0].as_str().unwrap_or_default().contains("at least 16 characters"), "{b}");
@@ -320,15 +320,16 @@ async fn passwords_need_twelve_characters() {
 async fn an_admin_set_up_before_the_twelve_character_rule_still_starts_the_server() {
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
     let old = "ten chars!";
-    (config.admin_email, config.admin_password, config.min_password_length) = (Some("old@example.org".into()), Some(old.into()), 8);
+    (config.contexts.identity.admin_email, config.contexts.identity.admin_password, config.contexts.identity.min_password_length) =
+        (Some("old@example.org".into()), Some(old.into()), 8);
     let mut config = spawn_with(config, Kind::Sqlite).await.stop().await;
-    config.min_password_length = 12;
+    config.contexts.identity.min_password_length = 12;
     let app = spawn_with(config, Kind::Sqlite).await;
     expect(app.myo(None).login(&json!({"email": "old@example.org", "password": old})).await, 200).await;
 
     // A new admin with such a password is refused, saying why.
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
-    (config.admin_email, config.admin_password) = (Some("new@example.org".into()), Some(old.into()));
+    (config.contexts.identity.admin_email, config.contexts.identity.admin_password) = (Some("new@example.org".into()), Some(old.into()));
     let refused = medledger_api::build(config).await.err().expect("a short admin password is refused").to_string();
     assert!(refused.contains("at least 12 characters"), "{refused}");
 }

@@ -66,7 +66,7 @@ async fn an_image_bomb_is_refused_from_its_header_and_nothing_is_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pixel_limit_is_a_setting_and_holds_exactly() {
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
-    config.max_image_pixels = 400 * 300;
+    config.contexts.inference.max_image_pixels = 400 * 300;
     let app = spawn_with(config, Kind::Sqlite).await;
     let (_, token, _) = app.register("doctor@example.org").await;
 
@@ -84,7 +84,7 @@ async fn the_pixel_limit_is_a_setting_and_holds_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_creation_is_rate_limited_per_user() {
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
-    config.task_rate_limit = 3;
+    config.contexts.inference.task_rate_limit = 3;
     let app = spawn_with(config, Kind::Sqlite).await;
     let (_, flooder, _) = app.register("flooder@example.org").await;
     let (_, other, _) = app.register("other@example.org").await;

@@ -325,7 +325,7 @@ async fn the_login_reads_forms_as_well_as_json() {
 #[tokio::test]
 async fn anonymous_browsing_follows_the_setting() {
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
-    config.catalog_public = true;
+    config.contexts.catalog.public = true;
     let app = spawn_with(config, Kind::Sqlite).await;
     let admin = app.admin().await;
     let id = expect(app.medagg(&admin).create_dataset(&seed_dataset()).await, 201).await["id"].as_i64().unwrap();
@@ -354,7 +354,7 @@ async fn anonymous_browsing_follows_the_setting() {
 #[tokio::test]
 async fn the_catalog_needs_a_token_by_default() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    assert!(!app.config.catalog_public);
+    assert!(!app.config.contexts.catalog.public);
     let anonymous = app.medagg(None);
     for (what, call) in [
         ("datasets", anonymous.datasets("")),

@@ -121,7 +121,7 @@ async fn a_model_the_runtime_refuses_gets_a_generic_answer() {
 #[tokio::test]
 async fn a_run_that_takes_too_long_fails_its_task_and_others_are_served() {
     let Some(mut config) = test_config(Kind::Sqlite).await else { return };
-    config.model_run_timeout = Duration::from_millis(300);
+    config.contexts.inference.model_run_timeout = Duration::from_millis(300);
     let app = spawn_with(config, Kind::Sqlite).await;
     let admin = app.admin().await;
     let (_, doctor, _) = app.register("doctor@example.org").await;
@@ -146,7 +146,7 @@ async fn a_run_that_takes_too_long_fails_its_task_and_others_are_served() {
 #[tokio::test]
 async fn a_run_that_allocates_too_much_fails_its_task() {
     let Some(app) = spawn_app(Kind::Sqlite).await else { return };
-    assert!(app.config.model_max_memory_mb < 1600, "the fixture needs more than the cap");
+    assert!(app.config.contexts.inference.model_max_memory_mb < 1600, "the fixture needs more than the cap");
     let admin = app.admin().await;
     let (_, doctor, _) = app.register("doctor@example.org").await;
     let greedy = registered(&app, &admin, "safety-allocates-too-much.onnx").await;

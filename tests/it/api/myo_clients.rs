@@ -121,7 +121,7 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
 on_both!(a_client_that_keeps_its_first_refresh_token_gets_a_grace_window, keeps_first_refresh_token);
 async fn keeps_first_refresh_token(kind: Kind) {
     let grace = Duration::from_secs(3);
-    let Some(app) = app_with(kind, |c| c.refresh_grace = grace).await else { return };
+    let Some(app) = app_with(kind, |c| c.contexts.identity.refresh_grace = grace).await else { return };
     let (user_id, _, first) = app.register("seed@example.org").await;
     // Two tabs refresh at once, or one retries: both with the token from the login.
     let a = expect(refresh(&app, &first).await, 200).await;
