@@ -1,4 +1,4 @@
-//! Contract 004 (inference, `routes/inference.rs`): tasks, results, models.
+//! Contract 004 (inference, `inference/routes.rs`): tasks, results, models.
 
 use medledger_domain::inference::{InferenceResult, ModelManifest, TaskStatus};
 use schemars::JsonSchema;

@@ -1,4 +1,4 @@
-//! What the logins of 000, 003, 004 and 001 answer (`routes/logins.rs`).
+//! What the logins of 000, 003, 004 and 001 answer (`identity/logins.rs`).
 
 use schemars::JsonSchema;
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Contract 000 (MedAgg, `routes/medagg/`): search results, items, collections. The
+//! Contract 000 (MedAgg, `catalog/`, `collections/`): search results, items, collections. The
 //! dataset itself is the read model's row (`medledger_projections::catalog::queries::DatasetRow`).
 
 use std::collections::BTreeMap;

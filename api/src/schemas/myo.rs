@@ -1,4 +1,4 @@
-//! Contract 002 (MyoMetrics, `routes/myo.rs`): users, tokens, pages, health.
+//! Contract 002 (MyoMetrics, `identity/accounts.rs`): users, tokens, pages, health.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! medledger's own endpoints (`routes/ops.rs`).
+//! medledger's own endpoints (`ops.rs`).
 
 use schemars::JsonSchema;
 use serde::Serialize;
