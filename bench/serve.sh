@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Cold start to ready and idle RSS of the release server on an empty SQLite store.
-# Usage: bench/serve.sh [runs]   (build first: cargo build --release -p medledger-api)
+# Usage: bench/serve.sh [runs]   (build first: cargo build --release -p medledger-api;
+# MEDLEDGER_BIN=path runs another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=target/release/medledger
+bin=${MEDLEDGER_BIN:-target/release/medledger}
 runs=${1:-5}
 port=18765
 for i in $(seq 1 "$runs"); do

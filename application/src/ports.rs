@@ -294,11 +294,34 @@ pub struct BlobRead {
     pub body: ByteStream,
 }
 
+/// How a blob is written: the most bytes it may have, and whether the store computes
+/// its SHA-256 on the way. Content-addressed blobs (dataset items) need the hash; an
+/// archive rebuilt from items does not, and hashing a gibibyte takes a core half a
+/// second (BENCHMARKS.md, "The reshaping").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobWrite {
+    pub limit: Option<u64>,
+    pub sha256: bool,
+}
+
+impl BlobWrite {
+    /// Hashed, no limit.
+    pub const HASHED: Self = Self { limit: None, sha256: true };
+    /// Counted only, no limit.
+    pub const UNHASHED: Self = Self { limit: None, sha256: false };
+
+    /// A body past `limit` bytes stores nothing.
+    pub const fn at_most(self, limit: u64) -> Self {
+        Self { limit: Some(limit), ..self }
+    }
+}
+
 /// A blob once written whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlob {
     pub size: u64,
-    pub sha256: [u8; 32],
+    /// Its SHA-256, when the write asked for it (`BlobWrite::sha256`).
+    pub sha256: Option<[u8; 32]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,11 +347,11 @@ pub enum BlobError {
 /// only once whole (an S3 multipart upload completed at the end), reads take ranges.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Stores `body` under `key`, hashing and counting it on the way. Readers see the
-    /// previous blob or the whole new one, never a part: the bytes go to a temporary
-    /// object made final only once `body` has ended cleanly within `limit` (if given).
-    /// A failed `body` or one past the limit stores nothing.
-    async fn put_stream(&self, key: &str, body: ByteStream, limit: Option<u64>) -> Result<StoredBlob, BlobError>;
+    /// Stores `body` under `key`, counting it (and hashing it, if `write` asks) on the
+    /// way. Readers see the previous blob or the whole new one, never a part: the bytes
+    /// go to a temporary object made final only once `body` has ended cleanly within
+    /// `write.limit` (if any). A failed `body` or one past the limit stores nothing.
+    async fn put_stream(&self, key: &str, body: ByteStream, write: BlobWrite) -> Result<StoredBlob, BlobError>;
     /// The bytes `range` names of the blob under `key`, or None if there is none.
     async fn open(&self, key: &str, range: ByteRange) -> Result<Option<BlobRead>, BlobError>;
     /// Removes the blob; removing a missing one is not an error.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use medledger_application::ports::{BlobError, BlobRead, BlobStore, ByteRange, ByteStream, StoredBlob};
+use medledger_application::ports::{BlobError, BlobRead, BlobStore, BlobWrite, ByteRange, ByteStream, StoredBlob};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
@@ -133,9 +133,12 @@ impl LocalBlobStore {
 fn read_stream(file: File, remaining: u64) -> ByteStream {
     type Read = JoinHandle<std::io::Result<(File, Bytes, u64)>>;
     fn read_next(mut file: File, remaining: u64) -> Read {
+        // Allocated here, on the runtime's few threads, not on whichever blocking thread
+        // reads: each thread that allocates keeps its own allocator heap, and a stream of
+        // chunks spread over the blocking pool left ~80 MB of them resident.
+        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
+        let mut chunk = vec![0u8; want];
         tokio::task::spawn_blocking(move || {
-            let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
-            let mut chunk = vec![0u8; want];
             file.read_exact(&mut chunk)?;
             Ok((file, Bytes::from(chunk), remaining - want as u64))
         })
@@ -171,31 +174,36 @@ fn open_at(path: &Path, range: ByteRange) -> Result<Option<(File, std::fs::Metad
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
-    async fn put_stream(&self, key: &str, mut body: ByteStream, limit: Option<u64>) -> Result<StoredBlob, BlobError> {
+    async fn put_stream(&self, key: &str, mut body: ByteStream, write: BlobWrite) -> Result<StoredBlob, BlobError> {
         let path = self.path(key)?;
         let partial = Self::partial_beside(&path);
         let file = {
             let (path, partial) = (path.clone(), partial.clone());
             joined(tokio::task::spawn_blocking(move || Self::claim(&path, &partial))).await?
         };
-        // One thread writes every chunk and another hashes it, while the next ones
-        // arrive: the two run side by side on two cores (a thread per chunk costs more
-        // than the hashing, and spreads the allocator's caches).
+        // One thread writes every chunk and, when asked, another hashes it, while the
+        // next ones arrive: the two run side by side on two cores (a thread per chunk
+        // costs more than the hashing, and spreads the allocator's caches).
         let (chunks, mut inbox) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
-        let (to_hash, mut hash_inbox) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let (to_hash, hashing) = if write.sha256 {
+            let (to_hash, mut hash_inbox) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+            let hashing: JoinHandle<Sha256> = tokio::task::spawn_blocking(move || {
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = hash_inbox.blocking_recv() {
+                    hasher.update(&chunk);
+                }
+                hasher
+            });
+            (Some(to_hash), Some(hashing))
+        } else {
+            (None, None)
+        };
         let writer: JoinHandle<std::io::Result<File>> = tokio::task::spawn_blocking(move || {
             let mut file = file;
             while let Some(chunk) = inbox.blocking_recv() {
                 file.write_all(&chunk)?;
             }
             Ok(file)
-        });
-        let hashing: JoinHandle<Sha256> = tokio::task::spawn_blocking(move || {
-            let mut hasher = Sha256::new();
-            while let Some(chunk) = hash_inbox.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hasher
         });
         let mut size: u64 = 0;
         let failure = loop {
@@ -205,21 +213,29 @@ impl BlobStore for LocalBlobStore {
                 Some(Err(e)) => break Some(BlobError::Source(e)),
             };
             size += chunk.len() as u64;
-            if let Some(limit) = limit
+            if let Some(limit) = write.limit
                 && size > limit
             {
                 break Some(BlobError::TooLarge { limit });
             }
             // A closed inbox: the writer failed, and its join says why. (The hasher
             // cannot fail; its inbox closes only with it.)
-            if to_hash.send(chunk.clone()).await.is_err() || chunks.send(chunk).await.is_err() {
+            if let Some(to_hash) = &to_hash
+                && to_hash.send(chunk.clone()).await.is_err()
+            {
+                break None;
+            }
+            if chunks.send(chunk).await.is_err() {
                 break None;
             }
         };
         drop(chunks);
         drop(to_hash);
         let written = joined(writer).await;
-        let hashed = hashing.await.map_err(lost);
+        let hashed = match hashing {
+            Some(hashing) => hashing.await.map(Some).map_err(lost),
+            None => Ok(None),
+        };
         let (file, hasher) = match (failure, written, hashed) {
             (None, Ok(file), Ok(hasher)) => (file, hasher),
             (Some(e), file, _) => {
@@ -242,7 +258,7 @@ impl BlobStore for LocalBlobStore {
             Self::discard(partial, None).await;
             return Err(e);
         }
-        Ok(StoredBlob { size, sha256: hasher.finalize().into() })
+        Ok(StoredBlob { size, sha256: hasher.map(|h| h.finalize().into()) })
     }
 
     async fn open(&self, key: &str, range: ByteRange) -> Result<Option<BlobRead>, BlobError> {
@@ -305,9 +321,9 @@ mod tests {
     async fn a_stream_is_stored_whole_hashed_and_read_back_by_range() {
         let root = scratch();
         let store = LocalBlobStore::new(&root);
-        let stored = store.put_stream("items/1/2", chunks(&[b"hello ", b"blob ", b"world"]), None).await.unwrap();
+        let stored = store.put_stream("items/1/2", chunks(&[b"hello ", b"blob ", b"world"]), BlobWrite::HASHED).await.unwrap();
         assert_eq!(stored.size, 16);
-        assert_eq!(hex::encode(stored.sha256), hex::encode(Sha256::digest(b"hello blob world")));
+        assert_eq!(stored.sha256.map(hex::encode), Some(hex::encode(Sha256::digest(b"hello blob world"))));
         assert!(!root.join("items/1/2.partial").exists());
         let whole = read(&store, "items/1/2", ByteRange::Full).await.unwrap().unwrap();
         assert_eq!(whole, (16, 0..16, b"hello blob world".to_vec()));
@@ -327,15 +343,18 @@ mod tests {
     async fn a_failed_or_oversized_stream_stores_nothing() {
         let root = scratch();
         let store = LocalBlobStore::new(&root);
-        store.put_stream("k", chunks(&[b"old"]), None).await.unwrap();
+        store.put_stream("k", chunks(&[b"old"]), BlobWrite::UNHASHED).await.unwrap();
         let broken = futures::stream::iter(vec![Ok(Bytes::from_static(b"new")), Err(std::io::Error::other("client gone"))]).boxed();
-        assert!(matches!(store.put_stream("k", broken, None).await, Err(BlobError::Source(_))));
-        assert!(matches!(store.put_stream("k", chunks(&[b"12345", b"6"]), Some(5)).await, Err(BlobError::TooLarge { limit: 5 })));
+        assert!(matches!(store.put_stream("k", broken, BlobWrite::UNHASHED).await, Err(BlobError::Source(_))));
+        assert!(matches!(
+            store.put_stream("k", chunks(&[b"12345", b"6"]), BlobWrite::UNHASHED.at_most(5)).await,
+            Err(BlobError::TooLarge { limit: 5 })
+        ));
         assert_eq!(read(&store, "k", ByteRange::Full).await.unwrap().unwrap().2, b"old", "the previous blob stays whole");
         assert!(!root.join("k.partial").exists());
         // What a writer killed half-way left is taken over, not served or kept.
         std::fs::write(root.join("k.partial"), b"half").unwrap();
-        store.put_stream("k", chunks(&[b"fresh"]), Some(5)).await.unwrap();
+        store.put_stream("k", chunks(&[b"fresh"]), BlobWrite::UNHASHED.at_most(5)).await.unwrap();
         assert_eq!(read(&store, "k", ByteRange::Full).await.unwrap().unwrap().2, b"fresh");
         assert!(!root.join("k.partial").exists());
         let _ = std::fs::remove_dir_all(root);
@@ -349,7 +368,7 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move {
                 let parts: Vec<std::io::Result<Bytes>> = (0..64).map(|_| Ok(Bytes::from(vec![fill; 4096]))).collect();
-                store.put_stream("same", futures::stream::iter(parts).boxed(), None).await
+                store.put_stream("same", futures::stream::iter(parts).boxed(), BlobWrite::UNHASHED).await
             })
         };
         let (a, b) = (writer(b'a'), writer(b'b'));

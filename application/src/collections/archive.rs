@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, StreamWriter, ZipWriter};
 
-use crate::ports::{BlobError, BlobStore, ByteRange, ByteStream, StoredBlob};
+use crate::ports::{BlobError, BlobStore, BlobWrite, ByteRange, ByteStream, StoredBlob};
 
 /// One blob to copy into an archive.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ pub async fn write_archive(
         }
     })
     .boxed();
-    let stored = blobs.put_stream(key, body, None).await;
+    let stored = blobs.put_stream(key, body, BlobWrite::UNHASHED).await;
     // The producer's own error says more than the store's "the source failed".
     let produced = producing.await.map_err(ArchiveError::Stopped)?;
     produced?;
@@ -186,14 +186,14 @@ mod tests {
 
     #[async_trait]
     impl BlobStore for MemoryBlobs {
-        async fn put_stream(&self, key: &str, mut body: ByteStream, _limit: Option<u64>) -> Result<StoredBlob, BlobError> {
+        async fn put_stream(&self, key: &str, mut body: ByteStream, _write: BlobWrite) -> Result<StoredBlob, BlobError> {
             let mut whole = BytesMut::new();
             while let Some(chunk) = body.next().await {
                 whole.extend_from_slice(&chunk.map_err(BlobError::Source)?);
             }
             let size = whole.len() as u64;
             self.0.lock().unwrap().insert(key.to_string(), whole.freeze());
-            Ok(StoredBlob { size, sha256: [0; 32] })
+            Ok(StoredBlob { size, sha256: None })
         }
 
         async fn open(&self, key: &str, range: ByteRange) -> Result<Option<BlobRead>, BlobError> {
@@ -220,8 +220,8 @@ mod tests {
     async fn items_stream_from_the_store_into_an_archive_published_whole() {
         let store = Arc::new(MemoryBlobs::default());
         let a = b"first item bytes".repeat(50);
-        store.put_stream("items/1/1", crate::blobs::one_chunk(a.clone()), None).await.unwrap();
-        store.put_stream("items/1/2", crate::blobs::one_chunk(&b"second"[..]), None).await.unwrap();
+        store.put_stream("items/1/1", crate::blobs::one_chunk(a.clone()), BlobWrite::UNHASHED).await.unwrap();
+        store.put_stream("items/1/2", crate::blobs::one_chunk(&b"second"[..]), BlobWrite::UNHASHED).await.unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let progress: Arc<dyn Fn(u8) + Send + Sync> = {
             let seen = seen.clone();
@@ -252,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn an_archive_with_a_missing_item_is_not_published() {
         let store = Arc::new(MemoryBlobs::default());
-        store.put_stream("items/1/1", crate::blobs::one_chunk(&b"here"[..]), None).await.unwrap();
+        store.put_stream("items/1/1", crate::blobs::one_chunk(&b"here"[..]), BlobWrite::UNHASHED).await.unwrap();
         let entries = vec![entry("a", "items/1/1", 4), entry("b", "items/1/404", 4)];
         let built = write_archive(store.clone(), "collections/2.zip", entries, vec![], Arc::new(|_| {})).await;
         assert!(matches!(built, Err(ArchiveError::MissingItem(key)) if key == "items/1/404"));

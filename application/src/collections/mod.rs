@@ -21,7 +21,7 @@ use crate::collections::archive::{ArchiveEntry, write_archive};
 use crate::jobs::{JobKind, JobProgress, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
-use crate::ports::{BlobStore, ByteStream, Clock, ExpectedVersion, IdGenerator, Position, StoreError};
+use crate::ports::{BlobStore, BlobWrite, ByteStream, Clock, ExpectedVersion, IdGenerator, Position, StoreError};
 
 /// The query side collections choose from: a dataset's items as the `dataset_items`
 /// read model holds them (adding an item never reads the dataset's other items).
@@ -211,13 +211,14 @@ impl Collections {
         }
         let item_id = self.ids.next_id("dataset_item").await?;
         let blob_key = format!("items/{dataset_id}/{item_id}");
-        let stored = self.blobs.put_stream(&blob_key, body, Some(max_bytes)).await?;
+        let stored = self.blobs.put_stream(&blob_key, body, BlobWrite::HASHED.at_most(max_bytes)).await?;
+        let sha256 = stored.sha256.ok_or_else(|| AppError::broken("the blob store did not hash an item"))?;
         let item = DatasetItem {
             item_id,
             filename,
             blob_key,
             size_bytes: i64::try_from(stored.size).unwrap_or(i64::MAX),
-            sha256: hex::encode(stored.sha256),
+            sha256: hex::encode(sha256),
             content_type: content_type.to_string(),
             labels,
             caption,

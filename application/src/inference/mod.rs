@@ -31,8 +31,8 @@ use crate::jobs::{JobKind, JobRunner, Outcome, ProgressReport};
 use crate::ledger::Ledger;
 use crate::metadata::{Cause, CommandContext};
 use crate::ports::{
-    BlobStore, ByteRange, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine, MODEL_NOT_LOADED,
-    Position, RgbImage,
+    BlobStore, BlobWrite, ByteRange, EngineError, ExpectedVersion, IdGenerator, ImageDecoder, ImageHeader, InferenceEngine,
+    MODEL_NOT_LOADED, Position, RgbImage,
 };
 use crate::{AppError, Internal};
 
@@ -148,7 +148,7 @@ impl InferenceTasks {
             let sha256 = sha256_hex(b.onnx);
             let (existing, _) = self.ledger.load::<Model>(&model::stream_id(b.id)).await?;
             if existing.sha256() != sha256 || self.blobs.open(&key, ByteRange::Full).await?.is_none() {
-                self.blobs.put_stream(&key, one_chunk(Bytes::from_static(b.onnx)), None).await?;
+                self.blobs.put_stream(&key, one_chunk(Bytes::from_static(b.onnx)), BlobWrite::UNHASHED).await?;
             }
             let command = || ModelCommand::Register {
                 model_id: b.id,
@@ -192,7 +192,7 @@ impl InferenceTasks {
             }
         };
         let key = blob_key_for_model(model_id);
-        self.blobs.put_stream(&key, one_chunk(onnx.clone()), None).await?;
+        self.blobs.put_stream(&key, one_chunk(onnx.clone()), BlobWrite::UNHASHED).await?;
         let command =
             ModelCommand::Register { model_id, manifest: manifest.clone(), blob_key: key, sha256: sha256_hex(&onnx), builtin: false };
         let events = Model::default().handle(command)?;
@@ -295,7 +295,7 @@ impl InferenceTasks {
         // A directory per thousand tasks: creating one per task cost more than the file.
         let key = format!("inference/{}/{filename}", task_id / 1000);
         // The bytes first: an event never points at a blob that is not there.
-        self.blobs.put_stream(&key, one_chunk(bytes.to_vec()), None).await?;
+        self.blobs.put_stream(&key, one_chunk(bytes.to_vec()), BlobWrite::UNHASHED).await?;
         let input = TaskInput {
             blob_key: key,
             filename,
