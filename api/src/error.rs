@@ -186,6 +186,11 @@ impl<S: Shape> From<AppError> for ApiError<S> {
                 tracing::error!(error = %m, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")
             }
+            AppError::Blob(BlobError::TooLarge { limit }) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The file is larger than {limit} bytes."))
+            }
+            // The upload itself broke off (the client went away, a malformed part).
+            AppError::Blob(BlobError::Source(e)) => Self::bad_request(format!("The upload could not be read: {e}")),
             AppError::Blob(e @ BlobError::Unavailable(_)) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "blob store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable")

@@ -186,11 +186,8 @@ impl Collections {
         Ok(position)
     }
 
-    /// Adds an uploaded file to a dataset: bytes first (streamed under a fresh key,
-    /// hashed on the way, at most `max_bytes`), then `DatasetItemAdded` on the item's
-    /// own stream. The dataset is checked live on its stream, which the append expects
-    /// unchanged: a dataset retired meanwhile takes no item, while uploads to one
-    /// dataset never conflict with each other.
+    /// Adds an uploaded file to a dataset: bytes first (`stage_item`), then the item
+    /// (`record_item`). The metadata is checked before any byte is stored.
     #[allow(clippy::too_many_arguments)]
     pub async fn add_item(
         &self,
@@ -202,35 +199,90 @@ impl Collections {
         metadata: (Vec<String>, String, BTreeMap<String, String>),
         ctx: &CommandContext,
     ) -> Result<(DatasetItem, Position), AppError> {
+        dataset_item::clean_item_metadata(metadata.0.clone(), metadata.1.clone(), metadata.2.clone())?;
+        let staged = self.stage_item(dataset_id, filename, content_type, body, max_bytes).await?;
+        self.record_item(staged, metadata, ctx).await
+    }
+
+    /// Stores an uploaded file's bytes for a dataset under a fresh key, streamed and
+    /// hashed on the way, at most `max_bytes`. Nothing is recorded yet: the caller
+    /// records it (`record_item`) once it has the item's metadata, which a multipart
+    /// form may send after the file, or discards it (`discard_item`).
+    pub async fn stage_item(
+        &self,
+        dataset_id: i64,
+        filename: &str,
+        content_type: &str,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<StagedItem, AppError> {
         let filename = dataset_item::parse_item_path(filename)?;
-        let (labels, caption, identifiers) = dataset_item::clean_item_metadata(metadata.0, metadata.1, metadata.2)?;
-        let dataset_stream = catalog::stream_id(dataset_id);
-        let (dataset, version) = self.ledger.load::<Dataset>(&dataset_stream).await?;
+        let (dataset, _) = self.ledger.load::<Dataset>(&catalog::stream_id(dataset_id)).await?;
         if !dataset.exists() || dataset.is_retired() {
             return Err(AppError::NotFound("dataset"));
         }
         let item_id = self.ids.next_id("dataset_item").await?;
         let blob_key = format!("items/{dataset_id}/{item_id}");
         let stored = self.blobs.put_stream(&blob_key, body, BlobWrite::HASHED.at_most(max_bytes)).await?;
-        let sha256 = stored.sha256.ok_or_else(|| AppError::broken("the blob store did not hash an item"))?;
+        let Some(sha256) = stored.sha256 else {
+            self.delete_blob(&blob_key).await;
+            return Err(AppError::broken("the blob store did not hash an item"));
+        };
+        Ok(StagedItem { dataset_id, item_id, filename, content_type: content_type.to_string(), blob_key, size: stored.size, sha256 })
+    }
+
+    /// Records a staged item as `DatasetItemAdded`, the one event of the item's own
+    /// stream. The dataset is checked live on its stream, which the append expects
+    /// unchanged: a dataset retired meanwhile takes no item, while uploads to one
+    /// dataset never conflict with each other. An item that is refused leaves no bytes.
+    pub async fn record_item(
+        &self,
+        staged: StagedItem,
+        metadata: (Vec<String>, String, BTreeMap<String, String>),
+        ctx: &CommandContext,
+    ) -> Result<(DatasetItem, Position), AppError> {
+        let key = staged.blob_key.clone();
+        let recorded = self.record_staged(staged, metadata, ctx).await;
+        if recorded.is_err() {
+            self.delete_blob(&key).await;
+        }
+        recorded
+    }
+
+    /// Removes a staged item's bytes (its upload was refused after they were stored).
+    pub async fn discard_item(&self, staged: StagedItem) {
+        self.delete_blob(&staged.blob_key).await;
+    }
+
+    async fn delete_blob(&self, key: &str) {
+        if let Err(e) = self.blobs.delete(key).await {
+            tracing::warn!(key, error = %e, "cannot remove the bytes of an item that was not recorded");
+        }
+    }
+
+    async fn record_staged(
+        &self,
+        staged: StagedItem,
+        metadata: (Vec<String>, String, BTreeMap<String, String>),
+        ctx: &CommandContext,
+    ) -> Result<(DatasetItem, Position), AppError> {
+        let (labels, caption, identifiers) = dataset_item::clean_item_metadata(metadata.0, metadata.1, metadata.2)?;
+        let StagedItem { dataset_id, item_id, filename, content_type, blob_key, size, sha256 } = staged;
+        let dataset_stream = catalog::stream_id(dataset_id);
         let item = DatasetItem {
             item_id,
             filename,
             blob_key,
-            size_bytes: i64::try_from(stored.size).unwrap_or(i64::MAX),
+            size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
             sha256: hex::encode(sha256),
-            content_type: content_type.to_string(),
+            content_type,
             labels,
             caption,
             identifiers,
         };
         let mut attempt = 0;
-        let mut known = Some((dataset, version));
         loop {
-            let (dataset, version) = match known.take() {
-                Some(known) => known,
-                None => self.ledger.load::<Dataset>(&dataset_stream).await?,
-            };
+            let (dataset, version) = self.ledger.load::<Dataset>(&dataset_stream).await?;
             let events = dataset.handle(DatasetCommand::AddItem { item: item.clone() })?;
             let guard = self.ledger.expect_unchanged(&dataset_stream, version);
             // Ids as when items went on the dataset's stream: an upload retried with its
@@ -247,6 +299,18 @@ impl Collections {
             }
         }
     }
+}
+
+/// An item's bytes, stored under its key and not yet recorded.
+#[derive(Debug)]
+pub struct StagedItem {
+    dataset_id: i64,
+    item_id: i64,
+    filename: String,
+    content_type: String,
+    blob_key: String,
+    size: u64,
+    sha256: [u8; 32],
 }
 
 /// How often an item's append is re-decided when its dataset changed meanwhile.

@@ -407,3 +407,35 @@ async fn downloads_answer_ranges_and_conditional_requests() {
     let stale = get(vec![("if-match", "\"something-else\"".into())]).await.unwrap();
     assert_eq!(stale.status().as_u16(), 412);
 }
+
+/// The file part first, the metadata after it: the file streams into the store as it
+/// arrives, and metadata that is refused afterwards leaves neither an item nor bytes.
+#[tokio::test]
+async fn an_items_metadata_may_follow_its_file_and_a_refused_one_leaves_no_bytes() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else { return };
+    let admin = app.admin().await;
+    let ward = dataset(&app, &admin, "ward-after").await;
+    let file_then = |fields: &[(&str, &str)]| {
+        let mut body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"scan.png\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(vec![7u8; 300_000]);
+        body.extend(b"\r\n");
+        for (name, value) in fields {
+            body.extend(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+        }
+        body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
+        body
+    };
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let added = expect(app.medagg(&admin).add_item(ward, &content_type, file_then(&[("caption", "after the file")])).await, 201).await;
+    assert_eq!((added["caption"].as_str(), added["size_bytes"].as_i64()), (Some("after the file"), Some(300_000)));
+
+    let refused = app.medagg(&admin).add_item(ward, &content_type, file_then(&[("identifiers", "not json")])).await;
+    assert_eq!(refused.status(), 400);
+    let items = expect(app.medagg(&admin).items(ward).await, 200).await;
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
+    let stored: Vec<_> = std::fs::read_dir(app.state.config.blob_dir().join(format!("items/{ward}"))).unwrap().collect();
+    assert_eq!(stored.len(), 1, "the refused upload's bytes were removed");
+}
