@@ -228,19 +228,7 @@ async fn logout(
 }
 
 async fn refresh(State(state): State<AppState>, Ctx(ctx): Ctx, JsonBody(body, ..): JsonBody<RefreshBody, Myo>) -> Res<Json<Value>> {
-    let tokens = match state.accounts.refresh(&body.refresh, &ctx).await {
-        Ok(tokens) => tokens,
-        Err(e @ medledger_application::AppError::TokenReuse) => {
-            // The reuse has just revoked the session: the access model must know before
-            // the client hears so, or the session's access token would still pass here
-            // for a moment.
-            if let Ok(head) = state.dbs.store.head().await {
-                state.caught_up_on(&[medledger_projections::identity::ACCESS], head.position).await;
-            }
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let tokens = state.accounts.refresh(&body.refresh, &ctx).await?;
     Ok(Json(json!(wire::TokenPair { access: tokens.access, refresh: tokens.refresh })))
 }
 

@@ -456,7 +456,7 @@ impl Accounts {
             .await
             .map_err(session_error)?;
         if session::is_reuse(&events) {
-            return Err(AppError::TokenReuse);
+            return Err(self.reuse_recorded(position).await);
         }
         // A new token, or within the grace window the current one again (reissued).
         let (token_id, expires_at) = session::handed_out(&events).ok_or_else(|| AppError::broken("a refresh recorded nothing"))?;
@@ -464,6 +464,17 @@ impl Accounts {
         let access = self.issue_access(claims.user_id, user.roles(), claims.session_id, position)?;
         let refresh = self.tokens.issue_refresh(&RefreshClaims { token_id, ..claims }, expires_at)?;
         Ok(Tokens { access, refresh })
+    }
+
+    /// A reused refresh token has revoked its session at `position`. Requests are judged
+    /// by the access model, so it must have applied that before the caller hears so, or
+    /// the session's access token would still pass here for a moment. (Past the model's
+    /// bounded wait the answer goes out anyway: the token is refused as soon as it has.)
+    async fn reuse_recorded(&self, position: Option<Position>) -> AppError {
+        if let Some(position) = position {
+            let _ = self.access.reach(position).await;
+        }
+        AppError::TokenReuse
     }
 
     /// Ends the session the refresh token belongs to; the position of the end, if it
@@ -481,7 +492,7 @@ impl Accounts {
             .await
             .map_err(session_error)?;
         if session::is_reuse(&events) {
-            return Err(AppError::TokenReuse);
+            return Err(self.reuse_recorded(position).await);
         }
         Ok(position)
     }
