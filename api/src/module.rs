@@ -96,8 +96,12 @@ pub struct Contexts(Arc<Values>);
 
 impl Contexts {
     pub fn get<T: Any + Send + Sync>(&self) -> Result<&T, Unwired> {
-        self.0.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>()).ok_or(Unwired(std::any::type_name::<T>()))
+        lookup(&self.0)
     }
+}
+
+fn lookup<T: Any + Send + Sync>(values: &Values) -> Result<&T, Unwired> {
+    values.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>()).ok_or(Unwired(std::any::type_name::<T>()))
 }
 
 /// A context's state was asked for but no module provided it: a wiring mistake (its
@@ -125,7 +129,7 @@ impl<'a> Wiring<'a> {
     }
 
     pub fn get<T: Any + Send + Sync>(&self) -> Result<&T, Unwired> {
-        self.values.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>()).ok_or(Unwired(std::any::type_name::<T>()))
+        lookup(&self.values)
     }
 
     pub fn finish(self) -> Contexts {

@@ -116,8 +116,7 @@ impl EventCodec {
 
     /// Old schemas of these enums' events are brought up to date as they are read.
     pub fn upcasting<'a>(mut self, enums: impl IntoIterator<Item = &'a EventEnum>) -> Self {
-        let upcasters = enums.into_iter().flat_map(|e| e.upcasters).map(|u| ((u.event_type, u.from_version), *u)).collect();
-        self.upcasters = Arc::new(Upcasters(upcasters));
+        self.upcasters = Arc::new(Upcasters::of(enums));
         self
     }
 
@@ -214,6 +213,10 @@ impl EventCodec {
 struct Upcasters(HashMap<(&'static str, u32), Upcaster>);
 
 impl Upcasters {
+    fn of<'a>(enums: impl IntoIterator<Item = &'a EventEnum>) -> Self {
+        Self(enums.into_iter().flat_map(|e| e.upcasters).map(|u| ((u.event_type, u.from_version), *u)).collect())
+    }
+
     /// Brings an old event schema up to the one the domain reads, one version at a time,
     /// with the upcasters the domain registers beside each event (`DomainEvent::UPCASTERS`).
     fn upcast(&self, event_type: &str, schema_version: i32, mut data: Value) -> Value {
@@ -231,9 +234,7 @@ mod tests {
     use super::*;
 
     fn identity() -> Upcasters {
-        Upcasters(
-            medledger_domain::identity::EVENTS.iter().flat_map(|e| e.upcasters).map(|u| ((u.event_type, u.from_version), *u)).collect(),
-        )
+        Upcasters::of(medledger_domain::identity::EVENTS)
     }
 
     #[test]

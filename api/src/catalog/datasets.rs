@@ -16,7 +16,7 @@ use medledger_projections::catalog::index::{SearchRequest, Semantics};
 use medledger_projections::catalog::queries::{self, DATASET_ORDERINGS, DatasetFilter, DatasetRow};
 use serde_json::{Value, json};
 
-use crate::contracts::medagg::{CatalogReader, ListRequest, Res, TagRef, check_query_text, paged, resolve_tags};
+use crate::contracts::medagg::{CatalogReader, ListRequest, MAX_LIST_LIMIT, Res, TagRef, check_query_text, paged, resolve_tags};
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
@@ -93,10 +93,6 @@ struct ListQuery {
     offset: Option<i64>,
 }
 
-/// The list's largest page, and its default: a catalog up to this size comes whole in
-/// one answer, as the seed's unpaginated list would give it; a larger one in pages, as
-/// `X-Total-Count` and `Link` say.
-const MAX_LIMIT: i64 = 1_000;
 /// Most matches a free-text list query can order by a column (the index finds them, the
 /// read model orders them); more is a 400 rather than a silently shortened list.
 const MAX_TEXT_MATCHES: usize = 10_000;
@@ -116,7 +112,7 @@ async fn list(State(state): State<AppState>, _reader: CatalogReader, request: Li
             }
         },
     };
-    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
+    let page = request.paging(MAX_LIST_LIMIT, MAX_LIST_LIMIT, (None, None))?;
     let mut filter = DatasetFilter {
         ids: None,
         modality: filters.modality.clone(),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::blob_response;
-use crate::contracts::medagg::{ListRequest, Res, paged};
+use crate::contracts::medagg::{ListRequest, MAX_LIST_LIMIT, Page, Res, paged};
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Auth, Ctx, JsonBody};
 use crate::openapi::{Api, Op};
@@ -209,23 +209,8 @@ impl Drop for UserTurn {
     }
 }
 
-/// The lists' paging parameters, for the API document (read by [`ListRequest`]).
-#[derive(schemars::JsonSchema)]
-#[allow(dead_code)]
-struct Page {
-    /// 1 to 1000; default 1000 (every collection up to that many).
-    #[schemars(range(min = 1, max = 1000))]
-    limit: Option<i64>,
-    #[schemars(range(min = 0, max = 2147483647))]
-    offset: Option<i64>,
-}
-
-/// The lists' largest page, and their default: every collection a user could keep, and
-/// then some, comes in one answer, as the seed's unpaginated list would give it.
-const MAX_LIMIT: i64 = 1_000;
-
 async fn list(State(state): State<AppState>, auth: Auth<Detail>, request: ListRequest) -> Res<(HeaderMap, Json<Vec<Value>>)> {
-    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
+    let page = request.paging(MAX_LIST_LIMIT, MAX_LIST_LIMIT, (None, None))?;
     let owner = Some(auth.user_id());
     let (rows, total) = tokio::try_join!(
         queries::collections(&state.dbs.read, owner, page.limit, page.offset),
@@ -241,7 +226,7 @@ async fn detail(State(state): State<AppState>, auth: Auth<Detail>, Path(id): Pat
 }
 
 async fn requests(State(state): State<AppState>, _admin: Admin<Detail>, request: ListRequest) -> Res<(HeaderMap, Json<Vec<Value>>)> {
-    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
+    let page = request.paging(MAX_LIST_LIMIT, MAX_LIST_LIMIT, (None, None))?;
     let (rows, total) = tokio::try_join!(
         queries::collections(&state.dbs.read, None, page.limit, page.offset),
         queries::count_collections(&state.dbs.read, None),

@@ -11,7 +11,7 @@ use medledger_application::collections::{Collections, StagedItem};
 use medledger_projections::collections::queries::{self, ItemRow};
 use serde_json::{Value, json};
 
-use crate::contracts::medagg::{CatalogReader, ListRequest, Res, paged};
+use crate::contracts::medagg::{CatalogReader, ListRequest, MAX_LIST_LIMIT, Page, Res, paged};
 use crate::error::{ApiError, Detail};
 use crate::extract::{Admin, Ctx};
 use crate::openapi::{Api, Op};
@@ -149,20 +149,6 @@ async fn stage(collections: &Collections, dataset_id: i64, mut field: Field<'_>)
     Ok(staged)
 }
 
-/// The list's paging parameters, for the API document (read by [`ListRequest`]).
-#[derive(schemars::JsonSchema)]
-#[allow(dead_code)]
-struct Page {
-    /// 1 to 1000; default 1000.
-    #[schemars(range(min = 1, max = 1000))]
-    limit: Option<i64>,
-    #[schemars(range(min = 0, max = 2147483647))]
-    offset: Option<i64>,
-}
-
-/// The list's largest page, and its default (`X-Total-Count` and `Link` say the rest).
-const MAX_LIMIT: i64 = 1_000;
-
 async fn list(
     State(state): State<AppState>,
     _reader: CatalogReader,
@@ -171,7 +157,7 @@ async fn list(
 ) -> Res<(HeaderMap, Json<Value>)> {
     let dataset_id: i64 = id.parse().map_err(|_| ApiError::not_found("Not found."))?;
     medledger_projections::catalog::dataset(&state.dbs.read, dataset_id).await?.ok_or_else(|| ApiError::not_found("Not found."))?;
-    let page = request.paging(MAX_LIMIT, MAX_LIMIT, (None, None))?;
+    let page = request.paging(MAX_LIST_LIMIT, MAX_LIST_LIMIT, (None, None))?;
     let (items, total) = tokio::try_join!(
         queries::dataset_items(&state.dbs.read, dataset_id, page.limit, page.offset),
         queries::count_dataset_items(&state.dbs.read, dataset_id),

@@ -157,6 +157,22 @@ pub(crate) struct Paging {
     pub(crate) offset: i64,
 }
 
+/// The largest page of a plain list, and its default: everything up to that many in one
+/// answer, as the seed's unpaginated views give it (`X-Total-Count` and `Link` say the
+/// rest). The ranked search pages differently.
+pub(crate) const MAX_LIST_LIMIT: i64 = 1_000;
+
+/// A plain list's paging parameters, for the API document (read by [`ListRequest`]).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+pub(crate) struct Page {
+    /// 1 to 1000; default 1000.
+    #[schemars(range(min = 1, max = 1000))]
+    limit: Option<i64>,
+    #[schemars(range(min = 0, max = 2147483647))]
+    offset: Option<i64>,
+}
+
 /// The largest `offset` accepted: far past any catalog, and small enough that
 /// `offset + limit` never overflows anywhere.
 pub(crate) const MAX_OFFSET: i64 = i32::MAX as i64;
